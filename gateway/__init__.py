@@ -1,0 +1,1 @@
+"""API-key authentication gateway: an ASGI reverse proxy over a hashed, cached key store."""

@@ -1,0 +1,250 @@
+"""TOML configuration -> frozen dataclasses, with errors a person can act on.
+
+Every problem stops start-up with one sentence naming the file, the key and the fix, e.g.
+``gateway.toml, routes[2]: upstream 'htp://x' is not an http(s) URL``.
+Config path resolution: ``--config``, else ``$GATEWAY_CONFIG``, else ``./gateway.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.tokens import DEFAULT_PREFIX, PREFIX_PATTERN
+
+AUTH_MODES = ("required", "optional", "none")
+
+
+class ConfigError(Exception):
+    """A configuration problem; its message is a sentence for the operator."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Route:
+    prefix: str
+    upstream: str  # scheme://host[:port] with no trailing slash
+    upstream_path: str = ""  # path of the upstream URL, prepended to what is forwarded
+    strip_prefix: bool = True
+    auth: str = "required"
+    projects: frozenset[str] = frozenset()
+    timeout_seconds: float = 30.0
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    ttl_seconds: float = 60.0
+    negative_ttl_seconds: float = 5.0
+    max_entries: int = 100_000
+    invalidation_interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    listen: Listen = Listen("127.0.0.1", 8080)
+    workers: int = 1
+    admin_listen: Listen | None = Listen("127.0.0.1", 8081)
+    store_path: Path = Path("gateway.db")
+    busy_timeout_ms: int = 5000
+    key_prefix: str = DEFAULT_PREFIX
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    routes: tuple[Route, ...] = ()
+
+
+def resolve_path(explicit: str | None) -> Path:
+    return Path(explicit or os.environ.get("GATEWAY_CONFIG") or "gateway.toml")
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file; pass --config, set GATEWAY_CONFIG, or copy "
+            "config.example.toml to gateway.toml"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: is not valid TOML ({exc})") from None
+    return parse(data, path)
+
+
+class _Section:
+    """Reads one table, remembering which keys were used so unknown ones can be reported."""
+
+    def __init__(self, source: Path, where: str, data: object) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}, {where}: must be a table")
+        self.source, self.where, self.data = source, where, data
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}, {self.where}: {key} {message}")
+
+    def get(self, key: str, kind: type[Any] | tuple[type[Any], ...], default: Any) -> Any:
+        value = self.data.get(key, default)
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        # bool is an int in Python; a TOML `true` for a number is still a mistake.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
+            raise self.fail(key, f"must be {_article(names)} {names}, not {value!r}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float, integer: bool = False) -> Any:
+        value = self.get(key, int if integer else (int, float), default)
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, not {value!r}")
+        return value
+
+    def check_unknown(self, known: set[str]) -> None:
+        for key in self.data:
+            if key not in known:
+                raise ConfigError(
+                    f"{self.source}, {self.where}: unknown key '{key}' "
+                    f"(known keys: {', '.join(sorted(known))})"
+                )
+
+
+def _tuple(kind: type[Any] | tuple[type[Any], ...]) -> tuple[type[Any], ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _article(names: str) -> str:
+    return "an" if names[0] in "aeiou" else "a"
+
+
+def parse_listen(value: str, where: str) -> Listen:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: listen {value!r} must be 'host:port', e.g. '127.0.0.1:8080'")
+    return Listen(host, int(port))
+
+
+def _route(source: Path, index: int, raw: object) -> Route:
+    section = _Section(source, f"routes[{index}]", raw)
+    section.check_unknown(
+        {
+            "prefix",
+            "upstream",
+            "strip_prefix",
+            "auth",
+            "projects",
+            "timeout_seconds",
+            "max_body_bytes",
+        }
+    )
+    if "prefix" not in section.data or "upstream" not in section.data:
+        raise section.fail("prefix and upstream", "are required")
+    prefix = section.get("prefix", str, None)
+    if not prefix.startswith("/") or (prefix != "/" and prefix.endswith("/")):
+        raise section.fail("prefix", f"{prefix!r} must start with '/' and not end with one")
+    if any(seg in ("", ".", "..") for seg in prefix.split("/")[1:]) and prefix != "/":
+        raise section.fail("prefix", f"{prefix!r} must not contain empty, '.' or '..' segments")
+    if any(c in prefix for c in "%\\?#") or not prefix.isascii():
+        raise section.fail("prefix", f"{prefix!r} must be a plain ASCII path without %, \\, ? or #")
+    upstream = section.get("upstream", str, None)
+    parts = urlsplit(upstream)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise section.fail("upstream", f"{upstream!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise section.fail("upstream", f"{upstream!r} must not have a query or fragment")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise section.fail("upstream", f"{upstream!r} has an invalid port") from None
+    auth = section.get("auth", str, "required")
+    if auth not in AUTH_MODES:
+        raise section.fail("auth", f"must be one of {', '.join(AUTH_MODES)}, not {auth!r}")
+    projects = section.get("projects", list, [])
+    if not all(isinstance(p, str) and p for p in projects):
+        raise section.fail("projects", "must be a list of project ids (strings)")
+    return Route(
+        prefix=prefix,
+        upstream=f"{parts.scheme}://{parts.netloc}",
+        upstream_path=parts.path.rstrip("/"),
+        strip_prefix=section.get("strip_prefix", bool, True),
+        auth=auth,
+        projects=frozenset(projects),
+        timeout_seconds=float(section.number("timeout_seconds", 30.0, 0.001)),
+        max_body_bytes=section.number("max_body_bytes", 10 * 1024 * 1024, 0, integer=True),
+    )
+
+
+def parse(data: Mapping[str, Any], source: Path) -> Config:
+    top = _Section(source, "top level", data)
+    top.check_unknown({"server", "admin", "store", "keys", "cache", "routes"})
+
+    server = _Section(source, "[server]", data.get("server", {}))
+    server.check_unknown({"listen", "workers"})
+    listen = parse_listen(server.get("listen", str, "127.0.0.1:8080"), f"{source}, [server]")
+    workers = server.number("workers", 1, 1, integer=True)
+
+    admin = _Section(source, "[admin]", data.get("admin", {}))
+    admin.check_unknown({"listen"})
+    admin_value = admin.get("listen", str, "127.0.0.1:8081")
+    admin_listen = parse_listen(admin_value, f"{source}, [admin]") if admin_value else None
+
+    store = _Section(source, "[store]", data.get("store", {}))
+    store.check_unknown({"path", "busy_timeout_ms"})
+    store_path = Path(store.get("path", str, "gateway.db"))
+    if not store_path.is_absolute():
+        store_path = source.parent / store_path  # relative to the config file, not the cwd
+
+    keys = _Section(source, "[keys]", data.get("keys", {}))
+    keys.check_unknown({"prefix"})
+    prefix = keys.get("prefix", str, DEFAULT_PREFIX)
+    if PREFIX_PATTERN.fullmatch(prefix) is None:
+        raise keys.fail("prefix", f"{prefix!r} must be 1-16 lowercase letters or digits")
+
+    cache = _Section(source, "[cache]", data.get("cache", {}))
+    cache.check_unknown(
+        {"ttl_seconds", "negative_ttl_seconds", "max_entries", "invalidation_interval_seconds"}
+    )
+    cache_config = CacheConfig(
+        ttl_seconds=float(cache.number("ttl_seconds", 60.0, 0.001)),
+        negative_ttl_seconds=float(cache.number("negative_ttl_seconds", 5.0, 0.001)),
+        max_entries=cache.number("max_entries", 100_000, 1, integer=True),
+        invalidation_interval_seconds=float(
+            cache.number("invalidation_interval_seconds", 1.0, 0.01)
+        ),
+    )
+
+    raw_routes = data.get("routes", [])
+    if not isinstance(raw_routes, list):
+        raise ConfigError(f"{source}: routes must be an array of tables ([[routes]])")
+    routes = tuple(_route(source, i, raw) for i, raw in enumerate(raw_routes))
+    seen: set[str] = set()
+    for i, route in enumerate(routes):
+        if route.prefix in seen:
+            raise ConfigError(f"{source}, routes[{i}]: prefix {route.prefix!r} is already routed")
+        seen.add(route.prefix)
+
+    return Config(
+        source=source,
+        listen=listen,
+        workers=workers,
+        admin_listen=admin_listen,
+        store_path=store_path,
+        busy_timeout_ms=store.number("busy_timeout_ms", 5000, 0, integer=True),
+        key_prefix=prefix,
+        cache=cache_config,
+        routes=routes,
+    )

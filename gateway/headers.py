@@ -1,0 +1,108 @@
+"""Header filtering in both directions: pure functions over ASGI header lists.
+
+ASGI servers hand us lower-cased header names as bytes. One pass over the request headers splits
+them into what is forwarded and what the gateway itself needs (the token, the host, the forwarding
+chain, the request id, the body framing).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+# RFC 9110 §7.6.1 hop-by-hop fields, plus the obsolete Proxy-Connection and the proxy auth fields,
+# which belong to this hop only. Headers named in Connection are dropped too.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+TOKEN_HEADER = b"x-auth-token"
+# Headers the gateway sets itself; a client copy would be forwarded beside ours otherwise.
+# `Expect` is handled by our own server (it sends 100 Continue when the body is read).
+_SET_BY_GATEWAY = frozenset(
+    {b"host", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"expect"}
+)
+_IDENTITY_EXACT = (b"x-project-id", b"x-organization-id")
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+def is_spoofable(name: bytes) -> bool:
+    """Could a client header pass for one of ours? `_` counts as `-` (CGI servers merge them)."""
+    name = name.lower().replace(b"_", b"-")
+    return name.startswith(b"x-auth-") or name in _IDENTITY_EXACT
+
+
+def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Header names listed in Connection: hop-by-hop for this message (RFC 9110 §7.6.1)."""
+    names: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            names.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(names)
+
+
+class RequestHeaders(NamedTuple):
+    forward: list[tuple[str, str]]
+    tokens: list[bytes]
+    host: bytes | None
+    forwarded_for: bytes | None
+    request_id: bytes | None
+    content_length: bytes | None
+    chunked: bool
+
+
+def split_request(headers: list[tuple[bytes, bytes]]) -> RequestHeaders:
+    """Forwardable headers (as str pairs for the upstream client) and what the gateway needs."""
+    dropped = connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else ()
+    forward: list[tuple[str, str]] = []
+    tokens: list[bytes] = []
+    host = forwarded_for = request_id = content_length = None
+    chunked = False
+    for name, value in headers:
+        if name == TOKEN_HEADER:
+            tokens.append(value)
+        elif name in HOP_BY_HOP or name in dropped:
+            if name == b"transfer-encoding":
+                chunked = True
+        elif name in _SET_BY_GATEWAY:
+            if name == b"host":
+                host = value
+            elif name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
+                request_id = value
+        elif name[:1] in b"xX" and is_spoofable(name):
+            continue
+        elif name == b"x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+        else:
+            if name == b"content-length":
+                content_length = value
+            forward.append((name.decode("latin-1"), value.decode("latin-1")))
+    return RequestHeaders(forward, tokens, host, forwarded_for, request_id, content_length, chunked)
+
+
+def filter_response(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    """Upstream response headers minus hop-by-hop ones and the upstream's own X-Request-ID.
+
+    Repeated headers (Set-Cookie) are kept as separate entries.
+    """
+    dropped: frozenset[bytes] | tuple[()] = ()
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in raw:
+        lower = name.lower()
+        if lower == b"connection":
+            dropped = connection_tokens([(lower, value)]) | (dropped or frozenset())
+    for name, value in raw:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in dropped or lower == b"x-request-id":
+            continue
+        out.append((lower, value))
+    return out
