@@ -1,0 +1,248 @@
+"""SQL for API keys, their secrets and the ``key_events`` change feed.
+
+Every statement that changes a key or its secrets appends a ``key_events`` row in the same
+transaction: the verifiers of every process follow that feed to evict what they cached (issue #2,
+revocation within ``invalidation_interval_seconds`` + 0.5 s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.store.database import Database, Writer
+from gateway.store.records import ApiKey, KeyLookup
+
+_KEY_COLUMNS = """k.access_key, k.organization_id, k.user_id, k.application_id,
+    k.default_project_id, k.description, k.mode, k.created_at, k.updated_at, k.expires_at,
+    k.last_used_at, k.creation_ip,
+    (SELECT s.secret_prefix FROM key_secrets s WHERE s.access_key = k.access_key
+     ORDER BY s.created_at DESC LIMIT 1)"""
+
+ORDERS = {
+    "created_at_asc": "k.created_at ASC, k.access_key ASC",
+    "created_at_desc": "k.created_at DESC, k.access_key DESC",
+    "last_used_at_desc": "k.last_used_at IS NULL, k.last_used_at DESC, k.access_key ASC",
+}
+
+
+def _key(row: tuple[Any, ...]) -> ApiKey:
+    (
+        access_key,
+        org,
+        user_id,
+        application_id,
+        project,
+        description,
+        mode,
+        created_at,
+        updated_at,
+        expires_at,
+        last_used_at,
+        creation_ip,
+        secret_prefix,
+    ) = row
+    return ApiKey(
+        access_key,
+        org,
+        user_id,
+        application_id,
+        project,
+        description,
+        mode,
+        created_at,
+        updated_at,
+        expires_at,
+        last_used_at,
+        creation_ip,
+        secret_prefix or "",
+    )
+
+
+async def lookup(db: Database, secret_hash: bytes) -> KeyLookup | None:
+    row = await db.fetchone(
+        """SELECT k.access_key, k.organization_id, k.user_id, k.application_id,
+                  k.default_project_id, k.mode, k.expires_at, s.expires_at
+           FROM key_secrets s JOIN api_keys k ON k.access_key = s.access_key
+           WHERE s.secret_hash = ?""",
+        (secret_hash,),
+    )
+    if row is None:
+        return None
+    access_key, org, user_id, application_id, project, mode, expires_at, secret_expires = row
+    return KeyLookup(
+        access_key=access_key,
+        organization_id=org,
+        bearer_type="user" if user_id is not None else "application",
+        bearer_id=user_id if user_id is not None else application_id,
+        project_id=project,
+        mode=mode,
+        expires_at=expires_at,
+        secret_expires_at=secret_expires,
+    )
+
+
+async def get(db: Database | Writer, access_key: str) -> ApiKey | None:
+    row = await db.fetchone(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys k WHERE k.access_key = ?", (access_key,)
+    )
+    return _key(row) if row else None
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    organization_id: str
+    user_id: str | None = None
+    application_id: str | None = None
+    bearer_type: str | None = None
+    project_id: str | None = None
+    mode: str | None = None
+    expired: bool | None = None
+    order_by: str = "created_at_asc"
+    page: int = 1
+    page_size: int = 20
+
+
+async def search(db: Database, f: KeyFilter, now: float) -> tuple[list[ApiKey], int]:
+    """One page of keys matching the filter, and how many match in all."""
+    where, params = ["k.organization_id = ?"], [f.organization_id]
+    for column, value in (
+        ("k.user_id", f.user_id),
+        ("k.application_id", f.application_id),
+        ("k.default_project_id", f.project_id),
+        ("k.mode", f.mode),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if f.bearer_type == "user":
+        where.append("k.user_id IS NOT NULL")
+    elif f.bearer_type == "application":
+        where.append("k.application_id IS NOT NULL")
+    if f.expired is True:
+        where.append("k.expires_at IS NOT NULL AND k.expires_at <= ?")
+        params.append(now)  # type: ignore[arg-type]
+    elif f.expired is False:
+        where.append("(k.expires_at IS NULL OR k.expires_at > ?)")
+        params.append(now)  # type: ignore[arg-type]
+    clause = " AND ".join(where)
+    total_row = await db.fetchone(f"SELECT count(*) FROM api_keys k WHERE {clause}", params)
+    rows = await db.fetchall(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys k WHERE {clause} ORDER BY {ORDERS[f.order_by]} "
+        "LIMIT ? OFFSET ?",
+        [*params, f.page_size, (f.page - 1) * f.page_size],
+    )
+    return [_key(r) for r in rows], int(total_row[0]) if total_row else 0
+
+
+async def event(w: Writer, access_key: str, action: str, now: float) -> None:
+    await w.execute(
+        "INSERT INTO key_events (access_key, action, created_at) VALUES (?, ?, ?)",
+        (access_key, action, now),
+    )
+
+
+async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
+    await w.execute(
+        """INSERT INTO api_keys (access_key, organization_id, user_id, application_id,
+               default_project_id, description, mode, created_at, updated_at, expires_at,
+               last_used_at, creation_ip)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            key.access_key,
+            key.organization_id,
+            key.user_id,
+            key.application_id,
+            key.default_project_id,
+            key.description,
+            key.mode,
+            key.created_at,
+            key.updated_at,
+            key.expires_at,
+            key.last_used_at,
+            key.creation_ip,
+        ),
+    )
+    await add_secret(w, key.access_key, secret_hash, key.secret_prefix, key.created_at)
+    await event(w, key.access_key, "create", key.created_at)
+
+
+async def add_secret(
+    w: Writer, access_key: str, secret_hash: bytes, prefix: str, now: float
+) -> None:
+    await w.execute(
+        "INSERT INTO key_secrets (secret_hash, access_key, secret_prefix, created_at) "
+        "VALUES (?, ?, ?, ?)",
+        (secret_hash, access_key, prefix, now),
+    )
+
+
+UPDATABLE = ("description", "default_project_id", "expires_at")
+
+
+async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float) -> None:
+    columns = [c for c in UPDATABLE if c in changes]
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    await w.execute(
+        f"UPDATE api_keys SET {sets}, updated_at = ? WHERE access_key = ?",
+        [*(changes[c] for c in columns), now, access_key],
+    )
+    await event(w, access_key, "update", now)
+
+
+async def roll(
+    w: Writer, access_key: str, secret_hash: bytes, prefix: str, now: float, grace_seconds: float
+) -> None:
+    """Add a new secret; the older ones stop working after ``grace_seconds`` (0: at once)."""
+    if grace_seconds <= 0:
+        await w.execute("DELETE FROM key_secrets WHERE access_key = ?", (access_key,))
+    else:
+        until = now + grace_seconds
+        await w.execute(
+            "UPDATE key_secrets SET expires_at = min(coalesce(expires_at, ?), ?) "
+            "WHERE access_key = ?",
+            (until, until, access_key),
+        )
+    await add_secret(w, access_key, secret_hash, prefix, now)
+    await w.execute("UPDATE api_keys SET updated_at = ? WHERE access_key = ?", (now, access_key))
+    await event(w, access_key, "roll", now)
+
+
+async def delete(w: Writer, access_key: str, now: float) -> bool:
+    """Revoke for good: the key and its secrets are deleted; the event tells every verifier."""
+    await w.execute("DELETE FROM key_secrets WHERE access_key = ?", (access_key,))
+    deleted = await w.execute("DELETE FROM api_keys WHERE access_key = ?", (access_key,))
+    if deleted:
+        await event(w, access_key, "revoke", now)
+    return deleted > 0
+
+
+async def last_event_id(db: Database) -> int:
+    row = await db.fetchone("SELECT coalesce(max(id), 0) FROM key_events")
+    return int(row[0]) if row else 0
+
+
+async def events_since(db: Database, after_id: int, limit: int = 10_000) -> list[tuple[int, str]]:
+    rows = await db.fetchall(
+        "SELECT id, access_key FROM key_events WHERE id > ? ORDER BY id LIMIT ?",
+        (after_id, limit),
+    )
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+async def touch_last_used(w: Writer, uses: Iterable[tuple[float, str]]) -> None:
+    """Batch of (time, access_key): one executemany, never moving last_used_at backwards."""
+    await w.executemany(
+        "UPDATE api_keys SET last_used_at = ?1 WHERE access_key = ?2 "
+        "AND (last_used_at IS NULL OR last_used_at < ?1)",
+        list(uses),
+    )
+
+
+async def prune(w: Writer, events_before: float, now: float) -> None:
+    """Housekeeping: old feed rows (every follower is far past them) and expired roll secrets."""
+    await w.execute("DELETE FROM key_events WHERE created_at < ?", (events_before,))
+    await w.execute(
+        "DELETE FROM key_secrets WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+    )

@@ -1,0 +1,82 @@
+"""Frozen rows that cross module boundaries. Times are float seconds since the epoch (UTC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: str
+    name: str
+    default_project_id: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    organization_id: str
+    name: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    organization_id: str
+    email: str
+    permission_sets: tuple[str, ...]
+    is_owner: bool
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Application:
+    id: str
+    organization_id: str
+    name: str
+    permission_sets: tuple[str, ...]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    access_key: str
+    organization_id: str
+    user_id: str | None
+    application_id: str | None
+    default_project_id: str
+    description: str
+    mode: str
+    created_at: float
+    updated_at: float
+    expires_at: float | None
+    last_used_at: float | None
+    creation_ip: str | None
+    secret_prefix: str  # first characters of the newest secret, for recognition
+
+    @property
+    def bearer_type(self) -> str:
+        return "user" if self.user_id is not None else "application"
+
+    @property
+    def bearer_id(self) -> str:
+        return self.user_id if self.user_id is not None else str(self.application_id)
+
+
+@dataclass(frozen=True)
+class KeyLookup:
+    """What the verifier needs of a key, found by one secret's hash."""
+
+    access_key: str
+    organization_id: str
+    bearer_type: str
+    bearer_id: str
+    project_id: str
+    mode: str
+    expires_at: float | None
+    secret_expires_at: float | None
