@@ -1,0 +1,182 @@
+"""The upstream client: one ``aiohttp.ClientSession`` per process, owned by the lifespan.
+
+aiohttp rather than httpx: httpx's pool collapses under concurrency (encode/httpx#3215,
+ARCHITECTURE.md). The session is set up as a proxy's must be: no cookie jar shared between clients,
+no redirects followed, bodies passed through compressed as they are, no proxy from the environment,
+and none of the client's default headers added.
+
+Bodies stream both ways with bounded memory. The route timeout bounds every wait on the upstream
+(connecting, and each read), not the whole exchange, so a long download that keeps flowing is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from gateway.headers import filter_response
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+SMALL_BODY = 64 * 1024  # responses up to this size (known length) are sent in one message
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+class UpstreamError(Exception):
+    """The upstream refused, broke or timed out before a response started."""
+
+    def __init__(self, timeout: bool, detail: str) -> None:
+        super().__init__(detail)
+        self.timeout = timeout
+
+
+class RequestBody:
+    """The client's body as an async iterator, counted against the route's limit."""
+
+    def __init__(self, receive: Any, limit: int) -> None:
+        self.receive = receive
+        self.limit = limit
+        self.received = 0
+        self.done = False
+        self.too_large = False
+        self.client_gone = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while not self.done:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+                raise ClientGone
+            chunk = message.get("body", b"")
+            self.received += len(chunk)
+            if self.received > self.limit:
+                self.too_large = True
+                raise BodyTooLarge
+            self.done = not message.get("more_body", False)
+            if chunk:
+                yield chunk
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def forward(
+        self,
+        *,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: RequestBody | None,
+        timeout: float,
+        response_headers: list[tuple[bytes, bytes]],
+        receive: Any,
+        send: Any,
+    ) -> None:
+        """Send the request upstream and stream the answer to the client.
+
+        Raises UpstreamError (nothing sent to the client yet), BodyTooLarge or ClientGone.
+        After the response has started, an upstream failure aborts the client stream instead.
+        """
+        assert self._session is not None, "Upstream.start() was not awaited (lifespan)"
+        try:
+            context = self._session.request(
+                method,
+                URL(url, encoded=True),
+                headers=headers,
+                data=body.__aiter__() if body is not None else None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
+            )
+            async with context as response:
+                headers_out = filter_response(response.raw_headers) + response_headers
+                length = response.content_length
+                if length is not None and length <= SMALL_BODY:
+                    content = await response.read()
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": response.status,
+                            "headers": headers_out,
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": content})
+                    return
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status,
+                        "headers": headers_out,
+                    }
+                )
+                await _stream(response, receive, send, watch=body is None or body.done)
+        except (BodyTooLarge, ClientGone):
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if body is not None and body.too_large:
+                raise BodyTooLarge from None
+            if body is not None and body.client_gone:
+                raise ClientGone from None
+            raise UpstreamError(isinstance(exc, TimeoutError), type(exc).__name__) from None
+
+
+async def _stream(response: aiohttp.ClientResponse, receive: Any, send: Any, watch: bool) -> None:
+    """Copy the upstream body to the client; stop at once if the client goes away."""
+    task = asyncio.current_task()
+    watcher: asyncio.Future[None] | None = None
+    gone = False
+    if watch and task is not None:
+        # uvicorn drops sends to a vanished client silently, so watch receive() for the
+        # disconnect and cancel the copy: that closes the upstream connection instead of
+        # reading a long body nobody wants.
+        async def watch_disconnect() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.ensure_future(watch_disconnect())
+    try:
+        async for chunk in response.content.iter_any():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    except asyncio.CancelledError:
+        if not gone or task is None:
+            raise
+        task.uncancel()
+        response.close()
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        # The response has started: all we can do is end the stream uncleanly, which the
+        # server does when we return without completing the body.
+        response.close()
+    finally:
+        if watcher is not None:
+            watcher.cancel()

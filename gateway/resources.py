@@ -1,0 +1,60 @@
+"""The shared resources of one process, made and closed by the lifespan: the store, the verifier,
+the upstream session and the background tasks that follow the key feed and flush last-used times.
+
+The composition root (``gateway.server``) starts one ``Resources`` and hands it to both the proxy
+app and the admin app, so a process has one store connection pair and one cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gateway.config import Config
+from gateway.proxy import Upstream
+from gateway.store import Database, StoreUnavailable
+from gateway.tokens import SecretFormat
+from gateway.verifier import Verifier
+
+log = logging.getLogger("gateway")
+
+
+class Resources:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.db = Database(config.store_path, config.busy_timeout_ms)
+        self.secret_format = SecretFormat(config.key_prefix)
+        self.verifier = Verifier(self.db, config.cache, self.secret_format)
+        self.upstream = Upstream()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        await self.db.open(create=True)
+        try:
+            await self.verifier.poll_events()
+        except StoreUnavailable as exc:  # the follower keeps trying
+            log.warning("%s", exc)
+        await self.upstream.start()
+        self._tasks = [
+            asyncio.create_task(self.verifier.run_follower(), name="key-events-follower"),
+            asyncio.create_task(self.verifier.run_housekeeping(), name="last-used-flusher"),
+        ]
+        self.started = True
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(StoreUnavailable):
+            await self.verifier.flush_last_used()
+        await self.upstream.close()
+        await self.db.close()

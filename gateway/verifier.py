@@ -1,0 +1,246 @@
+"""Token -> Identity, through a positive cache, a negative cache and the store.
+
+The hot path is :meth:`Verifier.cached`: synchronous, no I/O. Only on a miss does
+:meth:`Verifier.load` await the store, and concurrent misses for one token share one query
+(single flight). cachetools caches are not thread-safe, but inside one event loop they are safe as
+long as no ``await`` sits between a check and a set (ARCHITECTURE.md).
+
+Revocations, edits and rolls made by any process reach every verifier through the store's
+``key_events`` feed, which :meth:`Verifier.run_follower` polls every
+``invalidation_interval_seconds``: revocation is effective within that interval plus one query,
+whatever the cache TTL (issue #2). A load that started before an invalidation it did not see is
+never cached (the ``_generation`` check), so a stale read cannot outlive the eviction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+
+from gateway.config import CacheConfig
+from gateway.store import Database, StoreUnavailable
+from gateway.store import keys as store_keys
+from gateway.store.records import KeyLookup
+from gateway.tokens import SecretFormat, hash_secret
+
+log = logging.getLogger("gateway.verifier")
+
+# Rejection reasons (the `reason` of a 401 `denied_authentication` error).
+MISSING = "missing_token"
+MALFORMED = "malformed_token"
+INVALID = "invalid_token"
+EXPIRED = "expired_token"
+DUPLICATE = "duplicate_token"
+
+LAST_USED_RESOLUTION = 60.0  # write last_used_at at most once a minute per key (issue #2)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    access_key: str
+    organization_id: str
+    bearer_type: str
+    bearer_id: str
+    project_id: str
+    mode: str
+    expires_at: float | None
+    secret_expires_at: float | None
+    headers: tuple[tuple[str, str], ...]  # the trusted identity headers, built once per load
+
+    @classmethod
+    def from_lookup(cls, row: KeyLookup) -> Identity:
+        headers = (
+            ("x-auth-access-key", row.access_key),
+            ("x-auth-bearer-type", row.bearer_type),
+            ("x-auth-bearer-id", row.bearer_id),
+            ("x-organization-id", row.organization_id),
+            ("x-project-id", row.project_id),
+            ("x-auth-key-mode", row.mode),
+        )
+        return cls(
+            row.access_key,
+            row.organization_id,
+            row.bearer_type,
+            row.bearer_id,
+            row.project_id,
+            row.mode,
+            row.expires_at,
+            row.secret_expires_at,
+            headers,
+        )
+
+    def expired(self, now: float) -> bool:
+        return (self.expires_at is not None and now >= self.expires_at) or (
+            self.secret_expires_at is not None and now >= self.secret_expires_at
+        )
+
+
+class Verifier:
+    def __init__(
+        self,
+        db: Database,
+        cache: CacheConfig,
+        secret_format: SecretFormat,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.config = cache
+        self.format = secret_format
+        self.clock = clock
+        self._positive: TTLCache[bytes, Identity] = TTLCache(cache.max_entries, cache.ttl_seconds)
+        self._negative: TTLCache[bytes, bool] = TTLCache(
+            cache.max_entries, cache.negative_ttl_seconds
+        )
+        self._by_access_key: dict[str, set[bytes]] = {}
+        self._inflight: dict[bytes, asyncio.Task[Identity | str]] = {}
+        self._generation = 0
+        self._last_event_id: int | None = None
+        self._connections_seen = -1
+        self._last_marked: dict[str, float] = {}
+        self._pending_used: dict[str, float] = {}
+        self.store_queries = 0  # lookups sent to the store: the benchmark counts them
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def cached(self, token: str) -> Identity | str | bytes:
+        """Identity or a rejection reason without I/O, else the token's hash for :meth:`load`."""
+        if self.format.mode_of(token) is None:
+            return MALFORMED  # typos and scanner noise never reach the store
+        digest = hash_secret(token)
+        identity = self._positive.get(digest)
+        if identity is not None:
+            return self._accept(identity)
+        if digest in self._negative:
+            return INVALID
+        return digest
+
+    async def verify(self, token: str) -> Identity | str:
+        """The whole check; raises StoreUnavailable when an uncached token cannot be looked up."""
+        result = self.cached(token)
+        return await self.load(result) if isinstance(result, bytes) else result
+
+    async def load(self, digest: bytes) -> Identity | str:
+        task = self._inflight.get(digest)
+        if task is None:
+            task = asyncio.ensure_future(self._load(digest))
+            self._inflight[digest] = task
+            task.add_done_callback(self._load_done)
+        # shield: one caller giving up (client gone) must not cancel the others' query.
+        return await asyncio.shield(task)
+
+    def _load_done(self, task: asyncio.Task[Identity | str]) -> None:
+        for digest, pending in list(self._inflight.items()):
+            if pending is task:
+                del self._inflight[digest]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an unawaited failure is not logged as lost
+
+    async def _load(self, digest: bytes) -> Identity | str:
+        generation = self._generation
+        self.store_queries += 1
+        row = await store_keys.lookup(self.db, digest)
+        unchanged = generation == self._generation
+        if row is None:
+            if unchanged:
+                self._negative[digest] = True
+            return INVALID
+        identity = Identity.from_lookup(row)
+        if unchanged:
+            self._positive[digest] = identity
+            self._by_access_key.setdefault(identity.access_key, set()).add(digest)
+        return self._accept(identity)
+
+    def _accept(self, identity: Identity) -> Identity | str:
+        """Reject an expired key or secret (even from cache); note the use for last_used_at."""
+        now = self.clock()
+        if identity.expired(now):
+            return EXPIRED
+        last = self._last_marked.get(identity.access_key)
+        if last is None or now - last >= LAST_USED_RESOLUTION:
+            self._last_marked[identity.access_key] = now
+            self._pending_used[identity.access_key] = now
+        return identity
+
+    # -- invalidation ---------------------------------------------------------------------------
+
+    def evict(self, access_key: str) -> None:
+        for digest in self._by_access_key.pop(access_key, ()):
+            self._positive.pop(digest, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._positive.clear()
+        self._negative.clear()
+        self._by_access_key.clear()
+
+    async def poll_events(self) -> int:
+        """Apply new ``key_events``; returns how many. Raises StoreUnavailable."""
+        if self._connections_seen != self.db.connections_opened or self._last_event_id is None:
+            # First poll, or the file was replaced: what we cached may be from another store.
+            last = await store_keys.last_event_id(self.db)
+            if self._last_event_id is not None:
+                self.clear()
+            self._last_event_id = last
+            self._connections_seen = self.db.connections_opened
+            return 0
+        events = await store_keys.events_since(self.db, self._last_event_id)
+        if events:
+            self._generation += 1
+            for _, access_key in events:
+                self.evict(access_key)
+            self._last_event_id = events[-1][0]
+        return len(events)
+
+    async def run_follower(self) -> None:
+        """Background task owned by the lifespan: follow the feed until cancelled."""
+        failing = False
+        while True:
+            try:
+                await self.poll_events()
+                if failing:
+                    log.warning("store is readable again; following key events")
+                failing = False
+            except StoreUnavailable as exc:
+                if not failing:
+                    log.warning("cannot follow key events: %s", exc)
+                failing = True
+            await asyncio.sleep(self.config.invalidation_interval_seconds)
+
+    # -- last_used_at ---------------------------------------------------------------------------
+
+    async def flush_last_used(self) -> int:
+        """Write pending last-used times in one batch; kept for the next try if the store fails."""
+        if not self._pending_used:
+            return 0
+        pending, self._pending_used = self._pending_used, {}
+        try:
+            async with self.db.transaction() as w:
+                await store_keys.touch_last_used(w, ((t, ak) for ak, t in pending.items()))
+        except StoreUnavailable:
+            for access_key, when in pending.items():
+                self._pending_used.setdefault(access_key, when)
+            raise
+        return len(pending)
+
+    async def run_housekeeping(self, interval: float = 5.0) -> None:
+        """Background task: flush last-used times; trim the bookkeeping maps."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.flush_last_used()
+            except StoreUnavailable as exc:
+                log.warning("cannot record last use of keys yet: %s", exc)
+            now = self.clock()
+            self._last_marked = {
+                ak: t for ak, t in self._last_marked.items() if now - t < LAST_USED_RESOLUTION
+            }
+            self._by_access_key = {
+                ak: live
+                for ak, hashes in self._by_access_key.items()
+                if (live := {h for h in hashes if h in self._positive})
+            }
