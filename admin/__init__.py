@@ -1,0 +1,1 @@
+"""The admin side: key management service, and (issue #3) its REST API and console."""

@@ -1,0 +1,67 @@
+"""JSON shapes shared by the CLI's --json output and the admin API: snake_case, RFC 3339 UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.store.records import ApiKey, Application, Project, User
+
+
+def rfc3339(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    """A key as users see it: never the hash, only a short prefix of the current secret."""
+    return {
+        "access_key": key.access_key,
+        "description": key.description,
+        "bearer_type": key.bearer_type,
+        "user_id": key.user_id,
+        "application_id": key.application_id,
+        "organization_id": key.organization_id,
+        "default_project_id": key.default_project_id,
+        "mode": key.mode,
+        "created_at": rfc3339(key.created_at),
+        "updated_at": rfc3339(key.updated_at),
+        "expires_at": rfc3339(key.expires_at),
+        "last_used_at": rfc3339(key.last_used_at),
+        "creation_ip": key.creation_ip,
+        "secret_prefix": key.secret_prefix,
+    }
+
+
+def project_json(project: Project) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "organization_id": project.organization_id,
+        "name": project.name,
+        "created_at": rfc3339(project.created_at),
+        "updated_at": rfc3339(project.updated_at),
+    }
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "organization_id": user.organization_id,
+        "email": user.email,
+        "permission_sets": list(user.permission_sets),
+        "is_owner": user.is_owner,
+        "created_at": rfc3339(user.created_at),
+        "updated_at": rfc3339(user.updated_at),
+    }
+
+
+def application_json(app: Application) -> dict[str, Any]:
+    return {
+        "id": app.id,
+        "organization_id": app.organization_id,
+        "name": app.name,
+        "permission_sets": list(app.permission_sets),
+        "created_at": rfc3339(app.created_at),
+        "updated_at": rfc3339(app.updated_at),
+    }

@@ -1,0 +1,435 @@
+"""Key management service: the one place that decides who may do what to which key.
+
+The CLI (as the local operator), the admin API and the console all call these functions. Each one
+takes the acting :class:`Actor`, checks permission, validates, and writes in one transaction (with
+its ``key_events`` row, so running gateways see the change within the invalidation bound).
+
+Visibility rules (Scaleway IAM, issue #3): anything in another organization is "not found"; a
+plain bearer sees only its own keys; the Owner, ``IAMManager`` and ``OrganizationManager`` see and
+manage every key of their organization. Nobody creates a key for another user through the API; the
+local operator (the CLI, with the store file in hand) may.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+
+from gateway.store import Database
+from gateway.store import directory as store_dir
+from gateway.store import keys as store_keys
+from gateway.store.records import ApiKey, Application, Organization, Project, User
+from gateway.tokens import SECRET_PREFIX_SHOWN, SecretFormat, generate_access_key, hash_secret
+
+MANAGER_SETS = frozenset({"IAMManager", "OrganizationManager"})
+PERMISSION_SETS = frozenset({"IAMManager", "OrganizationManager"})
+MAX_DESCRIPTION = 200
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # "cli" (the local operator), "user" or "application"
+    id: str | None = None
+    organization_id: str | None = None
+    permission_sets: frozenset[str] = frozenset()
+    is_owner: bool = False
+    access_key: str | None = None
+    ip: str | None = None
+
+    @property
+    def is_manager(self) -> bool:
+        return self.kind == "cli" or self.is_owner or bool(self.permission_sets & MANAGER_SETS)
+
+
+LOCAL_OPERATOR = Actor("cli")
+
+
+class ServiceError(Exception):
+    status = 400
+    type = "invalid_arguments"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class Invalid(ServiceError):
+    pass
+
+
+class NotFound(ServiceError):
+    status, type = 404, "not_found"
+
+
+class Forbidden(ServiceError):
+    status, type = 403, "permission_denied"
+
+
+class Conflict(ServiceError):
+    status, type = 409, "conflict"
+
+
+@dataclass(frozen=True)
+class InitResult:
+    created: bool
+    organization: Organization
+    project: Project
+    user: User
+    key: ApiKey | None = None
+    secret_key: str | None = None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret_key: str = field(repr=False)  # shown once; never in a repr that could reach a log
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# -- organization scope ---------------------------------------------------------------------------
+
+
+async def organization_of(db: Database, actor: Actor) -> str:
+    if actor.organization_id is not None:
+        return actor.organization_id
+    org = await store_dir.first_organization(db)
+    if org is None:
+        raise NotFound("there is no organization yet: run `gateway init` first")
+    return org.id
+
+
+async def init(db: Database, fmt: SecretFormat, owner_email: str = "owner@localhost") -> InitResult:
+    """Create the default organization, project, owner user and owner key, once."""
+    existing = await store_dir.first_organization(db)
+    if existing is not None:
+        project = await store_dir.get_project(db, existing.default_project_id or "")
+        owner = await store_dir.owner_of(db, existing.id)
+        assert project is not None and owner is not None
+        return InitResult(False, existing, project, owner)
+    now = time.time()
+    org = Organization(_new_id(), "default", None, now)
+    project = Project(_new_id(), org.id, "default", now, now)
+    user = User(_new_id(), org.id, owner_email, (), True, now, now)
+    secret = fmt.generate("live")
+    key = _key_record(
+        org.id,
+        user.id,
+        None,
+        project.id,
+        "owner key (gateway init)",
+        "live",
+        None,
+        None,
+        secret,
+        now,
+    )
+    async with db.transaction() as w:
+        await store_dir.insert_organization(w, org)
+        await store_dir.insert_project(w, project)
+        await store_dir.set_default_project(w, org.id, project.id)
+        await store_dir.insert_user(w, user)
+        await store_keys.insert(w, key, hash_secret(secret))
+    return InitResult(True, replace(org, default_project_id=project.id), project, user, key, secret)
+
+
+# -- projects, users, applications ----------------------------------------------------------------
+
+
+async def create_project(db: Database, actor: Actor, name: str) -> Project:
+    if not actor.is_manager:
+        raise Forbidden("creating projects needs the Owner, IAMManager or OrganizationManager")
+    name = _check_name(name, "name")
+    org_id = await organization_of(db, actor)
+    now = time.time()
+    project = Project(_new_id(), org_id, name, now, now)
+    if any(p.name == name for p in await store_dir.list_projects(db, org_id)):
+        raise Conflict(f"a project named {name!r} already exists", "name")
+    async with db.transaction() as w:
+        await store_dir.insert_project(w, project)
+    return project
+
+
+async def list_projects(db: Database, actor: Actor) -> list[Project]:
+    return await store_dir.list_projects(db, await organization_of(db, actor))
+
+
+def _check_permission_sets(sets: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [s for s in sets if s not in PERMISSION_SETS]
+    if unknown:
+        raise Invalid(
+            f"unknown permission set {unknown[0]!r}; known: {', '.join(sorted(PERMISSION_SETS))}",
+            "permission_sets",
+        )
+    return tuple(dict.fromkeys(sets))
+
+
+def _check_name(value: str, name: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 100:
+        raise Invalid(f"{name} must be 1 to 100 characters", name)
+    return value
+
+
+async def create_user(
+    db: Database, actor: Actor, email: str, permission_sets: tuple[str, ...] = ()
+) -> User:
+    if not actor.is_manager:
+        raise Forbidden("creating users needs the Owner, IAMManager or OrganizationManager")
+    email = email.strip()
+    if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
+        raise Invalid(f"{email!r} is not an email address", "email")
+    org_id = await organization_of(db, actor)
+    if any(u.email == email for u in await store_dir.list_users(db, org_id)):
+        raise Conflict(f"a user with email {email!r} already exists", "email")
+    now = time.time()
+    user = User(_new_id(), org_id, email, _check_permission_sets(permission_sets), False, now, now)
+    async with db.transaction() as w:
+        await store_dir.insert_user(w, user)
+    return user
+
+
+async def list_users(db: Database, actor: Actor) -> list[User]:
+    return await store_dir.list_users(db, await organization_of(db, actor))
+
+
+async def create_application(
+    db: Database, actor: Actor, name: str, permission_sets: tuple[str, ...] = ()
+) -> Application:
+    if not actor.is_manager:
+        raise Forbidden("creating applications needs the Owner, IAMManager or OrganizationManager")
+    org_id = await organization_of(db, actor)
+    now = time.time()
+    app = Application(
+        _new_id(),
+        org_id,
+        _check_name(name, "name"),
+        _check_permission_sets(permission_sets),
+        now,
+        now,
+    )
+    async with db.transaction() as w:
+        await store_dir.insert_application(w, app)
+    return app
+
+
+async def list_applications(db: Database, actor: Actor) -> list[Application]:
+    return await store_dir.list_applications(db, await organization_of(db, actor))
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+
+def _key_record(
+    org_id: str,
+    user_id: str | None,
+    application_id: str | None,
+    project_id: str,
+    description: str,
+    mode: str,
+    expires_at: float | None,
+    creation_ip: str | None,
+    secret: str,
+    now: float,
+) -> ApiKey:
+    return ApiKey(
+        access_key=generate_access_key(),
+        organization_id=org_id,
+        user_id=user_id,
+        application_id=application_id,
+        default_project_id=project_id,
+        description=description,
+        mode=mode,
+        created_at=now,
+        updated_at=now,
+        expires_at=expires_at,
+        last_used_at=None,
+        creation_ip=creation_ip,
+        secret_prefix=secret[:SECRET_PREFIX_SHOWN],
+    )
+
+
+def _check_description(value: str) -> str:
+    if len(value) > MAX_DESCRIPTION:
+        raise Invalid(
+            f"description must be at most {MAX_DESCRIPTION} characters (it has {len(value)})",
+            "description",
+        )
+    return value
+
+
+def _check_expiry(value: float | None, now: float) -> float | None:
+    if value is not None and value <= now:
+        raise Invalid("expires_at must be in the future", "expires_at")
+    return value
+
+
+async def _check_project(db: Database, org_id: str, project_id: str) -> str:
+    project = await store_dir.get_project(db, project_id)
+    if project is None or project.organization_id != org_id:
+        raise Invalid(f"project {project_id!r} does not exist", "default_project_id")
+    return project_id
+
+
+async def create_key(
+    db: Database,
+    actor: Actor,
+    fmt: SecretFormat,
+    *,
+    user_id: str | None = None,
+    application_id: str | None = None,
+    description: str = "",
+    default_project_id: str | None = None,
+    expires_at: float | None = None,
+    mode: str = "live",
+) -> NewKey:
+    if user_id is not None and application_id is not None:
+        raise Invalid("give user_id or application_id, not both", "application_id")
+    if user_id is None and application_id is None:
+        if actor.kind == "cli":
+            raise Invalid(
+                "the local operator must name the bearer: --user or --application", "user_id"
+            )
+        user_id, application_id = (actor.id, None) if actor.kind == "user" else (None, actor.id)
+    org_id = await organization_of(db, actor)
+    if user_id is not None:
+        user = await store_dir.get_user(db, user_id)
+        if user is None or user.organization_id != org_id:
+            raise NotFound(f"user {user_id!r} does not exist", "user_id")
+        if actor.kind != "cli" and not (actor.kind == "user" and actor.id == user_id):
+            raise Forbidden("keys can only be created for yourself or for an application")
+    else:
+        assert application_id is not None
+        app = await store_dir.get_application(db, application_id)
+        if app is None or app.organization_id != org_id:
+            raise NotFound(f"application {application_id!r} does not exist", "application_id")
+        own = actor.kind == "application" and actor.id == application_id
+        if not (actor.is_manager or own):
+            raise Forbidden(
+                "keys for applications need the Owner, IAMManager or OrganizationManager"
+            )
+    if mode not in ("live", "test"):
+        raise Invalid(f"mode must be 'live' or 'test', not {mode!r}", "mode")
+    now = time.time()
+    if default_project_id is None:
+        org = await store_dir.get_organization(db, org_id)
+        assert org is not None and org.default_project_id is not None
+        default_project_id = org.default_project_id
+    secret = fmt.generate(mode)
+    key = _key_record(
+        org_id,
+        user_id,
+        application_id,
+        await _check_project(db, org_id, default_project_id),
+        _check_description(description),
+        mode,
+        _check_expiry(expires_at, now),
+        actor.ip,
+        secret,
+        now,
+    )
+    async with db.transaction() as w:
+        await store_keys.insert(w, key, hash_secret(secret))
+    return NewKey(key, secret)
+
+
+async def get_key(db: Database, actor: Actor, access_key: str) -> ApiKey:
+    """The key if the actor may see it; otherwise NotFound, never revealing that it exists."""
+    key = await store_keys.get(db, access_key)
+    if key is None or not _visible(actor, key):
+        raise NotFound(f"API key {access_key!r} does not exist", "access_key")
+    return key
+
+
+def _visible(actor: Actor, key: ApiKey) -> bool:
+    if actor.kind == "cli":
+        return True
+    if key.organization_id != actor.organization_id:
+        return False
+    if actor.is_manager:
+        return True
+    own_id = key.user_id if actor.kind == "user" else key.application_id
+    return own_id == actor.id
+
+
+async def list_keys(
+    db: Database, actor: Actor, f: store_keys.KeyFilter
+) -> tuple[list[ApiKey], int]:
+    if f.order_by not in store_keys.ORDERS:
+        raise Invalid(f"order_by must be one of {', '.join(store_keys.ORDERS)}", "order_by")
+    if not 1 <= f.page_size <= 100:
+        raise Invalid("page_size must be between 1 and 100", "page_size")
+    if f.page < 1:
+        raise Invalid("page must be 1 or more", "page")
+    if not actor.is_manager:  # a plain bearer sees only its own keys, whatever it asks for
+        own = (
+            {"user_id": actor.id, "application_id": None}
+            if actor.kind == "user"
+            else {"application_id": actor.id, "user_id": None}
+        )
+        f = replace(f, **own)  # type: ignore[arg-type]
+    return await store_keys.search(db, f, time.time())
+
+
+async def update_key(
+    db: Database,
+    actor: Actor,
+    access_key: str,
+    *,
+    description: str | None = None,
+    default_project_id: str | None = None,
+    expires_at: float | None = None,
+    clear_expiry: bool = False,
+) -> ApiKey:
+    key = await get_key(db, actor, access_key)
+    now = time.time()
+    changes: dict[str, object] = {}
+    if description is not None:
+        changes["description"] = _check_description(description)
+    if default_project_id is not None:
+        changes["default_project_id"] = await _check_project(
+            db, key.organization_id, default_project_id
+        )
+    if expires_at is not None:
+        changes["expires_at"] = _check_expiry(expires_at, now)
+    elif clear_expiry:
+        changes["expires_at"] = None
+    if changes:
+        async with db.transaction() as w:
+            await store_keys.update(w, access_key, changes, now)
+    return await get_key(db, actor, access_key)
+
+
+async def revoke_key(db: Database, actor: Actor, access_key: str) -> None:
+    await get_key(db, actor, access_key)
+    async with db.transaction() as w:
+        if not await store_keys.delete(w, access_key, time.time()):
+            raise NotFound(f"API key {access_key!r} does not exist", "access_key")
+
+
+async def roll_key(
+    db: Database, actor: Actor, fmt: SecretFormat, access_key: str, grace_seconds: float = 0
+) -> NewKey:
+    """A new secret for the same access key; older secrets keep working ``grace_seconds``."""
+    if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+        raise Invalid(
+            f"the grace period must be between 0 and {MAX_GRACE_SECONDS} seconds",
+            "expire_current_in_seconds",
+        )
+    key = await get_key(db, actor, access_key)
+    secret = fmt.generate(key.mode)
+    async with db.transaction() as w:
+        await store_keys.roll(
+            w,
+            access_key,
+            hash_secret(secret),
+            secret[:SECRET_PREFIX_SHOWN],
+            time.time(),
+            grace_seconds,
+        )
+    return NewKey(await get_key(db, actor, access_key), secret)

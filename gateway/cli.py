@@ -1,0 +1,352 @@
+"""The ``gateway`` command: the composition root, and the local operator's key tools.
+
+Key and directory commands work on the store directly through ``admin.service``, the same
+functions the admin API calls, acting as the local operator (``cli``). Every command takes
+``--json``; errors go to stderr as one sentence (or a JSON object with ``--json``), exit status 2
+for a usage, configuration or validation problem and 1 when the store cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from admin import service
+from admin.serialize import application_json, key_json, project_json, rfc3339, user_json
+from gateway import config as config_module
+from gateway.config import Config, ConfigError
+from gateway.store import Database, StoreUnavailable
+from gateway.store.keys import KeyFilter
+from gateway.tokens import SecretFormat
+
+OPERATOR = service.LOCAL_OPERATOR
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``15m``, ``1h``, ``7d``, ``2w`` -> seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 1h, 7d or 2w")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _expiry(text: str) -> float | str:
+    return "never" if text == "never" else parse_duration(text)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+def key_text(key: dict[str, Any], secret: str | None = None) -> str:
+    lines = [f"{name:<19} {value if value is not None else '-'}" for name, value in key.items()]
+    if secret is not None:
+        lines += [
+            "",
+            f"secret_key          {secret}",
+            "  (shown once: store it now; only its hash is kept)",
+        ]
+    return "\n".join(lines)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join([line, *body])
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+async def cmd_init(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    result = await service.init(db, SecretFormat(cfg.key_prefix))
+    data = {
+        "created": result.created,
+        "organization_id": result.organization.id,
+        "project_id": result.project.id,
+        "user_id": result.user.id,
+        "access_key": result.key.access_key if result.key else None,
+        "secret_key": result.secret_key,
+        "store": str(cfg.store_path),
+    }
+    if result.created:
+        text = (
+            f"Created the store {cfg.store_path}\n"
+            f"organization_id     {result.organization.id}\n"
+            f"project_id          {result.project.id}\n"
+            f"user_id             {result.user.id} (owner)\n"
+            f"access_key          {data['access_key']}\n"
+            f"secret_key          {result.secret_key}\n"
+            "  (shown once: store it now; only its hash is kept)"
+        )
+    else:
+        text = (
+            f"The store {cfg.store_path} is already initialised; nothing changed.\n"
+            f"organization_id     {result.organization.id}\n"
+            f"project_id          {result.project.id}\n"
+            f"user_id             {result.user.id} (owner)"
+        )
+    emit(args, data, text)
+
+
+async def cmd_projects(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    if args.action == "create":
+        project = project_json(await service.create_project(db, OPERATOR, args.name))
+        emit(args, project, f"Created project {project['name']}: {project['id']}")
+    else:
+        rows = [project_json(p) for p in await service.list_projects(db, OPERATOR)]
+        emit(args, {"projects": rows}, table(rows, ["id", "name", "created_at"]))
+
+
+async def cmd_users(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    if args.action == "create":
+        user = user_json(
+            await service.create_user(db, OPERATOR, args.email, tuple(args.permission_set))
+        )
+        emit(args, user, f"Created user {user['email']}: {user['id']}")
+    else:
+        rows = [user_json(u) for u in await service.list_users(db, OPERATOR)]
+        emit(args, {"users": rows}, table(rows, ["id", "email", "permission_sets", "is_owner"]))
+
+
+async def cmd_applications(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    if args.action == "create":
+        app = application_json(
+            await service.create_application(db, OPERATOR, args.name, tuple(args.permission_set))
+        )
+        emit(args, app, f"Created application {app['name']}: {app['id']}")
+    else:
+        rows = [application_json(a) for a in await service.list_applications(db, OPERATOR)]
+        emit(args, {"applications": rows}, table(rows, ["id", "name", "permission_sets"]))
+
+
+async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    fmt = SecretFormat(cfg.key_prefix)
+    action = args.action
+    if action == "create":
+        new = await service.create_key(
+            db,
+            OPERATOR,
+            fmt,
+            user_id=args.user,
+            application_id=args.application,
+            description=args.description,
+            default_project_id=args.project,
+            expires_at=time.time() + args.expires_in if args.expires_in else None,
+            mode=args.mode,
+        )
+        data = {**key_json(new.key), "secret_key": new.secret_key}
+        emit(args, data, key_text(key_json(new.key), new.secret_key))
+    elif action == "list":
+        keys, total = await service.list_keys(
+            db,
+            OPERATOR,
+            KeyFilter(
+                organization_id=await service.organization_of(db, OPERATOR),
+                page_size=100,
+                page=args.page,
+            ),
+        )
+        rows = [key_json(k) for k in keys]
+        emit(
+            args,
+            {"api_keys": rows, "total_count": total},
+            table(
+                rows,
+                ["access_key", "bearer_type", "mode", "description", "expires_at", "last_used_at"],
+            ),
+        )
+    elif action == "show":
+        key = key_json(await service.get_key(db, OPERATOR, args.access_key))
+        emit(args, key, key_text(key))
+    elif action == "edit":
+        expiry = args.expires_in
+        key = key_json(
+            await service.update_key(
+                db,
+                OPERATOR,
+                args.access_key,
+                description=args.description,
+                default_project_id=args.project,
+                expires_at=time.time() + expiry if isinstance(expiry, float | int) else None,
+                clear_expiry=expiry == "never",
+            )
+        )
+        emit(args, key, key_text(key))
+    elif action == "revoke":
+        await service.revoke_key(db, OPERATOR, args.access_key)
+        emit(
+            args,
+            {"access_key": args.access_key, "revoked": True},
+            f"Revoked {args.access_key}: running gateways refuse it within "
+            f"{cfg.cache.invalidation_interval_seconds + 0.5:g} s.",
+        )
+    elif action == "roll":
+        new = await service.roll_key(db, OPERATOR, fmt, args.access_key, args.grace)
+        data = {
+            **key_json(new.key),
+            "secret_key": new.secret_key,
+            "previous_secret_expires_at": rfc3339(time.time() + args.grace),
+        }
+        text = key_text(key_json(new.key), new.secret_key)
+        text += (
+            f"\nThe previous secret keeps working until {data['previous_secret_expires_at']}."
+            if args.grace
+            else "\nThe previous secret no longer works."
+        )
+        emit(args, data, text)
+
+
+StoreCommand = Callable[[argparse.Namespace, Config, Database], Awaitable[None]]
+
+
+async def with_store(command: StoreCommand, args: argparse.Namespace, cfg: Config) -> None:
+    db = Database(cfg.store_path, cfg.busy_timeout_ms)
+    await db.open(create=args.command == "init")
+    try:
+        await command(args, cfg, db)
+    finally:
+        await db.close()
+
+
+def cmd_serve(args: argparse.Namespace, cfg: Config) -> None:
+    from gateway import server
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # The admin listener arrives with the admin API (issue #3).
+    server.serve(cfg, args.workers or cfg.workers, admin_factory=None)
+
+
+def cmd_demo(args: argparse.Namespace, cfg: Config) -> None:
+    from gateway import demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    demo.run_demo(cfg)
+
+
+# -- parser -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="config file (default: $GATEWAY_CONFIG, else ./gateway.toml)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    parser = argparse.ArgumentParser(
+        prog="gateway", parents=[common], description="API-key authentication gateway"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("init", parents=[common], help="create the store and the owner key (once)")
+    serve = sub.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument("--workers", type=int, help="worker processes (default: [server] workers)")
+    sub.add_parser("demo", parents=[common], help="echo upstream + gateway + a fresh key")
+
+    for name, extra in (("projects", "name"), ("users", "email"), ("applications", "name")):
+        group = sub.add_parser(name, parents=[common], help=f"manage {name}")
+        actions = group.add_subparsers(dest="action", required=True)
+        create = actions.add_parser("create", parents=[common])
+        create.add_argument(extra)
+        if name != "projects":
+            create.add_argument(
+                "--permission-set",
+                action="append",
+                default=[],
+                choices=sorted(service.PERMISSION_SETS),
+            )
+        actions.add_parser("list", parents=[common])
+
+    keys = sub.add_parser("keys", parents=[common], help="manage API keys")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", parents=[common])
+    bearer = create.add_mutually_exclusive_group(required=True)
+    bearer.add_argument("--user", metavar="ID")
+    bearer.add_argument("--application", metavar="ID")
+    create.add_argument("--project", metavar="ID")
+    create.add_argument("--description", default="")
+    create.add_argument("--expires-in", type=parse_duration, metavar="DURATION")
+    create.add_argument("--mode", choices=["live", "test"], default="live")
+    listing = actions.add_parser("list", parents=[common])
+    listing.add_argument("--page", type=int, default=1)
+    for name in ("show", "revoke"):
+        actions.add_parser(name, parents=[common]).add_argument("access_key")
+    edit = actions.add_parser("edit", parents=[common])
+    edit.add_argument("access_key")
+    edit.add_argument("--description")
+    edit.add_argument("--project", metavar="ID")
+    edit.add_argument("--expires-in", type=_expiry, metavar="DURATION|never")
+    roll = actions.add_parser("roll", parents=[common])
+    roll.add_argument("access_key")
+    roll.add_argument(
+        "--grace",
+        type=parse_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="how long the previous secret keeps working (default: 0)",
+    )
+    return parser
+
+
+STORE_COMMANDS: dict[str, StoreCommand] = {
+    "init": cmd_init,
+    "projects": cmd_projects,
+    "users": cmd_users,
+    "applications": cmd_applications,
+    "keys": cmd_keys,
+}
+
+
+def fail(
+    args: argparse.Namespace, status: int, kind: str, message: str, field: str | None = None
+) -> int:
+    if getattr(args, "json", False):
+        error: dict[str, Any] = {"type": kind, "message": message}
+        if field:
+            error["field"] = field
+        print(json.dumps({"error": error}), file=sys.stderr)
+    else:
+        print(f"gateway: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
+    try:
+        cfg = config_module.load(config_module.resolve_path(getattr(args, "config", None)))
+        if args.command == "serve":
+            cmd_serve(args, cfg)
+        elif args.command == "demo":
+            cmd_demo(args, cfg)
+        else:
+            asyncio.run(with_store(STORE_COMMANDS[args.command], args, cfg))
+    except ConfigError as exc:
+        return fail(args, 2, "invalid_config", str(exc))
+    except service.ServiceError as exc:
+        return fail(args, 2, exc.type, exc.message, exc.field)
+    except StoreUnavailable as exc:
+        return fail(args, 1, "store_unavailable", f"{exc} (run `gateway init` to create a store)")
+    except KeyboardInterrupt:
+        return 130
+    return 0

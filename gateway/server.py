@@ -1,0 +1,152 @@
+"""Process layout: bind the listeners, run uvicorn (uvloop + httptools) on them, supervise workers.
+
+- ``workers = 1``: one process serves the proxy listener and the admin listener in one event loop,
+  sharing one :class:`Resources` (one store connection pair, one cache).
+- ``workers = N``: the parent binds the proxy socket and starts N worker processes that accept on
+  it (uvicorn's own model); the admin listener stays in the parent. Each worker has its own cache,
+  kept coherent by the store's ``key_events`` feed (issue #2).
+
+Sockets are bound before anything else, so ``port = 0`` works and the real address is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import uvicorn
+import uvloop
+
+from gateway.app import GatewayApp
+from gateway.config import Config, Listen
+from gateway.resources import Resources
+
+log = logging.getLogger("gateway")
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+AdminFactory = Callable[[Resources], ASGIApp]
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # One process may run several servers: `run_listeners` installs one handler for all.
+        yield
+
+
+def bind(listen: Listen) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((listen.host, listen.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"gateway: cannot listen on {listen}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def uvicorn_config(app: ASGIApp) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        loop="none",
+        http="httptools",
+        ws="none",  # websockets are not proxied; an Upgrade header is dropped as hop-by-hop
+        lifespan="off",  # `run_listeners` owns the resources' life cycle
+        access_log=False,
+        server_header=False,  # the upstream's Server and Date headers pass through
+        date_header=False,
+        log_config=None,
+        timeout_keep_alive=30,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+
+
+async def run_listeners(
+    resources: Resources,
+    listeners: list[tuple[ASGIApp, socket.socket]],
+    extra: list[Awaitable[None]] | None = None,
+) -> None:
+    """Start the shared resources, serve every listener until SIGINT/SIGTERM, then clean up."""
+    await resources.start()
+    servers = [_Server(uvicorn_config(app)) for app, _ in listeners]
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await asyncio.gather(
+            *(
+                server.serve(sockets=[sock])
+                for server, (_, sock) in zip(servers, listeners, strict=True)
+            ),
+            *(extra or []),
+        )
+    finally:
+        await resources.stop()
+
+
+def run(coro: Awaitable[None]) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)  # type: ignore[arg-type]
+
+
+def _worker(config: Config, sock: socket.socket) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    resources = Resources(config)
+    run(run_listeners(resources, [(GatewayApp(resources), sock)]))
+
+
+def serve(config: Config, workers: int, admin_factory: AdminFactory | None) -> None:
+    proxy_sock = bind(config.listen)
+    admin_sock = bind(config.admin_listen) if config.admin_listen and admin_factory else None
+    print(f"gateway: proxy listening on {address(proxy_sock)} ({workers} worker(s))", flush=True)
+    if admin_sock is not None:
+        print(f"gateway: admin listening on {address(admin_sock)}", flush=True)
+    resources = Resources(config)
+    admin: list[tuple[ASGIApp, socket.socket]] = []
+    if admin_sock is not None and admin_factory is not None:
+        admin = [(admin_factory(resources), admin_sock)]
+    if workers == 1:
+        run(run_listeners(resources, [(GatewayApp(resources), proxy_sock), *admin]))
+        return
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker, args=(config, proxy_sock), daemon=True)
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        run(run_listeners(resources, admin, extra=[_supervise(processes)]))
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+
+
+async def _supervise(processes: list[Any]) -> None:
+    """Wait while the workers run; a worker that dies takes the service down loudly."""
+    while all(p.is_alive() for p in processes):
+        await asyncio.sleep(0.5)
+    dead = [p.pid for p in processes if not p.is_alive()]
+    print(f"gateway: worker process(es) {dead} exited; stopping", file=sys.stderr, flush=True)
+    signal.raise_signal(signal.SIGTERM)
