@@ -1,0 +1,329 @@
+"""Real parts for tests: an aiohttp upstream and the gateway under uvicorn, each on an ephemeral
+loopback port and its own event-loop thread, over a real SQLite file in a temporary directory."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from aiohttp import web
+
+from admin import service
+from gateway import config as config_module
+from gateway.app import GatewayApp
+from gateway.config import Config
+from gateway.resources import Resources
+from gateway.server import _Server, uvicorn_config
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LoopThread:
+    """An event loop running in a daemon thread; `run` executes a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+# -- the upstream -------------------------------------------------------------------------------
+
+
+@dataclass
+class Upstream:
+    url: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+
+def headers_of(request: web.Request) -> list[tuple[str, str]]:
+    """Every header as received, repeated ones included, names lower-cased."""
+    return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.raw_headers]
+
+
+def make_upstream_app(record: Upstream) -> web.Application:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        seen = {
+            "method": request.method,
+            "path": request.raw_path.split("?", 1)[0],
+            "query": request.query_string,
+            "headers": headers_of(request),
+            "body_bytes": len(body),
+        }
+        record.requests.append(seen)
+        return web.json_response(seen)
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("seconds", "5")))
+        return web.Response(text="late")
+
+    async def cookies(request: web.Request) -> web.Response:
+        response = web.Response(text="ok")
+        response.headers.add("Set-Cookie", "a=1; Path=/")
+        response.headers.add("Set-Cookie", "b=2; Path=/")
+        response.headers.add("Connection", "X-Upstream-Private")
+        response.headers.add("X-Upstream-Private", "secret-ish")
+        response.headers.add("Keep-Alive", "timeout=5")
+        response.headers.add("X-Request-ID", "upstream-made-this")
+        return response
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        size = int(request.query.get("bytes", "1000000"))
+        delay = float(request.query.get("delay", "0"))
+        response = web.StreamResponse()
+        response.content_length = size
+        await response.prepare(request)
+        chunk = b"x" * 65536
+        sent = 0
+        try:
+            while sent < size:
+                part = chunk[: size - sent]
+                await response.write(part)
+                sent += len(part)
+                if delay:
+                    await asyncio.sleep(delay)
+        except (ConnectionResetError, asyncio.CancelledError, OSError):
+            record.aborted.append(request.path)
+            raise
+        await response.write_eof()
+        return response
+
+    async def upload(request: web.Request) -> web.Response:
+        total = 0
+        async for chunk in request.content.iter_any():
+            total += len(chunk)
+        record.requests.append(
+            {"path": "/upload", "body_bytes": total, "headers": headers_of(request)}
+        )
+        return web.json_response({"body_bytes": total})
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_route("*", "/api/slow", slow)
+    app.router.add_route("*", "/api/cookies", cookies)
+    app.router.add_route("*", "/api/stream", stream)
+    app.router.add_route("*", "/api/upload", upload)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture(scope="session")
+def upstream(loop_thread: LoopThread) -> Iterator[Upstream]:
+    sock = free_socket()
+    record = Upstream(url=f"http://127.0.0.1:{sock.getsockname()[1]}")
+    runner = web.AppRunner(make_upstream_app(record), access_log=None, handler_cancellation=True)
+    loop_thread.run(runner.setup())
+    loop_thread.run(web.SockSite(runner, sock).start())
+    yield record
+    loop_thread.run(runner.cleanup())
+    sock.close()
+
+
+# -- the gateway --------------------------------------------------------------------------------
+
+
+def write_config(directory: Path, upstream_url: str, extra: str = "") -> Path:
+    path = directory / "gateway.toml"
+    path.write_text(f"""
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = ""
+[store]
+path = "store.db"
+[cache]
+ttl_seconds = 60
+negative_ttl_seconds = 5
+invalidation_interval_seconds = 0.2
+
+[[routes]]
+prefix = "/api"
+upstream = "{upstream_url}/api"
+auth = "required"
+timeout_seconds = 0.5
+
+[[routes]]
+prefix = "/echo"
+upstream = "{upstream_url}"
+auth = "required"
+
+[[routes]]
+prefix = "/keep"
+upstream = "{upstream_url}"
+strip_prefix = false
+auth = "required"
+
+[[routes]]
+prefix = "/small"
+upstream = "{upstream_url}/api"
+auth = "none"
+max_body_bytes = 1000
+
+[[routes]]
+prefix = "/open"
+upstream = "{upstream_url}"
+auth = "none"
+
+[[routes]]
+prefix = "/maybe"
+upstream = "{upstream_url}"
+auth = "optional"
+
+[[routes]]
+prefix = "/down"
+upstream = "http://127.0.0.1:9"
+{extra}
+""")
+    return path
+
+
+@dataclass
+class Gateway:
+    url: str
+    config: Config
+    resources: Resources
+    loop: LoopThread
+    owner_id: str
+    project_id: str
+    secret_key: str
+    access_key: str
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def new_key(self, **kwargs: Any) -> service.NewKey:
+        kwargs.setdefault("user_id", self.owner_id)
+        return self.loop.run(
+            service.create_key(
+                self.resources.db, service.LOCAL_OPERATOR, self.resources.secret_format, **kwargs
+            )
+        )
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_cli("--config", str(self.config.source), *args, check=check)
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"gateway {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@dataclass
+class Running:
+    loop: LoopThread
+    resources: Resources
+    server: _Server
+    serving: concurrent.futures.Future[None]
+    sock: socket.socket
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.serving.result(15)
+        self.loop.run(self.resources.stop())
+        self.sock.close()
+        self.loop.close()
+
+
+def start_gateway(config: Config) -> Running:
+    loop = LoopThread()
+    resources = Resources(config)
+    loop.run(resources.start())
+    sock = free_socket()
+    server = _Server(uvicorn_config(GatewayApp(resources)))
+    serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
+    wait_for(lambda: server.started, timeout=10, interval=0.005)
+    return Running(loop, resources, server, serving, sock)
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, upstream: Upstream) -> Iterator[Any]:
+    """Build a gateway over a fresh store; the config can be extended with TOML text."""
+    started: list[Running] = []
+
+    def build(extra: str = "") -> Gateway:
+        """`extra` may name {project_id}, {user_id}, ... of the store's `init`."""
+        source = write_config(tmp_path, upstream.url)
+        init = json.loads(run_cli("--config", str(source), "init", "--json").stdout)
+        config = config_module.load(write_config(tmp_path, upstream.url, extra.format(**init)))
+        running = start_gateway(config)
+        started.append(running)
+        return Gateway(
+            f"http://127.0.0.1:{running.sock.getsockname()[1]}",
+            config,
+            running.resources,
+            running.loop,
+            init["user_id"],
+            init["project_id"],
+            init["secret_key"],
+            init["access_key"],
+        )
+
+    yield build
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def gateway(make_gateway: Any) -> Gateway:
+    gw: Gateway = make_gateway()
+    return gw
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.02) -> float:
+    """Seconds until predicate() is true; fails after timeout."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+    return time.monotonic() - start
