@@ -78,7 +78,7 @@ def uvicorn_config(app: ASGIApp) -> uvicorn.Config:
 async def run_listeners(
     resources: Resources,
     listeners: list[tuple[ASGIApp, socket.socket]],
-    extra: list[Awaitable[None]] | None = None,
+    supervisor: Supervisor | None = None,
 ) -> None:
     """Start the shared resources, serve every listener until SIGINT/SIGTERM, then clean up."""
     await resources.start()
@@ -88,6 +88,8 @@ async def run_listeners(
     def stop() -> None:
         for server in servers:
             server.should_exit = True
+        if supervisor is not None:
+            supervisor.stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
@@ -97,7 +99,7 @@ async def run_listeners(
                 server.serve(sockets=[sock])
                 for server, (_, sock) in zip(servers, listeners, strict=True)
             ),
-            *(extra or []),
+            *([supervisor.run()] if supervisor is not None else []),
         )
     finally:
         await resources.stop()
@@ -127,26 +129,53 @@ def serve(config: Config, workers: int, admin_factory: AdminFactory | None) -> N
     if workers == 1:
         run(run_listeners(resources, [(GatewayApp(resources), proxy_sock), *admin]))
         return
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_worker, args=(config, proxy_sock), daemon=True)
-        for _ in range(workers)
-    ]
-    for process in processes:
-        process.start()
+    supervisor = Supervisor(config, proxy_sock, workers)
     try:
-        run(run_listeners(resources, admin, extra=[_supervise(processes)]))
+        run(run_listeners(resources, admin, supervisor))
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
+        supervisor.stop()
+        supervisor.join()
+    if supervisor.failed:
+        raise SystemExit(1)
+
+
+class Supervisor:
+    """The worker processes of `serve --workers N`: started together, stopped together.
+
+    A worker that dies on its own takes the whole service down loudly (exit status 1), rather than
+    leaving a gateway running at a fraction of its capacity unnoticed.
+    """
+
+    def __init__(self, config: Config, sock: socket.socket, workers: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.processes = [
+            context.Process(target=_worker, args=(config, sock), daemon=True)
+            for _ in range(workers)
+        ]
+        for process in self.processes:
+            process.start()
+        self.stopping = False
+        self.failed = False
+
+    def stop(self) -> None:
+        self.stopping = True
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+
+    def join(self) -> None:
+        for process in self.processes:
             process.join(timeout=10)
 
-
-async def _supervise(processes: list[Any]) -> None:
-    """Wait while the workers run; a worker that dies takes the service down loudly."""
-    while all(p.is_alive() for p in processes):
-        await asyncio.sleep(0.5)
-    dead = [p.pid for p in processes if not p.is_alive()]
-    print(f"gateway: worker process(es) {dead} exited; stopping", file=sys.stderr, flush=True)
-    signal.raise_signal(signal.SIGTERM)
+    async def run(self) -> None:
+        while any(p.is_alive() for p in self.processes):
+            if not self.stopping and not all(p.is_alive() for p in self.processes):
+                dead = [p.pid for p in self.processes if not p.is_alive()]
+                print(
+                    f"gateway: worker process(es) {dead} exited; stopping",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self.stop()
+                self.failed = True
+            await asyncio.sleep(0.2)

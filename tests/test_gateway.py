@@ -22,7 +22,7 @@ def auth(gateway: Gateway, secret: str | None = None) -> dict[str, str]:
     return {"X-Auth-Token": secret or gateway.secret_key}
 
 
-# -- authentication ---------------------------------------------------------------------------------
+# -- authentication -------------------------------------------------------------------------------
 
 
 def test_valid_key_reaches_upstream_with_identity_and_without_secret(
@@ -188,7 +188,7 @@ def test_no_route_is_404(gateway: Gateway) -> None:
         assert client.get("/echoes", headers=auth(gateway)).status_code == 404
 
 
-# -- routing as the upstream sees it ------------------------------------------------------------------
+# -- routing as the upstream sees it --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_forwarded_path(gateway: Gateway, path: str, forwarded: str | None) -> N
     assert response.json()["path"] == forwarded
 
 
-# -- responses ------------------------------------------------------------------------------------------
+# -- responses ------------------------------------------------------------------------------------
 
 
 def test_response_headers(gateway: Gateway) -> None:
@@ -239,7 +239,7 @@ def test_insane_request_id_is_replaced(gateway: Gateway) -> None:
     assert len(response.headers["x-request-id"]) == 32
 
 
-# -- bodies -------------------------------------------------------------------------------------------
+# -- bodies ---------------------------------------------------------------------------------------
 
 
 def chunks(total: int, size: int = 256) -> Iterator[bytes]:
@@ -291,7 +291,7 @@ def test_client_disconnect_frees_upstream(gateway: Gateway, upstream: Upstream) 
     wait_for(lambda: len(upstream.aborted) > before, timeout=5)
 
 
-# -- upstream failures --------------------------------------------------------------------------------
+# -- upstream failures ----------------------------------------------------------------------------
 
 
 def test_upstream_down_is_502_and_slow_is_504(gateway: Gateway) -> None:
@@ -303,7 +303,7 @@ def test_upstream_down_is_502_and_slow_is_504(gateway: Gateway) -> None:
         assert client.get("/echo/x", headers=auth(gateway)).status_code == 200
 
 
-# -- the store going away -------------------------------------------------------------------------------
+# -- the store going away -------------------------------------------------------------------------
 
 
 def test_store_unavailable_then_back(gateway: Gateway) -> None:

@@ -1,0 +1,164 @@
+"""The CLI as a subprocess, on a real store file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.tokens import SecretFormat, is_access_key
+from tests.conftest import run_cli, write_config
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    return write_config(tmp_path, "http://127.0.0.1:9")
+
+
+def cli_json(cfg: Path, *args: str) -> Any:
+    return json.loads(run_cli("--config", str(cfg), *args, "--json").stdout)
+
+
+def test_init_is_idempotent_and_store_is_private(cfg: Path) -> None:
+    first = cli_json(cfg, "init")
+    assert first["created"] is True
+    assert is_access_key(first["access_key"])
+    assert SecretFormat().mode_of(first["secret_key"]) == "live"
+    for name in ("organization_id", "project_id", "user_id"):
+        assert len(first[name]) == 36
+    store = cfg.parent / "store.db"
+    assert stat.S_IMODE(os.stat(store).st_mode) == 0o600
+    again = run_cli("--config", str(cfg), "init")
+    assert "already initialised; nothing changed" in again.stdout
+    assert first["secret_key"] not in again.stdout
+    second = cli_json(cfg, "init")
+    assert second["created"] is False and second["secret_key"] is None
+    assert second["organization_id"] == first["organization_id"]
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 1
+        hashes = db.execute("SELECT secret_hash FROM key_secrets").fetchall()
+        assert all(len(h[0]) == 32 for h in hashes)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 1
+    assert first["secret_key"].encode() not in store.read_bytes()
+
+
+def test_key_life_cycle(cfg: Path) -> None:
+    init = cli_json(cfg, "init")
+    project = cli_json(cfg, "projects", "create", "staging")
+    assert project["name"] == "staging"
+    user = cli_json(cfg, "users", "create", "ops@example.com", "--permission-set", "IAMManager")
+    assert user["permission_sets"] == ["IAMManager"]
+    app = cli_json(cfg, "applications", "create", "billing")
+    created = cli_json(
+        cfg,
+        "keys",
+        "create",
+        "--user",
+        init["user_id"],
+        "--project",
+        project["id"],
+        "--description",
+        "ci",
+        "--expires-in",
+        "7d",
+        "--mode",
+        "test",
+    )
+    access = created["access_key"]
+    assert created["secret_key"].startswith("gws_test_")
+    assert created["secret_prefix"] == created["secret_key"][:12]
+    assert created["default_project_id"] == project["id"] and created["expires_at"]
+    app_key = cli_json(cfg, "keys", "create", "--application", app["id"])
+    assert app_key["bearer_type"] == "application" and app_key["user_id"] is None
+
+    listing = cli_json(cfg, "keys", "list")
+    assert listing["total_count"] == 3
+    assert all("secret_key" not in k and "secret_hash" not in k for k in listing["api_keys"])
+    shown = cli_json(cfg, "keys", "show", access)
+    assert shown["description"] == "ci" and "secret_key" not in shown
+
+    edited = cli_json(
+        cfg,
+        "keys",
+        "edit",
+        access,
+        "--description",
+        "nightly",
+        "--project",
+        init["project_id"],
+        "--expires-in",
+        "never",
+    )
+    assert edited["description"] == "nightly" and edited["expires_at"] is None
+    assert edited["default_project_id"] == init["project_id"]
+
+    rolled = cli_json(cfg, "keys", "roll", access, "--grace", "1h")
+    assert rolled["access_key"] == access and rolled["secret_key"] != created["secret_key"]
+    assert rolled["previous_secret_expires_at"]
+
+    assert cli_json(cfg, "keys", "revoke", access) == {"access_key": access, "revoked": True}
+    gone = run_cli("--config", str(cfg), "keys", "show", access, check=False)
+    assert gone.returncode == 2 and "does not exist" in gone.stderr
+
+    human = run_cli("--config", str(cfg), "keys", "list").stdout
+    assert app_key["access_key"] in human and access not in human
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["keys", "create", "--user", "nobody"], "user 'nobody' does not exist"),
+        (
+            ["keys", "create", "--user", "{user_id}", "--project", "nope"],
+            "project 'nope' does not exist",
+        ),
+        (
+            ["keys", "create", "--user", "{user_id}", "--description", "d" * 201],
+            "description must be at most 200 characters",
+        ),
+        (
+            ["keys", "create", "--user", "{user_id}", "--expires-in", "soon"],
+            "'soon' is not a duration",
+        ),
+        (["keys", "roll", "{access_key}", "--grace", "2w"], "grace period must be between"),
+        (["keys", "revoke", "GWKNOTAKEY0000000000"], "does not exist"),
+        (["users", "create", "not-an-email"], "is not an email address"),
+        (["projects", "create", "default"], "already exists"),
+    ],
+)
+def test_bad_input_is_a_sentence_and_changes_nothing(
+    cfg: Path, args: list[str], message: str
+) -> None:
+    init = cli_json(cfg, "init")
+    before = dump(cfg.parent / "store.db")
+    result = run_cli("--config", str(cfg), *(a.format(**init) for a in args), check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert dump(cfg.parent / "store.db") == before
+
+
+def dump(store: Path) -> list[str]:
+    with sqlite3.connect(store) as db:
+        return list(db.iterdump())
+
+
+def test_json_errors(cfg: Path) -> None:
+    cli_json(cfg, "init")
+    result = run_cli(
+        "--config", str(cfg), "keys", "show", "GWKNOTAKEY0000000000", "--json", check=False
+    )
+    error = json.loads(result.stderr)["error"]
+    assert error["type"] == "not_found" and "does not exist" in error["message"]
+
+
+def test_commands_before_init_say_so(cfg: Path) -> None:
+    result = run_cli("--config", str(cfg), "keys", "list", check=False)
+    assert result.returncode == 1
+    assert "gateway init" in result.stderr and "Traceback" not in result.stderr
+    assert not (cfg.parent / "store.db").exists()

@@ -1,0 +1,79 @@
+"""Configuration: the example loads, and each mistake stops start-up with a useful sentence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import config
+from gateway.config import ConfigError
+from tests.conftest import ROOT, run_cli
+
+
+def test_example_config_loads() -> None:
+    cfg = config.load(ROOT / "config.example.toml")
+    assert cfg.listen.port == 8080 and cfg.admin_listen is not None
+    assert cfg.store_path == ROOT / "gateway.db"  # relative to the config file
+    assert cfg.routes[0].prefix == "/echo" and cfg.routes[0].auth == "required"
+    assert cfg.cache.invalidation_interval_seconds == 1.0
+
+
+ROUTE = '[[routes]]\nprefix = "/x"\nupstream = "http://127.0.0.1:1"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[cache]\nttl = 5\n", "[cache]: unknown key 'ttl' (known keys: "),
+        ("[server]\nworkers = 'two'\n", "[server]: workers must be an int, not 'two'"),
+        ("[server]\nworkers = 0\n", "workers must be at least 1"),
+        ("[server]\nlisten = 'localhost'\n", "listen 'localhost' must be 'host:port'"),
+        ("[keys]\nprefix = 'Bad_One'\n", "[keys]: prefix 'Bad_One' must be"),
+        ("[cache]\nttl_seconds = true\n", "ttl_seconds must be an int or float, not True"),
+        (
+            '[[routes]]\nprefix = "/x"\nupstream = "htp://x"\n',
+            "routes[0]: upstream 'htp://x' is not an http(s) URL",
+        ),
+        ('[[routes]]\nprefix = "x"\nupstream = "http://x"\n', "routes[0]: prefix 'x' must start"),
+        ('[[routes]]\nprefix = "/x/"\nupstream = "http://x"\n', "and not end with one"),
+        ('[[routes]]\nprefix = "/a/../b"\nupstream = "http://x"\n', "must not contain empty"),
+        ('[[routes]]\nupstream = "http://x"\n', "routes[0]: prefix and upstream are required"),
+        (ROUTE + 'auth = "sometimes"\n', "auth must be one of required, optional, none"),
+        (ROUTE + "projects = [1]\n", "projects must be a list of project ids"),
+        (ROUTE + "timeout_seconds = 0\n", "timeout_seconds must be at least"),
+        (ROUTE + "colour = 'red'\n", "routes[0]: unknown key 'colour'"),
+        (ROUTE + ROUTE, "routes[1]: prefix '/x' is already routed"),
+        ("routes = 3\n", "routes must be an array of tables"),
+        ("[server\n", "is not valid TOML"),
+    ],
+)
+def test_mistakes(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert str(caught.value).startswith(str(path))
+    assert message in str(caught.value)
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="pass --config, set GATEWAY_CONFIG"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_CONFIG", "/from/env.toml")
+    assert config.resolve_path("/explicit.toml") == Path("/explicit.toml")
+    assert config.resolve_path(None) == Path("/from/env.toml")
+    monkeypatch.delenv("GATEWAY_CONFIG")
+    assert config.resolve_path(None) == Path("gateway.toml")
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text('[[routes]]\nprefix = "/x"\nupstream = "htp://x"\n')
+    result = run_cli("--config", str(path), "keys", "list", check=False)
+    assert result.returncode == 2
+    assert "upstream 'htp://x' is not an http(s) URL" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,62 @@
+"""`gateway demo` (what `make demo` runs): the printed curl line works against the running demo."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT, free_socket, wait_for
+
+
+def test_demo_prints_a_working_key(tmp_path: Path) -> None:
+    sock = free_socket()
+    echo_port = sock.getsockname()[1]
+    sock.close()  # the demo's echo upstream takes this port
+    example = (ROOT / "config.example.toml").read_text()
+    config = tmp_path / "demo.toml"
+    config.write_text(
+        example.replace("127.0.0.1:8080", "127.0.0.1:0").replace(
+            "127.0.0.1:9000", f"127.0.0.1:{echo_port}"
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--config", str(config), "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        while not any("Ctrl-C" in line for line in lines):
+            line = process.stdout.readline()
+            assert line, process.stderr.read() if process.stderr else "demo exited"
+            lines.append(line)
+        text = "".join(lines)
+        curl = re.search(r"curl -s (\S+) -H 'X-Auth-Token: (\S+)'", text)
+        assert curl is not None, text
+        url, secret = curl.groups()
+
+        def answered() -> bool:
+            try:
+                return httpx.get(url, headers={"X-Auth-Token": secret}).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(answered, timeout=10, interval=0.1)
+        seen = httpx.get(url, headers={"X-Auth-Token": secret}).json()
+        assert seen["headers"]["x-auth-access-key"].startswith("GWK")
+        assert secret not in str(seen)
+        assert httpx.get(url).status_code == 401
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert process.returncode == 0

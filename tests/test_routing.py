@@ -1,0 +1,86 @@
+"""Path normalisation (RFC 3986 §5.2.4 and our stricter separators) and route matching."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.config import Route
+from gateway.routing import Router, normalise_path
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"/", "/"),
+        (b"", "/"),
+        (b"/a/b", "/a/b"),
+        (b"/a/b/", "/a/b/"),
+        (b"//a///b", "/a/b"),
+        (b"/a/./b", "/a/b"),
+        (b"/a/../b", "/b"),
+        (b"/a/b/..", "/a/"),
+        (b"/a/b/.", "/a/b/"),
+        (b"/../../etc/passwd", "/etc/passwd"),
+        (b"/a/%2e%2e/b", "/b"),  # encoded dots are unreserved: decoded, then removed
+        (b"/a/%2E%2e/%2e/b", "/b"),
+        (b"/a/.%2e/b", "/b"),
+        (b"/a%2fb", "/a/b"),  # encoded slash is a separator
+        (b"/a/..%2fb", "/b"),
+        (b"/a/..%2F..%2Fb", "/b"),
+        (b"/a\\..\\b", "/b"),  # backslash too (WHATWG URL)
+        (b"/a/%5c..%5cb", "/b"),
+        (b"/%7Euser/%41%42", "/~user/AB"),
+        (b"/x%3fy", "/x%3Fy"),  # reserved stays encoded, hex upper-cased
+        (b"/x%zz", "/x%25zz"),  # a stray % is escaped
+        (b"/x%4", "/x%254"),
+        (b"/caf\xc3\xa9", "/caf%C3%A9"),  # raw non-ASCII bytes are escaped
+        (b"/a b", "/a%20b"),
+        (b"/%252e%252e/x", "/%252e%252e/x"),  # double encoding is not decoded twice
+        (b"/%c0%ae%c0%ae/x", "/%C0%AE%C0%AE/x"),  # overlong UTF-8 is not a dot
+        (b"/.well-known/x", "/.well-known/x"),
+        (b"*", "/*"),
+    ],
+)
+def test_normalise(raw: bytes, expected: str) -> None:
+    assert normalise_path(raw) == expected
+
+
+@given(st.binary(max_size=64).map(lambda b: b"/" + b))
+def test_normalise_is_idempotent_and_never_climbs(raw: bytes) -> None:
+    once = normalise_path(raw)
+    assert normalise_path(once.encode("latin-1")) == once
+    assert once.startswith("/")
+    assert "/../" not in once + "/" and "/./" not in once + "/" and "//" not in once
+
+
+ROUTES = [
+    Route(prefix="/", upstream="http://root"),
+    Route(prefix="/echo", upstream="http://echo"),
+    Route(prefix="/echo/deep", upstream="http://deep", upstream_path="/base"),
+    Route(prefix="/keep", upstream="http://keep", strip_prefix=False),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "upstream", "forwarded"),
+    [
+        ("/echo", "http://echo", "/"),
+        ("/echo/", "http://echo", "/"),
+        ("/echo/x", "http://echo", "/x"),
+        ("/echoes", "http://root", "/echoes"),  # segment boundary
+        ("/echo/deep/x", "http://deep", "/base/x"),  # longest prefix wins
+        ("/echo/deeper", "http://echo", "/deeper"),
+        ("/keep/x", "http://keep", "/keep/x"),
+        ("/other", "http://root", "/other"),
+    ],
+)
+def test_match(path: str, upstream: str, forwarded: str) -> None:
+    match = Router(ROUTES).match(path)
+    assert match is not None
+    assert (match[0].upstream, match[1]) == (upstream, forwarded)
+
+
+def test_no_match_without_catch_all() -> None:
+    assert Router(ROUTES[1:]).match("/nothing") is None
