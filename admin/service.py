@@ -1,13 +1,10 @@
 """Key management service: the one place that decides who may do what to which key.
 
 The CLI (as the local operator), the admin API and the console all call these functions. Each one
-takes the acting :class:`Actor`, checks permission, validates, and writes in one transaction (with
-its ``key_events`` row, so running gateways see the change within the invalidation bound).
-
-Visibility rules (Scaleway IAM, issue #3): anything in another organization is "not found"; a
-plain bearer sees only its own keys; the Owner, ``IAMManager`` and ``OrganizationManager`` see and
-manage every key of their organization. Nobody creates a key for another user through the API; the
-local operator (the CLI, with the store file in hand) may.
+takes the acting :class:`Actor`, checks permission (rules in ``admin.access``), validates, and
+writes in one transaction with its ``key_events`` row (so running gateways see the change within
+the invalidation bound) and its audit event. Nobody creates a key for another user through the
+API; the local operator may.
 """
 
 from __future__ import annotations
@@ -16,60 +13,25 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 
+from admin.access import (
+    LOCAL_OPERATOR,
+    MANAGERS_ONLY,
+    Actor,
+    Forbidden,
+    Invalid,
+    NotFound,
+    audited,
+    organization_of,
+    record,
+)
 from gateway.store import Database
 from gateway.store import directory as store_dir
 from gateway.store import keys as store_keys
-from gateway.store.records import ApiKey, Application, Organization, Project, User
+from gateway.store.records import ApiKey, Organization, Project, User
 from gateway.tokens import SECRET_PREFIX_SHOWN, SecretFormat, generate_access_key, hash_secret
 
-MANAGER_SETS = frozenset({"IAMManager", "OrganizationManager"})
-PERMISSION_SETS = frozenset({"IAMManager", "OrganizationManager"})
 MAX_DESCRIPTION = 200
 MAX_GRACE_SECONDS = 7 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class Actor:
-    kind: str  # "cli" (the local operator), "user" or "application"
-    id: str | None = None
-    organization_id: str | None = None
-    permission_sets: frozenset[str] = frozenset()
-    is_owner: bool = False
-    access_key: str | None = None
-    ip: str | None = None
-
-    @property
-    def is_manager(self) -> bool:
-        return self.kind == "cli" or self.is_owner or bool(self.permission_sets & MANAGER_SETS)
-
-
-LOCAL_OPERATOR = Actor("cli")
-
-
-class ServiceError(Exception):
-    status = 400
-    type = "invalid_arguments"
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class Invalid(ServiceError):
-    pass
-
-
-class NotFound(ServiceError):
-    status, type = 404, "not_found"
-
-
-class Forbidden(ServiceError):
-    status, type = 403, "permission_denied"
-
-
-class Conflict(ServiceError):
-    status, type = 409, "conflict"
 
 
 @dataclass(frozen=True)
@@ -90,18 +52,6 @@ class NewKey:
 
 def _new_id() -> str:
     return str(uuid.uuid4())
-
-
-# -- organization scope ---------------------------------------------------------------------------
-
-
-async def organization_of(db: Database, actor: Actor) -> str:
-    if actor.organization_id is not None:
-        return actor.organization_id
-    org = await store_dir.first_organization(db)
-    if org is None:
-        raise NotFound("there is no organization yet: run `gateway init` first")
-    return org.id
 
 
 async def init(db: Database, fmt: SecretFormat, owner_email: str = "owner@localhost") -> InitResult:
@@ -135,91 +85,9 @@ async def init(db: Database, fmt: SecretFormat, owner_email: str = "owner@localh
         await store_dir.set_default_project(w, org.id, project.id)
         await store_dir.insert_user(w, user)
         await store_keys.insert(w, key, hash_secret(secret))
+        await record(w, LOCAL_OPERATOR, org.id, "organization.init", "organization", org.id)
+        await record(w, LOCAL_OPERATOR, org.id, "api_key.create", "api_key", key.access_key)
     return InitResult(True, replace(org, default_project_id=project.id), project, user, key, secret)
-
-
-# -- projects, users, applications ----------------------------------------------------------------
-
-
-async def create_project(db: Database, actor: Actor, name: str) -> Project:
-    if not actor.is_manager:
-        raise Forbidden("creating projects needs the Owner, IAMManager or OrganizationManager")
-    name = _check_name(name, "name")
-    org_id = await organization_of(db, actor)
-    now = time.time()
-    project = Project(_new_id(), org_id, name, now, now)
-    if any(p.name == name for p in await store_dir.list_projects(db, org_id)):
-        raise Conflict(f"a project named {name!r} already exists", "name")
-    async with db.transaction() as w:
-        await store_dir.insert_project(w, project)
-    return project
-
-
-async def list_projects(db: Database, actor: Actor) -> list[Project]:
-    return await store_dir.list_projects(db, await organization_of(db, actor))
-
-
-def _check_permission_sets(sets: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    unknown = [s for s in sets if s not in PERMISSION_SETS]
-    if unknown:
-        raise Invalid(
-            f"unknown permission set {unknown[0]!r}; known: {', '.join(sorted(PERMISSION_SETS))}",
-            "permission_sets",
-        )
-    return tuple(dict.fromkeys(sets))
-
-
-def _check_name(value: str, name: str) -> str:
-    value = value.strip()
-    if not value or len(value) > 100:
-        raise Invalid(f"{name} must be 1 to 100 characters", name)
-    return value
-
-
-async def create_user(
-    db: Database, actor: Actor, email: str, permission_sets: tuple[str, ...] = ()
-) -> User:
-    if not actor.is_manager:
-        raise Forbidden("creating users needs the Owner, IAMManager or OrganizationManager")
-    email = email.strip()
-    if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
-        raise Invalid(f"{email!r} is not an email address", "email")
-    org_id = await organization_of(db, actor)
-    if any(u.email == email for u in await store_dir.list_users(db, org_id)):
-        raise Conflict(f"a user with email {email!r} already exists", "email")
-    now = time.time()
-    user = User(_new_id(), org_id, email, _check_permission_sets(permission_sets), False, now, now)
-    async with db.transaction() as w:
-        await store_dir.insert_user(w, user)
-    return user
-
-
-async def list_users(db: Database, actor: Actor) -> list[User]:
-    return await store_dir.list_users(db, await organization_of(db, actor))
-
-
-async def create_application(
-    db: Database, actor: Actor, name: str, permission_sets: tuple[str, ...] = ()
-) -> Application:
-    if not actor.is_manager:
-        raise Forbidden("creating applications needs the Owner, IAMManager or OrganizationManager")
-    org_id = await organization_of(db, actor)
-    now = time.time()
-    app = Application(
-        _new_id(),
-        org_id,
-        _check_name(name, "name"),
-        _check_permission_sets(permission_sets),
-        now,
-        now,
-    )
-    async with db.transaction() as w:
-        await store_dir.insert_application(w, app)
-    return app
-
-
-async def list_applications(db: Database, actor: Actor) -> list[Application]:
-    return await store_dir.list_applications(db, await organization_of(db, actor))
 
 
 # -- keys -----------------------------------------------------------------------------------------
@@ -288,6 +156,31 @@ async def create_key(
     expires_at: float | None = None,
     mode: str = "live",
 ) -> NewKey:
+    async with audited(db, actor, "api_key.create", "api_key", None):
+        return await _create_key(
+            db,
+            actor,
+            fmt,
+            user_id,
+            application_id,
+            description,
+            default_project_id,
+            expires_at,
+            mode,
+        )
+
+
+async def _create_key(
+    db: Database,
+    actor: Actor,
+    fmt: SecretFormat,
+    user_id: str | None,
+    application_id: str | None,
+    description: str,
+    default_project_id: str | None,
+    expires_at: float | None,
+    mode: str,
+) -> NewKey:
     if user_id is not None and application_id is not None:
         raise Invalid("give user_id or application_id, not both", "application_id")
     if user_id is None and application_id is None:
@@ -310,9 +203,7 @@ async def create_key(
             raise NotFound(f"application {application_id!r} does not exist", "application_id")
         own = actor.kind == "application" and actor.id == application_id
         if not (actor.is_manager or own):
-            raise Forbidden(
-                "keys for applications need the Owner, IAMManager or OrganizationManager"
-            )
+            raise Forbidden(f"keys for applications {MANAGERS_ONLY}")
     if mode not in ("live", "test"):
         raise Invalid(f"mode must be 'live' or 'test', not {mode!r}", "mode")
     now = time.time()
@@ -335,6 +226,7 @@ async def create_key(
     )
     async with db.transaction() as w:
         await store_keys.insert(w, key, hash_secret(secret))
+        await record(w, actor, org_id, "api_key.create", "api_key", key.access_key)
     return NewKey(key, secret)
 
 
@@ -367,12 +259,10 @@ async def list_keys(
     if f.page < 1:
         raise Invalid("page must be 1 or more", "page")
     if not actor.is_manager:  # a plain bearer sees only its own keys, whatever it asks for
-        own = (
-            {"user_id": actor.id, "application_id": None}
-            if actor.kind == "user"
-            else {"application_id": actor.id, "user_id": None}
-        )
-        f = replace(f, **own)  # type: ignore[arg-type]
+        if actor.kind == "user":
+            f = replace(f, user_id=actor.id, application_id=None, bearer_type=None)
+        else:
+            f = replace(f, application_id=actor.id, user_id=None, bearer_type=None)
     return await store_keys.search(db, f, time.time())
 
 
@@ -386,7 +276,8 @@ async def update_key(
     expires_at: float | None = None,
     clear_expiry: bool = False,
 ) -> ApiKey:
-    key = await get_key(db, actor, access_key)
+    async with audited(db, actor, "api_key.update", "api_key", access_key):
+        key = await get_key(db, actor, access_key)
     now = time.time()
     changes: dict[str, object] = {}
     if description is not None:
@@ -402,14 +293,25 @@ async def update_key(
     if changes:
         async with db.transaction() as w:
             await store_keys.update(w, access_key, changes, now)
+            await record(
+                w,
+                actor,
+                key.organization_id,
+                "api_key.update",
+                "api_key",
+                access_key,
+                ", ".join(sorted(changes)),
+            )
     return await get_key(db, actor, access_key)
 
 
 async def revoke_key(db: Database, actor: Actor, access_key: str) -> None:
-    await get_key(db, actor, access_key)
-    async with db.transaction() as w:
-        if not await store_keys.delete(w, access_key, time.time()):
-            raise NotFound(f"API key {access_key!r} does not exist", "access_key")
+    async with audited(db, actor, "api_key.delete", "api_key", access_key):
+        key = await get_key(db, actor, access_key)
+        async with db.transaction() as w:
+            if not await store_keys.delete(w, access_key, time.time()):
+                raise NotFound(f"API key {access_key!r} does not exist", "access_key")
+            await record(w, actor, key.organization_id, "api_key.delete", "api_key", access_key)
 
 
 async def roll_key(
@@ -421,7 +323,8 @@ async def roll_key(
             f"the grace period must be between 0 and {MAX_GRACE_SECONDS} seconds",
             "expire_current_in_seconds",
         )
-    key = await get_key(db, actor, access_key)
+    async with audited(db, actor, "api_key.roll", "api_key", access_key):
+        key = await get_key(db, actor, access_key)
     secret = fmt.generate(key.mode)
     async with db.transaction() as w:
         await store_keys.roll(
@@ -431,5 +334,14 @@ async def roll_key(
             secret[:SECRET_PREFIX_SHOWN],
             time.time(),
             grace_seconds,
+        )
+        await record(
+            w,
+            actor,
+            key.organization_id,
+            "api_key.roll",
+            "api_key",
+            access_key,
+            f"previous secret expires in {grace_seconds:g} s",
         )
     return NewKey(await get_key(db, actor, access_key), secret)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from admin import service
+from admin import access, directory, service
 from admin.serialize import application_json, key_json, project_json, rfc3339, user_json
 from gateway import config as config_module
 from gateway.config import Config, ConfigError
@@ -26,7 +26,7 @@ from gateway.store import Database, StoreUnavailable
 from gateway.store.keys import KeyFilter
 from gateway.tokens import SecretFormat
 
-OPERATOR = service.LOCAL_OPERATOR
+OPERATOR = access.LOCAL_OPERATOR
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -107,32 +107,32 @@ async def cmd_init(args: argparse.Namespace, cfg: Config, db: Database) -> None:
 
 async def cmd_projects(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     if args.action == "create":
-        project = project_json(await service.create_project(db, OPERATOR, args.name))
+        project = project_json(await directory.create_project(db, OPERATOR, args.name))
         emit(args, project, f"Created project {project['name']}: {project['id']}")
     else:
-        rows = [project_json(p) for p in await service.list_projects(db, OPERATOR)]
+        rows = [project_json(p) for p in await directory.list_of(db, OPERATOR, "project")]
         emit(args, {"projects": rows}, table(rows, ["id", "name", "created_at"]))
 
 
 async def cmd_users(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     if args.action == "create":
         user = user_json(
-            await service.create_user(db, OPERATOR, args.email, tuple(args.permission_set))
+            await directory.create_user(db, OPERATOR, args.email, tuple(args.permission_set))
         )
         emit(args, user, f"Created user {user['email']}: {user['id']}")
     else:
-        rows = [user_json(u) for u in await service.list_users(db, OPERATOR)]
+        rows = [user_json(u) for u in await directory.list_of(db, OPERATOR, "user")]
         emit(args, {"users": rows}, table(rows, ["id", "email", "permission_sets", "is_owner"]))
 
 
 async def cmd_applications(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     if args.action == "create":
         app = application_json(
-            await service.create_application(db, OPERATOR, args.name, tuple(args.permission_set))
+            await directory.create_application(db, OPERATOR, args.name, tuple(args.permission_set))
         )
         emit(args, app, f"Created application {app['name']}: {app['id']}")
     else:
-        rows = [application_json(a) for a in await service.list_applications(db, OPERATOR)]
+        rows = [application_json(a) for a in await directory.list_of(db, OPERATOR, "application")]
         emit(args, {"applications": rows}, table(rows, ["id", "name", "permission_sets"]))
 
 
@@ -158,7 +158,7 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             db,
             OPERATOR,
             KeyFilter(
-                organization_id=await service.organization_of(db, OPERATOR),
+                organization_id=await access.organization_of(db, OPERATOR),
                 page_size=100,
                 page=args.page,
             ),
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--permission-set",
                 action="append",
                 default=[],
-                choices=sorted(service.PERMISSION_SETS),
+                choices=sorted(access.PERMISSION_SETS),
             )
         actions.add_parser("list", parents=[common])
 
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(with_store(STORE_COMMANDS[args.command], args, cfg))
     except ConfigError as exc:
         return fail(args, 2, "invalid_config", str(exc))
-    except service.ServiceError as exc:
+    except access.ServiceError as exc:
         return fail(args, 2, exc.type, exc.message, exc.field)
     except StoreUnavailable as exc:
         return fail(args, 1, "store_unavailable", f"{exc} (run `gateway init` to create a store)")

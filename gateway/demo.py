@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from admin import service
+from admin import access, service
 from gateway import echo, server
 from gateway.app import GatewayApp
 from gateway.config import Config
@@ -38,7 +38,7 @@ async def _demo(config: Config) -> None:
         init = await service.init(resources.db, resources.secret_format)
         new = await service.create_key(
             resources.db,
-            service.LOCAL_OPERATOR,
+            access.LOCAL_OPERATOR,
             resources.secret_format,
             user_id=init.user.id,
             description="demo key (gateway demo)",

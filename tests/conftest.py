@@ -21,7 +21,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from admin import service
+from admin import access, service
 from gateway import config as config_module
 from gateway.app import GatewayApp
 from gateway.config import Config
@@ -236,7 +236,7 @@ class Gateway:
         kwargs.setdefault("user_id", self.owner_id)
         return self.loop.run(
             service.create_key(
-                self.resources.db, service.LOCAL_OPERATOR, self.resources.secret_format, **kwargs
+                self.resources.db, access.LOCAL_OPERATOR, self.resources.secret_format, **kwargs
             )
         )
 

@@ -141,11 +141,15 @@ def test_bad_input_is_a_sentence_and_changes_nothing(
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert dump(cfg.parent / "store.db") == before
+    with sqlite3.connect(cfg.parent / "store.db") as db:
+        outcomes = {row[0] for row in db.execute("SELECT outcome FROM audit_events")}
+    assert outcomes <= {"success", "denied"}
 
 
 def dump(store: Path) -> list[str]:
+    """Everything in the store but the audit log, which records denied attempts by design."""
     with sqlite3.connect(store) as db:
-        return list(db.iterdump())
+        return [line for line in db.iterdump() if "audit_events" not in line]
 
 
 def test_json_errors(cfg: Path) -> None:

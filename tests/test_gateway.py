@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from admin import service
+from admin import access, service
 from tests.conftest import Gateway, Upstream, wait_for
 
 
@@ -127,7 +127,7 @@ def test_expired_key_rejected_even_from_cache(gateway: Gateway) -> None:
 
 def test_roll_keeps_old_secret_for_grace_then_not(gateway: Gateway) -> None:
     new = gateway.new_key()
-    db, fmt, op = gateway.resources.db, gateway.resources.secret_format, service.LOCAL_OPERATOR
+    db, fmt, op = gateway.resources.db, gateway.resources.secret_format, access.LOCAL_OPERATOR
     with gateway.client() as client:
         assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
         rolled = gateway.loop.run(service.roll_key(db, op, fmt, new.key.access_key, 1.0))
@@ -331,7 +331,7 @@ def test_last_used_is_written_in_batches(gateway: Gateway) -> None:
             client.get("/echo/x", headers=auth(gateway, new.secret_key))
     assert gateway.loop.run(gateway.resources.verifier.flush_last_used()) == 1
     key = gateway.loop.run(
-        service.get_key(gateway.resources.db, service.LOCAL_OPERATOR, new.key.access_key)
+        service.get_key(gateway.resources.db, access.LOCAL_OPERATOR, new.key.access_key)
     )
     assert key.last_used_at is not None and abs(key.last_used_at - time.time()) < 5
     # Within the minute, further use writes nothing more.

@@ -146,3 +146,38 @@ async def list_applications(db: Database, org_id: str) -> list[Application]:
         f"{_APPLICATION} WHERE organization_id = ? ORDER BY created_at, id", (org_id,)
     )
     return [_application(r) for r in rows]
+
+
+# -- changes ---------------------------------------------------------------------------------------
+
+_TABLES = {"project": "projects", "user": "users", "application": "applications"}
+_EDITABLE = {
+    "projects": ("name",),
+    "users": ("permission_sets",),
+    "applications": ("name", "permission_sets"),
+}
+
+
+async def update(w: Writer, kind: str, object_id: str, changes: dict[str, Any], now: float) -> None:
+    table = _TABLES[kind]
+    columns = [c for c in _EDITABLE[table] if c in changes]
+    values = [
+        json.dumps(list(changes[c])) if c == "permission_sets" else changes[c] for c in columns
+    ]
+    sets = "".join(f"{c} = ?, " for c in columns)
+    await w.execute(
+        f"UPDATE {table} SET {sets}updated_at = ? WHERE id = ?", [*values, now, object_id]
+    )
+
+
+async def delete(w: Writer, kind: str, object_id: str) -> None:
+    await w.execute(f"DELETE FROM {_TABLES[kind]} WHERE id = ?", (object_id,))
+
+
+async def keys_of(db: Database | Writer, column: str, value: str) -> list[str]:
+    """Access keys whose `user_id`, `application_id` or `default_project_id` is `value`."""
+    assert column in ("user_id", "application_id", "default_project_id")
+    rows = await db.fetchall(
+        f"SELECT access_key FROM api_keys WHERE {column} = ? ORDER BY access_key", (value,)
+    )
+    return [str(r[0]) for r in rows]

@@ -75,4 +75,27 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX key_events_created ON key_events (created_at)
     """,
+    # 2: the audit log (issue #3): append-only, one row per mutation and per denied attempt.
+    """
+    CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        organization_id TEXT,
+        actor_type TEXT NOT NULL,
+        actor_id TEXT,
+        actor_access_key TEXT,
+        action TEXT NOT NULL,
+        target_type TEXT,
+        target_id TEXT,
+        source_ip TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('success', 'denied')),
+        detail TEXT
+    );
+    CREATE INDEX audit_events_created ON audit_events (created_at);
+    CREATE INDEX audit_events_target ON audit_events (target_id);
+    CREATE TRIGGER audit_events_append_only_update BEFORE UPDATE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    CREATE TRIGGER audit_events_append_only_delete BEFORE DELETE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
+    """,
 )
