@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.store.audit import AuditEvent
 from gateway.store.records import ApiKey, Application, Project, User
 
 
@@ -64,4 +65,22 @@ def application_json(app: Application) -> dict[str, Any]:
         "permission_sets": list(app.permission_sets),
         "created_at": rfc3339(app.created_at),
         "updated_at": rfc3339(app.updated_at),
+    }
+
+
+def audit_json(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "created_at": rfc3339(event.created_at),
+        "organization_id": event.organization_id,
+        "actor": {
+            "type": event.actor_type,
+            "id": event.actor_id,
+            "access_key": event.actor_access_key,
+        },
+        "action": event.action,
+        "target": {"type": event.target_type, "id": event.target_id},
+        "source_ip": event.source_ip,
+        "outcome": event.outcome,
+        "detail": event.detail,
     }

@@ -226,11 +226,11 @@ async def with_store(command: StoreCommand, args: argparse.Namespace, cfg: Confi
 
 
 def cmd_serve(args: argparse.Namespace, cfg: Config) -> None:
+    from admin.api import make_admin_app
     from gateway import server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # The admin listener arrives with the admin API (issue #3).
-    server.serve(cfg, args.workers or cfg.workers, admin_factory=None)
+    server.serve(cfg, args.workers or cfg.workers, admin_factory=make_admin_app)
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> None:

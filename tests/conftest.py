@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from admin import access, service
+from admin.api import make_admin_app
 from gateway import config as config_module
 from gateway.app import GatewayApp
 from gateway.config import Config
@@ -228,9 +229,15 @@ class Gateway:
     project_id: str
     secret_key: str
     access_key: str
+    admin_url: str
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)
+
+    def admin(self, secret: str | None = None) -> httpx.Client:
+        """A client of the admin listener, signed in with `secret` (default: the owner key)."""
+        headers = {"X-Auth-Token": secret if secret is not None else self.secret_key}
+        return httpx.Client(base_url=self.admin_url, timeout=10, headers=headers)
 
     def new_key(self, **kwargs: Any) -> service.NewKey:
         kwargs.setdefault("user_id", self.owner_id)
@@ -260,17 +267,22 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 @dataclass
 class Running:
+    """The proxy app and the admin app on one loop, sharing one Resources (as `serve` does)."""
+
     loop: LoopThread
     resources: Resources
-    server: _Server
-    serving: concurrent.futures.Future[None]
-    sock: socket.socket
+    servers: list[tuple[_Server, concurrent.futures.Future[None], socket.socket]]
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.servers[index][2].getsockname()[1]}"
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.serving.result(15)
+        for server, _, _ in self.servers:
+            server.should_exit = True
+        for _, serving, sock in self.servers:
+            serving.result(15)
+            sock.close()
         self.loop.run(self.resources.stop())
-        self.sock.close()
         self.loop.close()
 
 
@@ -278,11 +290,14 @@ def start_gateway(config: Config) -> Running:
     loop = LoopThread()
     resources = Resources(config)
     loop.run(resources.start())
-    sock = free_socket()
-    server = _Server(uvicorn_config(GatewayApp(resources)))
-    serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
-    wait_for(lambda: server.started, timeout=10, interval=0.005)
-    return Running(loop, resources, server, serving, sock)
+    servers = []
+    for app in (GatewayApp(resources), make_admin_app(resources)):
+        sock = free_socket()
+        server = _Server(uvicorn_config(app))
+        serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
+        wait_for(lambda s=server: s.started, timeout=10, interval=0.005)  # type: ignore[misc]
+        servers.append((server, serving, sock))
+    return Running(loop, resources, servers)
 
 
 @pytest.fixture
@@ -298,7 +313,7 @@ def make_gateway(tmp_path: Path, upstream: Upstream) -> Iterator[Any]:
         running = start_gateway(config)
         started.append(running)
         return Gateway(
-            f"http://127.0.0.1:{running.sock.getsockname()[1]}",
+            running.url(0),
             config,
             running.resources,
             running.loop,
@@ -306,6 +321,7 @@ def make_gateway(tmp_path: Path, upstream: Upstream) -> Iterator[Any]:
             init["project_id"],
             init["secret_key"],
             init["access_key"],
+            running.url(1),
         )
 
     yield build
