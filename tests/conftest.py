@@ -300,29 +300,38 @@ def start_gateway(config: Config) -> Running:
     return Running(loop, resources, servers)
 
 
+def build_gateway(directory: Path, upstream_url: str, extra: str = "") -> tuple[Gateway, Running]:
+    """A gateway (and admin listener) over a fresh store in `directory`.
+
+    `extra` is TOML appended to the config; it may name {project_id}, {user_id}, ... of `init`.
+    """
+    source = write_config(directory, upstream_url)
+    init = json.loads(run_cli("--config", str(source), "init", "--json").stdout)
+    config = config_module.load(write_config(directory, upstream_url, extra.format(**init)))
+    running = start_gateway(config)
+    gateway = Gateway(
+        running.url(0),
+        config,
+        running.resources,
+        running.loop,
+        init["user_id"],
+        init["project_id"],
+        init["secret_key"],
+        init["access_key"],
+        running.url(1),
+    )
+    return gateway, running
+
+
 @pytest.fixture
 def make_gateway(tmp_path: Path, upstream: Upstream) -> Iterator[Any]:
     """Build a gateway over a fresh store; the config can be extended with TOML text."""
     started: list[Running] = []
 
     def build(extra: str = "") -> Gateway:
-        """`extra` may name {project_id}, {user_id}, ... of the store's `init`."""
-        source = write_config(tmp_path, upstream.url)
-        init = json.loads(run_cli("--config", str(source), "init", "--json").stdout)
-        config = config_module.load(write_config(tmp_path, upstream.url, extra.format(**init)))
-        running = start_gateway(config)
+        gateway, running = build_gateway(tmp_path, upstream.url, extra)
         started.append(running)
-        return Gateway(
-            running.url(0),
-            config,
-            running.resources,
-            running.loop,
-            init["user_id"],
-            init["project_id"],
-            init["secret_key"],
-            init["access_key"],
-            running.url(1),
-        )
+        return gateway
 
     yield build
     for running in started:
