@@ -229,7 +229,7 @@ def cmd_serve(args: argparse.Namespace, cfg: Config) -> None:
     from admin.api import make_admin_app
     from gateway import server
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    server.setup_logging(args.log_level.upper())
     server.serve(cfg, args.workers or cfg.workers, admin_factory=make_admin_app)
 
 
@@ -261,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("init", parents=[common], help="create the store and the owner key (once)")
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
     serve.add_argument("--workers", type=int, help="worker processes (default: [server] workers)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub.add_parser("demo", parents=[common], help="echo upstream + gateway + a fresh key")
 
     for name, extra in (("projects", "name"), ("users", "email"), ("applications", "name")):

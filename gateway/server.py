@@ -110,8 +110,15 @@ def run(coro: Awaitable[None]) -> None:
         runner.run(coro)  # type: ignore[arg-type]
 
 
-def _worker(config: Config, sock: socket.socket) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def setup_logging(level: int | str) -> None:
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # aiosqlite's debug lines carry every statement's parameters, secret hashes among them: a
+    # hash cannot be turned back into a secret, but it has no business in a log (issue #3).
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+def _worker(config: Config, sock: socket.socket, log_level: int) -> None:
+    setup_logging(log_level)
     resources = Resources(config)
     run(run_listeners(resources, [(GatewayApp(resources), sock)]))
 
@@ -149,7 +156,9 @@ class Supervisor:
     def __init__(self, config: Config, sock: socket.socket, workers: int) -> None:
         context = multiprocessing.get_context("spawn")
         self.processes = [
-            context.Process(target=_worker, args=(config, sock), daemon=True)
+            context.Process(
+                target=_worker, args=(config, sock, logging.getLogger().level), daemon=True
+            )
             for _ in range(workers)
         ]
         for process in self.processes:
