@@ -143,3 +143,15 @@ def test_unknown_route_and_method_are_json(gateway: Gateway) -> None:
         assert missing.status_code == 404 and missing.json()["type"] == "not_found"
         wrong = admin.put("/v1/whoami")
         assert wrong.status_code == 405 and json.loads(wrong.text)["type"]
+
+
+def test_plain_user_lists_only_its_own_keys(gateway: Gateway) -> None:
+    with gateway.admin() as admin:
+        user = admin.post("/v1/users", json={"email": "plain@example.com"}).json()
+    mine = gateway.new_key(user_id=user["id"])
+    gateway.new_key()  # another owner key
+    with gateway.admin(mine.secret_key) as admin:
+        for params in ({}, {"user_id": gateway.owner_id}, {"bearer_type": "user"}):
+            listed = admin.get("/v1/api-keys", params=params).json()
+            assert [k["access_key"] for k in listed["api_keys"]] == [mine.key.access_key]
+            assert listed["total_count"] == 1
