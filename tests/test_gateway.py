@@ -130,11 +130,11 @@ def test_roll_keeps_old_secret_for_grace_then_not(gateway: Gateway) -> None:
     db, fmt, op = gateway.resources.db, gateway.resources.secret_format, access.LOCAL_OPERATOR
     with gateway.client() as client:
         assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
-        rolled = gateway.loop.run(service.roll_key(db, op, fmt, new.key.access_key, 1.0))
+        rolled = gateway.loop.run(service.roll_key(db, op, fmt, new.key.access_key, 2.0))
         time.sleep(0.5)  # past the invalidation interval: the cache has reloaded both
         assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
         assert client.get("/echo/x", headers=auth(gateway, rolled.secret_key)).status_code == 200
-        time.sleep(0.7)
+        time.sleep(1.7)
         old = client.get("/echo/x", headers=auth(gateway, new.secret_key))
         assert old.status_code == 401 and old.json()["reason"] == "expired_token"
         again = gateway.loop.run(service.roll_key(db, op, fmt, new.key.access_key, 0))
