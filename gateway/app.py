@@ -85,7 +85,9 @@ class GatewayApp:
 
         identity: Identity | None = None
         if route.auth != "none":
-            tokens = headers.tokens
+            # Leading/trailing OWS is not part of a field value (RFC 9110 §5.5); httptools keeps
+            # the trailing part, so it is stripped here.
+            tokens = [t.strip(b" \t") for t in headers.tokens]
             if not tokens:
                 if route.auth == "required":
                     return await errors.send_error(send, 401, MISSING, request_id)

@@ -10,7 +10,8 @@ ASGI-decoded ``scope["path"]``, where ``%2F`` has already become ``/``):
 2. treat ``\\``, ``%5C`` and ``%2F`` as ``/``: a choice beyond RFC 3986, as the WHATWG URL standard
    (backslash) and Envoy's ``UNESCAPE_AND_FORWARD`` (encoded slash) do, because upstreams that
    decode them would otherwise see ``/open/..%2Fadmin`` as ``/admin``;
-3. remove dot segments (RFC 3986 §5.2.4) and collapse runs of ``/``.
+3. remove dot segments (RFC 3986 §5.2.4), counting ``..;x`` and ``.;x`` as dot segments since
+   servlet containers do, and collapse runs of ``/``.
 
 The upstream receives that normalised path (minus the route prefix when ``strip_prefix``).
 """
@@ -73,13 +74,17 @@ def _remove_dot_segments(path: str) -> str:
         segments.insert(0, "")
     stack: list[str] = []
     for segment in segments[1:]:
-        if segment == "..":
+        # A dot segment with path parameters (`..;x`) is still a dot segment to servlet
+        # containers such as Tomcat, so it is one here too, parameters dropped.
+        bare = segment.split(";", 1)[0] if ";" in segment else segment
+        if bare == "..":
             if stack:
                 stack.pop()
-        elif segment not in (".", ""):
+        elif bare not in (".", ""):
             stack.append(segment)
     result = "/" + "/".join(stack)
-    if stack and len(segments) > 1 and segments[-1] in ("", ".", ".."):
+    last = segments[-1].split(";", 1)[0]
+    if stack and len(segments) > 1 and last in ("", ".", ".."):
         result += "/"
     return result
 

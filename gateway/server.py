@@ -26,6 +26,7 @@ import uvloop
 
 from gateway.app import GatewayApp
 from gateway.config import Config, Listen
+from gateway.protocol import GatewayHttpProtocol
 from gateway.resources import Resources
 
 log = logging.getLogger("gateway")
@@ -63,7 +64,7 @@ def uvicorn_config(app: ASGIApp) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop="none",
-        http="httptools",
+        http=GatewayHttpProtocol,  # httptools, with a bounded request head and JSON errors
         ws="none",  # websockets are not proxied; an Upgrade header is dropped as hop-by-hop
         lifespan="off",  # `run_listeners` owns the resources' life cycle
         access_log=False,

@@ -1,0 +1,278 @@
+"""Hostile input (issue #5): one table of raw requests, each with the statuses it may get and what
+the upstream must or must not receive.
+
+The route table mixes auth modes and gives each route its own upstream base path, so the path the
+upstream records tells which route a request really reached:
+``/public`` (auth none) -> ``/pub``, ``/private`` (auth required) -> ``/priv``,
+``/sometimes`` (auth optional) -> ``/opt``.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from admin import access, service
+from tests.conftest import Gateway, Upstream
+
+ROUTES = """
+[[routes]]
+prefix = "/public"
+upstream = "{upstream}/pub"
+auth = "none"
+[[routes]]
+prefix = "/private"
+upstream = "{upstream}/priv"
+auth = "required"
+[[routes]]
+prefix = "/sometimes"
+upstream = "{upstream}/opt"
+auth = "optional"
+[[routes]]
+prefix = "/tiny"
+upstream = "{upstream}/api"
+auth = "none"
+max_body_bytes = 100
+"""
+
+OURS = (
+    "x-auth-access-key",
+    "x-auth-bearer-type",
+    "x-auth-bearer-id",
+    "x-organization-id",
+    "x-project-id",
+    "x-auth-key-mode",
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    request: str  # {valid}, {unknown}, {revoked}, ... are filled per run; "\n" becomes CRLF
+    statuses: tuple[int, ...]
+    reaches: str | None  # the upstream path prefix it must land under, or None: must not arrive
+    body: bytes = b""
+
+
+def get(target: str, *headers: str) -> str:
+    return "\n".join([f"GET {target} HTTP/1.1", "Host: gw", *headers, "Connection: close", "", ""])
+
+
+KEY = "X-Auth-Token: {valid}"
+CASES: dict[str, Case] = {
+    # -- path tricks: none may reach /priv without a key, none may leave its route ----------------
+    "dot-dot into private": Case(get("/public/../private/x"), (401,), None),
+    "encoded dots": Case(get("/public/%2e%2e/private/x"), (401,), None),
+    "upper-case encoded dots and slash": Case(get("/public/%2E%2E%2Fprivate/x"), (401,), None),
+    "encoded slash": Case(get("/public/..%2fprivate/x"), (401,), None),
+    "encoded backslash": Case(get("/public/..%5cprivate/x"), (401,), None),
+    "raw backslash": Case(get("/public/..\\private/x"), (401,), None),
+    "mixed dots": Case(get("/public/.%2e/private/x"), (401,), None),
+    "deep climb": Case(get("/public/a/b/../../../private/x"), (401,), None),
+    "dot segment then climb": Case(get("/public/./../private"), (401,), None),
+    "doubled slash": Case(get("//private/x"), (401,), None),
+    "doubled slashes inside": Case(get("/public//..//private/x"), (401,), None),
+    "path parameter dots (Tomcat ..;)": Case(get("/public/..;/private/x"), (401,), None),
+    "path parameter dot": Case(get("/public/.;x/y"), (200,), "/pub/y"),
+    "double encoding stays in route": Case(
+        get("/public/%252e%252e/private"), (200,), "/pub/%252e%252e/private"
+    ),
+    "overlong UTF-8 dots stay in route": Case(
+        get("/public/%c0%ae%c0%ae/private"), (200,), "/pub/%C0%AE%C0%AE/private"
+    ),
+    "absolute-form target": Case(get("http://evil.example/private/x"), (401, 400), None),
+    "query cannot climb": Case(get("/public/x?../../private"), (200,), "/pub/x"),
+    "case is not folded": Case(get("/PRIVATE/x"), (404,), None),
+    "prefix needs a segment boundary": Case(get("/privateer/x"), (404,), None),
+    "climb out of public lands at root": Case(get("/public/../../x"), (404,), None),
+    "null byte stays encoded": Case(get("/public/%00/x"), (200,), "/pub/%00/x"),
+    "private with key is fine": Case(get("/private/../private/ok", KEY), (200,), "/priv/ok"),
+    # -- identity spoofing, on every auth mode -------------------------------------------------
+    "spoof on none": Case(
+        get(
+            "/public/s",
+            "X-Auth-Access-Key: evil",
+            "x_project_id: evil",
+            "X-ORGANIZATION-ID: evil",
+            "X_Auth_Bearer_Type: user",
+        ),
+        (200,),
+        "/pub/s",
+    ),
+    "spoof on optional without key": Case(
+        get("/sometimes/s", "X-Auth-Bearer-ID: evil", "X-Project-ID: evil", "X-Project-ID: evil2"),
+        (200,),
+        "/opt/s",
+    ),
+    "spoof on optional with key": Case(
+        get("/sometimes/s", KEY, "X-Auth-Key-Mode: test", "x-auth-bearer-id: evil"),
+        (200,),
+        "/opt/s",
+    ),
+    "spoof on required with key": Case(
+        get(
+            "/private/s",
+            KEY,
+            "X-Organization-Id: evil",
+            "X_AUTH_ACCESS_KEY: evil",
+            "X-Auth-Foo: evil",
+        ),
+        (200,),
+        "/priv/s",
+    ),
+    "spoof alone is not a key": Case(
+        get("/private/s", "X-Auth-Access-Key: {access_key}"), (401,), None
+    ),
+    "token under another spelling": Case(get("/private/s", "X_Auth_Token: {valid}"), (401,), None),
+    # -- tokens ---------------------------------------------------------------------------------
+    "empty token": Case(get("/private/t", "X-Auth-Token: "), (401,), None),
+    "whitespace-padded token (OWS is not part of a value, RFC 9110 5.5)": Case(
+        get("/private/t", "X-Auth-Token:    {valid}   "), (200,), "/priv/t"
+    ),
+    "10 KB token": Case(get("/private/t", "X-Auth-Token: " + "a" * 10_240), (401,), None),
+    "non-ASCII token": Case(get("/private/t", "X-Auth-Token: gws_live_é"), (401,), None),
+    "invalid UTF-8 token": Case(get("/private/t", "X-Auth-Token: gws_\udcff"), (401, 400), None),
+    "checksum-valid unknown token": Case(
+        get("/private/t", "X-Auth-Token: {unknown}"), (401,), None
+    ),
+    "right secret, other mode's prefix": Case(
+        get("/private/t", "X-Auth-Token: {other_mode}"), (401,), None
+    ),
+    "revoked key": Case(get("/private/t", "X-Auth-Token: {revoked}"), (401,), None),
+    "expired key": Case(get("/private/t", "X-Auth-Token: {expired}"), (401,), None),
+    "rolled past its grace": Case(get("/private/t", "X-Auth-Token: {rolled}"), (401,), None),
+    "two different tokens": Case(get("/private/t", KEY, "X-Auth-Token: {unknown}"), (401,), None),
+    "invalid token on optional": Case(get("/sometimes/t", "X-Auth-Token: {unknown}"), (401,), None),
+    # -- framing ---------------------------------------------------------------------------------
+    "Content-Length with Transfer-Encoding": Case(
+        "POST /tiny/upload HTTP/1.1\nHost: gw\nContent-Length: 5\n"
+        "Transfer-Encoding: chunked\nConnection: close\n\n0\n\nGET /private/smuggled "
+        "HTTP/1.1\nHost: gw\n\n",
+        (400, 200),
+        "/upload",
+    ),
+    "two Content-Lengths": Case(
+        "POST /tiny/upload HTTP/1.1\nHost: gw\nContent-Length: 3\n"
+        "Content-Length: 30\nConnection: close\n\nabc",
+        (400,),
+        None,
+    ),
+    "bare CR in a header value": Case(
+        get("/public/h", "X-Custom: a\rX-Auth-Access-Key: evil"), (400,), None
+    ),
+    "obs-fold continuation line": Case(
+        get("/public/h", "X-Custom: a", " X-Project-ID: evil"), (400, 200), "/pub/h"
+    ),
+    "oversized header block": Case(
+        get("/public/h", *(f"X-Pad-{i}: " + "p" * 4000 for i in range(64))), (431, 400), None
+    ),
+    "body over the limit with Content-Length": Case(
+        "POST /tiny/upload HTTP/1.1\nHost: gw\nContent-Length: 101\nConnection: close\n\n"
+        + "b" * 101,
+        (413,),
+        None,
+    ),
+    "body over the limit, chunked": Case(
+        "POST /tiny/upload HTTP/1.1\nHost: gw\nTransfer-Encoding: chunked\n"
+        "Connection: close\n\n" + "40\n" + "c" * 64 + "\n" + "40\n" + "c" * 64 + "\n0\n\n",
+        (413,),
+        None,
+    ),
+    "body at the limit": Case(
+        "POST /tiny/upload HTTP/1.1\nHost: gw\nContent-Length: 100\n"
+        "Connection: close\n\n" + "d" * 100,
+        (200,),
+        "/upload",
+    ),
+}
+
+
+def send_raw(url: str, request: bytes, timeout: float = 5.0) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Any:
+    from pathlib import Path
+
+    from tests.conftest import build_gateway
+
+    gateway, running = build_gateway(
+        Path(tmp_path_factory.mktemp("hostile")),
+        upstream.url,
+        ROUTES.replace("{upstream}", upstream.url),
+    )
+    db, fmt, op = gateway.resources.db, gateway.resources.secret_format, access.LOCAL_OPERATOR
+    revoked = gateway.new_key()
+    gateway.loop.run(service.revoke_key(db, op, revoked.key.access_key))
+    expired = gateway.new_key(expires_at=time.time() + 0.5)
+    rolled = gateway.new_key()
+    gateway.loop.run(service.roll_key(db, op, fmt, rolled.key.access_key, 0))
+    valid = gateway.secret_key
+    other = "gws_test_" + valid[9:]
+    time.sleep(0.6)  # let the expiring key expire
+    tokens = {
+        "valid": valid,
+        "unknown": fmt.generate(),
+        "revoked": revoked.secret_key,
+        "expired": expired.secret_key,
+        "rolled": rolled.secret_key,
+        "other_mode": other,
+        "access_key": gateway.access_key,
+    }
+    yield gateway, tokens
+    running.stop()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_input(
+    hostile: tuple[Gateway, dict[str, str]], upstream: Upstream, name: str
+) -> None:
+    gateway, tokens = hostile
+    case = CASES[name]
+    text = case.request
+    for field, value in tokens.items():
+        text = text.replace("{" + field + "}", value)
+    raw = text.replace("\n", "\r\n").encode("utf-8", "surrogateescape")
+    before = len(upstream.requests)
+    response = send_raw(gateway.url, raw)
+    assert response, "no answer (the gateway hung or dropped the connection)"
+    status = int(response.split(b" ", 2)[1])
+    assert status in case.statuses, response[:300]
+    assert b"Traceback" not in response and b'File "' not in response
+    time.sleep(0.05)  # the upstream records after answering
+    arrived = upstream.requests[before:]
+    if case.reaches is None:
+        assert not arrived, arrived  # refused before anything was forwarded
+    elif status == 200:
+        assert arrived, "nothing reached the upstream"
+        seen = arrived[-1]
+        assert seen["path"].startswith(case.reaches), seen["path"]
+        assert "/smuggled" not in str(arrived)
+        values = {k: v for k, v in seen["headers"]}
+        for header in OURS:
+            assert values.get(header) != "evil" and values.get(header) != "evil2", header
+            assert [k for k, _ in seen["headers"]].count(header) <= 1, header
+        assert "x-auth-token" not in values and tokens["valid"] not in str(seen)
+        if seen["path"].startswith("/priv"):
+            assert values["x-auth-access-key"] == gateway.access_key
+
+
+def test_table_is_large_enough() -> None:
+    assert len(CASES) >= 40
