@@ -173,6 +173,7 @@ listen = "127.0.0.1:0"
 listen = ""
 [store]
 path = "store.db"
+busy_timeout_ms = 1000
 [cache]
 ttl_seconds = 60
 negative_ttl_seconds = 5

@@ -1,0 +1,132 @@
+"""Faults (issue #5): broken upstreams, an exception inside the gateway, a locked store.
+
+Each uses real sockets and processes; the client must get 502/504 or a cleanly aborted stream,
+never a hang, and the gateway must keep serving afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Gateway, LoopThread, free_socket
+
+
+async def _misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    request = await reader.readuntil(b"\r\n\r\n")
+    path = request.split(b" ", 2)[1]
+    if path.startswith(b"/malformed"):
+        writer.write(b"HTTP/1.1 abc nonsense\r\n\r\n")
+    elif path.startswith(b"/reset"):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"r" * 100_000)
+        await writer.drain()
+        writer.transport.abort()  # RST in the middle of the body
+        return
+    elif path.startswith(b"/hang"):
+        await asyncio.sleep(30)
+    elif path.startswith(b"/empty"):
+        pass  # close without a word
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def bad_upstream(loop_thread: LoopThread) -> Iterator[str]:
+    sock = free_socket()
+    server = loop_thread.run(asyncio.start_server(_misbehave, sock=sock))
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.close()
+    loop_thread.run(server.wait_closed())
+
+
+BAD_ROUTE = """
+[[routes]]
+prefix = "/bad"
+upstream = "{bad}"
+auth = "none"
+timeout_seconds = 0.5
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "statuses"),
+    [("/bad/malformed", (502,)), ("/bad/hang", (504,)), ("/bad/empty", (502,))],
+)
+def test_broken_upstream_before_the_response(
+    make_gateway: Any, bad_upstream: str, path: str, statuses: tuple[int, ...]
+) -> None:
+    gateway: Gateway = make_gateway(BAD_ROUTE.replace("{bad}", bad_upstream))
+    with gateway.client() as client:
+        response = client.get(path)
+        assert response.status_code in statuses
+        assert response.json()["type"] == "upstream_error"
+        assert client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key}).is_success
+
+
+def test_upstream_reset_mid_body_aborts_the_stream(make_gateway: Any, bad_upstream: str) -> None:
+    gateway: Gateway = make_gateway(BAD_ROUTE.replace("{bad}", bad_upstream))
+    with gateway.client() as client:
+        # The body ends short of its Content-Length: a clean abort the client can see.
+        with pytest.raises(httpx.RemoteProtocolError), client.stream("GET", "/bad/reset") as got:
+            assert got.status_code == 200
+            for _ in got.iter_bytes():
+                pass
+        assert client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key}).is_success
+
+
+def test_exception_inside_the_gateway_is_a_json_500(gateway: Gateway) -> None:
+    def explode(token: str) -> Any:
+        raise RuntimeError("/srv/secret/path.py exploded")
+
+    original = gateway.resources.verifier.cached
+    gateway.resources.verifier.cached = explode  # type: ignore[method-assign]
+    try:
+        with gateway.client() as client:
+            response = client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key})
+    finally:
+        gateway.resources.verifier.cached = original  # type: ignore[method-assign]
+    assert response.status_code == 500
+    assert response.json()["type"] == "internal_error"
+    assert "Traceback" not in response.text and "/srv/secret" not in response.text
+    assert "exploded" not in response.text
+
+
+def test_store_write_locked_by_another_process(make_gateway: Any) -> None:
+    """WAL readers are never blocked by a writer, so keys keep verifying; admin writes wait
+    busy_timeout_ms, answer 503, and work again once the lock is released."""
+    gateway: Gateway = make_gateway()
+    uncached = {"X-Auth-Token": gateway.new_key().secret_key}
+    holder = sqlite3.connect(gateway.config.store_path, timeout=1, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("UPDATE organizations SET name = name")
+    try:
+        with gateway.client() as client:
+            assert client.get("/echo/x", headers=uncached).status_code == 200
+        with gateway.admin() as admin:
+            refused = admin.post("/v1/projects", json={"name": "while-locked"})
+            assert refused.status_code == 503
+            assert refused.json()["type"] == "store_unavailable"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with gateway.admin() as admin:
+        assert admin.post("/v1/projects", json={"name": "after"}).status_code == 201
+        names = [p["name"] for p in admin.get("/v1/projects").json()["projects"]]
+    assert "while-locked" not in names
+
+
+def test_listener_survives_garbage(gateway: Gateway) -> None:
+    port = int(gateway.url.rsplit(":", 1)[1])
+    for junk in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"GARBAGE\r\n\r\n", b"\r\n" * 50):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(junk)
+            sock.shutdown(socket.SHUT_WR)
+            answer = sock.recv(4096)
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
+    with gateway.client() as client:
+        assert client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key}).is_success
