@@ -287,6 +287,18 @@ class Running:
         self.loop.close()
 
 
+def spawn_cli(*args: str) -> subprocess.Popen[str]:
+    """`python -m gateway ARGS` running in the background (serve, demo), output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+
+
 def start_gateway(config: Config) -> Running:
     loop = LoopThread()
     resources = Resources(config)

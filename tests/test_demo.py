@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT, free_socket, wait_for
+from tests.conftest import ROOT, free_socket, spawn_cli, wait_for
 
 
 def test_demo_prints_a_working_key(tmp_path: Path) -> None:
@@ -25,14 +22,7 @@ def test_demo_prints_a_working_key(tmp_path: Path) -> None:
             "127.0.0.1:9000", f"127.0.0.1:{echo_port}"
         )
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--config", str(config), "demo"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONWARNINGS": "error"},
-    )
+    process = spawn_cli("--config", str(config), "demo")
     assert process.stdout is not None
     lines: list[str] = []
     try:

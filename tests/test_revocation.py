@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, Gateway, Upstream, run_cli, wait_for, write_config
+from tests.conftest import Gateway, Upstream, run_cli, spawn_cli, wait_for, write_config
 
 BOUND = 0.2 + 0.5  # invalidation_interval_seconds of the test config + 0.5 s (issue #2)
 
@@ -46,14 +44,7 @@ def test_cli_edit_reaches_a_serving_gateway(gateway: Gateway) -> None:
 
 
 def start_serve(config: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--config", str(config), "serve", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONWARNINGS": "error"},
-    )
+    process = spawn_cli("--config", str(config), "serve", *extra)
     assert process.stdout is not None
     line = process.stdout.readline()
     assert "proxy listening on" in line, process.stderr.read() if process.stderr else line

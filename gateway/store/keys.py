@@ -17,8 +17,8 @@ from gateway.store.records import ApiKey, KeyLookup
 _KEY_COLUMNS = """k.access_key, k.organization_id, k.user_id, k.application_id,
     k.default_project_id, k.description, k.mode, k.created_at, k.updated_at, k.expires_at,
     k.last_used_at, k.creation_ip,
-    (SELECT s.secret_prefix FROM key_secrets s WHERE s.access_key = k.access_key
-     ORDER BY s.created_at DESC LIMIT 1)"""
+    coalesce((SELECT s.secret_prefix FROM key_secrets s WHERE s.access_key = k.access_key
+              ORDER BY s.created_at DESC LIMIT 1), '')"""
 
 ORDERS = {
     "created_at_asc": "k.created_at ASC, k.access_key ASC",
@@ -28,36 +28,7 @@ ORDERS = {
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    (
-        access_key,
-        org,
-        user_id,
-        application_id,
-        project,
-        description,
-        mode,
-        created_at,
-        updated_at,
-        expires_at,
-        last_used_at,
-        creation_ip,
-        secret_prefix,
-    ) = row
-    return ApiKey(
-        access_key,
-        org,
-        user_id,
-        application_id,
-        project,
-        description,
-        mode,
-        created_at,
-        updated_at,
-        expires_at,
-        last_used_at,
-        creation_ip,
-        secret_prefix or "",
-    )
+    return ApiKey(*row)
 
 
 async def lookup(db: Database, secret_hash: bytes) -> KeyLookup | None:
