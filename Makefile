@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/gateway --config config.example.toml demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway admin tests
-	$(BIN)/ruff format --check gateway admin tests
+	$(BIN)/ruff check gateway admin tests bench
+	$(BIN)/ruff format --check gateway admin tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict gateway admin

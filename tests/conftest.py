@@ -133,7 +133,11 @@ def make_upstream_app(record: Upstream) -> web.Application:
         )
         return web.json_response({"body_bytes": total})
 
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")  # records nothing: for load that must not grow memory
+
     app = web.Application(client_max_size=1 << 30)
+    app.router.add_route("*", "/api/ok", ok)
     app.router.add_route("*", "/api/slow", slow)
     app.router.add_route("*", "/api/cookies", cookies)
     app.router.add_route("*", "/api/stream", stream)
