@@ -108,13 +108,23 @@ class Verifier:
     # -- the hot path ---------------------------------------------------------------------------
 
     def cached(self, token: str) -> Identity | str | bytes:
-        """Identity or a rejection reason without I/O, else the token's hash for :meth:`load`."""
-        if self.format.mode_of(token) is None:
-            return MALFORMED  # typos and scanner noise never reach the store
-        digest = hash_secret(token)
+        """Identity or a rejection reason without I/O, else the token's hash for :meth:`load`.
+
+        The hash comes first: a token whose hash is cached *is* that stored secret, so a hit
+        needs no checksum. Only on a miss is the format checked, so typos and scanner noise
+        still never reach the store; the length test first keeps huge tokens from being hashed.
+        """
+        if len(token) != self.format.length:
+            return MALFORMED
+        try:
+            digest = hash_secret(token)
+        except UnicodeEncodeError:
+            return MALFORMED
         identity = self._positive.get(digest)
         if identity is not None:
             return self._accept(identity)
+        if self.format.mode_of(token) is None:
+            return MALFORMED
         if digest in self._negative:
             return INVALID
         return digest
