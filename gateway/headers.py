@@ -8,6 +8,7 @@ chain, the request id, the body framing).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import NamedTuple
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the obsolete Proxy-Connection and the proxy auth fields,
@@ -41,7 +42,7 @@ def is_spoofable(name: bytes) -> bool:
     return name.startswith(b"x-auth-") or name in _IDENTITY_EXACT
 
 
-def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """Header names listed in Connection: hop-by-hop for this message (RFC 9110 §7.6.1)."""
     names: set[bytes] = set()
     for name, value in headers:
@@ -94,12 +95,8 @@ def filter_response(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, b
 
     Repeated headers (Set-Cookie) are kept as separate entries.
     """
-    dropped: frozenset[bytes] | tuple[()] = ()
+    dropped = connection_tokens(raw)
     out: list[tuple[bytes, bytes]] = []
-    for name, value in raw:
-        lower = name.lower()
-        if lower == b"connection":
-            dropped = connection_tokens([(lower, value)]) | (dropped or frozenset())
     for name, value in raw:
         lower = name.lower()
         if lower in HOP_BY_HOP or lower in dropped or lower == b"x-request-id":

@@ -15,6 +15,7 @@ never cached (the ``_generation`` check), so a stale read cannot outlive the evi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -139,14 +140,12 @@ class Verifier:
         if task is None:
             task = asyncio.ensure_future(self._load(digest))
             self._inflight[digest] = task
-            task.add_done_callback(self._load_done)
+            task.add_done_callback(functools.partial(self._load_done, digest))
         # shield: one caller giving up (client gone) must not cancel the others' query.
         return await asyncio.shield(task)
 
-    def _load_done(self, task: asyncio.Task[Identity | str]) -> None:
-        for digest, pending in list(self._inflight.items()):
-            if pending is task:
-                del self._inflight[digest]
+    def _load_done(self, digest: bytes, task: asyncio.Task[Identity | str]) -> None:
+        del self._inflight[digest]
         if not task.cancelled():
             task.exception()  # retrieved here, so an unawaited failure is not logged as lost
 
