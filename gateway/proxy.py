@@ -71,6 +71,15 @@ class RequestBody:
 class Upstream:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        """One ClientTimeout per route timeout, not one per request."""
+        found = self._timeouts.get(seconds)
+        if found is None:
+            found = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
+            self._timeouts[seconds] = found
+        return found
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
@@ -113,29 +122,22 @@ class Upstream:
                 headers=headers,
                 data=body.__aiter__() if body is not None else None,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
+                timeout=self._timeout(timeout),
             )
             async with context as response:
-                headers_out = filter_response(response.raw_headers) + response_headers
+                start = {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": filter_response(response.raw_headers) + response_headers,
+                }
                 length = response.content_length
                 if length is not None and length <= SMALL_BODY:
+                    # Read before starting, so a failure here can still be a clean 502.
                     content = await response.read()
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": response.status,
-                            "headers": headers_out,
-                        }
-                    )
+                    await send(start)
                     await send({"type": "http.response.body", "body": content})
                     return
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": response.status,
-                        "headers": headers_out,
-                    }
-                )
+                await send(start)
                 await _stream(response, receive, send, watch=body is None or body.done)
         except (BodyTooLarge, ClientGone):
             raise
