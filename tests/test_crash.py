@@ -1,9 +1,11 @@
-"""Crash and churn (issue #5): SIGKILL during admin writes; 1,000 clients vanishing mid-stream."""
+"""Crash and churn (issue #5): SIGKILL of the gateway or the CLI during writes; 1,000 clients
+vanishing mid-stream."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -103,3 +105,50 @@ def test_clients_vanishing_mid_stream_leak_nothing(gateway: Gateway, upstream: U
     wait_for(lambda: len(upstream.aborted) - aborted_before >= 500, timeout=5)
     with gateway.client() as client:
         assert client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key}).is_success
+
+
+def test_sigkill_of_the_cli_during_writes_leaves_no_half_written_key(tmp_path: Path) -> None:
+    """24 concurrent `gateway keys create` processes, each SIGKILLed at a random moment of its
+    life (start-up, open, migration check, write, commit). Every key whose creation the CLI
+    acknowledged (exit 0 with its JSON) is stored; every stored key is whole: its secret, its
+    key event and its audit event, written in one transaction, are there together."""
+    path = write_config(tmp_path, "http://127.0.0.1:9")
+    owner = json.loads(run_cli("--config", str(path), "init", "--json").stdout)["user_id"]
+    rng = random.Random(5)
+    processes = [
+        (spawn_cli("--config", str(path), "keys", "create", "--user", owner, "--json"), delay)
+        for delay in sorted(rng.uniform(0.1, 1.5) for _ in range(24))
+    ]
+    started = time.monotonic()
+    acknowledged: set[str] = set()
+    for process, delay in processes:
+        time.sleep(max(0.0, started + delay - time.monotonic()))
+        process.send_signal(signal.SIGKILL)
+    for process, _ in processes:
+        out, _err = process.communicate(timeout=30)
+        if process.returncode == 0:
+            acknowledged.add(json.loads(out)["access_key"])
+    killed = sum(p.returncode == -signal.SIGKILL for p, _ in processes)
+    assert killed > 0, "every CLI finished before its kill: the test exercised nothing"
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = {row[0] for row in db.execute("SELECT access_key FROM api_keys")}
+        whole = {
+            row[0]
+            for row in db.execute(
+                "SELECT k.access_key FROM api_keys k"
+                " WHERE EXISTS (SELECT 1 FROM key_secrets s WHERE s.access_key = k.access_key)"
+                " AND EXISTS (SELECT 1 FROM key_events e WHERE e.access_key = k.access_key)"
+                " AND EXISTS (SELECT 1 FROM audit_events a"
+                "  WHERE a.action = 'api_key.create' AND a.target_id = k.access_key)"
+            )
+        }
+        orphans = db.execute(
+            "SELECT count(*) FROM key_secrets"
+            " WHERE access_key NOT IN (SELECT access_key FROM api_keys)"
+        ).fetchone()[0]
+    assert acknowledged <= stored
+    assert stored == whole and orphans == 0
+    # The store is still usable by the next CLI.
+    listed = json.loads(run_cli("--config", str(path), "keys", "list", "--json").stdout)
+    assert len(listed["api_keys"]) == len(stored)

@@ -1,4 +1,5 @@
-"""Faults (issue #5): broken upstreams, an exception inside the gateway, a locked store.
+"""Faults (issue #5): broken upstreams, an exception inside the gateway, a store
+locked by another process or made read-only.
 
 Each uses real sockets and processes; the client must get 502/504 or a cleanly aborted stream,
 never a hang, and the gateway must keep serving afterwards.
@@ -7,14 +8,19 @@ never a hang, and the gateway must keep serving afterwards.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 import sqlite3
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.store import StoreUnavailable
 from tests.conftest import Gateway, LoopThread, free_socket
 
 
@@ -130,3 +136,49 @@ def test_listener_survives_garbage(gateway: Gateway) -> None:
             assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
     with gateway.client() as client:
         assert client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key}).is_success
+
+
+def _immutable(paths: list[Path], on: bool) -> None:
+    for path in paths:
+        if path.exists():
+            subprocess.run(["chattr", "+i" if on else "-i", str(path)], check=True)
+
+
+def test_store_made_read_only_then_restored(make_gateway: Any) -> None:
+    """The file system refuses writes (``chattr +i``: even root's open descriptors cannot write,
+    as on a disk remounted read-only). Reads still work, so every key keeps verifying; admin writes
+    answer 503 and change nothing; once writable again, everything works with no restart."""
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        if os.environ.get("CI"):
+            pytest.fail("this test needs root and chattr (e2fsprogs) in CI")
+        pytest.skip("making a file immutable needs root and chattr")
+    gateway: Gateway = make_gateway()
+    cached = {"X-Auth-Token": gateway.secret_key}
+    uncached = {"X-Auth-Token": gateway.new_key().secret_key}
+    store = gateway.config.store_path
+    files = [store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")]
+    verifier = gateway.resources.verifier
+    with gateway.client() as client:
+        assert client.get("/echo/x", headers=cached).status_code == 200
+    _immutable(files, True)
+    try:
+        with gateway.client() as client, gateway.admin() as admin:
+            assert client.get("/echo/x", headers=cached).status_code == 200
+            assert client.get("/echo/x", headers=uncached).status_code == 200
+            refused = admin.post("/v1/projects", json={"name": "while-read-only"})
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["type"] == "store_unavailable"
+            assert "Traceback" not in refused.text and str(store) not in refused.text
+            assert admin.get("/v1/projects").status_code == 200
+        # The batched last-used write fails like any other and keeps its batch for later.
+        with pytest.raises(StoreUnavailable):
+            gateway.loop.run(verifier.flush_last_used())
+    finally:
+        _immutable(files, False)
+    with gateway.admin() as admin:
+        assert admin.post("/v1/projects", json={"name": "after"}).status_code == 201
+        names = [p["name"] for p in admin.get("/v1/projects").json()["projects"]]
+    assert "while-read-only" not in names and "after" in names
+    assert gateway.loop.run(verifier.flush_last_used()) >= 1
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -154,14 +154,23 @@ class Database:
                 raise StoreUnavailable(f"{self.path}: cannot be written ({exc})") from None
             try:
                 yield Writer(conn)
-            except BaseException:
-                await conn.execute("ROLLBACK")
+            except BaseException as exc:
+                await _rollback(conn)
+                if isinstance(exc, sqlite3.OperationalError):  # I/O error, read-only, locked
+                    raise StoreUnavailable(f"{self.path}: cannot be written ({exc})") from None
                 raise
             try:
                 await conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
-                await conn.execute("ROLLBACK")
+                await _rollback(conn)
                 raise StoreUnavailable(f"{self.path}: cannot be written ({exc})") from None
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    """Roll back if a transaction is still open: after an I/O error on COMMIT, SQLite has
+    already rolled back on its own, and a second ROLLBACK would raise over the real error."""
+    if conn.in_transaction:
+        await conn.execute("ROLLBACK")
 
 
 class Writer:

@@ -1,7 +1,10 @@
-"""One table: every admin endpoint x every kind of caller -> the expected status (issue #3)."""
+"""One table: every admin endpoint x every kind of caller -> the expected status (issue #3), and
+no secret or secret hash in any response but create and roll (issue #5)."""
 
 from __future__ import annotations
 
+import base64
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from admin import access, directory, service
@@ -182,3 +186,32 @@ def test_authorization(
         assert response.json()["type"]
     if status == 201 and "/api-keys" in path:
         assert response.json()["secret_key"].startswith("gws_")
+    issues_secret = response.is_success and (
+        (method, path) == ("POST", "/v1/api-keys") or path.endswith("/roll")
+    )
+    _assert_no_secret_served(response, set(world.secrets.values()), issues_secret)
+
+
+SECRET_SHAPE = re.compile(r"gws_[a-z0-9]+_[0-9A-Za-z]{38}")
+
+
+def _assert_no_secret_served(
+    response: httpx.Response, known: set[str], issues_secret: bool
+) -> None:
+    """Issue #5: no response but create and roll carries a secret, and no response carries a
+    secret's hash, in any spelling (hex, base64), in the body or a header."""
+    served = response.text + "\n" + "\n".join(f"{k}: {v}" for k, v in response.headers.items())
+    found = SECRET_SHAPE.findall(served)
+    if issues_secret:
+        assert found == [response.json()["secret_key"]]
+        assert found[0] not in known  # a new secret, never an old one
+    else:
+        assert found == []
+    for secret in known | set(found):
+        digest = hash_secret(secret)
+        for spelling in (
+            digest.hex(),
+            base64.b64encode(digest).decode(),
+            base64.urlsafe_b64encode(digest).decode().rstrip("="),
+        ):
+            assert spelling.lower() not in served.lower()
