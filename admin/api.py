@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from admin import directory, service
+from admin import console, directory, service
 from admin.access import require_manager
 from admin.http import (
     EXCEPTION_HANDLERS,
@@ -43,9 +43,12 @@ PLURAL = {"project": "projects", "user": "users", "application": "applications"}
 
 async def whoami(request: Request) -> Response:
     actor = await authenticate(request)
+    assert actor.id is not None  # API callers are always a user or an application
+    bearer = await directory.get(resources(request).db, actor, actor.kind, actor.id)
     return JSONResponse(
         {
             "bearer_type": actor.kind,
+            "name": bearer.email if actor.kind == "user" else bearer.name,
             "bearer_id": actor.id,
             "organization_id": actor.organization_id,
             "permission_sets": sorted(actor.permission_sets),
@@ -241,6 +244,7 @@ def make_admin_app(res: Resources) -> Starlette:
     for kind, plural in PLURAL.items():
         routes.append(Route(f"/v1/{plural}", collection(kind), methods=["GET", "POST"]))
         routes.append(Route(f"/v1/{plural}/{{id}}", item(kind), methods=["GET", "PATCH", "DELETE"]))
+    routes.extend(console.routes())
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.state.resources = res
     return app

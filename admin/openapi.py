@@ -106,6 +106,7 @@ WHOAMI = obj(
     {
         "bearer_type": {"type": "string", "enum": ["user", "application"]},
         "bearer_id": UUID,
+        "name": {"type": "string", "description": "the user's email or the application's name"},
         "organization_id": UUID,
         "permission_sets": PERMISSION_SETS,
         "is_owner": {"type": "boolean"},

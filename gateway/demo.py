@@ -1,4 +1,5 @@
-"""`gateway demo`: an echo upstream, the gateway on the given config, and a fresh key to try.
+"""`gateway demo`: an echo upstream, the gateway on the given config, and a fresh key to try;
+the admin API and console too when the config has an ``[admin] listen`` address.
 
 Everything runs in one process and one event loop. The echo upstream listens where the config's
 first route points (the example config: http://127.0.0.1:9000).
@@ -6,9 +7,11 @@ first route points (the example config: http://127.0.0.1:9000).
 
 from __future__ import annotations
 
+import socket
 from urllib.parse import urlsplit
 
 from admin import access, service
+from admin.api import make_admin_app
 from gateway import echo, server
 from gateway.app import GatewayApp
 from gateway.config import Config
@@ -33,6 +36,7 @@ async def _demo(config: Config) -> None:
         ) from None
     try:
         proxy_sock = server.bind(config.listen)
+        admin_sock = server.bind(config.admin_listen) if config.admin_listen else None
         resources = Resources(config)
         await resources.db.open(create=True)
         init = await service.init(resources.db, resources.secret_format)
@@ -45,6 +49,11 @@ async def _demo(config: Config) -> None:
         )
         await resources.db.close()
         base = server.address(proxy_sock)
+        console = (
+            f"The admin console: {server.address(admin_sock)}/ (sign in with the secret key)\n"
+            if admin_sock is not None
+            else ""
+        )
         print(
             f"""
 Demo gateway on {base}, store {config.store_path}
@@ -60,9 +69,15 @@ Try it (the upstream sees X-Auth-Access-Key, X-Project-ID, ... but never the sec
 Revoke it from another terminal, and the first curl answers 401 within a second or so:
   .venv/bin/gateway --config {config.source} keys revoke {new.key.access_key}
 
+{console}
 Ctrl-C stops the demo.""",
             flush=True,
         )
-        await server.run_listeners(resources, [(GatewayApp(resources), proxy_sock)])
+        listeners: list[tuple[server.ASGIApp, socket.socket]] = [
+            (GatewayApp(resources), proxy_sock)
+        ]
+        if admin_sock is not None:
+            listeners.append((make_admin_app(resources), admin_sock))
+        await server.run_listeners(resources, listeners)
     finally:
         await runner.cleanup()

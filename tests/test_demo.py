@@ -1,4 +1,5 @@
-"""`gateway demo` (what `make demo` runs): the printed curl line works against the running demo."""
+"""`gateway demo` (what `make demo` runs): the printed curl line and console work against the
+running demo."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ def test_demo_prints_a_working_key(tmp_path: Path) -> None:
     example = (ROOT / "config.example.toml").read_text()
     config = tmp_path / "demo.toml"
     config.write_text(
-        example.replace("127.0.0.1:8080", "127.0.0.1:0").replace(
-            "127.0.0.1:9000", f"127.0.0.1:{echo_port}"
-        )
+        example.replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:8081", "127.0.0.1:0")
+        .replace("127.0.0.1:9000", f"127.0.0.1:{echo_port}")
     )
     process = spawn_cli("--config", str(config), "demo")
     assert process.stdout is not None
@@ -46,6 +47,11 @@ def test_demo_prints_a_working_key(tmp_path: Path) -> None:
         assert seen["headers"]["x-auth-access-key"].startswith("GWK")
         assert secret not in str(seen)
         assert httpx.get(url).status_code == 401
+        console = re.search(r"The admin console: (\S+) ", text)
+        assert console is not None, text
+        assert "Gateway console" in httpx.get(console.group(1)).text
+        whoami = httpx.get(console.group(1) + "v1/whoami", headers={"X-Auth-Token": secret})
+        assert whoami.json()["is_owner"] is True
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)

@@ -1,0 +1,576 @@
+// The admin console (issue #6). Plain JavaScript calling the /v1 admin API.
+//
+// Rules this file keeps:
+// - Everything from the API reaches the page through textContent or input values, never
+//   innerHTML, so a description such as <img src=x onerror=alert(1)> stays text (and the
+//   Content-Security-Policy would refuse to run it anyway).
+// - The secret key lives in sessionStorage (this tab only), travels only in X-Auth-Token, and
+//   is removed on sign-out. A new secret is shown once, in the secret dialog, and dropped from
+//   the page when that dialog closes.
+"use strict";
+
+const STORAGE_KEY = "gateway.secret_key";
+const MANAGER_SETS = ["IAMManager", "OrganizationManager"];
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  me: null,          // /v1/whoami
+  projects: [],      // /v1/projects
+  bearer: null,      // whose keys the Credentials view shows: {type, id, label}
+  keys: new Map(),   // access_key -> key, for the row actions
+};
+
+// -- the API ------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(describe(status, body));
+    this.status = status;
+  }
+}
+
+function describe(status, body) {
+  if (status === 0) return "Cannot reach the admin API. Check that the gateway is running.";
+  if (status === 401) return "Your secret key is not valid any more (revoked, expired or rolled). Sign in again.";
+  if (body && Array.isArray(body.details) && body.details.length) {
+    return body.details.map((d) => (d.field && d.field !== "body" ? `${d.field}: ${d.message}` : d.message)).join("; ");
+  }
+  if (body && typeof body.message === "string") return body.message;
+  return `The admin API answered ${status}.`;
+}
+
+async function api(method, path, body) {
+  const secret = sessionStorage.getItem(STORAGE_KEY);
+  const headers = { "X-Auth-Token": secret || "" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      credentials: "omit",
+    });
+  } catch (_) {
+    throw new ApiError(0, null);
+  }
+  if (response.status === 204) return null;
+  let parsed = null;
+  try {
+    parsed = await response.json();
+  } catch (_) {
+    parsed = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, parsed);
+  return parsed;
+}
+
+async function listKeys(params) {
+  const found = [];
+  for (let page = 1; page <= 50; page += 1) {
+    const query = new URLSearchParams({ ...params, page: String(page), page_size: "100", order_by: "created_at_desc" });
+    const answer = await api("GET", `/v1/api-keys?${query}`);
+    found.push(...answer.api_keys);
+    if (found.length >= answer.total_count || answer.api_keys.length === 0) break;
+  }
+  return found;
+}
+
+// -- small DOM helpers --------------------------------------------------------------------------
+
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props || {})) {
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+function showError(id, error) {
+  const target = $(id);
+  target.textContent = error ? (error.message || String(error)) : "";
+  if (error && error.status === 401) signOut("Your secret key is not valid any more. Sign in again.");
+}
+
+function when(value, empty) {
+  if (!value) return empty;
+  const date = new Date(value);
+  return date.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
+function projectName(id) {
+  if (!id) return "—";
+  const project = state.projects.find((p) => p.id === id);
+  return project ? project.name : id;
+}
+
+function fillProjects(select, selected) {
+  // A new key may take the organization's default; an existing key always names its project.
+  select.replaceChildren();
+  if (selected === null) select.append(el("option", { value: "", text: "Organization default" }));
+  for (const project of state.projects) {
+    const option = el("option", { value: project.id, text: project.name });
+    if (project.id === selected) option.selected = true;
+    select.append(option);
+  }
+}
+
+function isManager() {
+  const me = state.me;
+  return Boolean(me && (me.is_owner || me.permission_sets.some((s) => MANAGER_SETS.includes(s))));
+}
+
+// -- signing in and out -------------------------------------------------------------------------
+
+async function signIn(secret) {
+  sessionStorage.setItem(STORAGE_KEY, secret);
+  try {
+    state.me = await api("GET", "/v1/whoami");
+  } catch (error) {
+    sessionStorage.removeItem(STORAGE_KEY);
+    throw error;
+  }
+  state.projects = (await api("GET", "/v1/projects")).projects;
+  $("who").textContent = `${state.me.name} · ${state.me.bearer_type}${state.me.is_owner ? " · Owner" : ""}`;
+  $("who").hidden = false;
+  $("sign-out").hidden = false;
+  $("sign-in").hidden = true;
+  $("app").hidden = false;
+  for (const button of document.querySelectorAll(".managers-only")) button.hidden = !isManager();
+  state.bearer = { type: state.me.bearer_type, id: state.me.bearer_id, label: null };
+  await showView("credentials");
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(STORAGE_KEY);
+  state.me = null;
+  state.keys.clear();
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+  for (const body of document.querySelectorAll("tbody")) body.replaceChildren();
+  $("who").hidden = true;
+  $("sign-out").hidden = true;
+  $("app").hidden = true;
+  $("sign-in").hidden = false;
+  $("secret").value = "";
+  $("sign-in-error").textContent = message || "";
+  $("secret").focus();
+}
+
+// -- views --------------------------------------------------------------------------------------
+
+async function showView(name) {
+  for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
+  for (const button of document.querySelectorAll("#nav button")) {
+    if (button.dataset.view === name) button.setAttribute("aria-current", "page");
+    else button.removeAttribute("aria-current");
+  }
+  if (name === "credentials") await loadKeys();
+  if (name === "users") await loadBearers("user");
+  if (name === "applications") await loadBearers("application");
+  if (name === "audit") await loadAudit();
+}
+
+async function loadKeys() {
+  const bearer = state.bearer;
+  const own = bearer.id === state.me.bearer_id;
+  $("credentials-title").textContent = own ? "Credentials" : `API keys of ${bearer.label}`;
+  // The API lets nobody create a key for another user (its secret would not be theirs alone);
+  // managers may create keys for applications.
+  const mayGenerate = own || bearer.type === "application";
+  $("generate").hidden = !mayGenerate;
+  $("credentials-bearer").textContent = own
+    ? "Your API keys."
+    : `Keys of the ${bearer.type} ${bearer.label}.` +
+      (mayGenerate ? "" : " Only they can generate keys for themselves; you can edit, roll and delete these.");
+  showError("credentials-error", null);
+  let keys;
+  try {
+    keys = await listKeys(bearer.type === "user" ? { user_id: bearer.id } : { application_id: bearer.id });
+  } catch (error) {
+    showError("credentials-error", error);
+    return;
+  }
+  state.keys = new Map(keys.map((k) => [k.access_key, k]));
+  const now = Date.now();
+  const rows = keys.map((key) => {
+    const expired = key.expires_at && Date.parse(key.expires_at) <= now;
+    const expires = el("td", {}, when(key.expires_at, "Never"));
+    if (expired) expires.append(" ", el("span", { class: "badge expired", text: "Expired" }));
+    return el(
+      "tr",
+      { class: expired ? "is-expired" : "", "data-access-key": key.access_key },
+      el("td", { class: "mono" }, key.access_key),
+      el("td", { class: "description" }, key.description || "—"),
+      el("td", {}, projectName(key.default_project_id)),
+      el("td", {}, el("span", { class: `badge ${key.mode}`, text: key.mode })),
+      el("td", {}, when(key.created_at, "—")),
+      el("td", {}, when(key.last_used_at, "Never")),
+      expires,
+      el("td", { class: "row-actions" }, moreMenu(key)),
+    );
+  });
+  $("keys-table").tBodies[0].replaceChildren(...rows);
+  $("keys-empty").hidden = rows.length > 0;
+}
+
+function moreMenu(key) {
+  const menu = el("div", { class: "menu", role: "menu", hidden: "" });
+  const button = el("button", {
+    type: "button",
+    class: "more",
+    "aria-haspopup": "menu",
+    "aria-expanded": "false",
+    "aria-label": `More actions for ${key.access_key}`,
+    text: "⋯",
+  });
+  const close = (refocus) => {
+    menu.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+    if (refocus) button.focus();
+  };
+  const item = (label, action) =>
+    el("button", {
+      type: "button",
+      role: "menuitem",
+      text: label,
+      onclick: () => {
+        close(false);
+        action(key);
+      },
+    });
+  menu.append(item("Edit", openEdit), item("Roll", openRoll), item("Delete", openDelete));
+  button.addEventListener("click", () => {
+    const opening = menu.hidden;
+    closeMenus();
+    if (opening) {
+      // Fixed, placed by the button, so the table's scroll box cannot clip it (CSSOM writes
+      // are allowed by the CSP; style attributes in markup would not be).
+      const box = button.getBoundingClientRect();
+      menu.hidden = false;
+      const width = menu.offsetWidth;
+      menu.style.left = `${Math.max(8, Math.min(box.right - width, window.innerWidth - width - 8))}px`;
+      const below = box.bottom + 4;
+      menu.style.top = `${below + menu.offsetHeight > window.innerHeight ? box.top - menu.offsetHeight - 4 : below}px`;
+      button.setAttribute("aria-expanded", "true");
+      menu.querySelector("button").focus();
+    }
+  });
+  menu.addEventListener("keydown", (event) => {
+    const items = [...menu.querySelectorAll("button")];
+    const at = items.indexOf(document.activeElement);
+    if (event.key === "Escape") {
+      event.preventDefault();
+      close(true);
+    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      const step = event.key === "ArrowDown" ? 1 : items.length - 1;
+      items[(at + step) % items.length].focus();
+    } else if (event.key === "Tab") {
+      close(false);
+    }
+  });
+  return el("div", { class: "menu-wrap" }, button, menu);
+}
+
+function closeMenus() {
+  for (const menu of document.querySelectorAll(".menu")) {
+    menu.hidden = true;
+    const button = menu.parentElement.querySelector(".more");
+    if (button) button.setAttribute("aria-expanded", "false");
+  }
+}
+
+async function loadBearers(kind) {
+  const plural = kind === "user" ? "users" : "applications";
+  showError(`${plural}-error`, null);
+  let items;
+  try {
+    items = (await api("GET", `/v1/${plural}`))[plural];
+  } catch (error) {
+    showError(`${plural}-error`, error);
+    return;
+  }
+  const rows = items.map((item) => {
+    const label = kind === "user" ? item.email : item.name;
+    const sets = item.permission_sets.length ? item.permission_sets.join(", ") : "—";
+    return el(
+      "tr",
+      {},
+      el("td", {}, label, kind === "user" && item.is_owner ? el("span", { class: "badge", text: "Owner" }) : null),
+      el("td", {}, sets),
+      el("td", {}, when(item.created_at, "—")),
+      el(
+        "td",
+        {},
+        el("button", {
+          type: "button",
+          text: "API keys",
+          "aria-label": `API keys of ${label}`,
+          onclick: () => {
+            state.bearer = { type: kind, id: item.id, label };
+            showView("credentials");
+          },
+        }),
+      ),
+    );
+  });
+  $(`${plural}-table`).tBodies[0].replaceChildren(...rows);
+}
+
+async function loadAudit() {
+  showError("audit-error", null);
+  const form = $("audit-filters");
+  const query = new URLSearchParams({ page_size: "100" });
+  for (const name of ["action", "access_key", "actor_id"]) {
+    const value = form.elements[name].value.trim();
+    if (value) query.set(name, value);
+  }
+  for (const name of ["since", "until"]) {
+    const value = form.elements[name].value;
+    if (value) query.set(name, `${value}:00Z`);
+  }
+  let answer;
+  try {
+    answer = await api("GET", `/v1/audit-events?${query}`);
+  } catch (error) {
+    showError("audit-error", error);
+    return;
+  }
+  const rows = answer.audit_events.map((event) =>
+    el(
+      "tr",
+      { class: event.outcome === "denied" ? "is-denied" : "" },
+      el("td", {}, when(event.created_at, "—")),
+      el("td", { class: "mono" }, `${event.actor.type} ${event.actor.access_key || event.actor.id || ""}`.trim()),
+      el("td", { class: "mono" }, event.action),
+      el("td", { class: "mono" }, `${event.target.type} ${event.target.id || ""}`.trim()),
+      el("td", {}, event.outcome),
+      el("td", {}, event.detail || ""),
+    ),
+  );
+  $("audit-table").tBodies[0].replaceChildren(...rows);
+  $("audit-count").textContent = `${answer.audit_events.length} of ${answer.total_count} events, newest first.`;
+}
+
+// -- dialogs ------------------------------------------------------------------------------------
+
+let current = null; // the key a dialog acts on
+
+function openDialog(id) {
+  const dialog = $(id);
+  for (const error of dialog.querySelectorAll(".error")) error.textContent = "";
+  dialog.showModal();
+  return dialog;
+}
+
+function showSecret(title, answer) {
+  $("secret-title").textContent = title;
+  $("secret-access-key").value = answer.access_key;
+  $("secret-secret-key").value = answer.secret_key;
+  $("secret-copied").textContent = "";
+  openDialog("secret-dialog");
+  $("secret-secret-key").focus();
+  $("secret-secret-key").select();
+}
+
+function openGenerate() {
+  const form = $("generate-form");
+  form.reset();
+  fillProjects($("generate-project"), null);
+  $("generate-custom").hidden = true;
+  openDialog("generate-dialog");
+  $("generate-description").focus();
+}
+
+function expiryFromForm() {
+  const choice = $("generate-expiry").value;
+  if (choice === "") return null;
+  if (choice !== "custom") return new Date(Date.now() + Number(choice) * 1000).toISOString();
+  const raw = $("generate-custom-at").value;
+  if (!raw) throw new Error("Choose the date and time the key expires.");
+  const at = new Date(raw); // datetime-local is the browser's local time
+  if (Number.isNaN(at.getTime()) || at.getTime() <= Date.now()) throw new Error("The expiry must be in the future.");
+  return at.toISOString();
+}
+
+async function submitGenerate(event) {
+  event.preventDefault();
+  const body = {
+    description: $("generate-description").value.trim(),
+    mode: $("generate-mode").value,
+  };
+  const project = $("generate-project").value;
+  if (project) body.default_project_id = project;
+  try {
+    const expires = expiryFromForm();
+    if (expires) body.expires_at = expires;
+    if (state.bearer.id !== state.me.bearer_id) body[`${state.bearer.type}_id`] = state.bearer.id;
+    const answer = await api("POST", "/v1/api-keys", body);
+    $("generate-dialog").close();
+    showSecret("Your new API key", answer);
+    await loadKeys();
+  } catch (error) {
+    showError("generate-error", error);
+  }
+}
+
+function openEdit(key) {
+  current = key;
+  $("edit-key").textContent = key.access_key;
+  $("edit-description").value = key.description;
+  fillProjects($("edit-project"), key.default_project_id);
+  openDialog("edit-dialog");
+  $("edit-description").focus();
+}
+
+async function submitEdit(event) {
+  event.preventDefault();
+  const body = { description: $("edit-description").value.trim() };
+  const project = $("edit-project").value;
+  if (project) body.default_project_id = project;
+  try {
+    await api("PATCH", `/v1/api-keys/${encodeURIComponent(current.access_key)}`, body);
+    $("edit-dialog").close();
+    await loadKeys();
+  } catch (error) {
+    showError("edit-error", error);
+  }
+}
+
+function openRoll(key) {
+  current = key;
+  $("roll-key").textContent = key.access_key;
+  openDialog("roll-dialog");
+  $("roll-grace").focus();
+}
+
+async function submitRoll(event) {
+  event.preventDefault();
+  const body = { expire_current_in_seconds: Number($("roll-grace").value) };
+  try {
+    const answer = await api("POST", `/v1/api-keys/${encodeURIComponent(current.access_key)}/roll`, body);
+    $("roll-dialog").close();
+    showSecret("Your rolled API key", answer);
+    await loadKeys();
+  } catch (error) {
+    showError("roll-error", error);
+  }
+}
+
+function openDelete(key) {
+  current = key;
+  $("delete-key").textContent = key.access_key;
+  $("delete-confirm").value = "";
+  $("delete-submit").disabled = true;
+  openDialog("delete-dialog");
+  $("delete-confirm").focus();
+}
+
+async function submitDelete(event) {
+  event.preventDefault();
+  if ($("delete-confirm").value !== "DELETE") return;
+  try {
+    await api("DELETE", `/v1/api-keys/${encodeURIComponent(current.access_key)}`);
+    $("delete-dialog").close();
+    await loadKeys();
+  } catch (error) {
+    showError("delete-error", error);
+  }
+}
+
+async function copyField(id) {
+  const input = $(id);
+  input.select();
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch (_) {
+    document.execCommand("copy"); // clipboard API refused (permissions): the old way
+  }
+  $("secret-copied").textContent = id === "secret-secret-key" ? "Secret key copied." : "Access key copied.";
+}
+
+// -- wiring -------------------------------------------------------------------------------------
+
+function wire() {
+  $("sign-in-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const secret = $("secret").value.trim();
+    if (!secret) {
+      $("sign-in-error").textContent = "Paste a secret key to sign in.";
+      return;
+    }
+    $("sign-in-error").textContent = "";
+    try {
+      await signIn(secret);
+      $("secret").value = "";
+    } catch (error) {
+      $("sign-in-error").textContent =
+        error.status === 401 ? "This secret key is not valid (unknown, revoked or expired)." : error.message;
+    }
+  });
+  $("sign-out").addEventListener("click", () => signOut(""));
+  for (const button of document.querySelectorAll("#nav button")) {
+    button.addEventListener("click", () => {
+      if (button.dataset.view === "credentials") {
+        state.bearer = { type: state.me.bearer_type, id: state.me.bearer_id, label: null };
+      }
+      showView(button.dataset.view);
+    });
+  }
+  $("generate").addEventListener("click", openGenerate);
+  $("generate-expiry").addEventListener("change", () => {
+    $("generate-custom").hidden = $("generate-expiry").value !== "custom";
+  });
+  $("generate-form").addEventListener("submit", submitGenerate);
+  $("edit-form").addEventListener("submit", submitEdit);
+  $("roll-form").addEventListener("submit", submitRoll);
+  $("delete-form").addEventListener("submit", submitDelete);
+  $("delete-confirm").addEventListener("input", () => {
+    $("delete-submit").disabled = $("delete-confirm").value !== "DELETE";
+  });
+  $("audit-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadAudit();
+  });
+  for (const button of document.querySelectorAll("[data-close]")) {
+    button.addEventListener("click", () => button.closest("dialog").close());
+  }
+  for (const button of document.querySelectorAll("[data-copy]")) {
+    button.addEventListener("click", () => copyField(button.dataset.copy));
+  }
+  // The one-time secret leaves the page when its dialog closes (Escape included).
+  $("secret-dialog").addEventListener("close", () => {
+    $("secret-secret-key").value = "";
+    $("secret-access-key").value = "";
+    $("generate").focus();
+  });
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest(".menu-wrap")) closeMenus();
+  });
+  window.addEventListener("resize", closeMenus);
+  document.addEventListener("scroll", closeMenus, true);
+}
+
+async function start() {
+  wire();
+  const saved = sessionStorage.getItem(STORAGE_KEY);
+  if (!saved) {
+    signOut("");
+    return;
+  }
+  try {
+    await signIn(saved);
+  } catch (error) {
+    signOut(error.message);
+  }
+}
+
+start();
