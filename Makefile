@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest soak clean
+.PHONY: demo test lint typecheck pytest bench bench-quick soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -27,7 +27,16 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck pytest bench-quick
+
+# The benchmark (issue #4): nginx, a bare Python proxy and the gateway side by side (needs nginx
+# and wrk: apt-get install nginx-light wrk). bench-quick runs every row briefly, in `make test`,
+# so the harness never rots; it checks that every row works, not the performance targets.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
 
 # The full soak (issue #5): 60 s over 1,000 keys, 100 revoked through the admin API.
 soak: $(STAMP)

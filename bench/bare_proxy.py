@@ -1,0 +1,85 @@
+"""Row 3 of the benchmark (issue #4): the Python floor, a pass-through with no auth at all.
+
+    python bench/bare_proxy.py UPSTREAM_URL HOST:PORT
+
+A raw ASGI app with one aiohttp session, served by uvicorn with exactly the gateway's settings
+(``gateway.server.uvicorn_config``: uvloop, httptools, no access log). It forwards method, path,
+headers and body, streams the answer back, and does nothing else: no routing, no token, no
+header filtering beyond hop-by-hop. The gateway's cost is measured against this.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import aiohttp
+import uvicorn
+
+from gateway import server
+from gateway.config import parse_listen
+
+HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"host",
+    b"content-length",
+}
+
+
+class BareProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http" and self.session is not None
+        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        url = self.upstream + scope["raw_path"].decode()
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode()
+
+        async def body() -> Any:
+            while True:
+                message = await receive()
+                if message.get("body"):
+                    yield message["body"]
+                if not message.get("more_body"):
+                    return
+
+        async with self.session.request(
+            scope["method"], url, headers=headers, data=body(), allow_redirects=False
+        ) as response:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [
+                        (k.lower().encode(), v.encode())
+                        for k, v in response.headers.items()
+                        if k.lower().encode() not in HOP_BY_HOP
+                    ],
+                }
+            )
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+
+async def main(upstream: str, listen: str) -> None:
+    app = BareProxy(upstream.rstrip("/"))
+    sock = server.bind(parse_listen(listen, "listen"))
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)  # as gateway.proxy does
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        app.session = session
+        print(server.address(sock), flush=True)
+        await uvicorn.Server(server.uvicorn_config(app)).serve(sockets=[sock])
+
+
+if __name__ == "__main__":
+    server.run(main(sys.argv[1], sys.argv[2]))

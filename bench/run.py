@@ -1,0 +1,749 @@
+"""`make bench` / `make bench-quick` (issue #4): the gateway side by side with nginx and a bare
+Python proxy, against one nginx upstream serving a small static body.
+
+    .venv/bin/python bench/run.py [--quick]
+
+Rows (each with wrk at 1 and at 32 connections, one wrk thread, the same Lua script):
+ 1 the upstream directly; 2 nginx proxy_pass to it (keepalive); 3 a bare pass-through proxy
+ (bench/bare_proxy.py, the Python floor); 4 the gateway on an auth = "none" route; 5 ... a
+ "required" route with one valid key; 6 ... with 10,000 valid keys in round robin; 7 ...
+ well-formed unknown tokens, all different (store queries counted).
+Then 8: cold lookups against a store of 1,000,000 keys (through HTTP at 1 connection, and the
+verifier alone), and 9: 100 MB upload and download through the gateway and through nginx, with
+the gateway's peak RSS growth.
+
+Rows 1-7 are interleaved (1 2 3 4 5 6 7, then again) and medians reported, because this machine
+is noisy. Prints a Markdown table and writes JSON (and the table) under bench/results/.
+`--quick` runs every row briefly at small sizes: it checks the harness, not the targets.
+Exit status: 0, or 1 if a row failed (errors, wrong statuses), or 2 if nginx or wrk is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from admin import service
+from gateway.config import CacheConfig
+from gateway.store import Database
+from gateway.tokens import BASE62, RANDOM_LENGTH, SecretFormat, checksum, hash_secret
+from gateway.verifier import Verifier
+
+BENCH = Path(__file__).resolve().parent
+PYTHON = sys.executable
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    seconds: int  # per wrk run
+    rounds: int  # interleaved rounds of rows 1-7
+    round_robin_keys: int  # row 6
+    store_keys: int  # keys in the store (row 8)
+    cold_http: int  # distinct cold keys offered to wrk in row 8
+    cold_direct: int  # cold lookups through the verifier alone in row 8
+    body_mb: int  # row 9
+    transfers: int  # row 9 repetitions (median)
+
+
+FULL = Scale("full", 5, 3, 10_000, 1_000_000, 60_000, 5_000, 100, 3)
+QUICK = Scale("quick", 1, 1, 1_000, 20_000, 6_000, 500, 10, 1)
+ROWS = {
+    "1": "upstream directly (nginx, static body)",
+    "2": "nginx proxy_pass (keepalive)",
+    "3": "bare Python proxy (floor)",
+    "4": 'gateway, auth = "none"',
+    "5": "gateway, one key (cache hits)",
+    "6": "gateway, 10,000 keys round robin",
+    "7": "gateway, unknown tokens, all different",
+}
+
+
+# -- keys, in bulk -------------------------------------------------------------------------------
+
+
+def fast_secret(rng: random.Random, prefix: str = "gws") -> str:
+    """A well-formed secret from a seeded (non-cryptographic) generator: fine for a throwaway
+    benchmark store, and about 10x faster than ``secrets`` when a million are needed."""
+    body = f"{prefix}_live_" + "".join(rng.choices(BASE62, k=RANDOM_LENGTH))
+    return body + checksum(body)
+
+
+def fill_store(path: Path, count: int, rng: random.Random) -> tuple[list[str], str]:
+    """Create the store (``init``), then add ``count`` keys in one transaction with
+    ``executemany`` (the bulk path: a million single inserts would take minutes). Returns the
+    secrets and the owner's secret."""
+
+    async def init() -> tuple[str, str, str, str]:
+        db = await Database(path).open()
+        made = await service.init(db, SecretFormat())
+        await db.close()
+        assert made.secret_key is not None
+        return made.secret_key, made.user.organization_id, made.user.id, made.project.id
+
+    owner_secret, org, user, project = asyncio.run(init())
+    secrets = [fast_secret(rng) for _ in range(count)]
+    now = time.time()
+    access_keys = [f"GWKB{n:016d}" for n in range(count)]
+    with sqlite3.connect(path, isolation_level=None) as db:
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT INTO api_keys (access_key, organization_id, user_id, application_id,"
+            " default_project_id, description, mode, created_at, updated_at, expires_at,"
+            " last_used_at, creation_ip) VALUES (?, ?, ?, NULL, ?, 'bench', 'live', ?, ?, NULL,"
+            " NULL, NULL)",
+            ((ak, org, user, project, now, now) for ak in access_keys),
+        )
+        db.executemany(
+            "INSERT INTO key_secrets (secret_hash, access_key, secret_prefix, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            ((hash_secret(s), ak, s[:12], now) for s, ak in zip(secrets, access_keys, strict=True)),
+        )
+        db.execute("COMMIT")
+    return secrets, owner_secret
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str, lines: int = 0) -> tuple[subprocess.Popen[str], list[str]]:
+        """Start a process; read its first ``lines`` lines of output (addresses)."""
+        process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BENCH.parent
+        )
+        self.started.append(process)
+        assert process.stdout is not None
+        out = []
+        for _ in range(lines):
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(
+                    f"{args[0]} exited: {process.stderr.read() if process.stderr else ''}"
+                )
+            out.append(line.strip())
+        return process, out
+
+    def stop(self) -> None:
+        for process in reversed(self.started):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.started:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def nginx_conf(work: Path, name: str, servers: str) -> Path:
+    """One nginx instance with one worker, no access log, temp files under ``work``."""
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (work / f"{name}-{sub}").mkdir(exist_ok=True)
+    conf = work / f"{name}.conf"
+    conf.write_text(
+        f"""
+{"user root root;" if os.geteuid() == 0 else ""}
+worker_processes 1;
+daemon off;
+pid {work}/{name}.pid;
+error_log {work}/{name}.err warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 60s;
+    sendfile on;
+    client_body_temp_path {work}/{name}-body;
+    proxy_temp_path {work}/{name}-proxy;
+    fastcgi_temp_path {work}/{name}-fastcgi;
+    uwsgi_temp_path {work}/{name}-uwsgi;
+    scgi_temp_path {work}/{name}-scgi;
+    {servers}
+}}
+"""
+    )
+    return conf
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, headers: dict[str, str] | None = None, timeout: float = 15) -> None:
+    async def poll() -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(url, headers=headers) as response:
+                        await response.read()
+                        if response.status < 500:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{url} did not answer within {timeout} s")
+                await asyncio.sleep(0.1)
+
+    asyncio.run(poll())
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+def wrk(
+    url: str, connections: int, seconds: int, tokens: Path | None, count: bool
+) -> dict[str, Any]:
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(BENCH / "load.lua"),
+        url,
+        "--",
+        "/" + url.split("/", 3)[3],
+        str(tokens or ""),
+        "1" if count else "0",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def store_queries(stats_url: str) -> int:
+    async def get() -> int:
+        async with aiohttp.ClientSession() as session, session.get(stats_url) as response:
+            return int((await response.json())["store_queries"])
+
+    return asyncio.run(get())
+
+
+def warm(url: str, secrets: list[str]) -> None:
+    """Put every key in the gateway's positive cache (32 requests in flight)."""
+
+    async def run() -> None:
+        queue = list(secrets)
+        async with aiohttp.ClientSession() as session:
+
+            async def worker() -> None:
+                while queue:
+                    secret = queue.pop()
+                    async with session.get(url, headers={"X-Auth-Token": secret}) as response:
+                        await response.read()
+                        if response.status != 200:
+                            raise RuntimeError(f"warm-up: {response.status} for a valid key")
+
+            await asyncio.gather(*(worker() for _ in range(32)))
+
+    asyncio.run(run())
+
+
+# -- row 9: big bodies -----------------------------------------------------------------------------
+
+
+def rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def transfer(url: str, size: int, upload: bool, headers: dict[str, str]) -> float:
+    """Seconds to move ``size`` bytes one way; the client reads/writes 1 MiB chunks."""
+    chunk = b"\0" * (1 << 20)
+
+    async def body() -> Any:
+        for _ in range(size // len(chunk)):
+            yield chunk
+
+    async def run() -> float:
+        timeout = aiohttp.ClientTimeout(total=300)
+        async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+            started = time.perf_counter()
+            if upload:
+                sized = {**headers, "Content-Length": str(size)}
+                async with session.post(url, data=body(), headers=sized) as response:
+                    answer = await response.json()
+                    if response.status != 200 or answer["received"] != size:
+                        raise RuntimeError(f"upload through {url}: {response.status} {answer}")
+            else:
+                async with session.get(url, headers=headers) as response:
+                    received = 0
+                    async for part in response.content.iter_chunked(1 << 20):
+                        received += len(part)
+                    if response.status != 200 or received != size:
+                        raise RuntimeError(
+                            f"download through {url}: {response.status}, {received} B"
+                        )
+            return time.perf_counter() - started
+
+    return asyncio.run(run())
+
+
+def big_bodies(
+    scale: Scale, nginx: str, gateway: str, gateway_pid: int, secret: str
+) -> dict[str, Any]:
+    size = scale.body_mb * (1 << 20)
+    auth = {"X-Auth-Token": secret}
+    result: dict[str, Any] = {"megabytes": scale.body_mb}
+    for direction, upload in (("download", False), ("upload", True)):
+        path = "/sink/upload" if upload else "/big/blob"
+        nginx_times, gateway_times, growth = [], [], []
+        for _ in range(scale.transfers):
+            nginx_times.append(transfer(nginx + path, size, upload, {}))
+            before = rss_kib(gateway_pid, "VmRSS")
+            Path(f"/proc/{gateway_pid}/clear_refs").write_text("5")  # reset the peak (VmHWM)
+            gateway_times.append(transfer(gateway + path, size, upload, auth))
+            growth.append(rss_kib(gateway_pid, "VmHWM") - before)
+        mb = size / 1e6
+        result[direction] = {
+            "nginx_mb_s": mb / statistics.median(nginx_times),
+            "gateway_mb_s": mb / statistics.median(gateway_times),
+            "gateway_peak_rss_growth_mb": max(growth) / 1024,
+        }
+        result[direction]["ratio"] = (
+            result[direction]["gateway_mb_s"] / result[direction]["nginx_mb_s"]
+        )
+    return result
+
+
+# -- row 8 without HTTP ----------------------------------------------------------------------------
+
+
+def cold_direct(store: Path, secrets: list[str]) -> dict[str, float]:
+    async def run() -> dict[str, float]:
+        db = await Database(store).open(create=False)
+        verifier = Verifier(db, CacheConfig(), SecretFormat())
+        latencies = []
+        for secret in secrets:
+            started = time.perf_counter()
+            identity = await verifier.verify(secret)
+            latencies.append(time.perf_counter() - started)
+            assert not isinstance(identity, str), identity
+        await db.close()
+        latencies.sort()
+        return {
+            "lookups": len(latencies),
+            "p50_us": latencies[len(latencies) // 2] * 1e6,
+            "p99_us": latencies[int(len(latencies) * 0.99) - 1] * 1e6,
+        }
+
+    return asyncio.run(run())
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def check_tools() -> None:
+    missing = [
+        f"{tool} (Debian/Ubuntu: apt-get install {package})"
+        for tool, package in (("nginx", "nginx-light"), ("wrk", "wrk"))
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()
+    ]
+    if missing:
+        print("bench: missing " + "; ".join(missing), file=sys.stderr)
+        raise SystemExit(2)
+
+
+def run(scale: Scale) -> dict[str, Any]:
+    check_tools()
+    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+    rng = random.Random(4)
+    processes = Processes()
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        work = Path(tmp)
+        www = work / "www"
+        www.mkdir()
+        (www / "small.json").write_text('{"ok": true, "service": "bench-upstream"}\n')
+        with (www / "blob").open("wb") as blob:
+            blob.truncate(scale.body_mb * (1 << 20))
+        print(
+            f"bench ({scale.name}): filling a store with {scale.store_keys:,} keys ...", flush=True
+        )
+        started = time.monotonic()
+        store = work / "store.db"
+        secrets, _owner = fill_store(store, scale.store_keys, rng)
+        fill_seconds = time.monotonic() - started
+        round_robin = secrets[: scale.round_robin_keys]
+        cold = secrets[scale.round_robin_keys : scale.round_robin_keys + scale.cold_http]
+        cold_alone = secrets[-scale.cold_direct :]
+        try:
+            up_port, proxy_port = free_port(), free_port()
+            upstream = f"http://127.0.0.1:{up_port}"
+            _, (sink,) = processes.start(PYTHON, str(BENCH / "sink.py"), lines=1)
+            sink_port = sink.rsplit(":", 1)[1]
+            processes.start(
+                nginx_bin,
+                "-e",
+                str(work / "up.err"),
+                "-c",
+                str(
+                    nginx_conf(
+                        work,
+                        "up",
+                        f"server {{ listen 127.0.0.1:{up_port}; root {www}; }}",
+                    )
+                ),
+            )
+            processes.start(
+                nginx_bin,
+                "-e",
+                str(work / "proxy.err"),
+                "-c",
+                str(
+                    nginx_conf(
+                        work,
+                        "proxy",
+                        f"""
+    upstream up {{ server 127.0.0.1:{up_port}; keepalive 64; }}
+    upstream sink {{ server 127.0.0.1:{sink_port}; keepalive 8; }}
+    server {{
+        listen 127.0.0.1:{proxy_port};
+        client_max_body_size 0;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_request_buffering off;
+        proxy_buffering off;
+        client_body_buffer_size 64k;
+        proxy_buffer_size 64k;
+        location / {{ proxy_pass http://up; }}
+        location /big/ {{ proxy_pass http://up/; }}
+        location /sink/ {{ proxy_pass http://sink/; }}
+    }}""",
+                    )
+                ),
+            )
+            nginx_proxy = f"http://127.0.0.1:{proxy_port}"
+            _, (bare,) = processes.start(
+                PYTHON, str(BENCH / "bare_proxy.py"), upstream, "127.0.0.1:0", lines=1
+            )
+            limit = scale.body_mb * (1 << 20) + 1
+            config = work / "gateway.toml"
+            config.write_text(
+                f"""
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+[admin]
+listen = ""
+[store]
+path = "{store}"
+[[routes]]
+prefix = "/open"
+upstream = "{upstream}"
+auth = "none"
+[[routes]]
+prefix = "/api"
+upstream = "{upstream}"
+[[routes]]
+prefix = "/big"
+upstream = "{upstream}"
+max_body_bytes = {limit}
+[[routes]]
+prefix = "/sink"
+upstream = "http://127.0.0.1:{sink_port}"
+max_body_bytes = {limit}
+"""
+            )
+            gateway_process, (gateway, stats) = processes.start(
+                PYTHON, str(BENCH / "gateway_server.py"), str(config), lines=2
+            )
+            for url in (
+                upstream + "/small.json",
+                nginx_proxy + "/small.json",
+                bare + "/small.json",
+            ):
+                wait_http(url)
+            wait_http(gateway + "/open/small.json")
+            print("bench: warming the cache with the round-robin keys ...", flush=True)
+            warm(gateway + "/api/small.json", round_robin)
+            one_key = write_lines(work / "one.txt", round_robin[:1])
+            many_keys = write_lines(work / "many.txt", round_robin)
+            targets = {
+                "1": (upstream + "/small.json", None),
+                "2": (nginx_proxy + "/small.json", None),
+                "3": (bare + "/small.json", None),
+                "4": (gateway + "/open/small.json", None),
+                "5": (gateway + "/api/small.json", one_key),
+                "6": (gateway + "/api/small.json", many_keys),
+                "7": (gateway + "/api/small.json", None),
+            }
+            runs: dict[str, dict[int, list[dict[str, Any]]]] = {r: {1: [], 32: []} for r in ROWS}
+            flood_size = 80_000 if scale.name == "full" else 20_000
+            for round_number in range(scale.rounds):
+                for connections in (1, 32):
+                    for row, (url, tokens) in targets.items():
+                        label = f"round {round_number + 1}, c={connections}, row {row}"
+                        if row == "7":
+                            unknown = [fast_secret(rng) for _ in range(flood_size)]
+                            tokens = write_lines(work / "unknown.txt", unknown)
+                            queries_before = store_queries(stats)
+                        result = wrk(url, connections, scale.seconds, tokens, count=row == "7")
+                        if row == "7":
+                            result["store_queries"] = store_queries(stats) - queries_before
+                            # wrk counts completed requests; up to one per connection was
+                            # still in flight (and already looked up) when it stopped.
+                            sent = result["requests"] + connections
+                            result["distinct_tokens"] = min(sent, flood_size)
+                            others = {s: n for s, n in result["statuses"].items() if s != "401"}
+                            if others:
+                                failures.append(f"{label}: answers other than 401: {others}")
+                            if result["store_queries"] > result["distinct_tokens"]:
+                                failures.append(f"{label}: more store queries than tokens")
+                        elif result["errors"]["status"]:
+                            failures.append(f"{label}: {result['errors']['status']} non-2xx")
+                        socket_errors = sum(v for k, v in result["errors"].items() if k != "status")
+                        if socket_errors:
+                            failures.append(f"{label}: socket errors {result['errors']}")
+                        runs[row][connections].append(result)
+                        print(
+                            f"  {label}: {result['rps']:8.0f} req/s, "
+                            f"p50 {result['p50_us'] / 1000:.2f} ms",
+                            flush=True,
+                        )
+            print("bench: row 8, cold lookups ...", flush=True)
+            queries_before = store_queries(stats)
+            cold_http = wrk(
+                gateway + "/api/small.json",
+                1,
+                scale.seconds,
+                write_lines(work / "cold.txt", cold),
+                False,
+            )
+            cold_http["store_queries"] = store_queries(stats) - queries_before
+            cold_http["all_cold"] = cold_http["requests"] <= len(cold)
+            if cold_http["errors"]["status"]:
+                failures.append(f"row 8: {cold_http['errors']['status']} non-2xx")
+            print("bench: row 9, big bodies ...", flush=True)
+            big = big_bodies(scale, nginx_proxy, gateway, gateway_process.pid, round_robin[0])
+        finally:
+            processes.stop()
+        cold_verifier = cold_direct(store, cold_alone)
+    return {
+        "scale": asdict(scale),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "nginx": subprocess.run(
+                [nginx_bin, "-v"], capture_output=True, text=True
+            ).stderr.strip(),
+            "wrk": "wrk -t1, one Lua script for every row (bench/load.lua)",
+        },
+        "store_fill_seconds": fill_seconds,
+        "rows": {row: summarize(runs[row]) for row in ROWS},
+        "runs": runs,
+        "cold": {"http": cold_http, "verifier": cold_verifier, "store_keys": scale.store_keys},
+        "big_bodies": big,
+        "failures": failures,
+    }
+
+
+def summarize(by_connections: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        str(c): {
+            "rps": statistics.median(r["rps"] for r in results),
+            "p50_ms": statistics.median(r["p50_us"] for r in results) / 1000,
+            "p99_ms": statistics.median(r["p99_us"] for r in results) / 1000,
+        }
+        for c, results in by_connections.items()
+    }
+
+
+def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, bool, str]]:
+    rows = result["rows"]
+
+    def rps(row: str, c: str = "32") -> float:
+        return float(rows[row][c]["rps"])
+
+    flood = result["runs"]["7"]["32"]
+    big = result["big_bodies"]
+    cold = result["cold"]
+    checks = [
+        (
+            "(5)/(3) >= 0.85 req/s at 32 connections",
+            rps("5") / rps("3") >= 0.85,
+            f"{rps('5') / rps('3'):.2f}",
+        ),
+        (
+            "(5) p50 within 0.3 ms of (3) at 1 connection",
+            rows["5"]["1"]["p50_ms"] - rows["3"]["1"]["p50_ms"] <= 0.3,
+            f"{rows['5']['1']['p50_ms'] - rows['3']['1']['p50_ms']:+.3f} ms",
+        ),
+        (
+            "(4)/(3) >= 0.95 at 32 connections",
+            rps("4") / rps("3") >= 0.95,
+            f"{rps('4') / rps('3'):.2f}",
+        ),
+        (
+            "(6)/(5) >= 0.95 at 32 connections",
+            rps("6") / rps("5") >= 0.95,
+            f"{rps('6') / rps('5'):.2f}",
+        ),
+        (
+            "(7) >= (5) req/s, only 401s, <= 1 store query per distinct token",
+            rps("7") >= rps("5")
+            and not any("row 7" in f for f in result["failures"])
+            and all(r["store_queries"] <= r["distinct_tokens"] for r in flood),
+            f"{rps('7') / rps('5'):.2f} of (5); queries/tokens "
+            + ", ".join(f"{r['store_queries']}/{r['distinct_tokens']}" for r in flood),
+        ),
+        (
+            f"(8) cold lookup p99 <= 1 ms at {cold['store_keys']:,} keys (verifier)",
+            cold["verifier"]["p99_us"] <= 1000,
+            f"p99 {cold['verifier']['p99_us']:.0f} us",
+        ),
+        (
+            "(9) gateway >= 0.5x nginx MB/s, peak RSS growth < 20 MB",
+            all(
+                big[d]["ratio"] >= 0.5 and big[d]["gateway_peak_rss_growth_mb"] < 20
+                for d in ("download", "upload")
+            ),
+            ", ".join(
+                f"{d} {big[d]['ratio']:.2f}x, +{big[d]['gateway_peak_rss_growth_mb']:.1f} MB"
+                for d in ("download", "upload")
+            ),
+        ),
+        (
+            "(5) >= 0.20 x (2) at 32 connections",
+            rps("5") / rps("2") >= 0.20,
+            f"{rps('5') / rps('2'):.2f}",
+        ),
+    ]
+    if micro_us is not None:
+        checks.append(("cached verification alone <= 5 us", micro_us <= 5, f"{micro_us:.2f} us"))
+    return checks
+
+
+def micro_verification() -> float:
+    async def run() -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = await Database(Path(tmp) / "m.db").open()
+            fmt = SecretFormat()
+            made = await service.init(db, fmt)
+            assert made.secret_key is not None
+            verifier = Verifier(db, CacheConfig(), fmt)
+            await verifier.verify(made.secret_key)
+            n = 200_000
+            started = time.perf_counter()
+            for _ in range(n):
+                verifier.cached(made.secret_key)
+            await db.close()
+            return (time.perf_counter() - started) / n * 1e6
+
+    return asyncio.run(run())
+
+
+def markdown(result: dict[str, Any], checks: list[tuple[str, bool, str]]) -> str:
+    rows = result["rows"]
+    base3, base2 = rows["3"]["32"]["rps"], rows["2"]["32"]["rps"]
+    lines = [
+        f"Run {result['date']} on {result['machine']['cores']} cores "
+        f"({result['machine']['platform']}, Python {result['machine']['python']}, "
+        f"{result['machine']['nginx']}); scale `{result['scale']['name']}`: "
+        f"{result['scale']['rounds']} interleaved rounds of {result['scale']['seconds']} s "
+        "per row, medians.",
+        "",
+        "| row | scenario | c=1 req/s | c=1 p50 ms | c=1 p99 ms "
+        "| c=32 req/s | c=32 p50 ms | c=32 p99 ms | /(3) | /(2) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, name in ROWS.items():
+        one, many = rows[row]["1"], rows[row]["32"]
+        lines.append(
+            f"| {row} | {name} | {one['rps']:,.0f} | {one['p50_ms']:.2f} | {one['p99_ms']:.2f} | "
+            f"{many['rps']:,.0f} | {many['p50_ms']:.2f} | {many['p99_ms']:.2f} | "
+            f"{many['rps'] / base3:.2f} | {many['rps'] / base2:.2f} |"
+        )
+    cold, big = result["cold"], result["big_bodies"]
+    lines += [
+        "",
+        f"Row 8, cold lookups with {cold['store_keys']:,} keys in the store: through the verifier "
+        f"alone p50 {cold['verifier']['p50_us']:.0f} µs, p99 {cold['verifier']['p99_us']:.0f} µs "
+        f"({cold['verifier']['lookups']:,} lookups); through HTTP at 1 connection, every request a "
+        f"miss{'' if cold['http']['all_cold'] else ' (the key list wrapped: some were hits)'}: "
+        f"{cold['http']['rps']:,.0f} req/s, p50 {cold['http']['p50_us'] / 1000:.2f} ms, "
+        f"p99 {cold['http']['p99_us'] / 1000:.2f} ms, "
+        f"{cold['http']['store_queries']:,} store queries.",
+        "",
+        f"| row 9, {big['megabytes']} MB bodies | nginx MB/s | gateway MB/s | ratio "
+        "| gateway peak RSS growth |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for direction in ("download", "upload"):
+        d = big[direction]
+        lines.append(
+            f"| {direction} | {d['nginx_mb_s']:,.0f} | {d['gateway_mb_s']:,.0f} "
+            f"| {d['ratio']:.2f} | "
+            f"{d['gateway_peak_rss_growth_mb']:.1f} MB |"
+        )
+    lines += ["", "| target | held | measured |", "|---|---|---|"]
+    lines += [f"| {name} | {'yes' if ok else '**no**'} | {value} |" for name, ok, value in checks]
+    if result["failures"]:
+        lines += ["", "Failures: " + "; ".join(result["failures"])]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every row briefly, small sizes")
+    parser.add_argument("--out", type=Path, default=BENCH / "results")
+    args = parser.parse_args()
+    scale = QUICK if args.quick else FULL
+    result = run(scale)
+    micro = micro_verification()
+    result["micro_cached_verification_us"] = micro
+    result["runs"] = {row: {str(c): r for c, r in by.items()} for row, by in result["runs"].items()}
+    checks = targets(result, micro)
+    result["targets"] = [{"target": n, "held": ok, "measured": v} for n, ok, v in checks]
+    table = markdown(result, checks)
+    print()
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "quick" if args.quick else datetime.now(UTC).strftime("%Y-%m-%d")
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"{name}.md").write_text(table)
+    print(f"bench: wrote {args.out / (name + '.json')} and .md")
+    if result["failures"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
