@@ -44,7 +44,10 @@ class BareProxy:
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode()
 
-        async def body() -> Any:
+        first = await receive()
+
+        async def rest() -> Any:
+            yield first.get("body", b"")
             while True:
                 message = await receive()
                 if message.get("body"):
@@ -52,8 +55,10 @@ class BareProxy:
                 if not message.get("more_body"):
                     return
 
+        # A body that came whole (or not at all) is sent as bytes; a longer one is streamed.
+        data = rest() if first.get("more_body") else (first.get("body") or None)
         async with self.session.request(
-            scope["method"], url, headers=headers, data=body(), allow_redirects=False
+            scope["method"], url, headers=headers, data=data, allow_redirects=False
         ) as response:
             await send(
                 {
@@ -74,8 +79,16 @@ class BareProxy:
 async def main(upstream: str, listen: str) -> None:
     app = BareProxy(upstream.rstrip("/"))
     sock = server.bind(parse_listen(listen, "listen"))
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)  # as gateway.proxy does
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+    # The session settings of gateway.proxy.Upstream, so the floor pays what the gateway pays.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        trust_env=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(total=None),
+    ) as session:
         app.session = session
         print(server.address(sock), flush=True)
         await uvicorn.Server(server.uvicorn_config(app)).serve(sockets=[sock])

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,13 @@ class Processes:
                 )
             out.append(line.strip())
         return process, out
+
+    def check(self) -> None:
+        """Raise with the output of any helper that has exited (a bad config, a taken port)."""
+        for process in self.started:
+            if process.poll() is not None:
+                _, err = process.communicate()
+                raise RuntimeError(f"{process.args} exited: {err.strip()}")
 
     def stop(self) -> None:
         for process in reversed(self.started):
@@ -442,6 +449,8 @@ def run(scale: Scale) -> dict[str, Any]:
         proxy_buffering off;
         client_body_buffer_size 64k;
         proxy_buffer_size 64k;
+        proxy_buffers 8 64k;
+        proxy_busy_buffers_size 128k;
         location / {{ proxy_pass http://up; }}
         location /big/ {{ proxy_pass http://up/; }}
         location /sink/ {{ proxy_pass http://sink/; }}
@@ -484,6 +493,8 @@ max_body_bytes = {limit}
             gateway_process, (gateway, stats) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(config), lines=2
             )
+            time.sleep(0.3)
+            processes.check()
             for url in (
                 upstream + "/small.json",
                 nginx_proxy + "/small.json",
@@ -725,8 +736,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every row briefly, small sizes")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
+    parser.add_argument("--seconds", type=int, help="override the seconds per wrk run")
+    parser.add_argument("--rounds", type=int, help="override the interleaved rounds")
     args = parser.parse_args()
     scale = QUICK if args.quick else FULL
+    if args.seconds or args.rounds:
+        scale = replace(
+            scale, seconds=args.seconds or scale.seconds, rounds=args.rounds or scale.rounds
+        )
     result = run(scale)
     micro = micro_verification()
     result["micro_cached_verification_us"] = micro

@@ -33,6 +33,7 @@ _SET_BY_GATEWAY = frozenset(
     {b"host", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"expect"}
 )
 _IDENTITY_EXACT = (b"x-project-id", b"x-organization-id")
+_RESPONSE_DROP = HOP_BY_HOP | {b"x-request-id"}
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
 
@@ -63,7 +64,11 @@ class RequestHeaders(NamedTuple):
 
 def split_request(headers: list[tuple[bytes, bytes]]) -> RequestHeaders:
     """Forwardable headers (as str pairs for the upstream client) and what the gateway needs."""
-    dropped = connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else ()
+    dropped: frozenset[bytes] | tuple[()] = ()
+    for name, _ in headers:
+        if name == b"connection":
+            dropped = connection_tokens(headers)
+            break
     forward: list[tuple[str, str]] = []
     tokens: list[bytes] = []
     host = forwarded_for = request_id = content_length = None
@@ -95,11 +100,18 @@ def filter_response(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, b
 
     Repeated headers (Set-Cookie) are kept as separate entries.
     """
-    dropped = connection_tokens(raw)
     out: list[tuple[bytes, bytes]] = []
+    connection: list[tuple[bytes, bytes]] = []
     for name, value in raw:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in dropped or lower == b"x-request-id":
+        if lower in _RESPONSE_DROP:
+            if lower == b"connection":
+                connection.append((lower, value))
             continue
         out.append((lower, value))
+    # One pass in the common case; names listed in Connection (beyond the hop-by-hop ones,
+    # like "keep-alive") are rare, and filtered in a second pass only when present.
+    dropped = connection_tokens(connection) - HOP_BY_HOP if connection else None
+    if dropped:
+        out = [(name, value) for name, value in out if name not in dropped]
     return out

@@ -2,8 +2,8 @@
 
 The hot path is :meth:`Verifier.cached`: synchronous, no I/O. Only on a miss does
 :meth:`Verifier.load` await the store, and concurrent misses for one token share one query
-(single flight). cachetools caches are not thread-safe, but inside one event loop they are safe as
-long as no ``await`` sits between a check and a set (ARCHITECTURE.md).
+(single flight). The caches (``gateway.ttl.TTLMap``) are not thread-safe, but inside one event loop
+they are safe as long as no ``await`` sits between a check and a set (ARCHITECTURE.md).
 
 Revocations, edits and rolls made by any process reach every verifier through the store's
 ``key_events`` feed, which :meth:`Verifier.run_follower` polls every
@@ -21,13 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cachetools import TTLCache
-
 from gateway.config import CacheConfig
 from gateway.store import Database, StoreUnavailable
 from gateway.store import keys as store_keys
 from gateway.store.records import KeyLookup
 from gateway.tokens import SecretFormat, hash_secret
+from gateway.ttl import TTLMap
 
 log = logging.getLogger("gateway.verifier")
 
@@ -93,10 +92,8 @@ class Verifier:
         self.config = cache
         self.format = secret_format
         self.clock = clock
-        self._positive: TTLCache[bytes, Identity] = TTLCache(cache.max_entries, cache.ttl_seconds)
-        self._negative: TTLCache[bytes, bool] = TTLCache(
-            cache.max_entries, cache.negative_ttl_seconds
-        )
+        self._positive: TTLMap[bytes, Identity] = TTLMap(cache.max_entries, cache.ttl_seconds)
+        self._negative: TTLMap[bytes, bool] = TTLMap(cache.max_entries, cache.negative_ttl_seconds)
         self._by_access_key: dict[str, set[bytes]] = {}
         self._inflight: dict[bytes, asyncio.Task[Identity | str]] = {}
         self._generation = 0
@@ -179,7 +176,7 @@ class Verifier:
 
     def evict(self, access_key: str) -> None:
         for digest in self._by_access_key.pop(access_key, ()):
-            self._positive.pop(digest, None)
+            self._positive.pop(digest)
 
     def clear(self) -> None:
         self._generation += 1
@@ -244,6 +241,8 @@ class Verifier:
                 await self.flush_last_used()
             except StoreUnavailable as exc:
                 log.warning("cannot record last use of keys yet: %s", exc)
+            self._positive.purge()
+            self._negative.purge()
             now = self.clock()
             self._last_marked = {
                 ak: t for ak, t in self._last_marked.items() if now - t < LAST_USED_RESOLUTION

@@ -8,11 +8,13 @@ never a hang, and the gateway must keep serving afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import httpx
 import pytest
 
 from gateway.store import StoreUnavailable
-from tests.conftest import Gateway, LoopThread, free_socket
+from tests.conftest import Gateway, LoopThread, Upstream, free_socket, wait_for
 
 
 async def _misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -34,8 +36,15 @@ async def _misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         await writer.drain()
         writer.transport.abort()  # RST in the middle of the body
         return
+    elif path.startswith(b"/stall"):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"s" * 100_000)
+        await writer.drain()
+        with contextlib.suppress(TimeoutError):  # then nothing, until the gateway hangs up
+            await asyncio.wait_for(reader.read(), 30)
     elif path.startswith(b"/hang"):
-        await asyncio.sleep(30)
+        # Until the gateway gives up and closes the connection (EOF), at most 30 s.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader.read(), 30)
     elif path.startswith(b"/empty"):
         pass  # close without a word
     writer.close()
@@ -83,6 +92,67 @@ def test_upstream_reset_mid_body_aborts_the_stream(make_gateway: Any, bad_upstre
             for _ in got.iter_bytes():
                 pass
         assert client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key}).is_success
+
+
+def test_upstream_stalling_mid_body_is_cut_at_the_route_timeout(
+    make_gateway: Any, bad_upstream: str
+) -> None:
+    """The route timeout (0.5 s) bounds each wait on the upstream, mid-body too (gateway.watchdog):
+    the client sees a short body soon after, not a hang."""
+    gateway: Gateway = make_gateway(BAD_ROUTE.replace("{bad}", bad_upstream))
+    with gateway.client() as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.RemoteProtocolError), client.stream("GET", "/bad/stall") as got:
+            assert got.status_code == 200
+            for _ in got.iter_bytes():
+                pass
+        assert 0.5 <= time.monotonic() - started < 3
+        assert client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key}).is_success
+
+
+def test_a_slow_client_upload_is_not_an_upstream_timeout(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    """Waiting on the client is not waiting on the upstream: an upload that pauses 0.7 s between
+    chunks on a route whose timeout is 0.5 s still goes through."""
+
+    def slowly() -> Iterator[bytes]:
+        for _ in range(2):
+            time.sleep(0.7)  # each pause longer than the route timeout
+            yield b"u" * 1000
+
+    with gateway.client() as client:
+        response = client.post(
+            "/api/upload", content=slowly(), headers={"X-Auth-Token": gateway.secret_key}
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["body_bytes"] == 2000
+
+
+def test_a_slow_reader_is_not_an_upstream_timeout(gateway: Gateway) -> None:
+    """A client that stops reading a 32 MB download for 1.2 s (route timeout 0.5 s) blocks the
+    gateway's sends, not the upstream: the download completes."""
+    headers = {"X-Auth-Token": gateway.secret_key}
+    size = 32 * 1024 * 1024
+    received = 0
+    with (
+        gateway.client() as client,
+        client.stream("GET", f"/api/stream?bytes={size}", headers=headers) as got,
+    ):
+        assert got.status_code == 200
+        for n, chunk in enumerate(got.iter_bytes()):
+            received += len(chunk)
+            if n == 0:
+                time.sleep(1.2)
+    assert received == size
+
+
+def test_the_watchdog_sleeps_when_nothing_is_in_flight(gateway: Gateway) -> None:
+    with gateway.client() as client:
+        assert client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key}).is_success
+    dog = gateway.resources.upstream.watchdog
+    wait_for(lambda: dog._ticker is None, timeout=2)
+    assert dog._active == {}
 
 
 def test_exception_inside_the_gateway_is_a_json_500(gateway: Gateway) -> None:
