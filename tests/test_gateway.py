@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Iterator
@@ -92,6 +93,25 @@ def test_concurrent_misses_cost_one_query(gateway: Gateway) -> None:
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         assert set(pool.map(call, range(32))) == {200}
     assert gateway.resources.verifier.store_queries - queries <= 2  # one, +1 if a thread lagged
+
+
+def test_concurrent_misses_of_different_tokens_share_queries(gateway: Gateway) -> None:
+    """Misses are looked up in batches (issue #4): 200 distinct tokens at once, valid and
+    unknown mixed, each gets its own right answer from a handful of queries."""
+    verifier = gateway.resources.verifier
+    valid = [gateway.new_key() for _ in range(20)]
+    unknown = [gateway.resources.secret_format.generate() for _ in range(180)]
+    queries = verifier.store_queries
+
+    async def all_at_once() -> list[Any]:
+        return await asyncio.gather(
+            *(verifier.verify(t) for t in [k.secret_key for k in valid] + unknown)
+        )
+
+    answers = gateway.loop.run(all_at_once())
+    assert [a.access_key for a in answers[:20]] == [k.key.access_key for k in valid]
+    assert answers[20:] == ["invalid_token"] * 180
+    assert 1 <= verifier.store_queries - queries <= 3
 
 
 def test_cache_hit_needs_no_store(gateway: Gateway) -> None:
