@@ -57,12 +57,19 @@ class TTLMap(Generic[K, V]):
         self._data.clear()
 
     def purge(self) -> int:
-        """Drop every expired entry; returns how many."""
+        """Drop every expired entry; returns how many. Every entry has the same TTL and a set
+        moves its key to the end, so the dict is in deadline order: expired entries are at the
+        front, and this costs what it drops, not the size of the map."""
         now = self.clock()
-        expired = [k for k, (deadline, _) in self._data.items() if deadline <= now]
-        for key in expired:
-            del self._data[key]
-        return len(expired)
+        data = self._data
+        dropped = 0
+        while data:
+            oldest = next(iter(data))
+            if data[oldest][0] > now:
+                break
+            del data[oldest]
+            dropped += 1
+        return dropped
 
     def __len__(self) -> int:
         return len(self._data)

@@ -358,3 +358,16 @@ def test_last_used_is_written_in_batches(gateway: Gateway) -> None:
     with gateway.client() as client:
         client.get("/echo/x", headers=auth(gateway, new.secret_key))
     assert gateway.loop.run(gateway.resources.verifier.flush_last_used()) == 0
+
+
+def test_housekeeping_trims_only_what_expired(gateway: Gateway) -> None:
+    verifier = gateway.resources.verifier
+    now = verifier.clock()
+    verifier._last_marked.clear()
+    verifier._last_marked.update({"GWKOLD1": now - 120, "GWKOLD2": now - 61, "GWKNEW": now - 1})
+    gateway.loop.run(_call(verifier.trim))
+    assert list(verifier._last_marked) == ["GWKNEW"]
+
+
+async def _call(function: Any) -> None:
+    function()
