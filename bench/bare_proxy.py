@@ -16,20 +16,12 @@ from typing import Any
 import aiohttp
 import uvicorn
 
-from gateway import server
+from gateway import headers, server
 from gateway.config import parse_listen
+from gateway.proxy import new_session
 
-HOP_BY_HOP = {
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-    b"host",
-    b"content-length",
-}
+# Hop-by-hop headers, plus the two aiohttp sets itself.
+HOP_BY_HOP = headers.HOP_BY_HOP | {b"host", b"content-length"}
 
 
 class BareProxy:
@@ -39,7 +31,7 @@ class BareProxy:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http" and self.session is not None
-        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        forward = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in HOP_BY_HOP]
         url = self.upstream + scope["raw_path"].decode()
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode()
@@ -58,7 +50,7 @@ class BareProxy:
         # A body that came whole (or not at all) is sent as bytes; a longer one is streamed.
         data = rest() if first.get("more_body") else (first.get("body") or None)
         async with self.session.request(
-            scope["method"], url, headers=headers, data=data, allow_redirects=False
+            scope["method"], url, headers=forward, data=data, allow_redirects=False
         ) as response:
             await send(
                 {
@@ -79,16 +71,7 @@ class BareProxy:
 async def main(upstream: str, listen: str) -> None:
     app = BareProxy(upstream.rstrip("/"))
     sock = server.bind(parse_listen(listen, "listen"))
-    # The session settings of gateway.proxy.Upstream, so the floor pays what the gateway pays.
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        trust_env=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(total=None),
-    ) as session:
+    async with new_session() as session:
         app.session = session
         print(server.address(sock), flush=True)
         await uvicorn.Server(server.uvicorn_config(app)).serve(sockets=[sock])

@@ -21,25 +21,43 @@ from gateway.store import Database
 from gateway.tokens import SecretFormat
 from gateway.verifier import Verifier
 
+N = 200_000
+
+
+async def verifier_over(directory: str) -> tuple[Database, Verifier, str, str]:
+    """A verifier over a fresh store whose owner key is cached; returns the owner secret and id."""
+    db = await Database(Path(directory) / "bench.db").open()
+    init = await service.init(db, SecretFormat())
+    assert init.secret_key is not None
+    verifier = Verifier(db, CacheConfig(), SecretFormat())
+    await verifier.verify(init.secret_key)
+    return db, verifier, init.secret_key, init.user.id
+
+
+async def measure_hit() -> float:
+    """Seconds for one cached verification (bench/run.py reports it beside the HTTP rows)."""
+    with tempfile.TemporaryDirectory() as directory:
+        db, verifier, secret, _ = await verifier_over(directory)
+        seconds = timeit.timeit(lambda: verifier.cached(secret), number=N) / N
+        await db.close()
+        return seconds
+
+
+def cached_hit_seconds() -> float:
+    return asyncio.run(measure_hit())
+
 
 async def main(keys: int) -> None:
+    hit = await measure_hit()
     with tempfile.TemporaryDirectory() as directory:
-        db = await Database(Path(directory) / "bench.db").open()
-        fmt = SecretFormat()
-        init = await service.init(db, fmt)
-        assert init.secret_key is not None
-        verifier = Verifier(db, CacheConfig(), fmt)
-        await verifier.verify(init.secret_key)
-        n = 200_000
-        hit = timeit.timeit(lambda: verifier.cached(init.secret_key), number=n) / n
+        db, verifier, _, owner = await verifier_over(directory)
+        fmt, n = verifier.format, N
         bad = "gws_live_" + "A" * 38
         miss = timeit.timeit(lambda: verifier.cached(bad), number=n) / n
         print(f"cached verification (hit):   {hit * 1e6:6.2f} us")
         print(f"malformed token (offline):   {miss * 1e6:6.2f} us")
         secrets = [
-            (
-                await service.create_key(db, access.LOCAL_OPERATOR, fmt, user_id=init.user.id)
-            ).secret_key
+            (await service.create_key(db, access.LOCAL_OPERATOR, fmt, user_id=owner)).secret_key
             for _ in range(keys)
         ]
         latencies = []

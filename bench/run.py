@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from micro_verify import cached_hit_seconds
 
 from admin import service
 from gateway.config import CacheConfig
@@ -673,25 +674,6 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
     return checks
 
 
-def micro_verification() -> float:
-    async def run() -> float:
-        with tempfile.TemporaryDirectory() as tmp:
-            db = await Database(Path(tmp) / "m.db").open()
-            fmt = SecretFormat()
-            made = await service.init(db, fmt)
-            assert made.secret_key is not None
-            verifier = Verifier(db, CacheConfig(), fmt)
-            await verifier.verify(made.secret_key)
-            n = 200_000
-            started = time.perf_counter()
-            for _ in range(n):
-                verifier.cached(made.secret_key)
-            await db.close()
-            return (time.perf_counter() - started) / n * 1e6
-
-    return asyncio.run(run())
-
-
 def markdown(result: dict[str, Any], checks: list[tuple[str, bool, str]]) -> str:
     rows = result["rows"]
     base3, base2 = rows["3"]["32"]["rps"], rows["2"]["32"]["rps"]
@@ -755,7 +737,7 @@ def main() -> None:
             scale, seconds=args.seconds or scale.seconds, rounds=args.rounds or scale.rounds
         )
     result = run(scale)
-    micro = micro_verification()
+    micro = cached_hit_seconds() * 1e6
     result["micro_cached_verification_us"] = micro
     result["runs"] = {row: {str(c): r for c, r in by.items()} for row, by in result["runs"].items()}
     checks = targets(result, micro)

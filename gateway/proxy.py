@@ -76,21 +76,26 @@ class RequestBody:
                 yield chunk
 
 
+def new_session() -> aiohttp.ClientSession:
+    """The upstream session as a proxy needs it (see the module docstring); bench/bare_proxy.py
+    uses it too, so the benchmark's floor pays what the gateway pays."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        trust_env=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
+
+
 class Upstream:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self.watchdog = Watchdog()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            trust_env=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
+        self._session = new_session()
 
     async def close(self) -> None:
         await self.watchdog.close()
