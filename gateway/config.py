@@ -7,6 +7,7 @@ Config path resolution: ``--config``, else ``$GATEWAY_CONFIG``, else ``./gateway
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -59,6 +60,9 @@ class Config:
     source: Path
     listen: Listen = Listen("127.0.0.1", 8080)
     workers: int = 1
+    # Peers whose X-Forwarded-For/-Proto are believed (a TLS terminator on this host): none by
+    # default, so no client can pose as another address or as HTTPS (issue #5).
+    trusted_proxies: tuple[str, ...] = ()
     admin_listen: Listen | None = Listen("127.0.0.1", 8081)
     store_path: Path = Path("gateway.db")
     busy_timeout_ms: int = 5000
@@ -193,9 +197,17 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
     top.check_unknown({"server", "admin", "store", "keys", "cache", "routes"})
 
     server = _Section(source, "[server]", data.get("server", {}))
-    server.check_unknown({"listen", "workers"})
+    server.check_unknown({"listen", "workers", "trusted_proxies"})
     listen = parse_listen(server.get("listen", str, "127.0.0.1:8080"), f"{source}, [server]")
     workers = server.number("workers", 1, 1, integer=True)
+    trusted = server.get("trusted_proxies", list, [])
+    for entry in trusted:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            raise server.fail(
+                "trusted_proxies", f"entry {entry!r} is not an IP address or network (10.0.0.0/8)"
+            ) from None
 
     admin = _Section(source, "[admin]", data.get("admin", {}))
     admin.check_unknown({"listen"})
@@ -241,6 +253,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         source=source,
         listen=listen,
         workers=workers,
+        trusted_proxies=tuple(trusted),
         admin_listen=admin_listen,
         store_path=store_path,
         busy_timeout_ms=store.number("busy_timeout_ms", 5000, 0, integer=True),

@@ -60,9 +60,13 @@ def address(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def uvicorn_config(app: ASGIApp) -> uvicorn.Config:
+def uvicorn_config(app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> uvicorn.Config:
     return uvicorn.Config(
         app,
+        # X-Forwarded-For/-Proto rewrite the client address and scheme only from trusted peers
+        # ([server] trusted_proxies); with none, uvicorn's proxy-headers middleware is off.
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies) or None,
         loop="none",
         http=GatewayHttpProtocol,  # httptools, with a bounded request head and JSON errors
         ws="none",  # websockets are not proxied; an Upgrade header is dropped as hop-by-hop
@@ -83,7 +87,8 @@ async def run_listeners(
 ) -> None:
     """Start the shared resources, serve every listener until SIGINT/SIGTERM, then clean up."""
     await resources.start()
-    servers = [_Server(uvicorn_config(app)) for app, _ in listeners]
+    trusted = resources.config.trusted_proxies
+    servers = [_Server(uvicorn_config(app, trusted)) for app, _ in listeners]
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

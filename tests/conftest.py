@@ -168,11 +168,12 @@ def upstream(loop_thread: LoopThread) -> Iterator[Upstream]:
 # -- the gateway --------------------------------------------------------------------------------
 
 
-def write_config(directory: Path, upstream_url: str, extra: str = "") -> Path:
+def write_config(directory: Path, upstream_url: str, extra: str = "", server: str = "") -> Path:
     path = directory / "gateway.toml"
     path.write_text(f"""
 [server]
 listen = "127.0.0.1:0"
+{server}
 [admin]
 listen = ""
 [store]
@@ -310,21 +311,23 @@ def start_gateway(config: Config) -> Running:
     servers = []
     for app in (GatewayApp(resources), make_admin_app(resources)):
         sock = free_socket()
-        server = _Server(uvicorn_config(app))
+        server = _Server(uvicorn_config(app, config.trusted_proxies))
         serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
         wait_for(lambda s=server: s.started, timeout=10, interval=0.005)  # type: ignore[misc]
         servers.append((server, serving, sock))
     return Running(loop, resources, servers)
 
 
-def build_gateway(directory: Path, upstream_url: str, extra: str = "") -> tuple[Gateway, Running]:
+def build_gateway(
+    directory: Path, upstream_url: str, extra: str = "", server: str = ""
+) -> tuple[Gateway, Running]:
     """A gateway (and admin listener) over a fresh store in `directory`.
 
     `extra` is TOML appended to the config; it may name {project_id}, {user_id}, ... of `init`.
     """
     source = write_config(directory, upstream_url)
     init = json.loads(run_cli("--config", str(source), "init", "--json").stdout)
-    config = config_module.load(write_config(directory, upstream_url, extra.format(**init)))
+    config = config_module.load(write_config(directory, upstream_url, extra.format(**init), server))
     running = start_gateway(config)
     gateway = Gateway(
         running.url(0),
@@ -345,8 +348,8 @@ def make_gateway(tmp_path: Path, upstream: Upstream) -> Iterator[Any]:
     """Build a gateway over a fresh store; the config can be extended with TOML text."""
     started: list[Running] = []
 
-    def build(extra: str = "") -> Gateway:
-        gateway, running = build_gateway(tmp_path, upstream.url, extra)
+    def build(extra: str = "", server: str = "") -> Gateway:
+        gateway, running = build_gateway(tmp_path, upstream.url, extra, server)
         started.append(running)
         return gateway
 

@@ -28,6 +28,11 @@ ROUTE = '[[routes]]\nprefix = "/x"\nupstream = "http://127.0.0.1:1"\n'
         ("[cache]\nttl = 5\n", "[cache]: unknown key 'ttl' (known keys: "),
         ("[server]\nworkers = 'two'\n", "[server]: workers must be an int, not 'two'"),
         ("[server]\nworkers = 0\n", "workers must be at least 1"),
+        (
+            "[server]\ntrusted_proxies = ['localhost']\n",
+            "trusted_proxies entry 'localhost' is not an IP address or network",
+        ),
+        ("[server]\ntrusted_proxies = '127.0.0.1'\n", "trusted_proxies must be a list"),
         ("[server]\nlisten = 'localhost'\n", "listen 'localhost' must be 'host:port'"),
         ("[keys]\nprefix = 'Bad_One'\n", "[keys]: prefix 'Bad_One' must be"),
         ("[cache]\nttl_seconds = true\n", "ttl_seconds must be an int or float, not True"),

@@ -252,6 +252,25 @@ def test_response_headers(gateway: Gateway) -> None:
     assert response.headers.get_list("x-request-id") == ["abc-123"]
 
 
+@pytest.mark.parametrize(
+    ("server", "forwarded_for", "proto"),
+    [
+        ("", ["6.6.6.6, 127.0.0.1"], ["http"]),  # default: nobody's X-Forwarded-* believed
+        ('trusted_proxies = ["127.0.0.1"]', ["6.6.6.6, 6.6.6.6"], ["https"]),  # a local terminator
+        ('trusted_proxies = ["10.0.0.0/8"]', ["6.6.6.6, 127.0.0.1"], ["http"]),
+    ],
+)
+def test_forwarded_headers_are_believed_only_from_trusted_proxies(
+    make_gateway: Any, server: str, forwarded_for: list[str], proto: list[str]
+) -> None:
+    gateway: Gateway = make_gateway(server=server)
+    spoof = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", **auth(gateway)}
+    with gateway.client() as client:
+        seen = client.get("/echo/x", headers=spoof).json()
+    assert header(seen, "x-forwarded-for") == forwarded_for
+    assert header(seen, "x-forwarded-proto") == proto
+
+
 def test_insane_request_id_is_replaced(gateway: Gateway) -> None:
     with gateway.client() as client:
         response = client.get("/echo/x", headers={**auth(gateway), "X-Request-ID": "a b" * 100})
