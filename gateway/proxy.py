@@ -8,7 +8,7 @@ and none of the client's default headers added.
 Bodies stream both ways with bounded memory. The route timeout bounds every wait on the upstream
 (connecting, sending, each read), not the whole exchange, so a long download that keeps flowing is
 fine, and a slow client is never blamed on the upstream. It is enforced by one shared watchdog
-(``gateway.watchdog``), not aiohttp's per-request timers, which cost ~10 µs a request (issue #4).
+(``gateway.watchdog``), not aiohttp's per-request and per-read timers (issue #4).
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ log = logging.getLogger("gateway.verifier")
 MISSING = "missing_token"
 MALFORMED = "malformed_token"
 INVALID = "invalid_token"
-LAST_USED_SLICE = 200  # rows per last-used transaction
 EXPIRED = "expired_token"
 DUPLICATE = "duplicate_token"
 
@@ -257,18 +256,13 @@ class Verifier:
         if not self._pending_used:
             return 0
         pending, self._pending_used = self._pending_used, {}
-        uses = [(t, ak) for ak, t in pending.items()]
-        # In slices: one long executemany in the writer thread holds the GIL between rows and
-        # stalls the event loop (measured: cold-lookup p99 6 ms through HTTP with 10,000 keys
-        # used per flush, bench/run.py row 8); slices let requests through in between.
-        for start in range(0, len(uses), LAST_USED_SLICE):
-            try:
-                async with self.db.transaction() as w:
-                    await store_keys.touch_last_used(w, uses[start : start + LAST_USED_SLICE])
-            except StoreUnavailable:
-                for when, access_key in uses[start:]:
-                    self._pending_used.setdefault(access_key, when)
-                raise
+        try:
+            async with self.db.transaction() as w:
+                await store_keys.touch_last_used(w, ((t, ak) for ak, t in pending.items()))
+        except StoreUnavailable:
+            for access_key, when in pending.items():
+                self._pending_used.setdefault(access_key, when)
+            raise
         return len(pending)
 
     async def run_housekeeping(self, interval: float = 5.0) -> None:

@@ -1,11 +1,12 @@
 """One timer for every upstream exchange in flight, instead of aiohttp's timers.
 
 aiohttp's ``ClientTimeout(connect=..., sock_read=...)`` arms a timer per request and re-arms one
-on every chunk read: measured at ~10 µs of a ~150 µs proxied request on this machine (issue #4,
-`bench/run.py`), the largest single cost the gateway added over a bare proxy. Here each exchange
-is a small record (the task, its timeout, when the upstream last made progress) and one ticker
-task, alive only while exchanges are in flight, cancels those that waited on the upstream for
-longer than their route's ``timeout_seconds``.
+on every chunk read: removing them saved 3-5 µs of the ~140-160 µs of CPU a proxied request costs
+on this machine (CPU time per request under wrk, several runs; issue #4, `bench/run.py`); this
+watchdog costs ~1 µs a request. Here each exchange is a small record (the task, its timeout,
+when the upstream last made progress) and one ticker task, alive only while exchanges are in
+flight, cancels those that waited on the upstream for longer than their route's
+``timeout_seconds``.
 
 What counts as waiting on the upstream: connecting, sending it the request (it must accept
 bytes), and waiting for its next bytes. Time spent waiting on the *client* (a slow upload, a slow
