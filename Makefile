@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The layers: core (store, key format, config), gateway (data plane), admin (control plane),
+# gatewaycli (the `gateway` command, which alone knows both planes).
+PACKAGES := core gateway admin gatewaycli
 
-.PHONY: demo test lint typecheck pytest bench bench-quick soak clean
+.PHONY: demo test lint typecheck pytest bench bench-quick soak screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -18,18 +21,18 @@ demo: $(STAMP)
 	$(BIN)/gateway --config config.example.toml demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway admin tests bench
-	$(BIN)/ruff format --check gateway admin tests bench
+	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/ruff format --check $(PACKAGES) tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict gateway admin
+	$(BIN)/mypy --strict $(PACKAGES)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest bench-quick
 
-# The benchmark (issue #4): nginx, a bare Python proxy and the gateway side by side (needs nginx
+# The benchmark: nginx, a bare Python proxy and the gateway side by side (needs nginx
 # and wrk: apt-get install nginx-light wrk). bench-quick runs every row briefly, in `make test`,
 # so the harness never rots; it checks that every row works, not the performance targets.
 bench: $(STAMP)
@@ -38,9 +41,13 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
-# The full soak (issue #5): 60 s over 1,000 keys, 100 revoked through the admin API.
+# The full soak: 60 s over 1,000 keys, 100 revoked through the admin API.
 soak: $(STAMP)
 	SOAK_SECONDS=60 SOAK_KEYS=1000 $(BIN)/pytest tests/test_soak.py
+
+# The README's console screenshots, refreshed on purpose (make test writes no tracked file).
+screenshots: $(STAMP)
+	GATEWAY_SCREENSHOTS=docs $(BIN)/pytest tests/admin/test_console.py -k 3am
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

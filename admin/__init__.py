@@ -1,1 +1,1 @@
-"""The admin side: key management service, and (issue #3) its REST API and console."""
+"""The admin side: key management service, and its REST API and console."""

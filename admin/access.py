@@ -1,6 +1,6 @@
 """Who is acting, what they may do, and the audit trail of what they did or tried to do.
 
-Rules (Scaleway IAM, issue #3): anything in another organization is "not found" (existence is not
+Rules (Scaleway IAM): anything in another organization is "not found" (existence is not
 leaked); a plain bearer sees only its own keys; the Owner and the ``IAMManager`` or
 ``OrganizationManager`` permission sets see and manage everything in their organization. The local
 operator (the CLI, with the store file in hand) may do anything, and is audited as ``cli``.
@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from gateway.store import Database, Writer
-from gateway.store import audit as store_audit
-from gateway.store import directory as store_dir
+from core.store import Database, Writer
+from core.store import audit as store_audit
+from core.store import directory as store_dir
 
 MANAGER_SETS = frozenset({"IAMManager", "OrganizationManager"})
 PERMISSION_SETS = MANAGER_SETS

@@ -1,4 +1,4 @@
-"""The admin REST API (issue #3): a Starlette app on its own listener, every route under ``/v1``.
+"""The admin REST API: a Starlette app on its own listener, every route under ``/v1``.
 
 Handlers only translate HTTP to the service functions (``admin.service``, ``admin.directory``),
 which decide who may do what, exactly as for the CLI.
@@ -18,20 +18,23 @@ from admin import console, directory, service
 from admin.access import require_manager
 from admin.http import (
     EXCEPTION_HANDLERS,
+    AdminContext,
     authenticate,
+    context,
     invalid,
     json_body,
     query_choice,
     query_int,
-    resources,
     string,
     timestamp,
 )
 from admin.openapi import document
 from admin.serialize import application_json, audit_json, key_json, project_json, user_json
-from gateway.resources import Resources
-from gateway.store import audit as store_audit
-from gateway.store.keys import ORDERS, KeyFilter
+from core.identity import Authenticator
+from core.store import Database
+from core.store import audit as store_audit
+from core.store.keys import ORDERS, KeyFilter
+from core.tokens import SecretFormat
 
 SERIALIZERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "project": project_json,
@@ -44,7 +47,7 @@ PLURAL = {"project": "projects", "user": "users", "application": "applications"}
 async def whoami(request: Request) -> Response:
     actor = await authenticate(request)
     assert actor.id is not None  # API callers are always a user or an application
-    bearer = await directory.get(resources(request).db, actor, actor.kind, actor.id)
+    bearer = await directory.get(context(request).db, actor, actor.kind, actor.id)
     return JSONResponse(
         {
             "bearer_type": actor.kind,
@@ -63,7 +66,7 @@ async def whoami(request: Request) -> Response:
 
 async def api_keys(request: Request) -> Response:
     actor = await authenticate(request)
-    res = resources(request)
+    res = context(request)
     if request.method == "POST":
         body = await json_body(
             request,
@@ -110,7 +113,7 @@ async def api_keys(request: Request) -> Response:
 
 async def api_key(request: Request) -> Response:
     actor = await authenticate(request)
-    res = resources(request)
+    res = context(request)
     access_key = request.path_params["access_key"]
     if request.method == "GET":
         return JSONResponse(key_json(await service.get_key(res.db, actor, access_key)))
@@ -132,7 +135,7 @@ async def api_key(request: Request) -> Response:
 
 async def roll(request: Request) -> Response:
     actor = await authenticate(request)
-    res = resources(request)
+    res = context(request)
     body = await json_body(request, {"expire_current_in_seconds"})
     grace = body.get("expire_current_in_seconds", 0)
     if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 604800:
@@ -155,7 +158,7 @@ def collection(kind: str) -> Any:
 
     async def handler(request: Request) -> Response:
         actor = await authenticate(request)
-        db = resources(request).db
+        db = context(request).db
         if request.method == "GET":
             found = await directory.list_of(db, actor, kind)
             return JSONResponse(
@@ -190,7 +193,7 @@ def item(kind: str) -> Any:
 
     async def handler(request: Request) -> Response:
         actor = await authenticate(request)
-        db = resources(request).db
+        db = context(request).db
         object_id = request.path_params["id"]
         if request.method == "GET":
             return JSONResponse(SERIALIZERS[kind](await directory.get(db, actor, kind, object_id)))
@@ -213,7 +216,7 @@ async def audit_events(request: Request) -> Response:
     require_manager(actor, "reading the audit log")
     query = request.query_params
     events, total = await store_audit.search(
-        resources(request).db,
+        context(request).db,
         store_audit.AuditFilter(
             organization_id=actor.organization_id or "",
             actor_id=query.get("actor_id"),
@@ -232,7 +235,9 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(document())
 
 
-def make_admin_app(res: Resources) -> Starlette:
+def make_admin_app(
+    db: Database, secret_format: SecretFormat, authenticator: Authenticator
+) -> Starlette:
     routes = [
         Route("/v1/whoami", whoami),
         Route("/v1/api-keys", api_keys, methods=["GET", "POST"]),
@@ -246,5 +251,5 @@ def make_admin_app(res: Resources) -> Starlette:
         routes.append(Route(f"/v1/{plural}/{{id}}", item(kind), methods=["GET", "PATCH", "DELETE"]))
     routes.extend(console.routes())
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.resources = res
+    app.state.context = AdminContext(db, secret_format, authenticator)
     return app

@@ -1,4 +1,4 @@
-"""The admin web console (issue #6): three static files served at ``/`` of the admin listener.
+"""The admin web console: three static files served at ``/`` of the admin listener.
 
 Plain HTML, CSS and JavaScript shipped inside the package (no build step, no CDN, works offline);
 the page calls the same ``/v1`` API as everyone else, so the service layer still decides who may

@@ -23,10 +23,10 @@ from admin.access import (
     record,
     require_manager,
 )
-from gateway.store import Database
-from gateway.store import directory as store_dir
-from gateway.store import keys as store_keys
-from gateway.store.records import Application, Project, User
+from core.store import Database
+from core.store import directory as store_dir
+from core.store import keys as store_keys
+from core.store.records import Application, Project, User
 
 Entity = Project | User | Application
 KINDS = ("project", "user", "application")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,11 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin.access import Actor, ServiceError
-from gateway import errors
-from gateway.resources import Resources
-from gateway.store import StoreUnavailable
-from gateway.store import directory as store_dir
-from gateway.verifier import DUPLICATE, MISSING
+from core import errors
+from core.credentials import bearer_secret, pick
+from core.errors import MISSING
+from core.identity import Authenticator
+from core.store import Database, StoreUnavailable
+from core.store import directory as store_dir
+from core.tokens import SecretFormat
 
 log = logging.getLogger("admin")
 
@@ -51,20 +54,37 @@ def denied(reason: str) -> ApiError:
     )
 
 
-def resources(request: Request) -> Resources:
-    found: Resources = request.app.state.resources
+@dataclass(frozen=True)
+class AdminContext:
+    """What the admin app is handed by the composition: the store, the key format, and the
+    verifier callers are authenticated by (the proxy's own, so one cache and one feed)."""
+
+    db: Database
+    secret_format: SecretFormat
+    authenticator: Authenticator
+
+
+def context(request: Request) -> AdminContext:
+    found: AdminContext = request.app.state.context
     return found
 
 
 async def authenticate(request: Request) -> Actor:
-    tokens = request.headers.getlist("x-auth-token")
-    if not tokens:
+    """The caller, from its key: read from the same carriers, the same way, as on the proxy."""
+    res = context(request)
+    values = [v for k, v in request.scope["headers"] if k == b"x-auth-token"]
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            secret = bearer_secret(value, res.secret_format.marks)
+            if secret is not None:
+                values.append(secret)
+    token, refused = pick(values)
+    if refused is not None:
+        raise denied(refused)
+    if token is None:
         raise denied(MISSING)
-    if any(t != tokens[0] for t in tokens):
-        raise denied(DUPLICATE)
-    res = resources(request)
     try:
-        result = await res.verifier.verify(tokens[0])
+        result = await res.authenticator.verify(token)
         if isinstance(result, str):
             raise denied(result)
         if result.bearer_type == "user":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.store.keys import ORDERS
+from core.store.keys import ORDERS
 
 Schema = dict[str, Any]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.store.audit import AuditEvent
-from gateway.store.records import ApiKey, Application, Project, User
+from core.store.audit import AuditEvent
+from core.store.records import ApiKey, Application, Project, User
 
 
 def rfc3339(seconds: float | None) -> str | None:

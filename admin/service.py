@@ -24,11 +24,11 @@ from admin.access import (
     organization_of,
     record,
 )
-from gateway.store import Database
-from gateway.store import directory as store_dir
-from gateway.store import keys as store_keys
-from gateway.store.records import ApiKey, Organization, Project, User
-from gateway.tokens import SECRET_PREFIX_SHOWN, SecretFormat, generate_access_key, hash_secret
+from core.store import Database
+from core.store import directory as store_dir
+from core.store import keys as store_keys
+from core.store.records import ApiKey, Organization, Project, User
+from core.tokens import SECRET_PREFIX_SHOWN, SecretFormat, generate_access_key, hash_secret
 
 MAX_DESCRIPTION = 200
 MAX_GRACE_SECONDS = 7 * 24 * 3600

@@ -3,7 +3,7 @@
     python bench/bare_proxy.py UPSTREAM_URL HOST:PORT
 
 A raw ASGI app with one aiohttp session, served by uvicorn with exactly the gateway's settings
-(``gateway.server.uvicorn_config``: uvloop, httptools, no access log). It forwards method, path,
+(``gatewaycli.server.uvicorn_config``: uvloop, httptools, no access log). It forwards method, path,
 headers and body, streams the answer back, and does nothing else: no routing, no token, no
 header filtering beyond hop-by-hop. The gateway's cost is measured against this.
 """
@@ -16,9 +16,10 @@ from typing import Any
 import aiohttp
 import uvicorn
 
-from gateway import headers, server
-from gateway.config import parse_listen
+from core.config import parse_listen
+from gateway import headers
 from gateway.proxy import new_session
+from gatewaycli import server
 
 # Hop-by-hop headers, plus the two aiohttp sets itself.
 HOP_BY_HOP = headers.HOP_BY_HOP | {b"host", b"content-length"}

@@ -15,10 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-from gateway import config as gateway_config
-from gateway import server
+from core import config as gateway_config
 from gateway.app import GatewayApp
 from gateway.resources import Resources
+from gatewaycli import server
 
 
 async def main(path: Path) -> None:

@@ -16,9 +16,9 @@ import timeit
 from pathlib import Path
 
 from admin import access, service
-from gateway.config import CacheConfig
-from gateway.store import Database
-from gateway.tokens import SecretFormat
+from core.config import CacheConfig
+from core.store import Database
+from core.tokens import SecretFormat
 from gateway.verifier import Verifier
 
 N = 200_000

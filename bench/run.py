@@ -42,9 +42,9 @@ import aiohttp
 from micro_verify import cached_hit_seconds
 
 from admin import service
-from gateway.config import CacheConfig
-from gateway.store import Database
-from gateway.tokens import BASE62, RANDOM_LENGTH, SecretFormat, checksum, hash_secret
+from core.config import CacheConfig
+from core.store import Database
+from core.tokens import BASE62, RANDOM_LENGTH, SecretFormat, checksum, hash_secret
 from gateway.verifier import Verifier
 
 BENCH = Path(__file__).resolve().parent

@@ -13,7 +13,7 @@ import socket
 
 from aiohttp import web
 
-from gateway import server
+from gatewaycli import server
 
 
 async def sink(request: web.Request) -> web.Response:

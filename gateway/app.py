@@ -1,6 +1,6 @@
 """The gateway: a raw ASGI callable gluing routing, verification, headers and the upstream client.
 
-Raw ASGI rather than a framework route on the hot path (ARCHITECTURE.md: ~25% more requests/s).
+Raw ASGI rather than a framework route on the hot path (docs/architecture.md: ~25% more requests/s).
 On a cache hit the only ``await`` before the upstream call is none at all: route match, token check,
 cache lookup and header filtering are plain function calls.
 
@@ -8,31 +8,29 @@ Auth modes per route:
 - ``required``: a valid key is needed.
 - ``optional``: no token is forwarded anonymously (no identity headers); a token that is sent
   must be valid: a client sending a wrong key should hear so, not be served as anonymous.
-- ``none``: the token header, if any, is removed and never looked at.
-On every route, client headers that could pass for our identity headers are removed.
+- ``none``: the key, if any, is removed and never looked at.
+The key is read from ``X-Auth-Token`` or ``Authorization: Bearer`` (``core.credentials``), and
+neither carrier of it ever reaches an upstream. On every route, client headers that could pass
+for our identity headers are removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 from typing import Any
 
+from core.credentials import pick
+from core.errors import MISSING, new_request_id
+from core.identity import Identity
+from core.store import StoreUnavailable
 from gateway import errors
 from gateway.headers import split_request
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
-from gateway.store import StoreUnavailable
-from gateway.verifier import DUPLICATE, MALFORMED, MISSING, Identity
 
 log = logging.getLogger("gateway.app")
-
-
-def new_request_id() -> str:
-    # Uniqueness, not secrecy, is what a request id needs; getrandbits costs ~0.2 µs.
-    return f"{random.getrandbits(128):032x}"
 
 
 class GatewayApp:
@@ -41,6 +39,7 @@ class GatewayApp:
         self.router = Router(resources.config.routes)
         self.verifier = resources.verifier
         self.upstream = resources.upstream
+        self.marks = resources.secret_format.marks
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -59,6 +58,8 @@ class GatewayApp:
         # websocket scopes are not proxied (uvicorn runs with ws="none").
 
     async def lifespan(self, receive: Any, send: Any) -> None:
+        """The ASGI lifespan, for running the app under any ASGI server: start and stop the
+        resources. (`gateway serve` starts them itself, once for both of its listeners.)"""
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -74,7 +75,7 @@ class GatewayApp:
                 return
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        headers = split_request(scope["headers"])
+        headers = split_request(scope["headers"], self.marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = normalise_path(raw_path.split(b"?", 1)[0])
@@ -85,19 +86,13 @@ class GatewayApp:
 
         identity: Identity | None = None
         if route.auth != "none":
-            # Leading/trailing OWS is not part of a field value (RFC 9110 §5.5); httptools keeps
-            # the trailing part, so it is stripped here.
-            tokens = [t.strip(b" \t") for t in headers.tokens]
-            if not tokens:
+            token, refused = pick(headers.tokens)
+            if refused is not None:
+                return await errors.send_error(send, 401, refused, request_id)
+            if token is None:
                 if route.auth == "required":
                     return await errors.send_error(send, 401, MISSING, request_id)
             else:
-                if len(tokens) > 1 and any(t != tokens[0] for t in tokens):
-                    return await errors.send_error(send, 401, DUPLICATE, request_id)
-                try:
-                    token = tokens[0].decode("ascii")
-                except UnicodeDecodeError:
-                    return await errors.send_error(send, 401, MALFORMED, request_id)
                 result = self.verifier.cached(token)
                 if isinstance(result, bytes):
                     try:

@@ -7,9 +7,11 @@ chain, the request id, the body framing).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import NamedTuple
+
+from core.credentials import bearer_secret
+from core.errors import REQUEST_ID
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the obsolete Proxy-Connection and the proxy auth fields,
 # which belong to this hop only. Headers named in Connection are dropped too.
@@ -27,6 +29,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 TOKEN_HEADER = b"x-auth-token"
+AUTHORIZATION = b"authorization"
 # Headers the gateway sets itself; a client copy would be forwarded beside ours otherwise.
 # `Expect` is handled by our own server (it sends 100 Continue when the body is read).
 _SET_BY_GATEWAY = frozenset(
@@ -34,7 +37,6 @@ _SET_BY_GATEWAY = frozenset(
 )
 _IDENTITY_EXACT = (b"x-project-id", b"x-organization-id")
 _RESPONSE_DROP = HOP_BY_HOP | {b"x-request-id"}
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
 
 def is_spoofable(name: bytes) -> bool:
@@ -62,8 +64,13 @@ class RequestHeaders(NamedTuple):
     chunked: bool
 
 
-def split_request(headers: list[tuple[bytes, bytes]]) -> RequestHeaders:
-    """Forwardable headers (as str pairs for the upstream client) and what the gateway needs."""
+def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) -> RequestHeaders:
+    """Forwardable headers (as str pairs for the upstream client) and what the gateway needs.
+
+    ``tokens`` holds every value that carries a key: each ``X-Auth-Token`` and each
+    ``Authorization: Bearer`` whose credentials start with one of ``marks`` (our secret's shape).
+    Neither is ever forwarded; any other ``Authorization`` is.
+    """
     dropped: frozenset[bytes] | tuple[()] = ()
     for name, _ in headers:
         if name == b"connection":
@@ -82,12 +89,14 @@ def split_request(headers: list[tuple[bytes, bytes]]) -> RequestHeaders:
         elif name in _SET_BY_GATEWAY:
             if name == b"host":
                 host = value
-            elif name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
+            elif name == b"x-request-id" and REQUEST_ID.fullmatch(value):
                 request_id = value
         elif name[:1] in b"xX" and is_spoofable(name):
             continue
         elif name == b"x-forwarded-for":
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+        elif name == AUTHORIZATION and (secret := bearer_secret(value, marks)) is not None:
+            tokens.append(secret)
         else:
             if name == b"content-length":
                 content_length = value

@@ -1,14 +1,15 @@
-"""The upstream client: one ``aiohttp.ClientSession`` per process, owned by the lifespan.
+"""The upstream client: one ``aiohttp.ClientSession`` per process, owned by ``Resources``.
 
-aiohttp rather than httpx: httpx's pool collapses under concurrency (encode/httpx#3215,
-ARCHITECTURE.md). The session is set up as a proxy's must be: no cookie jar shared between clients,
-no redirects followed, bodies passed through compressed as they are, no proxy from the environment,
-and none of the client's default headers added.
+aiohttp rather than httpx: httpx's pool collapses under concurrency (encode/httpx#3215). The
+session is set up as a proxy's must be: no cookie jar shared between clients, no redirects
+followed, bodies passed through compressed as they are, no proxy from the environment, and none of
+the client's default headers added.
 
 Bodies stream both ways with bounded memory. The route timeout bounds every wait on the upstream
 (connecting, sending, each read), not the whole exchange, so a long download that keeps flowing is
 fine, and a slow client is never blamed on the upstream. It is enforced by one shared watchdog
-(``gateway.watchdog``), not aiohttp's per-request and per-read timers (issue #4).
+(``gateway.watchdog``), not aiohttp's per-request and per-read timers (its docstring has the
+measurement).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class Upstream:
         Raises UpstreamError (nothing sent to the client yet), BodyTooLarge or ClientGone.
         After the response has started, an upstream failure aborts the client stream instead.
         """
-        assert self._session is not None, "Upstream.start() was not awaited (lifespan)"
+        assert self._session is not None, "Upstream.start() was not awaited (Resources.start)"
         dog = self.watchdog
         timer = dog.watch(timeout)
         if body is not None:
@@ -152,9 +153,8 @@ class Upstream:
                 await send(start)
                 await _stream(response, receive, send, body is None or body.done, dog, timer)
         except asyncio.CancelledError:
-            if not timer.expired:
+            if not dog.ours(timer):
                 raise
-            _uncancel()
             raise UpstreamError(True, "timed out waiting on the upstream") from None
         except (BodyTooLarge, ClientGone):
             raise
@@ -166,12 +166,6 @@ class Upstream:
             raise UpstreamError(isinstance(exc, TimeoutError), type(exc).__name__) from None
         finally:
             dog.done(timer)
-
-
-def _uncancel() -> None:
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()
 
 
 async def _stream(
@@ -208,9 +202,10 @@ async def _stream(
         dog.pause(timer)
         await send({"type": "http.response.body", "body": b""})
     except asyncio.CancelledError:
-        if not (gone or timer.expired) or task is None:
+        # Our own cancellations (the client left, the upstream stalled) end the stream here;
+        # anyone else's (shutdown) propagates.
+        if not dog.ours(timer, others=int(gone)):
             raise
-        task.uncancel()
         response.close()
     except (aiohttp.ClientError, TimeoutError, OSError):
         # The response has started: all we can do is end the stream uncleanly, which the

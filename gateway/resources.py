@@ -1,7 +1,7 @@
 """The shared resources of one process, made and closed by the lifespan: the store, the verifier,
 the upstream session and the background tasks that follow the key feed and flush last-used times.
 
-The composition root (``gateway.server``) starts one ``Resources`` and hands it to both the proxy
+The composition root (``gatewaycli.server``) starts one ``Resources`` and hands it to both the proxy
 app and the admin app, so a process has one store connection pair and one cache.
 """
 
@@ -10,22 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
-from gateway.config import Config
+from core.config import Config
+from core.store import Database, StoreUnavailable
+from core.tokens import SecretFormat
+from gateway.housekeeping import Housekeeping
 from gateway.proxy import Upstream
-from gateway.store import Database, StoreUnavailable
-from gateway.tokens import SecretFormat
 from gateway.verifier import Verifier
 
 log = logging.getLogger("gateway")
 
 
 class Resources:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.db = Database(config.store_path, config.busy_timeout_ms)
         self.secret_format = SecretFormat(config.key_prefix)
-        self.verifier = Verifier(self.db, config.cache, self.secret_format)
+        self.verifier = Verifier(self.db, config.cache, self.secret_format, clock)
+        self.housekeeping = Housekeeping(self.verifier)
         self.upstream = Upstream()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -41,7 +45,7 @@ class Resources:
         await self.upstream.start()
         self._tasks = [
             asyncio.create_task(self.verifier.run_follower(), name="key-events-follower"),
-            asyncio.create_task(self.verifier.run_housekeeping(), name="last-used-flusher"),
+            asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
         ]
         self.started = True
 

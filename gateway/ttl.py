@@ -3,7 +3,7 @@
 Replaces cachetools' ``TTLCache`` on the hot path: its lookup runs a Python-level timer and a
 linked-list walk (~1.5 µs a hit, measured with bench/micro_verify.py); here a hit is one dict
 lookup and one clock read. Not thread-safe: used inside one event loop, with no ``await``
-between a check and a set (ARCHITECTURE.md).
+between a check and a set (docs/architecture.md).
 
 Bounded by insertion order: past ``max_entries`` the oldest entry goes first (for a cache of
 recently verified keys, oldest-inserted is a fair stand-in for least-recently-used, and the TTL

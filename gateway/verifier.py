@@ -3,12 +3,12 @@
 The hot path is :meth:`Verifier.cached`: synchronous, no I/O. Only on a miss does
 :meth:`Verifier.load` await the store, and concurrent misses for one token share one query
 (single flight). The caches (``gateway.ttl.TTLMap``) are not thread-safe, but inside one event loop
-they are safe as long as no ``await`` sits between a check and a set (ARCHITECTURE.md).
+they are safe as long as no ``await`` sits between a check and a set (docs/architecture.md).
 
 Revocations, edits and rolls made by any process reach every verifier through the store's
 ``key_events`` feed, which :meth:`Verifier.run_follower` polls every
 ``invalidation_interval_seconds``: revocation is effective within that interval plus one query,
-whatever the cache TTL (issue #2). A load that started before an invalidation it did not see is
+whatever the cache TTL. A load that started before an invalidation it did not see is
 never cached (the ``_generation`` check), so a stale read cannot outlive the eviction.
 """
 
@@ -19,65 +19,22 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from gateway.config import CacheConfig
-from gateway.store import Database, StoreUnavailable
-from gateway.store import keys as store_keys
-from gateway.store.records import KeyLookup
-from gateway.tokens import SecretFormat, hash_secret
+from core.config import CacheConfig
+from core.errors import EXPIRED, INVALID, MALFORMED
+from core.identity import Identity
+from core.store import Database, StoreUnavailable
+from core.store import keys as store_keys
+from core.store.records import KeyLookup
+from core.tokens import SecretFormat, hash_secret
 from gateway.ttl import TTLMap
 
 log = logging.getLogger("gateway.verifier")
 
-# Rejection reasons (the `reason` of a 401 `denied_authentication` error).
-MISSING = "missing_token"
-MALFORMED = "malformed_token"
-INVALID = "invalid_token"
-EXPIRED = "expired_token"
-DUPLICATE = "duplicate_token"
-
-LAST_USED_RESOLUTION = 60.0  # write last_used_at at most once a minute per key (issue #2)
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    access_key: str
-    organization_id: str
-    bearer_type: str
-    bearer_id: str
-    project_id: str
-    mode: str
-    expires_at: float | None
-    secret_expires_at: float | None
-    headers: tuple[tuple[str, str], ...]  # the trusted identity headers, built once per load
-
-    @classmethod
-    def from_lookup(cls, row: KeyLookup) -> Identity:
-        headers = (
-            ("x-auth-access-key", row.access_key),
-            ("x-auth-bearer-type", row.bearer_type),
-            ("x-auth-bearer-id", row.bearer_id),
-            ("x-organization-id", row.organization_id),
-            ("x-project-id", row.project_id),
-            ("x-auth-key-mode", row.mode),
-        )
-        return cls(
-            row.access_key,
-            row.organization_id,
-            row.bearer_type,
-            row.bearer_id,
-            row.project_id,
-            row.mode,
-            row.expires_at,
-            row.secret_expires_at,
-            headers,
-        )
-
-    def expired(self, now: float) -> bool:
-        return (self.expires_at is not None and now >= self.expires_at) or (
-            self.secret_expires_at is not None and now >= self.secret_expires_at
-        )
+LAST_USED_RESOLUTION = 60.0  # write last_used_at at most once a minute per key
+# `key_events` rows are kept this long (gateway.housekeeping prunes older ones). A follower that
+# has not read the feed for half of it may have missed pruned events, so it starts afresh.
+EVENT_RETENTION_SECONDS = 3600.0
 
 
 class Verifier:
@@ -99,6 +56,7 @@ class Verifier:
         self._generation = 0
         self._last_event_id: int | None = None
         self._connections_seen = -1
+        self._followed_at: float | None = None  # when the feed was last read
         self._last_marked: dict[str, float] = {}
         self._pending_used: dict[str, float] = {}
         self.store_queries = 0  # queries sent to the store: the benchmark counts them
@@ -164,7 +122,7 @@ class Verifier:
 
     def _lookup(self, digest: bytes) -> asyncio.Future[KeyLookup | None]:
         """Queue one miss for the store. Misses are looked up in batches, one query in flight at
-        a time: those that arrive while a query runs go together in the next (issue #4: a flood
+        a time: those that arrive while a query runs go together in the next (a flood
         of unknown tokens then costs one thread hop per batch, not per token)."""
         future: asyncio.Future[KeyLookup | None] = asyncio.get_running_loop().create_future()
         self._batch[digest] = future
@@ -218,15 +176,26 @@ class Verifier:
 
     async def poll_events(self) -> int:
         """Apply new ``key_events``; returns how many. Raises StoreUnavailable."""
-        if self._connections_seen != self.db.connections_opened or self._last_event_id is None:
-            # First poll, or the file was replaced: what we cached may be from another store.
+        now = self.clock()
+        cut_off = (
+            self._followed_at is not None and now - self._followed_at > EVENT_RETENTION_SECONDS / 2
+        )
+        if (
+            self._connections_seen != self.db.connections_opened
+            or self._last_event_id is None
+            or cut_off
+        ):
+            # First poll, the file was replaced (what we cached may be from another store), or
+            # the feed was out of reach for so long that the events we missed may be pruned.
             last = await store_keys.last_event_id(self.db)
             if self._last_event_id is not None:
                 self.clear()
             self._last_event_id = last
             self._connections_seen = self.db.connections_opened
+            self._followed_at = now
             return 0
         events = await store_keys.events_since(self.db, self._last_event_id)
+        self._followed_at = now
         if events:
             self._generation += 1
             for _, access_key in events:
@@ -235,7 +204,7 @@ class Verifier:
         return len(events)
 
     async def run_follower(self) -> None:
-        """Background task owned by the lifespan: follow the feed until cancelled."""
+        """Background task owned by ``Resources``: follow the feed until cancelled."""
         failing = False
         while True:
             try:
@@ -264,16 +233,6 @@ class Verifier:
                 self._pending_used.setdefault(access_key, when)
             raise
         return len(pending)
-
-    async def run_housekeeping(self, interval: float = 5.0) -> None:
-        """Background task: flush last-used times; trim the bookkeeping maps."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.flush_last_used()
-            except StoreUnavailable as exc:
-                log.warning("cannot record last use of keys yet: %s", exc)
-            self.trim()
 
     def trim(self) -> None:
         """Drop what has expired, in time proportional to what is dropped: every map here is in

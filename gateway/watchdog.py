@@ -2,7 +2,7 @@
 
 aiohttp's ``ClientTimeout(connect=..., sock_read=...)`` arms a timer per request and re-arms one
 on every chunk read: removing them saved 3-5 µs of the ~140-160 µs of CPU a proxied request costs
-on this machine (CPU time per request under wrk, several runs; issue #4, `bench/run.py`); this
+on this machine (CPU time per request under wrk, several runs; `bench/run.py`); this
 watchdog costs ~1 µs a request. Here each exchange is a small record (the task, its timeout,
 when the upstream last made progress) and one ticker task, alive only while exchanges are in
 flight, cancels those that waited on the upstream for longer than their route's
@@ -12,6 +12,12 @@ What counts as waiting on the upstream: connecting, sending it the request (it m
 bytes), and waiting for its next bytes. Time spent waiting on the *client* (a slow upload, a slow
 reader of a download) is not counted: the exchange is marked "not waiting" around those waits.
 Expiry is detected within one tick (a tenth of the smallest timeout seen, 5-100 ms) after the bound.
+
+The watchdog times out an exchange by cancelling its task, so the exchange must tell its own
+cancellation from anyone else's: :meth:`Watchdog.ours` withdraws the requests it made (the way
+``asyncio.timeout`` compares ``uncancel()`` with the ``cancelling()`` count it saw on entry) and
+says whether any other is left. A shutdown or a client's task group cancelling the same task at the
+same moment as a timeout is then re-raised, never swallowed as an upstream timeout.
 """
 
 from __future__ import annotations
@@ -21,15 +27,17 @@ import math
 
 
 class Watch:
-    """One exchange: ``last`` is when the upstream last made progress (``inf``: not waiting)."""
+    """One exchange: ``last`` is when the upstream last made progress (``inf``: not waiting);
+    ``cancelling`` is how many cancel requests its task had pending when the watch began."""
 
-    __slots__ = ("expired", "last", "task", "timeout")
+    __slots__ = ("cancelling", "expired", "last", "task", "timeout")
 
     def __init__(self, task: asyncio.Task[object] | None, timeout: float, now: float) -> None:
         self.task = task
         self.timeout = timeout
         self.last = now
         self.expired = False
+        self.cancelling = task.cancelling() if task is not None else 0
 
 
 class Watchdog:
@@ -63,18 +71,39 @@ class Watchdog:
     def done(self, watch: Watch) -> None:
         self._active.pop(id(watch), None)
 
+    @staticmethod
+    def ours(watch: Watch, others: int = 0) -> bool:
+        """Called on a CancelledError inside the exchange: withdraw the watchdog's cancel request
+        (if it made one) and ``others`` more that the caller made itself; True when no request
+        from anyone else is left, so the cancellation is ours to handle; False when it must
+        propagate."""
+        task = watch.task
+        own = int(watch.expired) + others
+        if task is None or own == 0:
+            return False
+        pending = task.cancelling()
+        for _ in range(own):
+            pending = task.uncancel()
+        return pending <= watch.cancelling
+
+    def expire(self, now: float) -> int:
+        """Cancel every exchange that has waited on its upstream past its timeout at ``now``."""
+        expired = 0
+        for key, watch in list(self._active.items()):
+            if now - watch.last > watch.timeout:
+                del self._active[key]
+                watch.expired = True
+                expired += 1
+                if watch.task is not None:
+                    watch.task.cancel()
+        return expired
+
     async def _run(self) -> None:
         assert self._loop is not None
         try:
             while self._active:
                 await asyncio.sleep(self.tick)
-                now = self._loop.time()
-                for key, watch in list(self._active.items()):
-                    if now - watch.last > watch.timeout:
-                        del self._active[key]
-                        watch.expired = True
-                        if watch.task is not None:
-                            watch.task.cancel()
+                self.expire(self._loop.time())
         finally:
             self._ticker = None
 

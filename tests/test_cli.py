@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gateway.tokens import SecretFormat, is_access_key
-from tests.conftest import run_cli, write_config
+from core.tokens import SecretFormat, is_access_key
+from tests.support import run_cli, write_config
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config
-from gateway.config import ConfigError
-from tests.conftest import ROOT, run_cli
+from core import config
+from core.config import ConfigError
+from tests.support import ROOT, run_cli
 
 
 def test_example_config_loads() -> None:

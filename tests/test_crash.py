@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Gateway, Upstream, run_cli, spawn_cli, wait_for, write_config
+from tests.support import Gateway, Upstream, run_cli, spawn_cli, wait_for, write_config
 
 
 def test_sigkill_during_admin_writes_loses_nothing_acknowledged(

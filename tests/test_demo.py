@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT, free_socket, spawn_cli, wait_for
+from tests.support import ROOT, free_socket, spawn_cli, wait_for
 
 
 def test_demo_prints_a_working_key(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.store import StoreUnavailable
-from tests.conftest import Gateway, LoopThread, Upstream, free_socket, wait_for
+from core.store import StoreUnavailable
+from tests.support import Gateway, LoopThread, Upstream, free_socket, wait_for
 
 
 async def _misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from admin import access, service
-from tests.conftest import Gateway, Upstream, wait_for
+from tests.support import BOUND, Gateway, Upstream, wait_for
 
 
 def header(seen: dict[str, Any], name: str) -> list[str]:
@@ -137,10 +137,12 @@ def test_two_different_tokens_are_refused(gateway: Gateway) -> None:
 
 
 def test_expired_key_rejected_even_from_cache(gateway: Gateway) -> None:
-    new = gateway.new_key(expires_at=time.time() + 1.0)
+    new = gateway.new_key(expires_at=time.time() + 3600)
     with gateway.client() as client:
         assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
-        time.sleep(1.1)
+        gateway.clock.advance(3599)
+        assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
+        gateway.clock.advance(2)
         response = client.get("/echo/x", headers=auth(gateway, new.secret_key))
     assert response.status_code == 401 and response.json()["reason"] == "expired_token"
 
@@ -150,21 +152,45 @@ def test_roll_keeps_old_secret_for_grace_then_not(gateway: Gateway) -> None:
     db, fmt, op = gateway.resources.db, gateway.resources.secret_format, access.LOCAL_OPERATOR
     with gateway.client() as client:
         assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
-        rolled = gateway.loop.run(service.roll_key(db, op, fmt, new.key.access_key, 2.0))
-        time.sleep(0.5)  # past the invalidation interval: the cache has reloaded both
-        assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
+        rolled = gateway.loop.run(service.roll_key(db, op, fmt, new.key.access_key, 3600))
+        # The roll's event evicts the cached old secret within the bound; reloaded, it carries
+        # the end of its grace.
+        wait_for(lambda: not is_cached(gateway, new.secret_key), timeout=BOUND)
         assert client.get("/echo/x", headers=auth(gateway, rolled.secret_key)).status_code == 200
-        time.sleep(1.7)
+        assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
+        gateway.clock.advance(3601)
         old = client.get("/echo/x", headers=auth(gateway, new.secret_key))
         assert old.status_code == 401 and old.json()["reason"] == "expired_token"
+        assert client.get("/echo/x", headers=auth(gateway, rolled.secret_key)).status_code == 200
         again = gateway.loop.run(service.roll_key(db, op, fmt, new.key.access_key, 0))
 
         def refused() -> bool:
             response = client.get("/echo/x", headers=auth(gateway, rolled.secret_key))
             return response.status_code == 401
 
-        wait_for(refused, timeout=0.2 + 0.5)
+        wait_for(refused, timeout=BOUND)
         assert client.get("/echo/x", headers=auth(gateway, again.secret_key)).status_code == 200
+
+
+def is_cached(gateway: Gateway, secret: str) -> bool:
+    async def check() -> bool:  # on the gateway's loop: the caches belong to it
+        return not isinstance(gateway.resources.verifier.cached(secret), bytes)
+
+    return gateway.loop.run(check())
+
+
+def test_roll_grace_ends_in_real_time(gateway: Gateway) -> None:
+    """The one real-time check of a roll's grace: the whole path, no injected clock."""
+    new = gateway.new_key()
+    db, fmt, op = gateway.resources.db, gateway.resources.secret_format, access.LOCAL_OPERATOR
+    with gateway.client() as client:
+        assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
+        gateway.loop.run(service.roll_key(db, op, fmt, new.key.access_key, 1))
+        assert client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 200
+        wait_for(
+            lambda: client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 401,
+            timeout=1 + BOUND,
+        )
 
 
 def test_auth_modes(gateway: Gateway, upstream: Upstream) -> None:

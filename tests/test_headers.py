@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.tokens import SecretFormat
 from gateway.headers import filter_response, is_spoofable, split_request
-from tests.conftest import Gateway
+from tests.support import Gateway
 
 # (header sent by the client, is it forwarded?)
 REQUEST_CASES = [
@@ -39,6 +40,8 @@ REQUEST_CASES = [
     ("Authorization", True),
     ("Accept-Encoding", True),
 ]
+
+MARKS = SecretFormat().marks
 
 
 @pytest.mark.parametrize("route", ["/echo", "/open", "/maybe"])
@@ -75,14 +78,23 @@ def test_split_request_collects_what_the_gateway_needs() -> None:
             (b"content-length", b"10"),
             (b"transfer-encoding", b"chunked"),
             (b"accept", b"*/*"),
-        ]
+            (b"authorization", b"Bearer  gws_live_t2 "),
+            (b"authorization", b"Basic dXNlcjpwYXNz"),
+            (b"authorization", b"Bearer someone-elses.jwt"),
+        ],
+        MARKS,
     )
-    assert parsed.tokens == [b"t1"]
+    assert parsed.tokens == [b"t1", b"gws_live_t2"]
     assert parsed.host == b"example.com"
     assert parsed.forwarded_for == b"1.1.1.1, 2.2.2.2"
     assert parsed.request_id == b"req-1"
     assert parsed.content_length == b"10" and parsed.chunked
-    assert parsed.forward == [("content-length", "10"), ("accept", "*/*")]
+    assert parsed.forward == [
+        ("content-length", "10"),
+        ("accept", "*/*"),
+        ("authorization", "Basic dXNlcjpwYXNz"),
+        ("authorization", "Bearer someone-elses.jwt"),
+    ]
 
 
 def test_filter_response_keeps_repeats_and_drops_hop_by_hop() -> None:
@@ -112,7 +124,7 @@ def test_no_spoofable_name_gets_through(name: str) -> None:
     folded = name.lower().replace("_", "-")
     ours = folded.startswith("x-auth-") or folded in ("x-project-id", "x-organization-id")
     raw = name.lower().encode()
-    forwarded = split_request([(raw, b"v")]).forward
+    forwarded = split_request([(raw, b"v")], MARKS).forward
     assert is_spoofable(name.encode()) is ours
     assert (
         (not forwarded)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from admin import access, service
-from tests.conftest import Gateway, Upstream
+from tests.support import Gateway, Upstream
 
 ROUTES = """
 [[routes]]
@@ -211,7 +211,7 @@ def send_raw(url: str, request: bytes, timeout: float = 5.0) -> bytes:
 def hostile(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Any:
     from pathlib import Path
 
-    from tests.conftest import build_gateway
+    from tests.support import build_gateway
 
     gateway, running = build_gateway(
         Path(tmp_path_factory.mktemp("hostile")),

@@ -11,9 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Gateway, Upstream, run_cli, spawn_cli, wait_for, write_config
-
-BOUND = 0.2 + 0.5  # invalidation_interval_seconds of the test config + 0.5 s (issue #2)
+from tests.support import BOUND, Gateway, Upstream, run_cli, spawn_cli, wait_for, write_config
 
 
 def test_cli_revocation_reaches_a_serving_gateway(gateway: Gateway) -> None:

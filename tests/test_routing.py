@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.config import Route
+from core.config import Route
 from gateway.routing import Router, normalise_path
 
 

@@ -13,11 +13,10 @@ import time
 
 import httpx
 
-from tests.conftest import Gateway
+from tests.support import BOUND, Gateway
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "5"))
 KEYS = int(os.environ.get("SOAK_KEYS", "100"))
-BOUND = 0.2 + 0.5  # invalidation interval of the test config + 0.5 s
 
 
 def rss_kib() -> int:

@@ -8,14 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.tokens import (
+from core.tokens import (
     BASE62,
     SecretFormat,
     generate_access_key,
     hash_secret,
     is_access_key,
 )
-from gateway.ttl import TTLMap
 
 
 def test_shapes() -> None:
@@ -64,20 +63,3 @@ def test_other_prefix_is_not_ours() -> None:
     assert SecretFormat("gws").mode_of(SecretFormat("acme").generate()) is None
     with pytest.raises(ValueError, match="lowercase"):
         SecretFormat("Bad_Prefix")
-
-
-def test_ttl_map_expires_bounds_and_purges() -> None:
-    now = [100.0]
-    cache: TTLMap[str, int] = TTLMap(max_entries=3, ttl_seconds=10, clock=lambda: now[0])
-    for n, key in enumerate("abcd"):
-        cache[key] = n
-    assert len(cache) == 3 and cache.get("a") is None  # the oldest went first
-    assert cache.get("d") == 3 and "b" in cache
-    cache["b"] = 9  # re-set: now the newest
-    cache["e"] = 4
-    assert cache.get("b") == 9 and cache.get("c") is None
-    now[0] += 10  # a deadline is exclusive
-    assert cache.get("d") is None and "e" not in cache
-    cache["f"] = 5
-    assert cache.purge() == 1 and len(cache) == 1  # "b" was still stored, expired
-    assert cache.pop("f") == 5 and cache.pop("f") is None

@@ -1,4 +1,4 @@
-// The admin console (issue #6). Plain JavaScript calling the /v1 admin API.
+// The admin console. Plain JavaScript calling the /v1 admin API.
 //
 // Rules this file keeps:
 // - Everything from the API reaches the page through textContent or input values, never

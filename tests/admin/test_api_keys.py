@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import Gateway, wait_for
-
-BOUND = 0.2 + 0.5  # invalidation interval of the test config + 0.5 s
+from tests.support import BOUND, Gateway, wait_for
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tests.conftest import Gateway
+from tests.support import Gateway
 
 
 def events(gateway: Gateway, **params: str) -> list[dict[str, object]]:

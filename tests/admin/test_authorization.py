@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from admin import access, directory, service
-from gateway.store import directory as store_dir
-from gateway.store import keys as store_keys
-from gateway.store.records import Organization, Project, User
-from gateway.tokens import hash_secret
-from tests.conftest import Gateway, Upstream, build_gateway
+from core.store import directory as store_dir
+from core.store import keys as store_keys
+from core.store.records import Organization, Project, User
+from core.tokens import hash_secret
+from tests.support import Gateway, Upstream, build_gateway
 
 CALLERS = [
     "owner",

@@ -1,7 +1,9 @@
-"""The admin web console (issue #6), driven in a real headless Chromium through Playwright.
+"""The admin web console, driven in a real headless Chromium through Playwright.
 
 Chromium is Debian's (`/usr/bin/chromium`, or $CHROMIUM); `.ci/run` installs it where absent.
 Outside CI, with no Chromium at all, these tests skip and say so; in CI they fail instead.
+The 3 a.m. flow takes the README's screenshots on the way: into a temporary directory, or into
+$GATEWAY_SCREENSHOTS (`make screenshots` sets it to docs/), so `make test` writes no tracked file.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from playwright import sync_api
 from playwright.sync_api import expect
 
 from admin import access, directory
-from tests.conftest import ROOT, Gateway, wait_for
+from tests.support import BOUND, Gateway, wait_for
 
-SCREENSHOTS = ROOT / "docs"
 # What the probe of this machine found necessary: root needs --no-sandbox, and the closed network
 # refuses Chromium's background connections unless they are turned off.
 CHROMIUM_ARGS = [
@@ -86,7 +87,10 @@ def proxy_status(gateway: Gateway, secret: str) -> int:
     return httpx.get(gateway.url + "/echo/console", headers={"X-Auth-Token": secret}).status_code
 
 
-def test_the_3am_flow_generate_use_edit_roll_delete(page: Any, gateway: Gateway) -> None:
+def test_the_3am_flow_generate_use_edit_roll_delete(
+    page: Any, gateway: Gateway, tmp_path: Path
+) -> None:
+    shots = Path(os.environ.get("GATEWAY_SCREENSHOTS") or tmp_path)
     sign_in(page, gateway, gateway.secret_key)
     expect(page.locator("#who")).to_contain_text("Owner")
     assert page.evaluate("document.cookie") == ""
@@ -105,13 +109,13 @@ def test_the_3am_flow_generate_use_edit_roll_delete(page: Any, gateway: Gateway)
     assert secret.startswith("gws_live_") and access_key.startswith("GWK")
     secret_dialog.get_by_role("button", name="Copy").last.click()
     expect(secret_dialog.locator("#secret-copied")).to_have_text("Secret key copied.")
-    page.screenshot(path=str(SCREENSHOTS / "console-secret.png"))
+    page.screenshot(path=str(shots / "console-secret.png"))
     assert proxy_status(gateway, secret) == 200
 
     secret_dialog.get_by_role("button", name="I have copied the secret key").click()
     expect(row(page, access_key)).to_contain_text("billing service")
     assert secret not in page.content()  # the secret left the page with its dialog
-    page.screenshot(path=str(SCREENSHOTS / "console-credentials.png"))
+    page.screenshot(path=str(shots / "console-credentials.png"))
 
     choose(page, access_key, "Edit")
     edit = page.locator("#edit-dialog")
@@ -127,7 +131,7 @@ def test_the_3am_flow_generate_use_edit_roll_delete(page: Any, gateway: Gateway)
     rolled = secret_dialog.get_by_label("Secret key").input_value()
     assert rolled.startswith("gws_live_") and rolled != secret
     secret_dialog.get_by_role("button", name="I have copied the secret key").click()
-    wait_for(lambda: proxy_status(gateway, secret) == 401, timeout=0.7)
+    wait_for(lambda: proxy_status(gateway, secret) == 401, timeout=BOUND)
     assert proxy_status(gateway, rolled) == 200
 
     choose(page, access_key, "Delete")
@@ -143,8 +147,8 @@ def test_the_3am_flow_generate_use_edit_roll_delete(page: Any, gateway: Gateway)
     submit.click()
     deleted_at = time.monotonic()
     expect(row(page, access_key)).to_have_count(0)
-    wait_for(lambda: proxy_status(gateway, rolled) == 401, timeout=0.7)
-    assert time.monotonic() - deleted_at < 0.2 + 0.5 + 1.0  # interval + bound, plus page reload
+    wait_for(lambda: proxy_status(gateway, rolled) == 401, timeout=BOUND)
+    assert time.monotonic() - deleted_at < BOUND + 1.0  # the bound, plus the page reload
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#sign-in").get_by_label("Secret key")).to_be_visible()
@@ -266,9 +270,12 @@ def test_keyboard_alone(page: Any, gateway: Gateway) -> None:
     expect(page.locator("#secret-dialog")).to_be_visible()
     page.keyboard.press("Escape")
     expect(page.locator("#secret-dialog")).to_be_hidden()
+    # The list is redrawn once the new key is in it: tab through the redrawn one, not the old.
+    expect(page.locator("#keys-table tbody tr")).to_have_count(2)
     access_key = page.locator("#keys-table tbody tr").first.get_attribute("data-access-key")
     tab_to(f"More actions for {access_key}")
     page.keyboard.press("Enter")
+    expect(page.get_by_role("menuitem", name="Edit")).to_be_focused()
     page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")  # Roll
     expect(page.locator("#roll-dialog")).to_be_visible()

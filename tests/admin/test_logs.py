@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from gateway.tokens import hash_secret
-from tests.conftest import ROOT, Upstream, run_cli, wait_for, write_config
+from core.tokens import hash_secret
+from tests.support import ROOT, Upstream, run_cli, wait_for, write_config
 
 
 def test_no_secret_in_logs_of_a_full_session(tmp_path: Path, upstream: Upstream) -> None:
@@ -25,7 +25,7 @@ def test_no_secret_in_logs_of_a_full_session(tmp_path: Path, upstream: Upstream)
             [
                 sys.executable,
                 "-m",
-                "gateway",
+                "gatewaycli",
                 "--config",
                 str(path),
                 "serve",

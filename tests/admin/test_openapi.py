@@ -17,7 +17,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from admin.openapi import document
-from tests.conftest import Gateway, Upstream, build_gateway
+from tests.support import Gateway, Upstream, build_gateway
 
 
 @pytest.fixture(scope="module")

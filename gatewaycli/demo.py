@@ -11,11 +11,10 @@ import socket
 from urllib.parse import urlsplit
 
 from admin import access, service
-from admin.api import make_admin_app
-from gateway import echo, server
+from core.config import Config
 from gateway.app import GatewayApp
-from gateway.config import Config
 from gateway.resources import Resources
+from gatewaycli import echo, server
 
 
 def run_demo(config: Config) -> None:
@@ -77,7 +76,7 @@ Ctrl-C stops the demo.""",
             (GatewayApp(resources), proxy_sock)
         ]
         if admin_sock is not None:
-            listeners.append((make_admin_app(resources), admin_sock))
+            listeners.append((server.admin_app(resources), admin_sock))
         await server.run_listeners(resources, listeners)
     finally:
         await runner.cleanup()

@@ -8,7 +8,7 @@ An API key is a pair, as in Scaleway IAM:
   without touching the store (the GitHub token scheme).
 
 Secrets have far more entropy than any password, so a single SHA-256 is the right hash at rest: a
-slow password hash would cost milliseconds per uncached request and buy nothing (ARCHITECTURE.md).
+slow password hash would cost milliseconds per uncached request and buy nothing.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class SecretFormat:
                 "starting with a letter"
             )
         self.prefix = prefix
+        # How a secret of ours starts: what marks an Authorization header as carrying one.
+        self.marks = (f"{prefix}_live_".encode(), f"{prefix}_test_".encode())
         self.length = len(prefix) + 1 + 4 + 1 + RANDOM_LENGTH + CHECKSUM_LENGTH
         self._pattern = re.compile(
             rf"{prefix}_(live|test)_[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}"

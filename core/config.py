@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.tokens import DEFAULT_PREFIX, PREFIX_PATTERN
+from core.tokens import DEFAULT_PREFIX, PREFIX_PATTERN
 
 AUTH_MODES = ("required", "optional", "none")
 
@@ -54,6 +54,12 @@ class CacheConfig:
     max_entries: int = 100_000
     invalidation_interval_seconds: float = 1.0
 
+    @property
+    def revocation_bound_seconds(self) -> float:
+        """How long a change to a key may take to reach every worker and node: one interval of
+        the feed follower, plus 0.5 s for the query and the event loop's slack."""
+        return self.invalidation_interval_seconds + 0.5
+
 
 @dataclass(frozen=True)
 class Config:
@@ -61,7 +67,7 @@ class Config:
     listen: Listen = Listen("127.0.0.1", 8080)
     workers: int = 1
     # Peers whose X-Forwarded-For/-Proto are believed (a TLS terminator on this host): none by
-    # default, so no client can pose as another address or as HTTPS (issue #5).
+    # default, so no client can pose as another address or as HTTPS.
     trusted_proxies: tuple[str, ...] = ()
     admin_listen: Listen | None = Listen("127.0.0.1", 8081)
     store_path: Path = Path("gateway.db")

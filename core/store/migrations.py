@@ -75,7 +75,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX key_events_created ON key_events (created_at)
     """,
-    # 2: the audit log (issue #3): append-only, one row per mutation and per denied attempt.
+    # 2: the audit log: append-only, one row per mutation and per denied attempt.
     """
     CREATE TABLE audit_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,

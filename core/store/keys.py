@@ -1,8 +1,8 @@
 """SQL for API keys, their secrets and the ``key_events`` change feed.
 
 Every statement that changes a key or its secrets appends a ``key_events`` row in the same
-transaction: the verifiers of every process follow that feed to evict what they cached (issue #2,
-revocation within ``invalidation_interval_seconds`` + 0.5 s).
+transaction: the verifiers of every process follow that feed to evict what they cached
+(revocation within ``invalidation_interval_seconds`` + 0.5 s).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.store.database import Database, Writer
-from gateway.store.records import ApiKey, KeyLookup
+from core.store.database import Database, Writer
+from core.store.records import ApiKey, KeyLookup
 
 _KEY_COLUMNS = """k.access_key, k.organization_id, k.user_id, k.application_id,
     k.default_project_id, k.description, k.mode, k.created_at, k.updated_at, k.expires_at,

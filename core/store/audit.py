@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.store.database import Database, Writer
+from core.store.database import Database, Writer
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from gateway.store.migrations import MIGRATIONS
+from core.store.migrations import MIGRATIONS
 
 Params = Sequence[Any]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.store.database import Database, Writer
-from gateway.store.records import Application, Organization, Project, User
+from core.store.database import Database, Writer
+from core.store.records import Application, Organization, Project, User
 
 
 def _sets(raw: str) -> tuple[str, ...]:

@@ -20,11 +20,11 @@ from typing import Any
 
 from admin import access, directory, service
 from admin.serialize import application_json, key_json, project_json, rfc3339, user_json
-from gateway import config as config_module
-from gateway.config import Config, ConfigError
-from gateway.store import Database, StoreUnavailable
-from gateway.store.keys import KeyFilter
-from gateway.tokens import SecretFormat
+from core import config as config_module
+from core.config import Config, ConfigError
+from core.store import Database, StoreUnavailable
+from core.store.keys import KeyFilter
+from core.tokens import SecretFormat
 
 OPERATOR = access.LOCAL_OPERATOR
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -195,7 +195,7 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             args,
             {"access_key": args.access_key, "revoked": True},
             f"Revoked {args.access_key}: running gateways refuse it within "
-            f"{cfg.cache.invalidation_interval_seconds + 0.5:g} s.",
+            f"{cfg.cache.revocation_bound_seconds:g} s.",
         )
     elif action == "roll":
         new = await service.roll_key(db, OPERATOR, fmt, args.access_key, args.grace)
@@ -226,15 +226,14 @@ async def with_store(command: StoreCommand, args: argparse.Namespace, cfg: Confi
 
 
 def cmd_serve(args: argparse.Namespace, cfg: Config) -> None:
-    from admin.api import make_admin_app
-    from gateway import server
+    from gatewaycli import server
 
     server.setup_logging(args.log_level.upper())
-    server.serve(cfg, args.workers or cfg.workers, admin_factory=make_admin_app)
+    server.serve(cfg, args.workers or cfg.workers)
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> None:
-    from gateway import demo
+    from gatewaycli import demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     demo.run_demo(cfg)

@@ -4,7 +4,7 @@
   sharing one :class:`Resources` (one store connection pair, one cache).
 - ``workers = N``: the parent binds the proxy socket and starts N worker processes that accept on
   it (uvicorn's own model); the admin listener stays in the parent. Each worker has its own cache,
-  kept coherent by the store's ``key_events`` feed (issue #2).
+  kept coherent by the store's ``key_events`` feed.
 
 Sockets are bound before anything else, so ``port = 0`` works and the real address is printed.
 """
@@ -24,14 +24,20 @@ from typing import Any
 import uvicorn
 import uvloop
 
+from admin.api import make_admin_app
+from core.config import Config, Listen
 from gateway.app import GatewayApp
-from gateway.config import Config, Listen
 from gateway.protocol import GatewayHttpProtocol
 from gateway.resources import Resources
 
 log = logging.getLogger("gateway")
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-AdminFactory = Callable[[Resources], ASGIApp]
+
+
+def admin_app(resources: Resources) -> ASGIApp:
+    """The admin API and console over this process's store, authenticating callers with the
+    proxy's own verifier (one cache, one revocation feed)."""
+    return make_admin_app(resources.db, resources.secret_format, resources.verifier)
 
 
 class _Server(uvicorn.Server):
@@ -76,7 +82,6 @@ def uvicorn_config(app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> uvico
         date_header=False,
         log_config=None,
         timeout_keep_alive=30,
-        h11_max_incomplete_event_size=64 * 1024,
     )
 
 
@@ -119,7 +124,7 @@ def run(coro: Awaitable[None]) -> None:
 def setup_logging(level: int | str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # aiosqlite's debug lines carry every statement's parameters, secret hashes among them: a
-    # hash cannot be turned back into a secret, but it has no business in a log (issue #3).
+    # hash cannot be turned back into a secret, but it has no business in a log.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
@@ -129,16 +134,16 @@ def _worker(config: Config, sock: socket.socket, log_level: int) -> None:
     run(run_listeners(resources, [(GatewayApp(resources), sock)]))
 
 
-def serve(config: Config, workers: int, admin_factory: AdminFactory | None) -> None:
+def serve(config: Config, workers: int) -> None:
     proxy_sock = bind(config.listen)
-    admin_sock = bind(config.admin_listen) if config.admin_listen and admin_factory else None
+    admin_sock = bind(config.admin_listen) if config.admin_listen else None
     print(f"gateway: proxy listening on {address(proxy_sock)} ({workers} worker(s))", flush=True)
     if admin_sock is not None:
         print(f"gateway: admin listening on {address(admin_sock)}", flush=True)
     resources = Resources(config)
     admin: list[tuple[ASGIApp, socket.socket]] = []
-    if admin_sock is not None and admin_factory is not None:
-        admin = [(admin_factory(resources), admin_sock)]
+    if admin_sock is not None:
+        admin = [(admin_app(resources), admin_sock)]
     if workers == 1:
         run(run_listeners(resources, [(GatewayApp(resources), proxy_sock), *admin]))
         return

@@ -1,0 +1,42 @@
+"""Where a request carries its API key, read the same way by every listener.
+
+Two carriers, checked alike: ``X-Auth-Token: <secret>`` and ``Authorization: Bearer <secret>``
+(the form Stripe, GitHub and Unkey clients send). An ``Authorization`` header is ours only when its
+credentials have our secret's shape (``<prefix>_live_`` / ``<prefix>_test_``): any other
+``Authorization`` (Basic, someone else's bearer token) belongs to the upstream and is passed
+through untouched; ours is never forwarded, on any route, valid or not.
+
+Leading and trailing whitespace is not part of a field value (RFC 9110 §5.5); the auth scheme is
+case-insensitive (RFC 9110 §11.1).
+"""
+
+from __future__ import annotations
+
+from core.errors import DUPLICATE, MALFORMED
+
+_OWS = b" \t"
+
+
+def bearer_secret(value: bytes, marks: tuple[bytes, ...]) -> bytes | None:
+    """The credentials of ``Authorization: Bearer <c>`` when ``c`` starts with one of ``marks``
+    (our secret's shape), else None: the header is someone else's."""
+    scheme, _, credentials = value.strip(_OWS).partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    credentials = credentials.strip(_OWS)
+    return credentials if credentials.startswith(marks) else None
+
+
+def pick(values: list[bytes]) -> tuple[str | None, str | None]:
+    """``(token, None)`` for the one key the request carries, ``(None, None)`` when it carries
+    none, ``(None, reason)`` when it carries several different ones or one that is not ASCII."""
+    if not values:
+        return None, None
+    first = values[0].strip(_OWS)
+    for other in values[1:]:
+        if other.strip(_OWS) != first:
+            return None, DUPLICATE
+    try:
+        return first.decode("ascii"), None
+    except UnicodeDecodeError:
+        return None, MALFORMED

@@ -1,0 +1,75 @@
+"""The JSON error vocabulary every listener speaks: ``{"type", "reason", "message", "request_id"}``.
+
+The proxy, the admin API and the forms of the data plane that come later answer a refused key with
+the same body, so a client handles one shape whatever it talks to.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+# Rejection reasons of a 401 `denied_authentication`.
+MISSING = "missing_token"
+MALFORMED = "malformed_token"
+INVALID = "invalid_token"
+EXPIRED = "expired_token"
+DUPLICATE = "duplicate_token"
+
+# The type for each status the gateway itself answers with.
+TYPES = {
+    400: "bad_request",
+    401: "denied_authentication",
+    403: "permission_denied",
+    404: "not_found",
+    413: "payload_too_large",
+    500: "internal_error",
+    502: "upstream_error",
+    503: "store_unavailable",
+    504: "upstream_error",
+}
+
+MESSAGES = {
+    MISSING: "This route needs an API key: send its secret in the X-Auth-Token header "
+    "or as Authorization: Bearer <secret>.",
+    MALFORMED: "The API key is not a well-formed secret key; check for a typo or a truncated copy.",
+    INVALID: "The secret key is not known: it may have been revoked or rolled.",
+    EXPIRED: "The secret key has expired; create a new key or roll this one.",
+    DUPLICATE: "The request carries more than one API key (X-Auth-Token or Authorization: "
+    "Bearer) with different values; send exactly one.",
+    "project_not_allowed": "This key's project may not use this route.",
+    "no_route": "No route matches this path.",
+    "bad_content_length": "The Content-Length header is not a number.",
+    "body_too_large": "The request body is larger than this route accepts.",
+    "upstream_unreachable": "The upstream service refused the connection or broke it.",
+    "upstream_timeout": "The upstream service did not answer within the route timeout.",
+    "store_unavailable": "The key store cannot be read right now; retry shortly.",
+    "internal_error": "The gateway failed to handle this request; it has been logged.",
+}
+
+# A client's X-Request-ID is kept if it is this sane; otherwise the gateway makes one.
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+def new_request_id() -> str:
+    # Uniqueness, not secrecy, is what a request id needs; getrandbits costs ~0.2 µs.
+    return f"{random.getrandbits(128):032x}"
+
+
+def request_id_of(value: bytes | None) -> str:
+    """The client's request id if it is sane, else a new one."""
+    if value is not None and REQUEST_ID.fullmatch(value):
+        return value.decode("ascii")
+    return new_request_id()
+
+
+def error_json(status: int, reason: str, request_id: str, message: str | None = None) -> bytes:
+    body: dict[str, Any] = {
+        "type": TYPES[status],
+        "reason": reason,
+        "message": message or MESSAGES[reason],
+        "request_id": request_id,
+    }
+    return json.dumps(body).encode()

@@ -1,0 +1,55 @@
+"""Housekeeping, off the request path: one background task per process, owned by ``Resources``.
+
+Every round (5 s): write the batched last-used times, and drop what has expired from the
+verifier's bookkeeping. Every minute: prune the store, so it does not grow with every change:
+``key_events`` rows older than ``EVENT_RETENTION_SECONDS`` (an hour: far longer than any follower
+waits between two reads of the feed, and a follower cut off for longer starts afresh instead of
+trusting a feed with holes), and rolled secrets whose grace has ended (the verifier already refuses
+them, even from cache). Several processes pruning the same store is harmless: the statements are
+idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from core.store import StoreUnavailable
+from core.store import keys as store_keys
+from gateway.verifier import EVENT_RETENTION_SECONDS, Verifier
+
+log = logging.getLogger("gateway.housekeeping")
+
+ROUND_SECONDS = 5.0
+PRUNE_EVERY_SECONDS = 60.0
+
+
+class Housekeeping:
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+        self._pruned_at: float | None = None
+        self._failing = False
+
+    async def round(self) -> None:
+        """One round; store trouble is logged once per outage and tried again next round."""
+        verifier = self.verifier
+        try:
+            await verifier.flush_last_used()
+            now = verifier.clock()
+            if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_SECONDS:
+                async with verifier.db.transaction() as w:
+                    await store_keys.prune(w, now - EVENT_RETENTION_SECONDS, now)
+                self._pruned_at = now
+            if self._failing:
+                log.warning("store is writable again; last-used times recorded")
+            self._failing = False
+        except StoreUnavailable as exc:
+            if not self._failing:
+                log.warning("cannot record last use of keys or prune the store yet: %s", exc)
+            self._failing = True
+        verifier.trim()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(ROUND_SECONDS)
+            await self.round()

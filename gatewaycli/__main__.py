@@ -1,0 +1,3 @@
+from gatewaycli.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,358 @@
+"""Real parts for tests: an aiohttp upstream and the gateway under uvicorn, each on an ephemeral
+loopback port and its own event-loop thread, over a real SQLite file in a temporary directory."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from aiohttp import web
+
+from admin import access, service
+from core import config as config_module
+from core.config import Config
+from gateway.app import GatewayApp
+from gateway.resources import Resources
+from gatewaycli.server import _Server, admin_app, uvicorn_config
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+class LoopThread:
+    """An event loop running in a daemon thread; `run` executes a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+# -- the upstream -------------------------------------------------------------------------------
+
+
+@dataclass
+class Upstream:
+    url: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+
+def headers_of(request: web.Request) -> list[tuple[str, str]]:
+    """Every header as received, repeated ones included, names lower-cased."""
+    return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.raw_headers]
+
+
+def make_upstream_app(record: Upstream) -> web.Application:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        seen = {
+            "method": request.method,
+            "path": request.raw_path.split("?", 1)[0],
+            "query": request.query_string,
+            "headers": headers_of(request),
+            "body_bytes": len(body),
+        }
+        record.requests.append(seen)
+        return web.json_response(seen)
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("seconds", "5")))
+        return web.Response(text="late")
+
+    async def cookies(request: web.Request) -> web.Response:
+        response = web.Response(text="ok")
+        response.headers.add("Set-Cookie", "a=1; Path=/")
+        response.headers.add("Set-Cookie", "b=2; Path=/")
+        response.headers.add("Connection", "X-Upstream-Private")
+        response.headers.add("X-Upstream-Private", "secret-ish")
+        response.headers.add("Keep-Alive", "timeout=5")
+        response.headers.add("X-Request-ID", "upstream-made-this")
+        return response
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        size = int(request.query.get("bytes", "1000000"))
+        delay = float(request.query.get("delay", "0"))
+        response = web.StreamResponse()
+        response.content_length = size
+        await response.prepare(request)
+        chunk = b"x" * 65536
+        sent = 0
+        try:
+            while sent < size:
+                part = chunk[: size - sent]
+                await response.write(part)
+                sent += len(part)
+                if delay:
+                    await asyncio.sleep(delay)
+        except (ConnectionResetError, asyncio.CancelledError, OSError):
+            record.aborted.append(request.path)
+            raise
+        await response.write_eof()
+        return response
+
+    async def upload(request: web.Request) -> web.Response:
+        total = 0
+        async for chunk in request.content.iter_any():
+            total += len(chunk)
+        record.requests.append(
+            {"path": "/upload", "body_bytes": total, "headers": headers_of(request)}
+        )
+        return web.json_response({"body_bytes": total})
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")  # records nothing: for load that must not grow memory
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_route("*", "/api/ok", ok)
+    app.router.add_route("*", "/api/slow", slow)
+    app.router.add_route("*", "/api/cookies", cookies)
+    app.router.add_route("*", "/api/stream", stream)
+    app.router.add_route("*", "/api/upload", upload)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+def config_text(upstream_url: str, extra: str = "", server: str = "") -> str:
+    """The test config: its routes cover every auth mode; `extra` and `server` extend it."""
+    return f"""
+[server]
+listen = "127.0.0.1:0"
+{server}
+[admin]
+listen = ""
+[store]
+path = "store.db"
+busy_timeout_ms = 1000
+[cache]
+ttl_seconds = 60
+negative_ttl_seconds = 5
+invalidation_interval_seconds = 0.2
+
+[[routes]]
+prefix = "/api"
+upstream = "{upstream_url}/api"
+auth = "required"
+timeout_seconds = 0.5
+
+[[routes]]
+prefix = "/echo"
+upstream = "{upstream_url}"
+auth = "required"
+
+[[routes]]
+prefix = "/keep"
+upstream = "{upstream_url}"
+strip_prefix = false
+auth = "required"
+
+[[routes]]
+prefix = "/small"
+upstream = "{upstream_url}/api"
+auth = "none"
+max_body_bytes = 1000
+
+[[routes]]
+prefix = "/open"
+upstream = "{upstream_url}"
+auth = "none"
+
+[[routes]]
+prefix = "/maybe"
+upstream = "{upstream_url}"
+auth = "optional"
+
+[[routes]]
+prefix = "/down"
+upstream = "http://127.0.0.1:9"
+{extra}
+"""
+
+
+def write_config(directory: Path, upstream_url: str, extra: str = "", server: str = "") -> Path:
+    path = directory / "gateway.toml"
+    path.write_text(config_text(upstream_url, extra, server))
+    return path
+
+
+# How long a revocation may take to reach a gateway on the test config, derived from it.
+BOUND = config_module.parse(
+    tomllib.loads(config_text("http://127.0.0.1:9")), Path("gateway.toml")
+).cache.revocation_bound_seconds
+
+
+class FakeClock:
+    """The wall clock, plus whatever a test has advanced it by: the verifier's `clock`, so
+    expiry and roll grace are tested without waiting."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class Gateway:
+    url: str
+    config: Config
+    resources: Resources
+    loop: LoopThread
+    owner_id: str
+    project_id: str
+    secret_key: str
+    access_key: str
+    admin_url: str
+    clock: FakeClock
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def admin(self, secret: str | None = None) -> httpx.Client:
+        """A client of the admin listener, signed in with `secret` (default: the owner key)."""
+        headers = {"X-Auth-Token": secret if secret is not None else self.secret_key}
+        return httpx.Client(base_url=self.admin_url, timeout=10, headers=headers)
+
+    def new_key(self, **kwargs: Any) -> service.NewKey:
+        kwargs.setdefault("user_id", self.owner_id)
+        return self.loop.run(
+            service.create_key(
+                self.resources.db, access.LOCAL_OPERATOR, self.resources.secret_format, **kwargs
+            )
+        )
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_cli("--config", str(self.config.source), *args, check=check)
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "gatewaycli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"gateway {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@dataclass
+class Running:
+    """The proxy app and the admin app on one loop, sharing one Resources (as `serve` does)."""
+
+    loop: LoopThread
+    resources: Resources
+    servers: list[tuple[_Server, concurrent.futures.Future[None], socket.socket]]
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.servers[index][2].getsockname()[1]}"
+
+    def stop(self) -> None:
+        for server, _, _ in self.servers:
+            server.should_exit = True
+        for _, serving, sock in self.servers:
+            serving.result(15)
+            sock.close()
+        self.loop.run(self.resources.stop())
+        self.loop.close()
+
+
+def spawn_cli(*args: str) -> subprocess.Popen[str]:
+    """`python -m gatewaycli ARGS` running in the background (serve, demo), output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gatewaycli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+
+
+def start_gateway(config: Config, clock: FakeClock | None = None) -> Running:
+    loop = LoopThread()
+    resources = Resources(config, clock or FakeClock())
+    loop.run(resources.start())
+    servers = []
+    for app in (GatewayApp(resources), admin_app(resources)):
+        sock = free_socket()
+        server = _Server(uvicorn_config(app, config.trusted_proxies))
+        serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
+        wait_for(lambda s=server: s.started, timeout=10, interval=0.005)  # type: ignore[misc]
+        servers.append((server, serving, sock))
+    return Running(loop, resources, servers)
+
+
+def build_gateway(
+    directory: Path, upstream_url: str, extra: str = "", server: str = ""
+) -> tuple[Gateway, Running]:
+    """A gateway (and admin listener) over a fresh store in `directory`.
+
+    `extra` is TOML appended to the config; it may name {project_id}, {user_id}, ... of `init`.
+    """
+    source = write_config(directory, upstream_url)
+    init = json.loads(run_cli("--config", str(source), "init", "--json").stdout)
+    config = config_module.load(write_config(directory, upstream_url, extra.format(**init), server))
+    clock = FakeClock()
+    running = start_gateway(config, clock)
+    gateway = Gateway(
+        running.url(0),
+        config,
+        running.resources,
+        running.loop,
+        init["user_id"],
+        init["project_id"],
+        init["secret_key"],
+        init["access_key"],
+        running.url(1),
+        clock,
+    )
+    return gateway, running
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.02) -> float:
+    """Seconds until predicate() is true; fails after timeout."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+    return time.monotonic() - start

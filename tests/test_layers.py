@@ -1,0 +1,60 @@
+"""The layers point one way: core <- gateway (data plane), core <- admin (control plane), and only
+gatewaycli (the `gateway` command) knows both planes."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT
+
+# package -> the top-level packages of the project it may import
+ALLOWED = {
+    "core": {"core"},
+    "gateway": {"core", "gateway"},
+    "admin": {"core", "admin"},
+    "gatewaycli": {"core", "gateway", "admin", "gatewaycli"},
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found & set(ALLOWED)
+
+
+@pytest.mark.parametrize("package", list(ALLOWED))
+def test_each_package_imports_only_the_layers_below_it(package: str) -> None:
+    for path in sorted((ROOT / package).rglob("*.py")):
+        wrong = imported_packages(path) - ALLOWED[package]
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
+
+
+def test_the_data_plane_loads_without_the_control_plane() -> None:
+    probe = (
+        "import sys, gateway.app, gateway.verifier, gateway.resources; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'admin', 'gatewaycli'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_no_code_points_outside_the_repository() -> None:
+    """Design notes live in docs/; code cites reasons, not issue numbers or outside files."""
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*")):
+            if path.suffix not in (".py", ".js", ".css", ".html"):
+                continue
+            text = path.read_text(encoding="utf-8")
+            for needle in ("issue #", "ARCHITECTURE.md", "STYLE.md", "../shared"):
+                assert needle not in text, f"{path.relative_to(ROOT)} mentions {needle!r}"
