@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from admin import access, service
-from tests.support import BOUND, Gateway, Upstream, wait_for
+from core import config as config_module
+from gateway.app import GatewayApp
+from gateway.resources import Resources
+from tests.support import (
+    BOUND,
+    Gateway,
+    LoopThread,
+    Upstream,
+    free_socket,
+    run_cli,
+    wait_for,
+    write_config,
+)
 
 
 def header(seen: dict[str, Any], name: str) -> list[str]:
@@ -69,6 +84,8 @@ def test_rejections_without_store(gateway: Gateway, headers: dict[str, str], rea
     assert body["request_id"] == response.headers["x-request-id"] and body["message"]
     assert response.headers["www-authenticate"] == "X-Auth-Token"
     assert gateway.resources.verifier.store_queries == queries  # offline rejection
+    if reason == "missing_token":  # a client that sent none learns both ways to send one
+        assert "X-Auth-Token" in body["message"] and "Authorization: Bearer" in body["message"]
 
 
 def test_unknown_token_is_invalid_and_negatively_cached(gateway: Gateway) -> None:
@@ -416,3 +433,27 @@ def test_housekeeping_trims_only_what_expired(gateway: Gateway) -> None:
 
 async def _call(function: Any) -> None:
     function()
+
+
+def test_the_app_runs_under_any_asgi_server_through_its_lifespan(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """Outside `gateway serve`, the ASGI lifespan starts and stops the resources."""
+    source = write_config(tmp_path, upstream.url)
+    secret = json.loads(run_cli("--config", str(source), "init", "--json").stdout)["secret_key"]
+    resources = Resources(config_module.load(source))
+    sock = free_socket()
+    server = uvicorn.Server(uvicorn.Config(GatewayApp(resources), lifespan="on", log_config=None))
+    loop = LoopThread()
+    try:
+        serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
+        wait_for(lambda: server.started, timeout=10)
+        assert resources.started
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/echo/x"
+        assert httpx.get(url, headers={"X-Auth-Token": secret}).status_code == 200
+        server.should_exit = True
+        serving.result(15)
+        assert not resources.started
+    finally:
+        loop.close()
+        sock.close()

@@ -9,7 +9,7 @@ upstream records tells which route a request really reached:
 
 from __future__ import annotations
 
-import socket
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from admin import access, service
-from tests.support import Gateway, Upstream
+from tests.support import Gateway, Upstream, send_raw
 
 ROUTES = """
 [[routes]]
@@ -55,6 +55,7 @@ class Case:
     statuses: tuple[int, ...]
     reaches: str | None  # the upstream path prefix it must land under, or None: must not arrive
     body: bytes = b""
+    passes: str | None = None  # an Authorization value that is not ours and must arrive as sent
 
 
 def get(target: str, *headers: str) -> str:
@@ -146,6 +147,61 @@ CASES: dict[str, Case] = {
     "rolled past its grace": Case(get("/private/t", "X-Auth-Token: {rolled}"), (401,), None),
     "two different tokens": Case(get("/private/t", KEY, "X-Auth-Token: {unknown}"), (401,), None),
     "invalid token on optional": Case(get("/sometimes/t", "X-Auth-Token: {unknown}"), (401,), None),
+    # -- Authorization: Bearer, the second carrier of a key ----------------------------------
+    "bearer carrier on required": Case(
+        get("/private/b", "Authorization: Bearer {valid}"), (200,), "/priv/b"
+    ),
+    "bearer scheme in any case, padded": Case(
+        get("/private/b", "authorization: bEaReR   {valid}  "), (200,), "/priv/b"
+    ),
+    "bearer agreeing with X-Auth-Token": Case(
+        get("/private/b", KEY, "Authorization: Bearer {valid}"), (200,), "/priv/b"
+    ),
+    "bearer differing from X-Auth-Token": Case(
+        get("/private/b", KEY, "Authorization: Bearer {unknown}"), (401,), None
+    ),
+    "revoked key as bearer": Case(
+        get("/private/b", "Authorization: Bearer {revoked}"), (401,), None
+    ),
+    "truncated secret as bearer": Case(
+        get("/private/b", "Authorization: Bearer gws_live_typo"), (401,), None
+    ),
+    "bearer carrier on optional": Case(
+        get("/sometimes/b", "Authorization: Bearer {valid}"), (200,), "/opt/b"
+    ),
+    "unknown secret as bearer on optional is refused": Case(
+        get("/sometimes/b", "Authorization: Bearer {unknown}"), (401,), None
+    ),
+    "our secret as bearer on a none route is removed unread": Case(
+        get("/public/b", "Authorization: Bearer {unknown}"), (200,), "/pub/b"
+    ),
+    "truncated secret as bearer on a none route is removed": Case(
+        get("/public/b", "Authorization: Bearer gws_test_abc"), (200,), "/pub/b"
+    ),
+    "valid secret as bearer on a none route is removed": Case(
+        get("/public/b", "Authorization: Bearer {valid}"), (200,), "/pub/b"
+    ),
+    "someone else's bearer token passes through": Case(
+        get("/public/b", "Authorization: Bearer eyJhbGciOi.upstream.jwt"),
+        (200,),
+        "/pub/b",
+        passes="Bearer eyJhbGciOi.upstream.jwt",
+    ),
+    "Basic credentials pass through beside a key": Case(
+        get("/private/b", KEY, "Authorization: Basic dXNlcjpwYXNz"),
+        (200,),
+        "/priv/b",
+        passes="Basic dXNlcjpwYXNz",
+    ),
+    "someone else's bearer token is not a key": Case(
+        get("/private/b", "Authorization: Bearer eyJhbGciOi.upstream.jwt"), (401,), None
+    ),
+    "someone else's bearer on optional is anonymous": Case(
+        get("/sometimes/b", "Authorization: Bearer eyJhbGciOi.upstream.jwt"),
+        (200,),
+        "/opt/b",
+        passes="Bearer eyJhbGciOi.upstream.jwt",
+    ),
     # -- framing ---------------------------------------------------------------------------------
     "Content-Length with Transfer-Encoding": Case(
         "POST /tiny/upload HTTP/1.1\nHost: gw\nContent-Length: 5\n"
@@ -188,23 +244,6 @@ CASES: dict[str, Case] = {
         "/upload",
     ),
 }
-
-
-def send_raw(url: str, request: bytes, timeout: float = 5.0) -> bytes:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(request)
-        chunks = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except (TimeoutError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @pytest.fixture(scope="module")
@@ -270,9 +309,13 @@ def test_hostile_input(
             assert values.get(header) != "evil" and values.get(header) != "evil2", header
             assert [k for k, _ in seen["headers"]].count(header) <= 1, header
         assert "x-auth-token" not in values and tokens["valid"] not in str(seen)
+        # No gateway secret, valid or not, by any carrier: only someone else's credentials.
+        assert re.search(r"gws_(live|test)_", str(seen)) is None, seen
+        authorizations = [v for k, v in seen["headers"] if k == "authorization"]
+        assert authorizations == ([case.passes] if case.passes else []), authorizations
         if seen["path"].startswith("/priv"):
             assert values["x-auth-access-key"] == gateway.access_key
 
 
 def test_table_is_large_enough() -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 55

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tests.support import Gateway
+import httpx
+
+from tests.support import Gateway, send_raw
 
 
 def events(gateway: Gateway, **params: str) -> list[dict[str, object]]:
@@ -76,3 +78,21 @@ def test_whoami(gateway: Gateway) -> None:
     assert me["bearer_type"] == "user" and me["bearer_id"] == gateway.owner_id
     assert me["is_owner"] is True and me["access_key"] == gateway.access_key
     assert json.dumps(me).count(gateway.secret_key) == 0
+
+
+def test_the_admin_listener_reads_the_key_as_the_proxy_does(gateway: Gateway) -> None:
+    """One extraction for both listeners: padded X-Auth-Token, Authorization: Bearer, and two
+    different keys refused alike."""
+    padded = (
+        f"GET /v1/whoami HTTP/1.1\r\nHost: a\r\nX-Auth-Token:  {gateway.secret_key} \r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    assert send_raw(gateway.admin_url, padded).startswith(b"HTTP/1.1 200")
+    bearer = {"Authorization": f"Bearer {gateway.secret_key}"}
+    with httpx.Client(base_url=gateway.admin_url) as client:
+        assert client.get("/v1/whoami", headers=bearer).json()["access_key"] == gateway.access_key
+        other = gateway.new_key().secret_key
+        both = client.get("/v1/whoami", headers={**bearer, "X-Auth-Token": other})
+        assert both.status_code == 401 and both.json()["reason"] == "duplicate_token"
+        basic = client.get("/v1/whoami", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+        assert basic.status_code == 401 and basic.json()["reason"] == "missing_token"

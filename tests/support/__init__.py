@@ -356,3 +356,20 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.02) -> float:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
     return time.monotonic() - start
+
+
+def send_raw(url: str, request: bytes, timeout: float = 5.0) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
