@@ -43,10 +43,11 @@ class ServiceError(Exception):
     status = 400
     type = "invalid_arguments"
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.reason = reason  # a machine-readable cause where the type alone is not enough
 
 
 class Invalid(ServiceError):
@@ -63,6 +64,13 @@ class Forbidden(ServiceError):
 
 class Conflict(ServiceError):
     status, type = 409, "conflict"
+
+
+class Unprocessable(ServiceError):
+    """A well-formed value the API cannot act on now (an expiry already past): 422, so that a
+    400 always means the request broke the published schema."""
+
+    status = 422
 
 
 MANAGERS_ONLY = "needs the Owner, IAMManager or OrganizationManager"

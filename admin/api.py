@@ -1,7 +1,8 @@
 """The admin REST API: a Starlette app on its own listener, every route under ``/v1``.
 
 Handlers only translate HTTP to the service functions (``admin.service``, ``admin.directory``),
-which decide who may do what, exactly as for the CLI.
+which decide who may do what, exactly as for the CLI. Request bodies and query parameters are
+checked against their declarations in ``admin.fields``, the same the OpenAPI document is made of.
 """
 
 from __future__ import annotations
@@ -14,26 +15,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from admin import console, directory, service
+from admin import console, directory, fields, service
 from admin.access import require_manager
-from admin.http import (
-    EXCEPTION_HANDLERS,
-    AdminContext,
-    authenticate,
-    context,
-    invalid,
-    json_body,
-    query_choice,
-    query_int,
-    string,
-    timestamp,
-)
+from admin.http import EXCEPTION_HANDLERS, AdminContext, RequestIds, authenticate, context, queries
 from admin.openapi import document
 from admin.serialize import application_json, audit_json, key_json, project_json, user_json
 from core.identity import Authenticator
 from core.store import Database
 from core.store import audit as store_audit
-from core.store.keys import ORDERS, KeyFilter
+from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
 
 SERIALIZERS: dict[str, Callable[[Any], dict[str, Any]]] = {
@@ -46,6 +36,7 @@ PLURAL = {"project": "projects", "user": "users", "application": "applications"}
 
 async def whoami(request: Request) -> Response:
     actor = await authenticate(request)
+    queries(request)
     assert actor.id is not None  # API callers are always a user or an application
     bearer = await directory.get(context(request).db, actor, actor.kind, actor.id)
     return JSONResponse(
@@ -56,6 +47,7 @@ async def whoami(request: Request) -> Response:
             "organization_id": actor.organization_id,
             "permission_sets": sorted(actor.permission_sets),
             "is_owner": actor.is_owner,
+            "is_manager": actor.is_manager,
             "access_key": actor.access_key,
         }
     )
@@ -68,44 +60,33 @@ async def api_keys(request: Request) -> Response:
     actor = await authenticate(request)
     res = context(request)
     if request.method == "POST":
-        body = await json_body(
-            request,
-            {
-                "user_id",
-                "application_id",
-                "description",
-                "default_project_id",
-                "expires_at",
-                "mode",
-            },
-        )
+        queries(request)
+        body = fields.CREATE_KEY.parse(await request.body())
         new = await service.create_key(
             res.db,
             actor,
             res.secret_format,
-            user_id=string(body, "user_id", nullable=True),
-            application_id=string(body, "application_id", nullable=True),
-            description=string(body, "description") or "",
-            default_project_id=string(body, "default_project_id", nullable=True),
-            expires_at=timestamp(body.get("expires_at"), "expires_at"),
-            mode=string(body, "mode") or "live",
+            user_id=body.get("user_id"),
+            application_id=body.get("application_id"),
+            description=body.get("description", ""),
+            default_project_id=body.get("default_project_id"),
+            expires_at=body.get("expires_at"),
+            mode=body.get("mode", "live"),
         )
         return JSONResponse({**key_json(new.key), "secret_key": new.secret_key}, 201)
-    expired = query_choice(request, "expired", ("true", "false"))
+    given = queries(request, fields.LIST_KEYS_QUERY)
+    expired, order_by = given.pop("expired"), given.pop("order_by")
+    page, page_size = given.pop("page"), given.pop("page_size")
     keys, total = await service.list_keys(
         res.db,
         actor,
         KeyFilter(
             organization_id=actor.organization_id or "",
-            user_id=request.query_params.get("user_id"),
-            application_id=request.query_params.get("application_id"),
-            bearer_type=query_choice(request, "bearer_type", ("user", "application")),
-            project_id=request.query_params.get("project_id"),
-            mode=query_choice(request, "mode", ("live", "test")),
+            **given,
             expired=None if expired is None else expired == "true",
-            order_by=query_choice(request, "order_by", tuple(ORDERS)) or "created_at_asc",
-            page=query_int(request, "page", 1, 1, 1_000_000),
-            page_size=query_int(request, "page_size", 20, 1, 100),
+            order_by=order_by or "created_at_asc",
+            page=page or 1,
+            page_size=page_size or 20,
         ),
     )
     return JSONResponse({"api_keys": [key_json(k) for k in keys], "total_count": total})
@@ -113,6 +94,7 @@ async def api_keys(request: Request) -> Response:
 
 async def api_key(request: Request) -> Response:
     actor = await authenticate(request)
+    queries(request)
     res = context(request)
     access_key = request.path_params["access_key"]
     if request.method == "GET":
@@ -120,14 +102,14 @@ async def api_key(request: Request) -> Response:
     if request.method == "DELETE":
         await service.revoke_key(res.db, actor, access_key)
         return Response(status_code=204)
-    body = await json_body(request, {"description", "default_project_id", "expires_at"})
+    body = fields.UPDATE_KEY.parse(await request.body())
     key = await service.update_key(
         res.db,
         actor,
         access_key,
-        description=string(body, "description"),
-        default_project_id=string(body, "default_project_id"),
-        expires_at=timestamp(body.get("expires_at"), "expires_at"),
+        description=body.get("description"),
+        default_project_id=body.get("default_project_id"),
+        expires_at=body.get("expires_at"),
         clear_expiry="expires_at" in body and body["expires_at"] is None,
     )
     return JSONResponse(key_json(key))
@@ -135,13 +117,15 @@ async def api_key(request: Request) -> Response:
 
 async def roll(request: Request) -> Response:
     actor = await authenticate(request)
+    queries(request)
     res = context(request)
-    body = await json_body(request, {"expire_current_in_seconds"})
-    grace = body.get("expire_current_in_seconds", 0)
-    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 604800:
-        raise invalid("expire_current_in_seconds", "must be a whole number from 0 to 604800")
+    body = fields.ROLL_KEY.parse(await request.body())
     new = await service.roll_key(
-        res.db, actor, res.secret_format, request.path_params["access_key"], grace
+        res.db,
+        actor,
+        res.secret_format,
+        request.path_params["access_key"],
+        body.get("expire_current_in_seconds", 0),
     )
     return JSONResponse({**key_json(new.key), "secret_key": new.secret_key})
 
@@ -150,34 +134,26 @@ async def roll(request: Request) -> Response:
 
 
 def collection(kind: str) -> Any:
-    accepted = {
-        "project": {"name"},
-        "user": {"email", "permission_sets"},
-        "application": {"name", "permission_sets"},
-    }[kind]
-
     async def handler(request: Request) -> Response:
         actor = await authenticate(request)
+        queries(request)
         db = context(request).db
         if request.method == "GET":
             found = await directory.list_of(db, actor, kind)
             return JSONResponse(
                 {PLURAL[kind]: [SERIALIZERS[kind](x) for x in found], "total_count": len(found)}
             )
-        body = await json_body(request, accepted)
-        sets = body.get("permission_sets", [])
-        if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
-            raise invalid("permission_sets", "must be a list of permission set names")
+        body = fields.CREATE[kind].parse(await request.body())
         created: Any
         if kind == "project":
-            created = await directory.create_project(db, actor, string(body, "name") or "")
+            created = await directory.create_project(db, actor, body["name"])
         elif kind == "user":
             created = await directory.create_user(
-                db, actor, string(body, "email") or "", tuple(sets)
+                db, actor, body["email"], body.get("permission_sets", ())
             )
         else:
             created = await directory.create_application(
-                db, actor, string(body, "name") or "", tuple(sets)
+                db, actor, body["name"], body.get("permission_sets", ())
             )
         return JSONResponse(SERIALIZERS[kind](created), 201)
 
@@ -185,14 +161,9 @@ def collection(kind: str) -> Any:
 
 
 def item(kind: str) -> Any:
-    editable = {
-        "project": {"name"},
-        "user": {"permission_sets"},
-        "application": {"name", "permission_sets"},
-    }[kind]
-
     async def handler(request: Request) -> Response:
         actor = await authenticate(request)
+        queries(request)
         db = context(request).db
         object_id = request.path_params["id"]
         if request.method == "GET":
@@ -200,7 +171,7 @@ def item(kind: str) -> Any:
         if request.method == "DELETE":
             await directory.delete(db, actor, kind, object_id)
             return Response(status_code=204)
-        body = await json_body(request, editable)
+        body = fields.UPDATE[kind].parse(await request.body())
         return JSONResponse(
             SERIALIZERS[kind](await directory.update(db, actor, kind, object_id, body))
         )
@@ -214,18 +185,15 @@ def item(kind: str) -> Any:
 async def audit_events(request: Request) -> Response:
     actor = await authenticate(request)
     require_manager(actor, "reading the audit log")
-    query = request.query_params
+    given = queries(request, fields.AUDIT_QUERY)
+    page, page_size = given.pop("page"), given.pop("page_size")
     events, total = await store_audit.search(
         context(request).db,
         store_audit.AuditFilter(
             organization_id=actor.organization_id or "",
-            actor_id=query.get("actor_id"),
-            access_key=query.get("access_key"),
-            action=query.get("action"),
-            since=timestamp(query.get("since"), "since"),
-            until=timestamp(query.get("until"), "until"),
-            page=query_int(request, "page", 1, 1, 1_000_000),
-            page_size=query_int(request, "page_size", 50, 1, 100),
+            **given,
+            page=page or 1,
+            page_size=page_size or 50,
         ),
     )
     return JSONResponse({"audit_events": [audit_json(e) for e in events], "total_count": total})
@@ -237,7 +205,7 @@ async def openapi(request: Request) -> Response:
 
 def make_admin_app(
     db: Database, secret_format: SecretFormat, authenticator: Authenticator
-) -> Starlette:
+) -> RequestIds:
     routes = [
         Route("/v1/whoami", whoami),
         Route("/v1/api-keys", api_keys, methods=["GET", "POST"]),
@@ -252,4 +220,4 @@ def make_admin_app(
     routes.extend(console.routes())
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     app.state.context = AdminContext(db, secret_format, authenticator)
-    return app
+    return RequestIds(app)

@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 from admin.access import (
-    PERMISSION_SETS,
     Actor,
     Conflict,
     Invalid,
@@ -23,6 +22,7 @@ from admin.access import (
     record,
     require_manager,
 )
+from admin.fields import EMAIL, NAME, PERMISSION_SET_NAMES, UPDATE, strip_white_space
 from core.store import Database
 from core.store import directory as store_dir
 from core.store import keys as store_keys
@@ -32,29 +32,26 @@ Entity = Project | User | Application
 KINDS = ("project", "user", "application")
 
 
-def _check_name(value: Any, name: str = "name") -> str:
-    if not isinstance(value, str) or not value.strip() or len(value.strip()) > 100:
-        raise Invalid(f"{name} must be 1 to 100 characters", name)
-    return value.strip()
+def _check_name(value: Any) -> str:
+    checked: str = NAME.parse("name", value)
+    return strip_white_space(checked)
 
 
 def _check_permission_sets(sets: Any) -> tuple[str, ...]:
-    if not isinstance(sets, list | tuple) or not all(isinstance(s, str) for s in sets):
-        raise Invalid("permission_sets must be a list of names", "permission_sets")
-    unknown = [s for s in sets if s not in PERMISSION_SETS]
-    if unknown:
-        raise Invalid(
-            f"unknown permission set {unknown[0]!r}; known: {', '.join(sorted(PERMISSION_SETS))}",
-            "permission_sets",
-        )
-    return tuple(dict.fromkeys(sets))
+    checked: tuple[str, ...] = PERMISSION_SET_NAMES.parse("permission_sets", sets)
+    return checked
 
 
 def _check_email(value: Any) -> str:
-    email = value.strip() if isinstance(value, str) else ""
-    if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
-        raise Invalid(f"{value!r} is not an email address", "email")
-    return email
+    checked: str = EMAIL.parse("email", value)
+    return strip_white_space(checked)
+
+
+async def _check_unique_project(
+    db: Database, org_id: str, name: str, itself: str | None = None
+) -> None:
+    if any(p.name == name and p.id != itself for p in await store_dir.list_projects(db, org_id)):
+        raise Conflict(f"a project named {name!r} already exists", "name")
 
 
 async def create_project(db: Database, actor: Actor, name: str) -> Project:
@@ -62,8 +59,7 @@ async def create_project(db: Database, actor: Actor, name: str) -> Project:
         require_manager(actor, "creating projects")
     name = _check_name(name)
     org_id = await organization_of(db, actor)
-    if any(p.name == name for p in await store_dir.list_projects(db, org_id)):
-        raise Conflict(f"a project named {name!r} already exists", "name")
+    await _check_unique_project(db, org_id, name)
     now = time.time()
     project = Project(str(uuid.uuid4()), org_id, name, now, now)
     async with db.transaction() as w:
@@ -144,11 +140,7 @@ async def get(db: Database, actor: Actor, kind: str, object_id: str) -> Any:
 async def update(
     db: Database, actor: Actor, kind: str, object_id: str, fields: dict[str, Any]
 ) -> Any:
-    allowed = {
-        "project": {"name"},
-        "user": {"permission_sets"},
-        "application": {"name", "permission_sets"},
-    }[kind]
+    allowed = UPDATE[kind].fields
     for name in fields:
         if name not in allowed:
             raise Invalid(
@@ -160,6 +152,8 @@ async def update(
     changes: dict[str, Any] = {}
     if "name" in fields:
         changes["name"] = _check_name(fields["name"])
+        if kind == "project":
+            await _check_unique_project(db, found.organization_id, changes["name"], object_id)
     if "permission_sets" in fields:
         changes["permission_sets"] = _check_permission_sets(fields["permission_sets"])
     if changes:

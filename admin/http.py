@@ -1,49 +1,42 @@
-"""HTTP plumbing of the admin API: who is calling, JSON errors, strict request parsing.
+"""HTTP plumbing of the admin API: who is calling, request ids, JSON errors.
 
-Callers authenticate with ``X-Auth-Token`` through the gateway's own verifier (same cache, same
-revocation feed): the caller is the key's bearer. Every error is JSON; validation errors are
-``400 {"type": "invalid_arguments", "message", "details": [{"field", "message"}]}``.
+Callers authenticate with their key, read from the same carriers and the same way as on the proxy
+(``core.credentials``), through the proxy's own verifier (same cache, same revocation feed): the
+caller is the key's bearer. Every error is JSON with the request's id, as on the proxy:
+``{"type", "message", "request_id"}``, plus ``reason`` for a refused key and ``details``
+(``[{"field", "message"}]``) for a refused value (400, or 422 for a well-formed value the API
+cannot act on now).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from admin.access import Actor, ServiceError
+from admin.access import Actor, Invalid, ServiceError
+from admin.fields import Field
 from core import errors
 from core.credentials import bearer_secret, pick
 from core.errors import MISSING
 from core.identity import Authenticator
-from core.store import Database, StoreUnavailable
+from core.store import Database, StoreConflict, StoreUnavailable
 from core.store import directory as store_dir
 from core.tokens import SecretFormat
 
 log = logging.getLogger("admin")
+ASGIApp = Any
 
 
 class ApiError(Exception):
     def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
         super().__init__(body.get("message", ""))
         self.status, self.body, self.headers = status, body, headers
-
-
-def invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        400,
-        {
-            "type": "invalid_arguments",
-            "message": f"{field}: {message}",
-            "details": [{"field": field, "message": message}],
-        },
-    )
 
 
 def denied(reason: str) -> ApiError:
@@ -108,62 +101,57 @@ async def authenticate(request: Request) -> Actor:
     )
 
 
-async def json_body(request: Request, allowed: set[str]) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("body", "is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise invalid("body", "must be a JSON object")
-    for name in body:
-        if name not in allowed:
-            raise invalid(name, f"is not accepted here (accepted: {', '.join(sorted(allowed))})")
-    return body
+def queries(request: Request, declared: Mapping[str, Field] | None = None) -> dict[str, Any]:
+    """The query parameters, each checked against its declaration (absent ones are None); a
+    parameter the request does not declare is refused, as the OpenAPI document says."""
+    declared = declared or {}
+    for name in request.query_params:
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise Invalid(f"{name} is not a parameter of this request (known: {known})", name)
+    return {
+        name: field.parse_query(name, request.query_params.get(name))
+        for name, field in declared.items()
+    }
 
 
-def string(body: dict[str, Any], name: str, *, nullable: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if name in body and not nullable:
-            raise invalid(name, "must be a string, not null")
-        return None
-    if not isinstance(value, str):
-        raise invalid(name, "must be a string")
-    return value
+# -- request ids ----------------------------------------------------------------------------------
 
 
-def timestamp(value: Any, name: str) -> float | None:
-    """An RFC 3339 time (``2030-01-01T00:00:00Z``) as epoch seconds; None stays None."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise invalid(name, "must be an RFC 3339 time such as 2030-01-01T00:00:00Z")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid(name, "must be an RFC 3339 time such as 2030-01-01T00:00:00Z") from None
-    if parsed.tzinfo is None:
-        raise invalid(name, "must carry a time zone, e.g. a trailing Z for UTC")
-    return parsed.astimezone(UTC).timestamp()
+class RequestIds:
+    """Gives every admin request an id (the client's X-Request-ID if it is sane, as on the proxy),
+    returned in the X-Request-ID response header and in every error body. Outermost, so even a
+    500 from Starlette's own error middleware carries it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = errors.request_id_of(sent)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
-def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise invalid(name, f"must be a whole number from {low} to {high}")
-    return int(raw)
-
-
-def query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is not None and raw not in choices:
-        raise invalid(name, f"must be one of {', '.join(choices)}")
-    return raw
+def error(
+    request: Request,
+    status: int,
+    body: dict[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    state = request.scope.get("state") or {}
+    request_id = state.get("request_id") or errors.new_request_id()
+    return JSONResponse({**body, "request_id": request_id}, status, headers=headers)
 
 
 # -- exception handlers -------------------------------------------------------------------------
@@ -171,38 +159,49 @@ def query_choice(request: Request, name: str, choices: tuple[str, ...]) -> str |
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse(exc.body, exc.status, headers=exc.headers)
+    return error(request, exc.status, exc.body, exc.headers)
 
 
 async def on_service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     body: dict[str, Any] = {"type": exc.type, "message": exc.message}
-    if exc.status == 400:
+    if exc.reason is not None:
+        body["reason"] = exc.reason
+    if exc.status in (400, 422):
         body["details"] = [{"field": exc.field or "body", "message": exc.message}]
-    return JSONResponse(body, exc.status)
+    return error(request, exc.status, body)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-    return JSONResponse(
-        {"type": kind, "message": str(exc.detail)}, exc.status_code, headers=exc.headers
+    return error(
+        request,
+        exc.status_code,
+        {"type": kind, "message": str(exc.detail)},
+        headers=exc.headers,
     )
 
 
 async def on_store_error(request: Request, exc: Exception) -> Response:
     log.warning("admin request failed on the store: %s", exc)
-    return JSONResponse(
-        {"type": "store_unavailable", "message": errors.MESSAGES["store_unavailable"]}, 503
+    return error(
+        request, 503, {"type": "store_unavailable", "message": errors.MESSAGES["store_unavailable"]}
     )
+
+
+async def on_store_conflict(request: Request, exc: Exception) -> Response:
+    log.info("admin write refused by the store: %s", exc)
+    message = "Another change to the same thing was made at the same moment; nothing was changed."
+    return error(request, 409, {"type": "conflict", "message": message})
 
 
 async def on_crash(request: Request, exc: Exception) -> Response:
     log.error(
         "admin %s %s failed: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
     )
-    return JSONResponse(
-        {"type": "internal_error", "message": errors.MESSAGES["internal_error"]}, 500
+    return error(
+        request, 500, {"type": "internal_error", "message": errors.MESSAGES["internal_error"]}
     )
 
 
@@ -211,5 +210,6 @@ EXCEPTION_HANDLERS = {
     ServiceError: on_service_error,
     HTTPException: on_http_error,
     StoreUnavailable: on_store_error,
+    StoreConflict: on_store_conflict,
     Exception: on_crash,
 }

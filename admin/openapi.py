@@ -1,14 +1,17 @@
 """The OpenAPI 3.1 document of the admin API, served at ``/v1/openapi.json``.
 
-Written by hand next to the handlers, and held to them by schemathesis in ``make test``: every
-response the API gives must validate against what is declared here.
+Request bodies and query parameters come from their declarations in ``admin.fields`` (the ones
+the API validates with); response shapes are written here. schemathesis holds the two to each
+other in ``make test``, both ways: every response validates against this document, data it allows
+is accepted and data it forbids is refused.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.store.keys import ORDERS
+from admin import fields
+from admin.fields import Body, Field
 
 Schema = dict[str, Any]
 
@@ -16,10 +19,7 @@ NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 TIME: Schema = {"type": "string", "format": "date-time"}
 NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 UUID: Schema = {"type": "string"}
-PERMISSION_SETS: Schema = {
-    "type": "array",
-    "items": {"type": "string", "enum": ["IAMManager", "OrganizationManager"]},
-}
+PERMISSION_SETS: Schema = fields.PERMISSION_SET_NAMES.schema()
 
 
 def ref(name: str) -> Schema:
@@ -37,13 +37,13 @@ def obj(properties: dict[str, Schema], required: list[str] | None = None) -> Sch
 KEY = obj(
     {
         "access_key": {"type": "string", "pattern": "^GWK[A-Z0-9]{17}$"},
-        "description": {"type": "string", "maxLength": 200},
+        "description": fields.DESCRIPTION.schema(),
         "bearer_type": {"type": "string", "enum": ["user", "application"]},
         "user_id": NULLABLE_STRING,
         "application_id": NULLABLE_STRING,
         "organization_id": UUID,
         "default_project_id": UUID,
-        "mode": {"type": "string", "enum": ["live", "test"]},
+        "mode": fields.MODE.schema(),
         "created_at": TIME,
         "updated_at": TIME,
         "expires_at": NULLABLE_TIME,
@@ -94,13 +94,14 @@ ERROR = obj(
     {
         "type": {"type": "string"},
         "message": {"type": "string"},
+        "request_id": {"type": "string"},
         "reason": {"type": "string"},
         "details": {
             "type": "array",
             "items": obj({"field": {"type": "string"}, "message": {"type": "string"}}),
         },
     },
-    required=["type", "message"],
+    required=["type", "message", "request_id"],
 )
 WHOAMI = obj(
     {
@@ -110,6 +111,10 @@ WHOAMI = obj(
         "organization_id": UUID,
         "permission_sets": PERMISSION_SETS,
         "is_owner": {"type": "boolean"},
+        "is_manager": {
+            "type": "boolean",
+            "description": "may manage every key, user and application of the organization",
+        },
         "access_key": {"type": "string"},
     }
 )
@@ -119,10 +124,22 @@ def listing(name: str, item: str) -> Schema:
     return obj({name: {"type": "array", "items": ref(item)}, "total_count": {"type": "integer"}})
 
 
-def body(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
-    schema = obj(properties, required or [])
-    schema["additionalProperties"] = False
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+SCHEMA_NAMES = {"project": "Project", "user": "User", "application": "Application"}
+# Every request body, under components so clients (the console among them) read its limits by name.
+BODIES: dict[str, Body] = {
+    "ApiKeyCreate": fields.CREATE_KEY,
+    "ApiKeyUpdate": fields.UPDATE_KEY,
+    "ApiKeyRoll": fields.ROLL_KEY,
+    **{f"{SCHEMA_NAMES[kind]}Create": declared for kind, declared in fields.CREATE.items()},
+    **{f"{SCHEMA_NAMES[kind]}Update": declared for kind, declared in fields.UPDATE.items()},
+}
+
+
+def body(name: str) -> Schema:
+    return {
+        "required": bool(BODIES[name].required),
+        "content": {"application/json": {"schema": ref(name)}},
+    }
 
 
 def responses(ok: int, schema: Schema | None, *errors: int) -> dict[str, Any]:
@@ -137,32 +154,15 @@ def responses(ok: int, schema: Schema | None, *errors: int) -> dict[str, Any]:
     return out
 
 
-def query(name: str, schema: Schema) -> Schema:
-    return {"name": name, "in": "query", "required": False, "schema": schema}
+def query(name: str, declared: Field) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": declared.schema()}
 
 
 def path(name: str) -> Schema:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-PAGING = [
-    query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}),
-    query("page_size", {"type": "integer", "minimum": 1, "maximum": 100}),
-]
-KEY_FIELDS: dict[str, Schema] = {
-    "description": {"type": "string", "maxLength": 200},
-    "default_project_id": {"type": "string"},
-    "expires_at": NULLABLE_TIME,
-}
-
-
-def directory_paths(
-    plural: str,
-    schema: str,
-    create: dict[str, Schema],
-    required: list[str],
-    edit: dict[str, Schema],
-) -> dict[str, Any]:
+def directory_paths(plural: str, schema: str) -> dict[str, Any]:
     return {
         f"/v1/{plural}": {
             "get": {
@@ -171,7 +171,7 @@ def directory_paths(
             },
             "post": {
                 "operationId": f"create_{plural}",
-                "requestBody": body(create, required),
+                "requestBody": body(f"{schema}Create"),
                 "responses": responses(201, ref(schema), 400, 403, 409),
             },
         },
@@ -180,8 +180,8 @@ def directory_paths(
             "get": {"operationId": f"get_{plural}", "responses": responses(200, ref(schema), 404)},
             "patch": {
                 "operationId": f"update_{plural}",
-                "requestBody": body(edit),
-                "responses": responses(200, ref(schema), 400, 403, 404),
+                "requestBody": body(f"{schema}Update"),
+                "responses": responses(200, ref(schema), 400, 403, 404, 409),
             },
             "delete": {
                 "operationId": f"delete_{plural}",
@@ -197,29 +197,13 @@ def document() -> dict[str, Any]:
         "/v1/api-keys": {
             "get": {
                 "operationId": "list_api_keys",
-                "parameters": [
-                    query("user_id", {"type": "string"}),
-                    query("application_id", {"type": "string"}),
-                    query("bearer_type", {"type": "string", "enum": ["user", "application"]}),
-                    query("project_id", {"type": "string"}),
-                    query("mode", {"type": "string", "enum": ["live", "test"]}),
-                    query("expired", {"type": "string", "enum": ["true", "false"]}),
-                    query("order_by", {"type": "string", "enum": list(ORDERS)}),
-                    *PAGING,
-                ],
+                "parameters": [query(name, f) for name, f in fields.LIST_KEYS_QUERY.items()],
                 "responses": responses(200, listing("api_keys", "ApiKey"), 400),
             },
             "post": {
                 "operationId": "create_api_key",
-                "requestBody": body(
-                    {
-                        "user_id": NULLABLE_STRING,
-                        "application_id": NULLABLE_STRING,
-                        "mode": {"type": "string", "enum": ["live", "test"]},
-                        **KEY_FIELDS,
-                    }
-                ),
-                "responses": responses(201, ref("ApiKeyWithSecret"), 400, 403, 404),
+                "requestBody": body("ApiKeyCreate"),
+                "responses": responses(201, ref("ApiKeyWithSecret"), 400, 403, 404, 422),
             },
         },
         "/v1/api-keys/{access_key}": {
@@ -227,62 +211,32 @@ def document() -> dict[str, Any]:
             "get": {"operationId": "get_api_key", "responses": responses(200, ref("ApiKey"), 404)},
             "patch": {
                 "operationId": "update_api_key",
-                "requestBody": body(KEY_FIELDS),
-                "responses": responses(200, ref("ApiKey"), 400, 404),
+                "requestBody": body("ApiKeyUpdate"),
+                "responses": responses(200, ref("ApiKey"), 400, 404, 422),
             },
-            "delete": {"operationId": "delete_api_key", "responses": responses(204, None, 404)},
+            "delete": {
+                "operationId": "delete_api_key",
+                "responses": responses(204, None, 404, 409),
+            },
         },
         "/v1/api-keys/{access_key}/roll": {
             "parameters": [path("access_key")],
             "post": {
                 "operationId": "roll_api_key",
-                "requestBody": body(
-                    {
-                        "expire_current_in_seconds": {
-                            "type": "integer",
-                            "minimum": 0,
-                            "maximum": 604800,
-                        }
-                    }
-                ),
+                "requestBody": body("ApiKeyRoll"),
                 "responses": responses(200, ref("ApiKeyWithSecret"), 400, 404),
             },
         },
         "/v1/audit-events": {
             "get": {
                 "operationId": "list_audit_events",
-                "parameters": [
-                    query("actor_id", {"type": "string"}),
-                    query("access_key", {"type": "string"}),
-                    query("action", {"type": "string"}),
-                    query("since", TIME),
-                    query("until", TIME),
-                    *PAGING,
-                ],
+                "parameters": [query(name, f) for name, f in fields.AUDIT_QUERY.items()],
                 "responses": responses(200, listing("audit_events", "AuditEvent"), 400, 403),
             },
         },
-        **directory_paths(
-            "projects",
-            "Project",
-            {"name": {"type": "string"}},
-            ["name"],
-            {"name": {"type": "string"}},
-        ),
-        **directory_paths(
-            "users",
-            "User",
-            {"email": {"type": "string"}, "permission_sets": PERMISSION_SETS},
-            ["email"],
-            {"permission_sets": PERMISSION_SETS},
-        ),
-        **directory_paths(
-            "applications",
-            "Application",
-            {"name": {"type": "string"}, "permission_sets": PERMISSION_SETS},
-            ["name"],
-            {"name": {"type": "string"}, "permission_sets": PERMISSION_SETS},
-        ),
+        **directory_paths("projects", "Project"),
+        **directory_paths("users", "User"),
+        **directory_paths("applications", "Application"),
     }
     return {
         "openapi": "3.1.0",
@@ -305,6 +259,7 @@ def document() -> dict[str, Any]:
                 "Application": APPLICATION,
                 "AuditEvent": AUDIT,
                 "Error": ERROR,
+                **{name: declared.schema() for name, declared in BODIES.items()},
             },
         },
         "security": [{"XAuthToken": []}],

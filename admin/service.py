@@ -20,18 +20,17 @@ from admin.access import (
     Forbidden,
     Invalid,
     NotFound,
+    Unprocessable,
     audited,
     organization_of,
     record,
 )
+from admin.fields import DESCRIPTION, GRACE, MODE, ORDER_BY, PAGE, PAGE_SIZE
 from core.store import Database
 from core.store import directory as store_dir
 from core.store import keys as store_keys
 from core.store.records import ApiKey, Organization, Project, User
 from core.tokens import SECRET_PREFIX_SHOWN, SecretFormat, generate_access_key, hash_secret
-
-MAX_DESCRIPTION = 200
-MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -123,24 +122,20 @@ def _key_record(
 
 
 def _check_description(value: str) -> str:
-    if len(value) > MAX_DESCRIPTION:
-        raise Invalid(
-            f"description must be at most {MAX_DESCRIPTION} characters (it has {len(value)})",
-            "description",
-        )
-    return value
+    checked: str = DESCRIPTION.parse("description", value)
+    return checked
 
 
 def _check_expiry(value: float | None, now: float) -> float | None:
     if value is not None and value <= now:
-        raise Invalid("expires_at must be in the future", "expires_at")
+        raise Unprocessable("expires_at must be in the future", "expires_at")
     return value
 
 
 async def _check_project(db: Database, org_id: str, project_id: str) -> str:
     project = await store_dir.get_project(db, project_id)
     if project is None or project.organization_id != org_id:
-        raise Invalid(f"project {project_id!r} does not exist", "default_project_id")
+        raise NotFound(f"project {project_id!r} does not exist", "default_project_id")
     return project_id
 
 
@@ -204,8 +199,7 @@ async def _create_key(
         own = actor.kind == "application" and actor.id == application_id
         if not (actor.is_manager or own):
             raise Forbidden(f"keys for applications {MANAGERS_ONLY}")
-    if mode not in ("live", "test"):
-        raise Invalid(f"mode must be 'live' or 'test', not {mode!r}", "mode")
+    MODE.parse("mode", mode)
     now = time.time()
     if default_project_id is None:
         org = await store_dir.get_organization(db, org_id)
@@ -252,12 +246,9 @@ def _visible(actor: Actor, key: ApiKey) -> bool:
 async def list_keys(
     db: Database, actor: Actor, f: store_keys.KeyFilter
 ) -> tuple[list[ApiKey], int]:
-    if f.order_by not in store_keys.ORDERS:
-        raise Invalid(f"order_by must be one of {', '.join(store_keys.ORDERS)}", "order_by")
-    if not 1 <= f.page_size <= 100:
-        raise Invalid("page_size must be between 1 and 100", "page_size")
-    if f.page < 1:
-        raise Invalid("page must be 1 or more", "page")
+    ORDER_BY.parse("order_by", f.order_by)
+    PAGE_SIZE.parse("page_size", f.page_size)
+    PAGE.parse("page", f.page)
     if not actor.is_manager:  # a plain bearer sees only its own keys, whatever it asks for
         if actor.kind == "user":
             f = replace(f, user_id=actor.id, application_id=None, bearer_type=None)
@@ -318,11 +309,13 @@ async def roll_key(
     db: Database, actor: Actor, fmt: SecretFormat, access_key: str, grace_seconds: float = 0
 ) -> NewKey:
     """A new secret for the same access key; older secrets keep working ``grace_seconds``."""
-    if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+    try:
+        GRACE.parse("expire_current_in_seconds", grace_seconds)
+    except Invalid:
         raise Invalid(
-            f"the grace period must be between 0 and {MAX_GRACE_SECONDS} seconds",
+            f"the grace period must be between 0 and {GRACE.maximum} seconds (7 days)",
             "expire_current_in_seconds",
-        )
+        ) from None
     async with audited(db, actor, "api_key.roll", "api_key", access_key):
         key = await get_key(db, actor, access_key)
     secret = fmt.generate(key.mode)

@@ -128,7 +128,7 @@ def test_key_life_cycle(cfg: Path) -> None:
         ),
         (["keys", "roll", "{access_key}", "--grace", "2w"], "grace period must be between"),
         (["keys", "revoke", "GWKNOTAKEY0000000000"], "does not exist"),
-        (["users", "create", "not-an-email"], "is not an email address"),
+        (["users", "create", "not-an-email"], "must be an email address"),
         (["projects", "create", "default"], "already exists"),
     ],
 )

@@ -10,11 +10,11 @@
 "use strict";
 
 const STORAGE_KEY = "gateway.secret_key";
-const MANAGER_SETS = ["IAMManager", "OrganizationManager"];
 const $ = (id) => document.getElementById(id);
 
 const state = {
   me: null,          // /v1/whoami
+  limits: null,      // read from /v1/openapi.json: the API's own declarations, never typed here
   projects: [],      // /v1/projects
   bearer: null,      // whose keys the Credentials view shows: {type, id, label}
   keys: new Map(),   // access_key -> key, for the row actions
@@ -69,7 +69,9 @@ async function api(method, path, body) {
 async function listKeys(params) {
   const found = [];
   for (let page = 1; page <= 50; page += 1) {
-    const query = new URLSearchParams({ ...params, page: String(page), page_size: "100", order_by: "created_at_desc" });
+    const query = new URLSearchParams({
+      ...params, page: String(page), page_size: String(state.limits.pageSize), order_by: "created_at_desc",
+    });
     const answer = await api("GET", `/v1/api-keys?${query}`);
     found.push(...answer.api_keys);
     if (found.length >= answer.total_count || answer.api_keys.length === 0) break;
@@ -124,8 +126,24 @@ function fillProjects(select, selected) {
 }
 
 function isManager() {
-  const me = state.me;
-  return Boolean(me && (me.is_owner || me.permission_sets.some((s) => MANAGER_SETS.includes(s))));
+  return Boolean(state.me && state.me.is_manager);
+}
+
+// The limits the API declares, read from its OpenAPI document, applied to the forms.
+function applyLimits(doc) {
+  const schemas = doc.components.schemas;
+  const listing = doc.paths["/v1/api-keys"].get.parameters;
+  state.limits = {
+    description: schemas.ApiKeyCreate.properties.description.maxLength,
+    grace: schemas.ApiKeyRoll.properties.expire_current_in_seconds.maximum,
+    pageSize: listing.find((p) => p.name === "page_size").schema.maximum,
+  };
+  for (const id of ["generate-description", "edit-description"]) {
+    $(id).maxLength = state.limits.description;
+  }
+  for (const option of [...$("roll-grace").options]) {
+    if (Number(option.value) > state.limits.grace) option.remove();
+  }
 }
 
 // -- signing in and out -------------------------------------------------------------------------
@@ -138,6 +156,7 @@ async function signIn(secret) {
     sessionStorage.removeItem(STORAGE_KEY);
     throw error;
   }
+  applyLimits(await api("GET", "/v1/openapi.json"));
   state.projects = (await api("GET", "/v1/projects")).projects;
   $("who").textContent = `${state.me.name} · ${state.me.bearer_type}${state.me.is_owner ? " · Owner" : ""}`;
   $("who").hidden = false;
@@ -328,7 +347,7 @@ async function loadBearers(kind) {
 async function loadAudit() {
   showError("audit-error", null);
   const form = $("audit-filters");
-  const query = new URLSearchParams({ page_size: "100" });
+  const query = new URLSearchParams({ page_size: String(state.limits.pageSize) });
   for (const name of ["action", "access_key", "actor_id"]) {
     const value = form.elements[name].value.trim();
     if (value) query.set(name, value);

@@ -34,6 +34,11 @@ class StoreUnavailable(Exception):
     """The store cannot be read or written now (file gone, locked, corrupt); retry later."""
 
 
+class StoreConflict(Exception):
+    """A write broke a uniqueness or reference rule: another change got there first (two
+    projects given one name at the same moment). Nothing was written."""
+
+
 class Database:
     def __init__(self, path: Path, busy_timeout_ms: int = 5000) -> None:
         self.path = path
@@ -158,6 +163,8 @@ class Database:
                 await _rollback(conn)
                 if isinstance(exc, sqlite3.OperationalError):  # I/O error, read-only, locked
                     raise StoreUnavailable(f"{self.path}: cannot be written ({exc})") from None
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise StoreConflict(str(exc)) from None
                 raise
             try:
                 await conn.execute("COMMIT")

@@ -2,36 +2,127 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+from dataclasses import replace
 
+import jsonschema_rs
 import pytest
 
+from admin.openapi import document
+from core.store import StoreConflict
+from core.store import directory as store_dir
+from core.store.records import Project
 from tests.support import BOUND, Gateway, wait_for
 
 
 @pytest.mark.parametrize(
-    ("body", "field", "words"),
+    ("body", "status", "field", "words"),
     [
-        ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at", "in the future"),
-        ({"expires_at": "tomorrow"}, "expires_at", "RFC 3339"),
-        ({"expires_at": "2031-01-01T00:00:00"}, "expires_at", "time zone"),
-        ({"default_project_id": "no-such-project"}, "default_project_id", "does not exist"),
-        ({"description": "d" * 201}, "description", "at most 200 characters"),
-        ({"description": 5}, "description", "must be a string"),
-        ({"mode": "prod"}, "mode", "'live' or 'test'"),
-        ({"colour": "red"}, "colour", "is not accepted here"),
+        ({"expires_at": "2001-01-01T00:00:00Z"}, 422, "expires_at", "in the future"),
+        ({"expires_at": "tomorrow"}, 400, "expires_at", "RFC 3339"),
+        ({"expires_at": "2031-01-01T00:00:00"}, 400, "expires_at", "RFC 3339"),
+        ({"default_project_id": "no-such-project"}, 404, "default_project_id", "does not exist"),
+        ({"description": "d" * 201}, 400, "description", "at most 200 characters"),
+        ({"description": 5}, 400, "description", "must be a string"),
+        ({"description": None}, 400, "description", "not null"),
+        ({"mode": "prod"}, 400, "mode", "one of live, test"),
+        ({"colour": "red"}, 400, "colour", "is not accepted here"),
+        ({"user_id": "u", "application_id": "a"}, 400, "application_id", "not both"),
     ],
 )
 def test_create_validation(
-    gateway: Gateway, body: dict[str, object], field: str, words: str
+    gateway: Gateway, body: dict[str, object], status: int, field: str, words: str
 ) -> None:
     with gateway.admin() as admin:
         response = admin.post("/v1/api-keys", json=body)
-        assert response.status_code == 400
+        assert response.status_code == status
         error = response.json()
-        assert error["type"] == "invalid_arguments"
-        assert error["details"][0]["field"] == field and words in error["details"][0]["message"]
+        assert error["request_id"] == response.headers["x-request-id"]
+        if status == 404:
+            assert error["type"] == "not_found" and words in error["message"]
+        else:
+            assert error["type"] == "invalid_arguments"
+            assert error["details"][0]["field"] == field
+            assert words in error["details"][0]["message"]
         assert admin.get("/v1/api-keys").json()["total_count"] == 1  # nothing was created
+
+
+SCHEMAS = document()["components"]["schemas"]
+# (method, path, request body schema, body): the API refuses with 400 exactly what its document
+# forbids, and accepts (or refuses for another reason than the shape) what it allows.
+AGREEMENT = [
+    ("POST", "/v1/api-keys/{ak}/roll", "ApiKeyRoll", {"expire_current_in_seconds": 36881.0}),
+    ("POST", "/v1/api-keys/{ak}/roll", "ApiKeyRoll", {"expire_current_in_seconds": 1.5}),
+    ("POST", "/v1/api-keys/{ak}/roll", "ApiKeyRoll", {"expire_current_in_seconds": True}),
+    ("POST", "/v1/api-keys/{ak}/roll", "ApiKeyRoll", {"expire_current_in_seconds": 604801}),
+    ("POST", "/v1/api-keys/{ak}/roll", "ApiKeyRoll", None),
+    ("POST", "/v1/api-keys", "ApiKeyCreate", None),
+    ("POST", "/v1/api-keys", "ApiKeyCreate", {"user_id": "{owner}", "application_id": "x"}),
+    ("POST", "/v1/api-keys", "ApiKeyCreate", {"user_id": "{owner}", "application_id": None}),
+    ("POST", "/v1/api-keys", "ApiKeyCreate", {"description": "d" * 200}),
+    ("POST", "/v1/api-keys", "ApiKeyCreate", {"expires_at": None, "mode": "test"}),
+    ("PATCH", "/v1/api-keys/{ak}", "ApiKeyUpdate", None),
+    ("PATCH", "/v1/api-keys/{ak}", "ApiKeyUpdate", {"default_project_id": None}),
+    ("POST", "/v1/projects", "ProjectCreate", {"name": ""}),
+    ("POST", "/v1/projects", "ProjectCreate", {"name": " \t"}),
+    ("POST", "/v1/projects", "ProjectCreate", {"name": "\u001c"}),
+    ("POST", "/v1/projects", "ProjectCreate", {"name": "p" * 101}),
+    ("POST", "/v1/projects", "ProjectCreate", None),
+    ("POST", "/v1/users", "UserCreate", {"email": "a@b\n"}),
+    ("POST", "/v1/users", "UserCreate", {"email": "ops@example.com", "permission_sets": ["X"]}),
+    ("POST", "/v1/users", "UserCreate", {"email": "\u001e@b"}),
+    ("PATCH", "/v1/applications/{app}", "ApplicationUpdate", {"permission_sets": []}),
+    ("PATCH", "/v1/applications/{app}", "ApplicationUpdate", {"name": None}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "schema", "body"), AGREEMENT)
+def test_the_api_and_its_document_agree(
+    gateway: Gateway, method: str, path: str, schema: str, body: dict[str, object] | None
+) -> None:
+    with gateway.admin() as admin:
+        app = admin.post("/v1/applications", json={"name": "agreement"}).json()["id"]
+        target = path.format(ak=gateway.new_key().key.access_key, app=app)
+        text = json.dumps(body).replace("{owner}", gateway.owner_id) if body is not None else ""
+        response = admin.request(method, target, content=text)
+    allowed = jsonschema_rs.Draft202012Validator(SCHEMAS[schema]).is_valid(
+        json.loads(text) if text else {}
+    )
+    assert allowed == (response.status_code != 400), (allowed, response.text)
+    assert response.status_code < 500
+
+
+def test_a_missing_body_is_an_empty_object_only_where_nothing_is_required() -> None:
+    paths = document()["paths"]
+    assert paths["/v1/api-keys"]["post"]["requestBody"]["required"] is False
+    assert paths["/v1/projects"]["post"]["requestBody"]["required"] is True
+
+
+def test_renaming_a_project_to_a_taken_name_is_a_conflict(gateway: Gateway) -> None:
+    with gateway.admin() as admin:
+        first = admin.post("/v1/projects", json={"name": "first"}).json()
+        admin.post("/v1/projects", json={"name": "second"})
+        response = admin.patch(f"/v1/projects/{first['id']}", json={"name": "second"})
+        assert response.status_code == 409 and "already exists" in response.json()["message"]
+        same = admin.patch(f"/v1/projects/{first['id']}", json={"name": "first"})
+        assert same.status_code == 200
+
+
+def test_every_admin_error_carries_the_request_id(gateway: Gateway) -> None:
+    with gateway.admin() as admin:
+        mine = admin.get("/v1/api-keys/GWKNOSUCHKEY00000000", headers={"X-Request-ID": "req-42"})
+        assert mine.status_code == 404 and mine.json()["request_id"] == "req-42"
+        assert mine.headers["x-request-id"] == "req-42"
+        for response in (
+            admin.get("/v1/nothing-here"),
+            admin.delete("/v1/whoami"),
+            admin.get("/v1/api-keys?page=0"),
+            admin.get("/v1/whoami", headers={"X-Auth-Token": "gws_live_typo"}),
+        ):
+            body = response.json()
+            assert len(body["request_id"]) == 32, response.text
+            assert body["request_id"] == response.headers["x-request-id"]
 
 
 def test_body_must_be_a_json_object(gateway: Gateway) -> None:
@@ -153,3 +244,36 @@ def test_plain_user_lists_only_its_own_keys(gateway: Gateway) -> None:
             listed = admin.get("/v1/api-keys", params=params).json()
             assert [k["access_key"] for k in listed["api_keys"]] == [mine.key.access_key]
             assert listed["total_count"] == 1
+
+
+def test_racing_creations_of_one_name_are_one_201_and_conflicts_never_500(
+    gateway: Gateway,
+) -> None:
+    def create(_: int) -> int:
+        with gateway.admin() as admin:
+            return admin.post("/v1/projects", json={"name": "racing"}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(create, range(8)))
+    assert statuses.count(201) == 1 and set(statuses) <= {201, 409}, statuses
+
+
+def test_a_uniqueness_rule_broken_inside_a_write_is_a_store_conflict(gateway: Gateway) -> None:
+    """What the race above may hit: the store's own rule, after the service's check passed."""
+    db = gateway.resources.db
+    project = Project("p-dup", gateway.loop.run(_org(gateway)), "dup", 0.0, 0.0)
+
+    async def insert_twice() -> None:
+        async with db.transaction() as w:
+            await store_dir.insert_project(w, project)
+            await store_dir.insert_project(w, replace(project, id="p-dup-2"))
+
+    with pytest.raises(StoreConflict):
+        gateway.loop.run(insert_twice())
+    assert gateway.loop.run(store_dir.get_project(db, "p-dup")) is None  # nothing was written
+
+
+async def _org(gateway: Gateway) -> str:
+    org = await store_dir.first_organization(gateway.resources.db)
+    assert org is not None
+    return org.id

@@ -21,7 +21,7 @@ import pytest
 from playwright import sync_api
 from playwright.sync_api import expect
 
-from admin import access, directory
+from admin import access, directory, fields
 from tests.support import BOUND, Gateway, wait_for
 
 # What the probe of this machine found necessary: root needs --no-sandbox, and the closed network
@@ -307,3 +307,12 @@ def test_console_headers(gateway: Gateway) -> None:
         assert response.headers["x-content-type-options"] == "nosniff"
     page = httpx.get(gateway.admin_url + "/").text
     assert "<script>" not in page and not re.search(r"<[^>]*\son[a-z]+\s*=", page)  # no inline JS
+
+
+def test_the_forms_take_their_limits_from_the_api(page: Any, gateway: Gateway) -> None:
+    """The console types no limit of its own: it reads the API's declarations."""
+    sign_in(page, gateway, gateway.secret_key)
+    for field in ("#generate-description", "#edit-description"):
+        assert page.locator(field).get_attribute("maxlength") == str(fields.DESCRIPTION.max_length)
+    graces = page.locator("#roll-grace option").evaluate_all("els => els.map(e => Number(e.value))")
+    assert graces and max(graces) <= (fields.GRACE.maximum or 0)

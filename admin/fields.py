@@ -1,0 +1,312 @@
+"""Every admin request body and query parameter, declared once with its limits.
+
+A :class:`Field` is a value's type and limits; a :class:`Body` is the fields a request may send.
+From these one declaration come the validation of the API (:meth:`Body.parse`,
+:meth:`Field.parse`), the service layer's checks that the CLI goes through too, the OpenAPI
+document (:meth:`Body.schema`, :meth:`Field.schema`) and, through that document, the console's
+limits. JSON Schema semantics are kept so the document and the API agree both ways: an integer
+may be written ``36881.0``; a ``pattern`` is searched, not matched whole; a ``null`` is a value
+only where ``nullable`` says so.
+
+Two kinds of refusal: a value the schema forbids is ``400 invalid_arguments``; a well-formed value
+the API cannot act on now (an expiry already past) is ``422`` with the same body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from admin.access import PERMISSION_SETS, Invalid
+from core.store.keys import ORDERS
+from core.tokens import MODES
+
+Schema = dict[str, Any]
+
+# RFC 3339 §5.6 date-time: "T"/"t" between date and time, "Z"/"z" or an offset, optional fraction.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+)
+TIME_EXAMPLE = "2030-01-01T00:00:00Z"
+
+# White space as JSON Schema patterns read it (ECMA-262 \s), spelled out: Python's \s differs
+# (it has \x1c-\x1f and \x85, not \ufeff), and the API must refuse exactly what the document does.
+_WHITE_SPACE_CHARS = (
+    "\t\n\v\f\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029"
+    "\u202f\u205f\u3000\ufeff"
+)
+WHITE_SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
+def strip_white_space(value: str) -> str:
+    return value.strip(_WHITE_SPACE_CHARS)
+
+
+def _python_pattern(pattern: str) -> str:
+    r"""An ECMA-262 pattern for Python's re: its "$" (not multi-line) is Python's "\Z", which,
+    unlike Python's "$", does not match before a final newline."""
+    if pattern.endswith("$") and not pattern.endswith(r"\$"):
+        return pattern[:-1] + r"\Z"
+    return pattern
+
+
+def parse_time(value: str) -> float:
+    """An RFC 3339 date-time as epoch seconds; raises ValueError. A leap second (``:60``) is
+    read as the second after ``:59``."""
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError(value)
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    leap = second == 60
+    fraction, zone = match.group(7) or "", match.group(8).upper()
+    stamp = datetime(year, month, day, hour, minute, 59 if leap else second, tzinfo=UTC)
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:
+            raise ValueError(value)
+        stamp -= sign * timedelta(hours=hours, minutes=minutes)
+    return stamp.timestamp() + (1 if leap else 0) + (float(fraction) if fraction else 0.0)
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # "string", "integer", "time" (RFC 3339 date-time) or "names" (a list of choices)
+    description: str = ""
+    nullable: bool = False
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+
+    def schema(self) -> Schema:
+        out: Schema
+        if self.kind == "names":
+            items: Schema = {"type": "string"}
+            if self.choices:
+                items["enum"] = list(self.choices)
+            out = {"type": "array", "items": items}
+        else:
+            kind = "integer" if self.kind == "integer" else "string"
+            out = {"type": [kind, "null"] if self.nullable else kind}
+            if self.kind == "time":
+                out["format"] = "date-time"
+            for key, value in (
+                ("minLength", self.min_length),
+                ("maxLength", self.max_length),
+                ("pattern", self.pattern),
+                ("minimum", self.minimum),
+                ("maximum", self.maximum),
+            ):
+                if value is not None:
+                    out[key] = value
+            if self.choices:
+                out["enum"] = [*self.choices, *([None] if self.nullable else [])]
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    def parse(self, name: str, value: Any) -> Any:
+        """The value, checked against this declaration (an integer-valued float becomes an
+        int, a time becomes epoch seconds); raises Invalid with a sentence naming ``name``."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise Invalid(f"{name} must be {self._what()}, not null", name)
+        if self.kind == "integer":
+            return self._integer(name, value)
+        if self.kind == "names":
+            return self._names(name, value)
+        if not isinstance(value, str):
+            raise Invalid(f"{name} must be {self._what()}", name)
+        if self.kind == "time":
+            try:
+                return parse_time(value)
+            except ValueError:
+                raise Invalid(f"{name} must be {self._what()}", name) from None
+        if self.min_length is not None and len(value) < self.min_length:
+            raise Invalid(f"{name} must have at least {self.min_length} character(s)", name)
+        if self.max_length is not None and len(value) > self.max_length:
+            raise Invalid(
+                f"{name} must be at most {self.max_length} characters (it has {len(value)})", name
+            )
+        if self.pattern is not None and re.search(_python_pattern(self.pattern), value) is None:
+            raise Invalid(f"{name} {self.description or 'has the wrong form'}", name)
+        if self.choices and value not in self.choices:
+            raise Invalid(f"{name} must be one of {', '.join(self.choices)}", name)
+        return value
+
+    def _what(self) -> str:
+        return {
+            "string": "a string",
+            "integer": self._range(),
+            "time": f"an RFC 3339 time such as {TIME_EXAMPLE}",
+            "names": "a list of names",
+        }[self.kind]
+
+    def _range(self) -> str:
+        return f"a whole number from {self.minimum} to {self.maximum}"
+
+    def _integer(self, name: str, value: Any) -> int:
+        # JSON Schema counts 36881.0 as an integer; JSON booleans are not numbers.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"{name} must be {self._range()}", name)
+        if (self.minimum is not None and value < self.minimum) or (
+            self.maximum is not None and value > self.maximum
+        ):
+            raise Invalid(f"{name} must be {self._range()}", name)
+        return value
+
+    def _names(self, name: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise Invalid(f"{name} must be a list of names", name)
+        unknown = [v for v in value if v not in self.choices]
+        if unknown:
+            raise Invalid(
+                f"unknown {name} entry {unknown[0]!r}; known: {', '.join(self.choices)}", name
+            )
+        return tuple(dict.fromkeys(value))
+
+    def parse_query(self, name: str, raw: str | None) -> Any:
+        """A query parameter (always a string on the wire) against this declaration."""
+        if raw is None:
+            return None
+        if self.kind == "integer":
+            if not re.fullmatch(r"-?\d{1,12}", raw):
+                raise Invalid(f"{name} must be {self._range()}", name)
+            return self._integer(name, int(raw))
+        return self.parse(name, raw)
+
+
+@dataclass(frozen=True)
+class Body:
+    """A JSON object body: its fields, the required ones, and fields of which at most one may be
+    given (not null)."""
+
+    fields: dict[str, Field]
+    required: tuple[str, ...] = ()
+    one_of: tuple[str, ...] = ()
+    description: str = field(default="")
+
+    def schema(self) -> Schema:
+        out: Schema = {
+            "type": "object",
+            "properties": {name: f.schema() for name, f in self.fields.items()},
+            "required": list(self.required),
+            "additionalProperties": False,
+        }
+        if self.one_of:
+            out["not"] = {
+                "required": list(self.one_of),
+                "properties": {name: {"not": {"type": "null"}} for name in self.one_of},
+            }
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    def parse(self, raw: bytes) -> dict[str, Any]:
+        """The checked fields the client sent (absent ones absent; a missing body is ``{}``)."""
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                raise Invalid("the body is not valid JSON", "body") from None
+        else:
+            body = {}
+        if not isinstance(body, dict):
+            raise Invalid("the body must be a JSON object", "body")
+        for name in body:
+            if name not in self.fields:
+                accepted = ", ".join(self.fields) or "nothing"
+                raise Invalid(f"{name} is not accepted here (accepted: {accepted})", name)
+        for name in self.required:
+            if name not in body:
+                raise Invalid(f"{name} is required", name)
+        given = [name for name in self.one_of if body.get(name) is not None]
+        if len(given) > 1:
+            raise Invalid(f"give {' or '.join(self.one_of)}, not both", given[-1])
+        return {name: self.fields[name].parse(name, value) for name, value in body.items()}
+
+
+# -- the values -----------------------------------------------------------------------------------
+
+ID = Field("string")
+NULLABLE_ID = Field("string", nullable=True)
+DESCRIPTION = Field("string", max_length=200)
+MODE = Field("string", choices=MODES)
+EXPIRES_AT = Field("time", nullable=True, description="RFC 3339; null: never expires")
+GRACE = Field(
+    "integer",
+    minimum=0,
+    maximum=7 * 24 * 3600,
+    description="how long the current secret keeps working, in seconds (0: stop it at once)",
+)
+NAME = Field(
+    "string",
+    min_length=1,
+    max_length=100,
+    pattern=f"[^{WHITE_SPACE}]",
+    description="must not be blank",
+)
+EMAIL = Field(
+    "string",
+    max_length=254,
+    pattern=f"^[^{WHITE_SPACE}@]+@[^{WHITE_SPACE}@]+$",
+    description="must be an email address such as ops@example.com",
+)
+PERMISSION_SET_NAMES = Field("names", choices=tuple(sorted(PERMISSION_SETS)))
+ORDER_BY = Field("string", choices=tuple(ORDERS))
+PAGE = Field("integer", minimum=1, maximum=1_000_000)
+PAGE_SIZE = Field("integer", minimum=1, maximum=100)
+TIME = Field("time")
+
+# Filters of GET /v1/api-keys, named as KeyFilter names them.
+LIST_KEYS_FILTERS = {
+    "user_id": ID,
+    "application_id": ID,
+    "bearer_type": Field("string", choices=("user", "application")),
+    "project_id": ID,
+    "mode": MODE,
+    "expired": Field("string", choices=("true", "false")),
+}
+AUDIT_FILTERS = {"actor_id": ID, "access_key": ID, "action": ID, "since": TIME, "until": TIME}
+PAGING = {"page": PAGE, "page_size": PAGE_SIZE}
+# The query parameters of each listing; every other request takes none.
+LIST_KEYS_QUERY = {**LIST_KEYS_FILTERS, "order_by": ORDER_BY, **PAGING}
+AUDIT_QUERY = {**AUDIT_FILTERS, **PAGING}
+
+# -- the bodies -----------------------------------------------------------------------------------
+
+CREATE_KEY = Body(
+    {
+        "user_id": NULLABLE_ID,
+        "application_id": NULLABLE_ID,
+        "description": DESCRIPTION,
+        "default_project_id": NULLABLE_ID,
+        "expires_at": EXPIRES_AT,
+        "mode": MODE,
+    },
+    one_of=("user_id", "application_id"),
+    description="With neither user_id nor application_id, the key is the caller's own.",
+)
+UPDATE_KEY = Body({"description": DESCRIPTION, "default_project_id": ID, "expires_at": EXPIRES_AT})
+ROLL_KEY = Body({"expire_current_in_seconds": GRACE})
+CREATE = {
+    "project": Body({"name": NAME}, required=("name",)),
+    "user": Body({"email": EMAIL, "permission_sets": PERMISSION_SET_NAMES}, required=("email",)),
+    "application": Body(
+        {"name": NAME, "permission_sets": PERMISSION_SET_NAMES}, required=("name",)
+    ),
+}
+UPDATE = {
+    "project": Body({"name": NAME}),
+    "user": Body({"permission_sets": PERMISSION_SET_NAMES}),
+    "application": Body({"name": NAME, "permission_sets": PERMISSION_SET_NAMES}),
+}
