@@ -17,6 +17,7 @@ from admin.access import (
     LOCAL_OPERATOR,
     MANAGERS_ONLY,
     Actor,
+    Conflict,
     Forbidden,
     Invalid,
     NotFound,
@@ -26,10 +27,11 @@ from admin.access import (
     record,
 )
 from admin.fields import DESCRIPTION, GRACE, MODE, ORDER_BY, PAGE, PAGE_SIZE
+from admin.serialize import rfc3339
 from core.store import Database
 from core.store import directory as store_dir
 from core.store import keys as store_keys
-from core.store.records import ApiKey, Organization, Project, User
+from core.store.records import ApiKey, Organization, Project, RevokedKey, User
 from core.tokens import SECRET_PREFIX_SHOWN, SecretFormat, generate_access_key, hash_secret
 
 
@@ -225,14 +227,27 @@ async def _create_key(
 
 
 async def get_key(db: Database, actor: Actor, access_key: str) -> ApiKey:
-    """The key if the actor may see it; otherwise NotFound, never revealing that it exists."""
+    """The key if the actor may see it; otherwise NotFound, never revealing that it exists (a
+    revoked key the actor could see is said to be revoked, and when)."""
     key = await store_keys.get(db, access_key)
     if key is None or not _visible(actor, key):
+        gone = await _revoked(db, actor, access_key)
+        if gone is not None:
+            raise NotFound(
+                f"API key {access_key!r} was revoked at {rfc3339(gone.revoked_at)}",
+                "access_key",
+                reason="revoked",
+            )
         raise NotFound(f"API key {access_key!r} does not exist", "access_key")
     return key
 
 
-def _visible(actor: Actor, key: ApiKey) -> bool:
+async def _revoked(db: Database, actor: Actor, access_key: str) -> RevokedKey | None:
+    gone = await store_keys.revoked(db, access_key)
+    return gone if gone is not None and _visible(actor, gone) else None
+
+
+def _visible(actor: Actor, key: ApiKey | RevokedKey) -> bool:
     if actor.kind == "cli":
         return True
     if key.organization_id != actor.organization_id:
@@ -297,6 +312,16 @@ async def update_key(
 
 
 async def revoke_key(db: Database, actor: Actor, access_key: str) -> None:
+    """Revoke for good. Revoking a key that is already revoked changes nothing and says so (409
+    ``already_revoked``, not audited: nothing was attempted that the rules refused)."""
+    gone = await _revoked(db, actor, access_key)
+    if gone is not None:
+        raise Conflict(
+            f"API key {access_key!r} was already revoked at {rfc3339(gone.revoked_at)}; "
+            "nothing changed",
+            "access_key",
+            reason="already_revoked",
+        )
     async with audited(db, actor, "api_key.delete", "api_key", access_key):
         key = await get_key(db, actor, access_key)
         async with db.transaction() as w:

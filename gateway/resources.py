@@ -37,7 +37,7 @@ class Resources:
     async def start(self) -> None:
         if self.started:
             return
-        await self.db.open(create=True)
+        await self.db.open(create=False)  # `gateway init` creates the store, never serving
         try:
             await self.verifier.poll_events()
         except StoreUnavailable as exc:  # the follower keeps trying

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from admin import access, directory, service
 from admin.serialize import application_json, key_json, project_json, rfc3339, user_json
 from core import config as config_module
 from core.config import Config, ConfigError
-from core.store import Database, StoreUnavailable
+from core.store import Database, StoreMissing, StoreUnavailable
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
 
@@ -71,6 +73,16 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join([line, *body])
 
 
+def command_prefix(args: argparse.Namespace) -> str:
+    """How this command was pointed at its store, for the commands we suggest."""
+    words = ["gateway"]
+    if getattr(args, "config", None):
+        words += ["--config", args.config]
+    if getattr(args, "store", None):
+        words += ["--store", args.store]
+    return " ".join(words)
+
+
 # -- commands -----------------------------------------------------------------------------------
 
 
@@ -96,11 +108,15 @@ async def cmd_init(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             "  (shown once: store it now; only its hash is kept)"
         )
     else:
+        # The owner key's secret was shown once, at creation; a new key is how to get one.
+        data["new_owner_key"] = f"{command_prefix(args)} keys create --user {result.user.id}"
         text = (
             f"The store {cfg.store_path} is already initialised; nothing changed.\n"
             f"organization_id     {result.organization.id}\n"
             f"project_id          {result.project.id}\n"
-            f"user_id             {result.user.id} (owner)"
+            f"user_id             {result.user.id} (owner)\n"
+            "The owner key's secret was shown once, when the store was created. For a new key "
+            f"for the owner:\n  {data['new_owner_key']}"
         )
     emit(args, data, text)
 
@@ -164,12 +180,18 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             ),
         )
         rows = [key_json(k) for k in keys]
+        names = {u.id: u.email for u in await directory.list_of(db, OPERATOR, "user")}
+        names.update({a.id: a.name for a in await directory.list_of(db, OPERATOR, "application")})
+        shown = [
+            {**row, "bearer": f"{row['bearer_type']} {names.get(key.bearer_id, key.bearer_id)}"}
+            for row, key in zip(rows, keys, strict=True)
+        ]
         emit(
             args,
             {"api_keys": rows, "total_count": total},
             table(
-                rows,
-                ["access_key", "bearer_type", "mode", "description", "expires_at", "last_used_at"],
+                shown,
+                ["access_key", "bearer", "mode", "description", "expires_at", "last_used_at"],
             ),
         )
     elif action == "show":
@@ -248,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         default=argparse.SUPPRESS,
         help="config file (default: $GATEWAY_CONFIG, else ./gateway.toml)",
+    )
+    common.add_argument(
+        "--store",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="the store file to use instead of the config's [store] path",
     )
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
@@ -333,8 +361,11 @@ def fail(
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.json = getattr(args, "json", False)
+    cfg_path = getattr(args, "config", None)
     try:
-        cfg = config_module.load(config_module.resolve_path(getattr(args, "config", None)))
+        cfg = config_module.load(config_module.resolve_path(cfg_path))
+        if getattr(args, "store", None):
+            cfg = dataclasses.replace(cfg, store_path=Path(args.store))
         if args.command == "serve":
             cmd_serve(args, cfg)
         elif args.command == "demo":
@@ -345,8 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(args, 2, "invalid_config", str(exc))
     except access.ServiceError as exc:
         return fail(args, 2, exc.type, exc.message, exc.field)
+    except StoreMissing as exc:
+        init = f"gateway --config {cfg_path} init" if cfg_path else "gateway init"
+        return fail(args, 1, "store_missing", f"{exc}; create it with `{init}`")
     except StoreUnavailable as exc:
-        return fail(args, 1, "store_unavailable", f"{exc} (run `gateway init` to create a store)")
+        return fail(args, 1, "store_unavailable", str(exc))
     except KeyboardInterrupt:
         return 130
     return 0

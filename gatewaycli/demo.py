@@ -2,12 +2,18 @@
 the admin API and console too when the config has an ``[admin] listen`` address.
 
 Everything runs in one process and one event loop. The echo upstream listens where the config's
-first route points (the example config: http://127.0.0.1:9000).
+first route points (the example config: http://127.0.0.1:9000). The demo has a store of its own,
+in a new temporary directory removed when it stops, so it never touches the config's
+``[store] path``: `gateway init` on the real store afterwards still creates the owner key.
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from admin import access, service
@@ -20,7 +26,11 @@ from gatewaycli import echo, server
 def run_demo(config: Config) -> None:
     if not config.routes:
         raise SystemExit(f"gateway demo: {config.source} has no [[routes]] to demonstrate")
-    server.run(_demo(config))
+    folder = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
+    try:
+        server.run(_demo(replace(config, store_path=folder / "demo.db")))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _demo(config: Config) -> None:
@@ -48,6 +58,10 @@ async def _demo(config: Config) -> None:
         )
         await resources.db.close()
         base = server.address(proxy_sock)
+        revoke = (
+            f".venv/bin/gateway --config {config.source} --store {config.store_path} "
+            f"keys revoke {new.key.access_key}"
+        )
         console = (
             f"The admin console: {server.address(admin_sock)}/ (sign in with the secret key)\n"
             if admin_sock is not None
@@ -55,7 +69,9 @@ async def _demo(config: Config) -> None:
         )
         print(
             f"""
-Demo gateway on {base}, store {config.store_path}
+Demo gateway on {base}
+  store          {config.store_path}
+                 (the demo's own, removed when it stops; [store] path is not touched)
   echo upstream  {route.upstream}  (answers with what it received)
   route          {route.prefix} -> {route.upstream} (auth = "{route.auth}")
   access key     {new.key.access_key}
@@ -63,10 +79,11 @@ Demo gateway on {base}, store {config.store_path}
 
 Try it (the upstream sees X-Auth-Access-Key, X-Project-ID, ... but never the secret):
   curl -s {base}{route.prefix}/hello -H 'X-Auth-Token: {new.secret_key}'
+  curl -s {base}{route.prefix}/hello -H 'Authorization: Bearer {new.secret_key}'
   curl -s {base}{route.prefix}/hello                      # 401 missing_token
   curl -s {base}{route.prefix}/hello -H 'X-Auth-Token: gws_live_typo'   # 401 malformed_token
 Revoke it from another terminal, and the first curl answers 401 within a second or so:
-  .venv/bin/gateway --config {config.source} keys revoke {new.key.access_key}
+  {revoke}
 
 {console}
 Ctrl-C stops the demo.""",

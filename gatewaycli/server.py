@@ -26,6 +26,7 @@ import uvloop
 
 from admin.api import make_admin_app
 from core.config import Config, Listen
+from core.store import Database
 from gateway.app import GatewayApp
 from gateway.protocol import GatewayHttpProtocol
 from gateway.resources import Resources
@@ -126,6 +127,11 @@ def setup_logging(level: int | str) -> None:
     # aiosqlite's debug lines carry every statement's parameters, secret hashes among them: a
     # hash cannot be turned back into a secret, but it has no business in a log.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+    # uvicorn says "Started server process" once per listener (twice with the admin listener);
+    # the gateway prints where it listens itself, so uvicorn's start and stop lines are left to
+    # debug level. Its warnings and errors still show.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
 def _worker(config: Config, sock: socket.socket, log_level: int) -> None:
@@ -134,7 +140,16 @@ def _worker(config: Config, sock: socket.socket, log_level: int) -> None:
     run(run_listeners(resources, [(GatewayApp(resources), sock)]))
 
 
+async def check_store(config: Config) -> None:
+    """Refuse to start without a usable store (StoreMissing, StoreUnavailable), before binding a
+    port or starting a worker: a gateway over an empty store would answer 401 to everyone."""
+    db = Database(config.store_path, config.busy_timeout_ms)
+    await db.open(create=False)
+    await db.close()
+
+
 def serve(config: Config, workers: int) -> None:
+    run(check_store(config))
     proxy_sock = bind(config.listen)
     admin_sock = bind(config.admin_listen) if config.admin_listen else None
     print(f"gateway: proxy listening on {address(proxy_sock)} ({workers} worker(s))", flush=True)

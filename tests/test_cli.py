@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from core.tokens import SecretFormat, is_access_key
-from tests.support import run_cli, write_config
+from tests.support import run_cli, run_demo, write_config
 
 
 @pytest.fixture
@@ -35,9 +36,11 @@ def test_init_is_idempotent_and_store_is_private(cfg: Path) -> None:
     assert stat.S_IMODE(os.stat(store).st_mode) == 0o600
     again = run_cli("--config", str(cfg), "init")
     assert "already initialised; nothing changed" in again.stdout
+    assert f"keys create --user {first['user_id']}" in again.stdout  # how to get an owner key
     assert first["secret_key"] not in again.stdout
     second = cli_json(cfg, "init")
     assert second["created"] is False and second["secret_key"] is None
+    assert second["new_owner_key"].endswith(f"keys create --user {first['user_id']}")
     assert second["organization_id"] == first["organization_id"]
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 1
@@ -104,7 +107,7 @@ def test_key_life_cycle(cfg: Path) -> None:
 
     assert cli_json(cfg, "keys", "revoke", access) == {"access_key": access, "revoked": True}
     gone = run_cli("--config", str(cfg), "keys", "show", access, check=False)
-    assert gone.returncode == 2 and "does not exist" in gone.stderr
+    assert gone.returncode == 2 and "was revoked at" in gone.stderr
 
     human = run_cli("--config", str(cfg), "keys", "list").stdout
     assert app_key["access_key"] in human and access not in human
@@ -164,5 +167,86 @@ def test_json_errors(cfg: Path) -> None:
 def test_commands_before_init_say_so(cfg: Path) -> None:
     result = run_cli("--config", str(cfg), "keys", "list", check=False)
     assert result.returncode == 1
-    assert "gateway init" in result.stderr and "Traceback" not in result.stderr
+    assert f"gateway --config {cfg} init" in result.stderr and "Traceback" not in result.stderr
     assert not (cfg.parent / "store.db").exists()
+
+
+def test_serve_refuses_to_start_without_a_store(cfg: Path) -> None:
+    """Serving an empty store would answer 401 to everyone: say so instead, and create nothing."""
+    for extra in ([], ["--json"]):
+        result = run_cli("--config", str(cfg), "serve", *extra, check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert str(cfg.parent / "store.db") in result.stderr
+        assert f"gateway --config {cfg} init" in result.stderr
+    assert json.loads(result.stderr)["error"]["type"] == "store_missing"
+    assert not (cfg.parent / "store.db").exists()
+
+
+def test_the_demo_store_is_not_the_configured_one(tmp_path: Path) -> None:
+    """`make demo` then `gateway init` must still create the owner key."""
+    cfg, text = run_demo(tmp_path)
+    store = re.search(r"store +(\S+)", text)
+    assert store is not None and "gateway-demo-" in store.group(1), text
+    assert not Path(store.group(1)).exists()  # removed when the demo stopped
+    assert not (cfg.parent / "gateway.db").exists()
+    assert cli_json(cfg, "init")["created"] is True
+
+
+@pytest.mark.parametrize("flag", [[], ["--json"]])
+def test_a_directory_the_user_cannot_write_is_one_sentence(tmp_path: Path, flag: list[str]) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    cfg.write_text(cfg.read_text().replace('path = "store.db"', 'path = "locked/store.db"'))
+    locked.chmod(0o555)
+    try:
+        result = run_cli("--config", str(cfg), "init", *flag, check=False, unprivileged=True)
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = json.loads(result.stderr)["error"]["message"] if flag else result.stderr
+    assert f"permission denied on the directory {locked}" in message
+    assert len(message.strip().splitlines()) == 1
+    assert not (locked / "store.db").exists()
+
+
+@pytest.mark.parametrize("flag", [[], ["--json"]])
+def test_a_store_the_user_cannot_read_is_one_sentence(cfg: Path, flag: list[str]) -> None:
+    cli_json(cfg, "init")
+    store = cfg.parent / "store.db"
+    store.chmod(0o000)
+    try:
+        result = run_cli(
+            "--config", str(cfg), "keys", "list", *flag, check=False, unprivileged=True
+        )
+    finally:
+        store.chmod(0o600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    message = json.loads(result.stderr)["error"]["message"] if flag else result.stderr
+    assert f"{store}: permission denied" in message and "cannot read this file" in message
+    assert "gateway init" not in message  # it exists: creating it is not the fix
+    assert len(message.strip().splitlines()) == 1
+
+
+def test_revoking_twice_says_already_revoked_and_audits_no_denial(cfg: Path) -> None:
+    init = cli_json(cfg, "init")
+    key = cli_json(cfg, "keys", "create", "--user", init["user_id"])["access_key"]
+    cli_json(cfg, "keys", "revoke", key)
+    again = run_cli("--config", str(cfg), "keys", "revoke", key, check=False)
+    assert again.returncode == 2 and "already revoked at" in again.stderr
+    assert "does not exist" not in again.stderr
+    with sqlite3.connect(cfg.parent / "store.db") as db:
+        denied = db.execute(
+            "SELECT count(*) FROM audit_events WHERE outcome = 'denied' AND target_id = ?", (key,)
+        ).fetchone()[0]
+    assert denied == 0
+
+
+def test_keys_list_shows_each_keys_bearer(cfg: Path) -> None:
+    init = cli_json(cfg, "init")
+    app = cli_json(cfg, "applications", "create", "billing")
+    cli_json(cfg, "keys", "create", "--application", app["id"])
+    listing = run_cli("--config", str(cfg), "keys", "list").stdout
+    assert "bearer" in listing.splitlines()[0]
+    assert "user owner@localhost" in listing and "application billing" in listing
+    assert init["access_key"] in listing

@@ -4,34 +4,15 @@ running demo."""
 from __future__ import annotations
 
 import re
-import signal
 from pathlib import Path
 
 import httpx
 
-from tests.support import ROOT, free_socket, spawn_cli, wait_for
+from tests.support import run_demo, wait_for
 
 
 def test_demo_prints_a_working_key(tmp_path: Path) -> None:
-    sock = free_socket()
-    echo_port = sock.getsockname()[1]
-    sock.close()  # the demo's echo upstream takes this port
-    example = (ROOT / "config.example.toml").read_text()
-    config = tmp_path / "demo.toml"
-    config.write_text(
-        example.replace("127.0.0.1:8080", "127.0.0.1:0")
-        .replace("127.0.0.1:8081", "127.0.0.1:0")
-        .replace("127.0.0.1:9000", f"127.0.0.1:{echo_port}")
-    )
-    process = spawn_cli("--config", str(config), "demo")
-    assert process.stdout is not None
-    lines: list[str] = []
-    try:
-        while not any("Ctrl-C" in line for line in lines):
-            line = process.stdout.readline()
-            assert line, process.stderr.read() if process.stderr else "demo exited"
-            lines.append(line)
-        text = "".join(lines)
+    def check(text: str) -> None:
         curl = re.search(r"curl -s (\S+) -H 'X-Auth-Token: (\S+)'", text)
         assert curl is not None, text
         url, secret = curl.groups()
@@ -47,12 +28,12 @@ def test_demo_prints_a_working_key(tmp_path: Path) -> None:
         assert seen["headers"]["x-auth-access-key"].startswith("GWK")
         assert secret not in str(seen)
         assert httpx.get(url).status_code == 401
+        bearer = httpx.get(url, headers={"Authorization": f"Bearer {secret}"})
+        assert bearer.status_code == 200 and secret not in bearer.text
         console = re.search(r"The admin console: (\S+) ", text)
         assert console is not None, text
         assert "Gateway console" in httpx.get(console.group(1)).text
         whoami = httpx.get(console.group(1) + "v1/whoami", headers={"X-Auth-Token": secret})
         assert whoami.json()["is_owner"] is True
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
-    assert process.returncode == 0
+
+    run_demo(tmp_path, check)

@@ -34,6 +34,10 @@ class StoreUnavailable(Exception):
     """The store cannot be read or written now (file gone, locked, corrupt); retry later."""
 
 
+class StoreMissing(StoreUnavailable):
+    """There is no store file at the path: `gateway init` creates one."""
+
+
 class StoreConflict(Exception):
     """A write broke a uniqueness or reference rule: another change got there first (two
     projects given one name at the same moment). Nothing was written."""
@@ -66,18 +70,58 @@ class Database:
         return self
 
     def create_file(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        folder = self.path.parent
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             return
+        except PermissionError:
+            raise StoreUnavailable(
+                f"{self.path}: cannot create the store: permission denied on the directory "
+                f"{folder}; run as a user who may write there, or set [store] path to a "
+                "directory of the gateway's user"
+            ) from None
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"{self.path}: cannot create the store: {exc.strerror}"
+            ) from None
         os.close(fd)
 
-    async def _connect(self) -> None:
+    def _check_access(self) -> os.stat_result:
+        """The file's identity, after checking that it is there and readable: one sentence for
+        each problem, naming the path."""
         try:
             stat = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreMissing(f"{self.path}: there is no store here") from None
+        except PermissionError:
+            raise StoreUnavailable(
+                f"{self.path}: permission denied: a directory on the way to the store cannot be "
+                "searched by the gateway's user"
+            ) from None
         except OSError as exc:
             raise StoreUnavailable(f"{self.path}: {exc.strerror}") from None
+        if not os.access(self.path, os.R_OK):
+            raise StoreUnavailable(
+                f"{self.path}: permission denied: the gateway's user (uid {os.getuid()}) cannot "
+                f"read this file (owner uid {stat.st_uid}, mode {stat.st_mode & 0o777:04o}); "
+                "run the gateway as its owner"
+            )
+        return stat
+
+    def _why_not_opened(self, exc: sqlite3.Error) -> StoreUnavailable:
+        """SQLite says only "unable to open database file": say which permission is missing."""
+        if not os.access(self.path.parent, os.W_OK | os.X_OK):
+            return StoreUnavailable(
+                f"{self.path}: permission denied on the directory {self.path.parent}: SQLite "
+                "creates the store's -wal and -shm files there, so the gateway's user must be "
+                "able to write it"
+            )
+        return StoreUnavailable(f"{self.path}: cannot be opened ({exc})")
+
+    async def _connect(self) -> None:
+        stat = self._check_access()
         uri = f"file:{quote(str(self.path.resolve()))}?mode=rw"
         try:
             writer = await aiosqlite.connect(uri, uri=True, isolation_level=None)
@@ -95,7 +139,7 @@ class Database:
                 await writer.close()
                 raise
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"{self.path}: cannot be opened ({exc})") from None
+            raise self._why_not_opened(exc) from None
         self._reader, self._writer = reader, writer
         self._identity = (stat.st_dev, stat.st_ino)
         self.connections_opened += 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.store.database import Database, Writer
-from core.store.records import ApiKey, KeyLookup
+from core.store.records import ApiKey, KeyLookup, RevokedKey
 
 _KEY_COLUMNS = """k.access_key, k.organization_id, k.user_id, k.application_id,
     k.default_project_id, k.description, k.mode, k.created_at, k.updated_at, k.expires_at,
@@ -192,12 +192,28 @@ async def roll(
 
 
 async def delete(w: Writer, access_key: str, now: float) -> bool:
-    """Revoke for good: the key and its secrets are deleted; the event tells every verifier."""
+    """Revoke for good: the key and its secrets are deleted, and who it belonged to is kept in
+    ``revoked_keys``; the event tells every verifier."""
+    await w.execute(
+        "INSERT OR REPLACE INTO revoked_keys (access_key, organization_id, user_id, "
+        "application_id, revoked_at) SELECT access_key, organization_id, user_id, "
+        "application_id, ? FROM api_keys WHERE access_key = ?",
+        (now, access_key),
+    )
     await w.execute("DELETE FROM key_secrets WHERE access_key = ?", (access_key,))
     deleted = await w.execute("DELETE FROM api_keys WHERE access_key = ?", (access_key,))
     if deleted:
         await event(w, access_key, "revoke", now)
     return deleted > 0
+
+
+async def revoked(db: Database | Writer, access_key: str) -> RevokedKey | None:
+    row = await db.fetchone(
+        "SELECT access_key, organization_id, user_id, application_id, revoked_at "
+        "FROM revoked_keys WHERE access_key = ?",
+        (access_key,),
+    )
+    return RevokedKey(*row) if row else None
 
 
 async def last_event_id(db: Database) -> int:

@@ -98,4 +98,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER audit_events_append_only_delete BEFORE DELETE ON audit_events
     BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
     """,
+    # 3: revoked keys remembered (no secret, no hash), so revoking one twice, or reading it, says
+    # "revoked at" instead of "does not exist". Filled from the audit log for keys revoked before.
+    """
+    CREATE TABLE revoked_keys (
+        access_key TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        user_id TEXT,
+        application_id TEXT,
+        revoked_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO revoked_keys (access_key, organization_id, revoked_at)
+        SELECT target_id, organization_id, max(created_at) FROM audit_events
+        WHERE action = 'api_key.delete' AND outcome = 'success' AND target_id IS NOT NULL
+            AND organization_id IS NOT NULL
+        GROUP BY target_id
+    """,
 )

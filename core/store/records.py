@@ -69,6 +69,17 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class RevokedKey:
+    """What is remembered of a revoked key: whose it was and when it went. No secret, no hash."""
+
+    access_key: str
+    organization_id: str
+    user_id: str | None
+    application_id: str | None
+    revoked_at: float
+
+
+@dataclass(frozen=True)
 class KeyLookup:
     """What the verifier needs of a key, found by one secret's hash."""
 

@@ -277,3 +277,21 @@ async def _org(gateway: Gateway) -> str:
     org = await store_dir.first_organization(gateway.resources.db)
     assert org is not None
     return org.id
+
+
+def test_a_revoked_key_is_said_to_be_revoked_only_to_who_could_see_it(gateway: Gateway) -> None:
+    with gateway.admin() as admin:
+        user = admin.post("/v1/users", json={"email": "plain2@example.com"}).json()
+        key = gateway.new_key().key.access_key  # the owner's
+        assert admin.delete(f"/v1/api-keys/{key}").status_code == 204
+        again = admin.delete(f"/v1/api-keys/{key}")
+        assert again.status_code == 409 and again.json()["reason"] == "already_revoked"
+        assert "already revoked at" in again.json()["message"]
+        read = admin.get(f"/v1/api-keys/{key}")
+        assert read.status_code == 404 and "was revoked at" in read.json()["message"]
+        events = admin.get("/v1/audit-events", params={"access_key": key}).json()["audit_events"]
+        assert [e["outcome"] for e in events] == ["success", "success"]  # create, one delete
+    plain = gateway.new_key(user_id=user["id"])
+    with gateway.admin(plain.secret_key) as admin:  # not theirs: existence does not leak
+        hidden = admin.delete(f"/v1/api-keys/{key}")
+        assert hidden.status_code == 404 and "does not exist" in hidden.json()["message"]

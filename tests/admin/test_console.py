@@ -233,7 +233,7 @@ def test_api_errors_are_shown_in_words(page: Any, gateway: Gateway) -> None:
     choose(page, new.key.access_key, "Edit")
     page.locator("#edit-dialog").get_by_role("button", name="Validate").click()
     error = page.locator("#edit-error")
-    expect(error).to_contain_text("does not exist")
+    expect(error).to_contain_text("was revoked at")
     assert "{" not in error.inner_text()
 
     page.locator("#edit-dialog").get_by_role("button", name="Cancel").click()

@@ -7,18 +7,22 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import tomllib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 from aiohttp import web
 
 from admin import access, service
@@ -260,9 +264,14 @@ class Gateway:
         return run_cli("--config", str(self.config.source), *args, check=check)
 
 
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, check: bool = True, unprivileged: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`python -m gatewaycli ARGS`; `unprivileged`: as a user that file permissions bind (root
+    is not one: it runs in a user namespace of its own, without its capabilities)."""
+    prefix = unprivileged_prefix() if unprivileged else []
     result = subprocess.run(
-        [sys.executable, "-m", "gatewaycli", *args],
+        [*prefix, sys.executable, "-m", "gatewaycli", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -272,6 +281,18 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and result.returncode != 0:
         raise AssertionError(f"gateway {' '.join(args)} failed: {result.stderr}")
     return result
+
+
+def unprivileged_prefix() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "--user", "true"]).returncode != 0:
+        message = "root without capabilities needs `unshare --user` (util-linux)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return [unshare, "--user"]
 
 
 @dataclass
@@ -373,3 +394,46 @@ def send_raw(url: str, request: bytes, timeout: float = 5.0) -> bytes:
                 break
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def run_demo(
+    directory: Path, while_running: Callable[[str], None] | None = None
+) -> tuple[Path, str]:
+    """`gateway demo` on the example config (free ports, its echo upstream on a free one); calls
+    `while_running` with what it printed, then stops it with Ctrl-C. Returns the config and the
+    text."""
+    sock = free_socket()
+    echo_port = sock.getsockname()[1]
+    sock.close()  # the demo's echo upstream takes this port
+    example = (ROOT / "config.example.toml").read_text()
+    config = directory / "demo.toml"
+    config.write_text(
+        example.replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:8081", "127.0.0.1:0")
+        .replace("127.0.0.1:9000", f"127.0.0.1:{echo_port}")
+    )
+    process = spawn_cli("--config", str(config), "demo")
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        while not any("Ctrl-C" in line for line in lines):
+            line = process.stdout.readline()
+            assert line, process.stderr.read() if process.stderr else "demo exited"
+            lines.append(line)
+        url = re.search(r"curl -s (\S+)", "".join(lines))
+        assert url is not None, lines
+
+        def serving() -> bool:  # listening, and so Ctrl-C is the demo's own to handle
+            try:
+                return httpx.get(url.group(1)).status_code == 401
+            except httpx.TransportError:
+                return False
+
+        wait_for(serving, timeout=10, interval=0.05)
+        if while_running is not None:
+            while_running("".join(lines))
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert process.returncode == 0
+    return config, "".join(lines)
