@@ -4,6 +4,7 @@ gatewaycli (the `gateway` command) knows both planes."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,20 @@ def test_no_code_points_outside_the_repository() -> None:
             text = path.read_text(encoding="utf-8")
             for needle in ("issue #", "ARCHITECTURE.md", "STYLE.md", "../shared"):
                 assert needle not in text, f"{path.relative_to(ROOT)} mentions {needle!r}"
+
+
+def test_the_readme_layout_matches_the_tree() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = text[text.index("## Layout") :]
+    named = set(re.findall(r"`([a-z_]+/[a-z_/]*(?:\.py)?)`", layout))
+    for path in named:
+        assert (ROOT / path).exists(), f"README Layout names {path}, which does not exist"
+    for package in ALLOWED:
+        for module in sorted((ROOT / package).rglob("*.py")):
+            relative = module.relative_to(ROOT).as_posix()
+            if module.name == "__init__.py" and module.parent.name in ALLOWED:
+                continue
+            covered = relative in named or any(
+                name.endswith("/") and relative.startswith(name) for name in named
+            )
+            assert covered, f"{relative} is not in the README's Layout table"
