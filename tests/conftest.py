@@ -61,3 +61,13 @@ def make_gateway(tmp_path: Path, upstream: Upstream) -> Iterator[Any]:
 def gateway(make_gateway: Any) -> Gateway:
     gw: Gateway = make_gateway()
     return gw
+
+
+@pytest.fixture(scope="module")
+def module_gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
+) -> Iterator[Gateway]:
+    """One gateway for a whole module, for tables of cases that do not depend on a fresh store."""
+    gateway, running = build_gateway(Path(tmp_path_factory.mktemp("module")), upstream.url)
+    yield gateway
+    running.stop()

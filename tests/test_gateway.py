@@ -74,7 +74,10 @@ def test_valid_key_reaches_upstream_with_identity_and_without_secret(
         ({"X-Auth-Token": "sk_live_" + "A" * 39}, "malformed_token"),  # another prefix
     ],
 )
-def test_rejections_without_store(gateway: Gateway, headers: dict[str, str], reason: str) -> None:
+def test_rejections_without_store(
+    module_gateway: Gateway, headers: dict[str, str], reason: str
+) -> None:
+    gateway = module_gateway
     queries = gateway.resources.verifier.store_queries
     with gateway.client() as client:
         response = client.get("/echo/x", headers=headers)
@@ -268,7 +271,8 @@ def test_no_route_is_404(gateway: Gateway) -> None:
         ("/open/../echo/a", None),  # normalises into /echo: needs a key
     ],
 )
-def test_forwarded_path(gateway: Gateway, path: str, forwarded: str | None) -> None:
+def test_forwarded_path(module_gateway: Gateway, path: str, forwarded: str | None) -> None:
+    gateway = module_gateway
     with httpx.Client(base_url=gateway.url) as client:
         request = client.build_request("GET", path)
         request.url = request.url.copy_with(raw_path=path.encode())

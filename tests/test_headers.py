@@ -45,7 +45,8 @@ MARKS = SecretFormat().marks
 
 
 @pytest.mark.parametrize("route", ["/echo", "/open", "/maybe"])
-def test_headers_reaching_the_upstream(gateway: Gateway, route: str) -> None:
+def test_headers_reaching_the_upstream(module_gateway: Gateway, route: str) -> None:
+    gateway = module_gateway
     headers = [(name, "client-value") for name, _ in REQUEST_CASES if name != "X-Auth-Token"]
     headers = [
         (n, "X-Named-In-Connection, keep-alive" if n == "Connection" else v) for n, v in headers
