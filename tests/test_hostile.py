@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from admin import access, service
+from core.identity import IDENTITY_HEADERS
 from tests.support import Gateway, Upstream, send_raw
 
 ROUTES = """
@@ -39,14 +40,7 @@ auth = "none"
 max_body_bytes = 100
 """
 
-OURS = (
-    "x-auth-access-key",
-    "x-auth-bearer-type",
-    "x-auth-bearer-id",
-    "x-organization-id",
-    "x-project-id",
-    "x-auth-key-mode",
-)
+OURS = IDENTITY_HEADERS
 
 
 @dataclass(frozen=True)

@@ -10,27 +10,14 @@ schema can express; 400 stays a failure there.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from admin.openapi import document
-from tests.support import Gateway, Upstream, build_gateway
-
-
-@pytest.fixture(scope="module")
-def admin_gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
-) -> Iterator[Gateway]:
-    gateway, running = build_gateway(Path(tmp_path_factory.mktemp("openapi")), upstream.url)
-    yield gateway
-    running.stop()
-
+from tests.support import Gateway
 
 # The document the API serves (test_document_is_served checks they are the same). Loaded from
 # the function rather than over HTTP: schemathesis 4's fixture-based loader does not run under
@@ -54,16 +41,16 @@ schema = schemathesis.openapi.from_dict(document(), config=CONFIG)
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_admin_api_matches_its_schema(case: Any, admin_gateway: Gateway) -> None:
+def test_admin_api_matches_its_schema(case: Any, module_gateway: Gateway) -> None:
     case.call_and_validate(
-        base_url=admin_gateway.admin_url, headers={"X-Auth-Token": admin_gateway.secret_key}
+        base_url=module_gateway.admin_url, headers={"X-Auth-Token": module_gateway.secret_key}
     )
 
 
-def test_document_is_served(admin_gateway: Gateway) -> None:
+def test_document_is_served(module_gateway: Gateway) -> None:
     import httpx
 
-    served = httpx.get(admin_gateway.admin_url + "/v1/openapi.json").json()
+    served = httpx.get(module_gateway.admin_url + "/v1/openapi.json").json()
     assert served == document()
     assert served["openapi"] == "3.1.0"
     paths = set(served["paths"])
