@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from core.tokens import SecretFormat, is_access_key
-from tests.support import run_cli, run_demo, write_config
+from tests.support import run_cli, run_demo, spawn_cli, wait_for, write_config
 
 
 @pytest.fixture
@@ -250,3 +252,27 @@ def test_keys_list_shows_each_keys_bearer(cfg: Path) -> None:
     assert "bearer" in listing.splitlines()[0]
     assert "user owner@localhost" in listing and "application billing" in listing
     assert init["access_key"] in listing
+
+
+def test_serve_says_each_thing_once(cfg: Path) -> None:
+    """Where it listens, once per listener, and no start-up line twice (uvicorn logs its own once
+    per listener: the proxy's and the admin's)."""
+    cfg.write_text(
+        cfg.read_text().replace('[admin]\nlisten = ""', '[admin]\nlisten = "127.0.0.1:0"')
+    )
+    cli_json(cfg, "init")
+    process = spawn_cli("--config", str(cfg), "serve")
+    assert process.stdout is not None
+    try:
+        first = process.stdout.readline()
+        second = process.stdout.readline()
+        assert "proxy listening on" in first and "admin listening on" in second
+        url = first.split("listening on ", 1)[1].split()[0]
+        wait_for(lambda: httpx.get(url + "/echo/x").status_code == 401, timeout=10)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0
+    lines = [line for line in (first + second + out + err).splitlines() if line.strip()]
+    assert len(lines) == len(set(lines)), lines
+    assert not any("Started server process" in line for line in lines), lines
