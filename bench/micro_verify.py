@@ -18,6 +18,7 @@ from pathlib import Path
 from admin import access, service
 from core.config import CacheConfig
 from core.store import Database
+from core.store.sqlite import SQLiteDatabase
 from core.tokens import SecretFormat
 from gateway.verifier import Verifier
 
@@ -26,7 +27,7 @@ N = 200_000
 
 async def verifier_over(directory: str) -> tuple[Database, Verifier, str, str]:
     """A verifier over a fresh store whose owner key is cached; returns the owner secret and id."""
-    db = await Database(Path(directory) / "bench.db").open()
+    db = await SQLiteDatabase(Path(directory) / "bench.db").open()
     init = await service.init(db, SecretFormat())
     assert init.secret_key is not None
     verifier = Verifier(db, CacheConfig(), SecretFormat())

@@ -43,7 +43,7 @@ from micro_verify import cached_hit_seconds
 
 from admin import service
 from core.config import CacheConfig
-from core.store import Database
+from core.store.sqlite import SQLiteDatabase
 from core.tokens import BASE62, RANDOM_LENGTH, SecretFormat, checksum, hash_secret
 from gateway.verifier import Verifier
 
@@ -93,7 +93,7 @@ def fill_store(path: Path, count: int, rng: random.Random) -> tuple[list[str], s
     secrets and the owner's secret."""
 
     async def init() -> tuple[str, str, str, str]:
-        db = await Database(path).open()
+        db = await SQLiteDatabase(path).open()
         made = await service.init(db, SecretFormat())
         await db.close()
         assert made.secret_key is not None
@@ -355,7 +355,7 @@ def big_bodies(
 
 def cold_direct(store: Path, secrets: list[str]) -> dict[str, float]:
     async def run() -> dict[str, float]:
-        db = await Database(store).open(create=False)
+        db = await SQLiteDatabase(store).open(create=False)
         verifier = Verifier(db, CacheConfig(), SecretFormat())
         latencies = []
         for secret in secrets:

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,6 +62,46 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Where the keys live: a SQLite file (``path``, the embedded default) or a PostgreSQL
+    database (``url``), exactly one of the two."""
+
+    path: Path | None = Path("gateway.db")
+    url: str | None = None
+    busy_timeout_ms: int = 5000  # SQLite: how long a call waits on a lock
+    pool_min_size: int = 2  # PostgreSQL: connections kept open per process (plus one listener)
+    pool_max_size: int = 10
+    # PostgreSQL: the longest a statement, or a transaction left idle, may last. It bounds how
+    # late an event of the key feed can commit, which the followers rely on.
+    statement_timeout_ms: int = 5000
+
+    @property
+    def description(self) -> str:
+        """The store for messages: its path, or its URL without a password."""
+        if self.url is None:
+            return str(self.path)
+        return redact(self.url)
+
+    def pointing_at(self, target: str) -> StoreConfig:
+        """The same settings for another store: a PostgreSQL URL or a SQLite path."""
+        if is_postgres_url(target):
+            return replace(self, url=target, path=None)
+        return replace(self, path=Path(target), url=None)
+
+
+def is_postgres_url(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     listen: Listen = Listen("127.0.0.1", 8080)
@@ -70,8 +110,7 @@ class Config:
     # default, so no client can pose as another address or as HTTPS.
     trusted_proxies: tuple[str, ...] = ()
     admin_listen: Listen | None = Listen("127.0.0.1", 8081)
-    store_path: Path = Path("gateway.db")
-    busy_timeout_ms: int = 5000
+    store: StoreConfig = field(default_factory=StoreConfig)
     key_prefix: str = DEFAULT_PREFIX
     cache: CacheConfig = field(default_factory=CacheConfig)
     routes: tuple[Route, ...] = ()
@@ -198,6 +237,35 @@ def _route(source: Path, index: int, raw: object) -> Route:
     )
 
 
+def _store(store: _Section) -> StoreConfig:
+    store.check_unknown(
+        {"path", "url", "busy_timeout_ms", "pool_min_size", "pool_max_size", "statement_timeout_ms"}
+    )
+    url = store.get("url", (str, type(None)), None)
+    path: Path | None = None
+    if url is not None:
+        if "path" in store.data:
+            raise store.fail("path and url", "name two stores: keep exactly one of them")
+        if not is_postgres_url(url) or (not urlsplit(url).hostname and "host=" not in url):
+            raise store.fail("url", f"{redact(url)!r} is not a postgresql://user@host/db URL")
+    else:
+        path = Path(store.get("path", str, "gateway.db"))
+        if not path.is_absolute():
+            path = store.source.parent / path  # relative to the config file, not the cwd
+    minimum = store.number("pool_min_size", 2, 1, integer=True)
+    maximum = store.number("pool_max_size", 10, 1, integer=True)
+    if maximum < minimum:
+        raise store.fail("pool_max_size", f"must be at least pool_min_size ({minimum})")
+    return StoreConfig(
+        path=path,
+        url=url,
+        busy_timeout_ms=store.number("busy_timeout_ms", 5000, 0, integer=True),
+        pool_min_size=minimum,
+        pool_max_size=maximum,
+        statement_timeout_ms=store.number("statement_timeout_ms", 5000, 100, integer=True),
+    )
+
+
 def parse(data: Mapping[str, Any], source: Path) -> Config:
     top = _Section(source, "top level", data)
     top.check_unknown({"server", "admin", "store", "keys", "cache", "routes"})
@@ -220,11 +288,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
     admin_value = admin.get("listen", str, "127.0.0.1:8081")
     admin_listen = parse_listen(admin_value, f"{source}, [admin]") if admin_value else None
 
-    store = _Section(source, "[store]", data.get("store", {}))
-    store.check_unknown({"path", "busy_timeout_ms"})
-    store_path = Path(store.get("path", str, "gateway.db"))
-    if not store_path.is_absolute():
-        store_path = source.parent / store_path  # relative to the config file, not the cwd
+    store_config = _store(_Section(source, "[store]", data.get("store", {})))
 
     keys = _Section(source, "[keys]", data.get("keys", {}))
     keys.check_unknown({"prefix"})
@@ -261,8 +325,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         workers=workers,
         trusted_proxies=tuple(trusted),
         admin_listen=admin_listen,
-        store_path=store_path,
-        busy_timeout_ms=store.number("busy_timeout_ms", 5000, 0, integer=True),
+        store=store_config,
         key_prefix=prefix,
         cache=cache_config,
         routes=routes,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from core.config import Config
-from core.store import Database, StoreUnavailable
+from core.store import StoreUnavailable, make_store
 from core.tokens import SecretFormat
 from gateway.housekeeping import Housekeeping
 from gateway.proxy import Upstream
@@ -26,7 +26,7 @@ log = logging.getLogger("gateway")
 class Resources:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.db = Database(config.store_path, config.busy_timeout_ms)
+        self.db = make_store(config.store)
         self.secret_format = SecretFormat(config.key_prefix)
         self.verifier = Verifier(self.db, config.cache, self.secret_format, clock)
         self.housekeeping = Housekeeping(self.verifier)

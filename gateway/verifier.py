@@ -54,7 +54,8 @@ class Verifier:
         self._by_access_key: dict[str, set[bytes]] = {}
         self._inflight: dict[bytes, asyncio.Task[Identity | str]] = {}
         self._generation = 0
-        self._last_event_id: int | None = None
+        self._cursor: int | None = None  # where the next read of the key feed starts
+        self._last_read: set[int] = set()  # event ids of the last read (the windows overlap)
         self._connections_seen = -1
         self._followed_at: float | None = None  # when the feed was last read
         self._last_marked: dict[str, float] = {}
@@ -180,28 +181,26 @@ class Verifier:
         cut_off = (
             self._followed_at is not None and now - self._followed_at > EVENT_RETENTION_SECONDS / 2
         )
-        if (
-            self._connections_seen != self.db.connections_opened
-            or self._last_event_id is None
-            or cut_off
-        ):
-            # First poll, the file was replaced (what we cached may be from another store), or
-            # the feed was out of reach for so long that the events we missed may be pruned.
-            last = await store_keys.last_event_id(self.db)
-            if self._last_event_id is not None:
+        if self._connections_seen != self.db.connections_opened or self._cursor is None or cut_off:
+            # First poll, the store was reconnected or replaced (what we cached may be stale, and
+            # notifications were lost), or the feed was out of reach for so long that the events
+            # we missed may be pruned: start afresh.
+            cursor = await store_keys.feed_start(self.db)
+            if self._cursor is not None:
                 self.clear()
-            self._last_event_id = last
+            self._cursor, self._last_read = cursor, set()
             self._connections_seen = self.db.connections_opened
             self._followed_at = now
             return 0
-        events = await store_keys.events_since(self.db, self._last_event_id)
+        read = await store_keys.read_feed(self.db, self._cursor)
         self._followed_at = now
-        if events:
+        new = [(i, access_key) for i, access_key in read.events if i not in self._last_read]
+        if new:
             self._generation += 1
-            for _, access_key in events:
+            for _, access_key in new:
                 self.evict(access_key)
-            self._last_event_id = events[-1][0]
-        return len(events)
+        self._cursor, self._last_read = read.cursor, {i for i, _ in read.events}
+        return len(new)
 
     async def run_follower(self) -> None:
         """Background task owned by ``Resources``: follow the feed until cancelled."""
@@ -216,7 +215,8 @@ class Verifier:
                 if not failing:
                     log.warning("cannot follow key events: %s", exc)
                 failing = True
-            await asyncio.sleep(self.config.invalidation_interval_seconds)
+            # PostgreSQL's NOTIFY ends the wait at once; the interval is the safety net.
+            await self.db.wait_for_change(self.config.invalidation_interval_seconds)
 
     # -- last_used_at ---------------------------------------------------------------------------
 

@@ -17,14 +17,13 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from admin import access, directory, service
 from admin.serialize import application_json, key_json, project_json, rfc3339, user_json
 from core import config as config_module
 from core.config import Config, ConfigError
-from core.store import Database, StoreMissing, StoreUnavailable
+from core.store import Database, StoreMissing, StoreUnavailable, make_store
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
 
@@ -95,11 +94,11 @@ async def cmd_init(args: argparse.Namespace, cfg: Config, db: Database) -> None:
         "user_id": result.user.id,
         "access_key": result.key.access_key if result.key else None,
         "secret_key": result.secret_key,
-        "store": str(cfg.store_path),
+        "store": cfg.store.description,
     }
     if result.created:
         text = (
-            f"Created the store {cfg.store_path}\n"
+            f"Created the store {cfg.store.description}\n"
             f"organization_id     {result.organization.id}\n"
             f"project_id          {result.project.id}\n"
             f"user_id             {result.user.id} (owner)\n"
@@ -111,7 +110,7 @@ async def cmd_init(args: argparse.Namespace, cfg: Config, db: Database) -> None:
         # The owner key's secret was shown once, at creation; a new key is how to get one.
         data["new_owner_key"] = f"{command_prefix(args)} keys create --user {result.user.id}"
         text = (
-            f"The store {cfg.store_path} is already initialised; nothing changed.\n"
+            f"The store {cfg.store.description} is already initialised; nothing changed.\n"
             f"organization_id     {result.organization.id}\n"
             f"project_id          {result.project.id}\n"
             f"user_id             {result.user.id} (owner)\n"
@@ -239,7 +238,7 @@ StoreCommand = Callable[[argparse.Namespace, Config, Database], Awaitable[None]]
 
 
 async def with_store(command: StoreCommand, args: argparse.Namespace, cfg: Config) -> None:
-    db = Database(cfg.store_path, cfg.busy_timeout_ms)
+    db = make_store(cfg.store)
     await db.open(create=args.command == "init")
     try:
         await command(args, cfg, db)
@@ -365,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_module.load(config_module.resolve_path(cfg_path))
         if getattr(args, "store", None):
-            cfg = dataclasses.replace(cfg, store_path=Path(args.store))
+            cfg = dataclasses.replace(cfg, store=cfg.store.pointing_at(args.store))
         if args.command == "serve":
             cmd_serve(args, cfg)
         elif args.command == "demo":

@@ -28,7 +28,7 @@ def run_demo(config: Config) -> None:
         raise SystemExit(f"gateway demo: {config.source} has no [[routes]] to demonstrate")
     folder = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     try:
-        server.run(_demo(replace(config, store_path=folder / "demo.db")))
+        server.run(_demo(replace(config, store=config.store.pointing_at(str(folder / "demo.db")))))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -59,7 +59,7 @@ async def _demo(config: Config) -> None:
         await resources.db.close()
         base = server.address(proxy_sock)
         revoke = (
-            f".venv/bin/gateway --config {config.source} --store {config.store_path} "
+            f".venv/bin/gateway --config {config.source} --store {config.store.description} "
             f"keys revoke {new.key.access_key}"
         )
         console = (
@@ -70,7 +70,7 @@ async def _demo(config: Config) -> None:
         print(
             f"""
 Demo gateway on {base}
-  store          {config.store_path}
+  store          {config.store.description}
                  (the demo's own, removed when it stops; [store] path is not touched)
   echo upstream  {route.upstream}  (answers with what it received)
   route          {route.prefix} -> {route.upstream} (auth = "{route.auth}")

@@ -26,7 +26,7 @@ import uvloop
 
 from admin.api import make_admin_app
 from core.config import Config, Listen
-from core.store import Database
+from core.store import make_store
 from gateway.app import GatewayApp
 from gateway.protocol import GatewayHttpProtocol
 from gateway.resources import Resources
@@ -143,7 +143,7 @@ def _worker(config: Config, sock: socket.socket, log_level: int) -> None:
 async def check_store(config: Config) -> None:
     """Refuse to start without a usable store (StoreMissing, StoreUnavailable), before binding a
     port or starting a worker: a gateway over an empty store would answer 401 to everyone."""
-    db = Database(config.store_path, config.busy_timeout_ms)
+    db = make_store(config.store)
     await db.open(create=False)
     await db.close()
 

@@ -14,7 +14,7 @@ from tests.support import ROOT, run_cli
 def test_example_config_loads() -> None:
     cfg = config.load(ROOT / "config.example.toml")
     assert cfg.listen.port == 8080 and cfg.admin_listen is not None
-    assert cfg.store_path == ROOT / "gateway.db"  # relative to the config file
+    assert cfg.store.path == ROOT / "gateway.db"  # relative to the config file
     assert cfg.routes[0].prefix == "/echo" and cfg.routes[0].auth == "required"
     assert cfg.cache.invalidation_interval_seconds == 1.0
 

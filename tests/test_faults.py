@@ -177,7 +177,7 @@ def test_store_write_locked_by_another_process(make_gateway: Any) -> None:
     busy_timeout_ms, answer 503, and work again once the lock is released."""
     gateway: Gateway = make_gateway()
     uncached = {"X-Auth-Token": gateway.new_key().secret_key}
-    holder = sqlite3.connect(gateway.config.store_path, timeout=1, isolation_level=None)
+    holder = sqlite3.connect(gateway.config.store.path, timeout=1, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     holder.execute("UPDATE organizations SET name = name")
     try:
@@ -225,7 +225,7 @@ def test_store_made_read_only_then_restored(make_gateway: Any) -> None:
     gateway: Gateway = make_gateway()
     cached = {"X-Auth-Token": gateway.secret_key}
     uncached = {"X-Auth-Token": gateway.new_key().secret_key}
-    store = gateway.config.store_path
+    store = gateway.config.store.path
     files = [store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")]
     verifier = gateway.resources.verifier
     with gateway.client() as client:

@@ -395,7 +395,7 @@ def test_upstream_down_is_502_and_slow_is_504(gateway: Gateway) -> None:
 def test_store_unavailable_then_back(gateway: Gateway) -> None:
     cached = gateway.secret_key
     uncached = gateway.new_key().secret_key
-    path = gateway.config.store_path
+    path = gateway.config.store.path
     aside = path.with_name("aside.db")
     with gateway.client() as client:
         assert client.get("/echo/x", headers=auth(gateway, cached)).status_code == 200

@@ -11,7 +11,7 @@ from tests.support import Gateway
 
 
 def counts(gateway: Gateway) -> tuple[int, int]:
-    with sqlite3.connect(gateway.config.store_path) as db:
+    with sqlite3.connect(gateway.config.store.path) as db:
         events = db.execute("SELECT count(*) FROM key_events").fetchone()[0]
         secrets = db.execute("SELECT count(*) FROM key_secrets").fetchone()[0]
     return int(events), int(secrets)

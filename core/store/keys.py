@@ -34,20 +34,23 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
 LOOKUP_BATCH = 500  # hashes per query: well under SQLite's bound on bound parameters
 
 
+_LOOKUP = """SELECT s.secret_hash, k.access_key, k.organization_id, k.user_id, k.application_id,
+        k.default_project_id, k.mode, k.expires_at, s.expires_at
+    FROM key_secrets s JOIN api_keys k ON k.access_key = s.access_key WHERE s.secret_hash"""
+
+
 async def lookup_many(db: Database, secret_hashes: list[bytes]) -> dict[bytes, KeyLookup]:
-    """The keys of several secret hashes in one query (the verifier batches its cache misses)."""
+    """The keys of several secret hashes in one query (the verifier batches its cache misses).
+    PostgreSQL takes them as one array parameter, so the statement is prepared once."""
     found: dict[bytes, KeyLookup] = {}
     for start in range(0, len(secret_hashes), LOOKUP_BATCH):
         part = secret_hashes[start : start + LOOKUP_BATCH]
-        rows = await db.fetchall(
-            f"""SELECT s.secret_hash, k.access_key, k.organization_id, k.user_id,
-                      k.application_id, k.default_project_id, k.mode, k.expires_at, s.expires_at
-               FROM key_secrets s JOIN api_keys k ON k.access_key = s.access_key
-               WHERE s.secret_hash IN ({",".join("?" * len(part))})""",
-            part,
-        )
+        if db.dialect == "postgresql":
+            rows = await db.fetchall(f"{_LOOKUP} = ANY(?::bytea[])", (part,))
+        else:
+            rows = await db.fetchall(f"{_LOOKUP} IN ({','.join('?' * len(part))})", part)
         for secret_hash, *row in rows:
-            found[secret_hash] = _lookup(tuple(row))
+            found[bytes(secret_hash)] = _lookup(tuple(row))
     return found
 
 
@@ -182,9 +185,9 @@ async def roll(
     else:
         until = now + grace_seconds
         await w.execute(
-            "UPDATE key_secrets SET expires_at = min(coalesce(expires_at, ?), ?) "
-            "WHERE access_key = ?",
-            (until, until, access_key),
+            "UPDATE key_secrets SET expires_at = CASE WHEN expires_at IS NOT NULL "
+            "AND expires_at < ?1 THEN expires_at ELSE ?1 END WHERE access_key = ?2",
+            (until, access_key),
         )
     await add_secret(w, access_key, secret_hash, prefix, now)
     await w.execute("UPDATE api_keys SET updated_at = ? WHERE access_key = ?", (now, access_key))
@@ -195,9 +198,10 @@ async def delete(w: Writer, access_key: str, now: float) -> bool:
     """Revoke for good: the key and its secrets are deleted, and who it belonged to is kept in
     ``revoked_keys``; the event tells every verifier."""
     await w.execute(
-        "INSERT OR REPLACE INTO revoked_keys (access_key, organization_id, user_id, "
-        "application_id, revoked_at) SELECT access_key, organization_id, user_id, "
-        "application_id, ? FROM api_keys WHERE access_key = ?",
+        "INSERT INTO revoked_keys (access_key, organization_id, user_id, application_id, "
+        "revoked_at) SELECT access_key, organization_id, user_id, application_id, ?1 "
+        "FROM api_keys WHERE access_key = ?2 "
+        "ON CONFLICT (access_key) DO UPDATE SET revoked_at = excluded.revoked_at",
         (now, access_key),
     )
     await w.execute("DELETE FROM key_secrets WHERE access_key = ?", (access_key,))
@@ -216,17 +220,45 @@ async def revoked(db: Database | Writer, access_key: str) -> RevokedKey | None:
     return RevokedKey(*row) if row else None
 
 
-async def last_event_id(db: Database) -> int:
-    row = await db.fetchone("SELECT coalesce(max(id), 0) FROM key_events")
+@dataclass(frozen=True)
+class FeedRead:
+    events: list[tuple[int, str]]  # (event id, access key), in id order
+    cursor: int  # where the next read starts
+
+
+async def feed_start(db: Database) -> int:
+    """A cursor for following the feed from now on."""
+    if db.dialect == "postgresql":
+        row = await db.fetchone("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    else:
+        row = await db.fetchone("SELECT coalesce(max(id), 0) FROM key_events")
     return int(row[0]) if row else 0
 
 
-async def events_since(db: Database, after_id: int, limit: int = 10_000) -> list[tuple[int, str]]:
+async def read_feed(db: Database, cursor: int, limit: int = 10_000) -> FeedRead:
+    """The events since ``cursor``, complete even when they commit out of id order.
+
+    SQLite commits one writer at a time, in id order: the cursor is the last id read.
+    PostgreSQL's ids come from a sequence, and a transaction that took id 10 may commit after one
+    that took id 11 was read. So the cursor there is the ``xmin`` of the reading statement's
+    snapshot: every transaction older than it has ended and is visible to that read; the next
+    read starts again at it, so an event that commits late is read then, whatever its id. The
+    windows overlap: a follower skips ids its previous read returned.
+    """
+    if db.dialect == "postgresql":
+        rows = await db.fetchall(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, e.id, e.access_key "
+            "FROM (SELECT 1) AS one LEFT JOIN key_events e ON e.xact_id >= ? ORDER BY e.id",
+            (cursor,),
+        )
+        events = [(int(r[1]), str(r[2])) for r in rows if r[1] is not None]
+        return FeedRead(events, int(rows[0][0]) if rows else cursor)
     rows = await db.fetchall(
         "SELECT id, access_key FROM key_events WHERE id > ? ORDER BY id LIMIT ?",
-        (after_id, limit),
+        (cursor, limit),
     )
-    return [(int(r[0]), str(r[1])) for r in rows]
+    events = [(int(r[0]), str(r[1])) for r in rows]
+    return FeedRead(events, events[-1][0] if events else cursor)
 
 
 async def touch_last_used(w: Writer, uses: Iterable[tuple[float, str]]) -> None:

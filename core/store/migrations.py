@@ -1,12 +1,14 @@
-"""Numbered schema migrations, applied in order at start-up; ``PRAGMA user_version`` is the count.
+"""Numbered schema migrations in each dialect, applied in order at start-up: SQLite counts them in
+``PRAGMA user_version``, PostgreSQL in a ``schema_migrations`` table. Migration N is the same
+change in both lists.
 
-Never edit a migration that has shipped: append a new one. Times are REAL seconds since the epoch
-(UTC); the admin API renders them as RFC 3339.
+Never edit a migration that has shipped: append a new one, to both lists. Times are seconds since
+the epoch (UTC) as REAL / DOUBLE PRECISION; the admin API renders them as RFC 3339.
 """
 
 from __future__ import annotations
 
-MIGRATIONS: tuple[str, ...] = (
+SQLITE_MIGRATIONS: tuple[str, ...] = (
     # 1: the directory (organizations, projects, users, applications), keys, secrets, change feed.
     """
     CREATE TABLE organizations (
@@ -113,5 +115,124 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE action = 'api_key.delete' AND outcome = 'success' AND target_id IS NOT NULL
             AND organization_id IS NOT NULL
         GROUP BY target_id
+    """,
+)
+
+POSTGRES_MIGRATIONS: tuple[str, ...] = (
+    # 1: the directory, keys, secrets, change feed. Every insert into the feed notifies the
+    # followers in its own transaction (delivered at commit): the payload is the event id only.
+    # Each event records its transaction id, so a follower can read the feed completely.
+    """
+    CREATE TABLE organizations (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        default_project_id TEXT,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        name TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        UNIQUE (organization_id, name)
+    );
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        email TEXT NOT NULL,
+        permission_sets TEXT NOT NULL DEFAULT '[]',
+        is_owner INTEGER NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        UNIQUE (organization_id, email)
+    );
+    CREATE TABLE applications (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        name TEXT NOT NULL,
+        permission_sets TEXT NOT NULL DEFAULT '[]',
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE api_keys (
+        access_key TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        user_id TEXT REFERENCES users(id),
+        application_id TEXT REFERENCES applications(id),
+        default_project_id TEXT NOT NULL REFERENCES projects(id),
+        description TEXT NOT NULL DEFAULT '' CHECK (length(description) <= 200),
+        mode TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION,
+        last_used_at DOUBLE PRECISION,
+        creation_ip TEXT,
+        CHECK ((user_id IS NULL) <> (application_id IS NULL))
+    );
+    CREATE INDEX api_keys_user ON api_keys (user_id);
+    CREATE INDEX api_keys_application ON api_keys (application_id);
+    CREATE INDEX api_keys_project ON api_keys (default_project_id);
+    CREATE TABLE key_secrets (
+        secret_hash BYTEA PRIMARY KEY,
+        access_key TEXT NOT NULL REFERENCES api_keys(access_key) ON DELETE CASCADE,
+        secret_prefix TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION
+    );
+    CREATE INDEX key_secrets_access_key ON key_secrets (access_key);
+    CREATE TABLE key_events (
+        id BIGSERIAL PRIMARY KEY,
+        access_key TEXT NOT NULL,
+        action TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        -- the writing transaction: ids from a sequence can commit out of order, transaction
+        -- ids against a snapshot's xmin cannot be missed (core.store.keys.read_feed)
+        xact_id BIGINT NOT NULL DEFAULT pg_current_xact_id()::text::bigint
+    );
+    CREATE INDEX key_events_created ON key_events (created_at);
+    CREATE INDEX key_events_xact ON key_events (xact_id);
+    CREATE FUNCTION gateway_notify_key_event() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('gateway_key_events', NEW.id::text);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER key_events_notify AFTER INSERT ON key_events
+        FOR EACH ROW EXECUTE FUNCTION gateway_notify_key_event();
+    """,
+    # 2: the audit log: append-only, one row per mutation and per denied attempt.
+    """
+    CREATE TABLE audit_events (
+        id BIGSERIAL PRIMARY KEY,
+        created_at DOUBLE PRECISION NOT NULL,
+        organization_id TEXT,
+        actor_type TEXT NOT NULL,
+        actor_id TEXT,
+        actor_access_key TEXT,
+        action TEXT NOT NULL,
+        target_type TEXT,
+        target_id TEXT,
+        source_ip TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('success', 'denied')),
+        detail TEXT
+    );
+    CREATE INDEX audit_events_created ON audit_events (created_at);
+    CREATE INDEX audit_events_target ON audit_events (target_id);
+    CREATE FUNCTION gateway_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'audit_events is append-only';
+    END $$;
+    CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+        FOR EACH ROW EXECUTE FUNCTION gateway_audit_append_only();
+    """,
+    # 3: revoked keys remembered (no secret, no hash).
+    """
+    CREATE TABLE revoked_keys (
+        access_key TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        user_id TEXT,
+        application_id TEXT,
+        revoked_at DOUBLE PRECISION NOT NULL
+    );
     """,
 )

@@ -59,7 +59,7 @@ def test_api_and_cli_mutations_and_denials_are_recorded(gateway: Gateway) -> Non
 
 
 def test_audit_log_is_append_only(gateway: Gateway) -> None:
-    with sqlite3.connect(gateway.config.store_path) as db:
+    with sqlite3.connect(gateway.config.store.path) as db:
         for statement in (
             "UPDATE audit_events SET outcome = 'success'",
             "DELETE FROM audit_events",
