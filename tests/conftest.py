@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +12,41 @@ from aiohttp import web
 from tests.support import (
     Gateway,
     LoopThread,
+    PostgresDatabases,
     Running,
     Upstream,
     build_gateway,
     free_socket,
     make_upstream_app,
+    require_postgres,
 )
+
+StoreFactory = Callable[[], str | None]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Store-facing modules (``BACKENDS = BOTH_STORES`` at their top) run on SQLite and on
+    PostgreSQL;
+    a test marked ``sqlite_only`` (it handles the SQLite file itself) runs on SQLite alone."""
+    if "store_backend" not in metafunc.fixturenames:
+        return
+    backends = getattr(metafunc.module, "BACKENDS", ("sqlite",))
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        backends = ("sqlite",)
+    metafunc.parametrize("store_backend", backends, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def store_backend(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Where the module's gateways keep their keys: None (a SQLite file beside the config) or
+    the URL of a fresh PostgreSQL database, one per call, all dropped with the module."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield lambda: None
+        return
+    require_postgres()
+    databases = PostgresDatabases()
+    yield databases.new
+    databases.drop_all()
 
 
 @pytest.fixture(scope="session")
@@ -43,12 +72,12 @@ def upstream(loop_thread: LoopThread) -> Iterator[Upstream]:
 
 
 @pytest.fixture
-def make_gateway(tmp_path: Path, upstream: Upstream) -> Iterator[Any]:
+def make_gateway(tmp_path: Path, upstream: Upstream, store_backend: StoreFactory) -> Iterator[Any]:
     """Build a gateway over a fresh store; the config can be extended with TOML text."""
     started: list[Running] = []
 
     def build(extra: str = "", server: str = "") -> Gateway:
-        gateway, running = build_gateway(tmp_path, upstream.url, extra, server)
+        gateway, running = build_gateway(tmp_path, upstream.url, extra, server, store_backend())
         started.append(running)
         return gateway
 
@@ -65,9 +94,11 @@ def gateway(make_gateway: Any) -> Gateway:
 
 @pytest.fixture(scope="module")
 def module_gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, store_backend: StoreFactory
 ) -> Iterator[Gateway]:
     """One gateway for a whole module, for tables of cases that do not depend on a fresh store."""
-    gateway, running = build_gateway(Path(tmp_path_factory.mktemp("module")), upstream.url)
+    gateway, running = build_gateway(
+        Path(tmp_path_factory.mktemp("module")), upstream.url, store_url=store_backend()
+    )
     yield gateway
     running.stop()

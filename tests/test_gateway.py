@@ -19,6 +19,7 @@ from core import config as config_module
 from gateway.app import GatewayApp
 from gateway.resources import Resources
 from tests.support import (
+    BOTH_STORES,
     BOUND,
     Gateway,
     LoopThread,
@@ -28,6 +29,8 @@ from tests.support import (
     wait_for,
     write_config,
 )
+
+BACKENDS = BOTH_STORES  # the store-facing suites run on SQLite and PostgreSQL
 
 
 def header(seen: dict[str, Any], name: str) -> list[str]:
@@ -392,6 +395,7 @@ def test_upstream_down_is_502_and_slow_is_504(gateway: Gateway) -> None:
 # -- the store going away -------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_store_unavailable_then_back(gateway: Gateway) -> None:
     cached = gateway.secret_key
     uncached = gateway.new_key().secret_key

@@ -6,12 +6,24 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support import BOUND, Gateway, Upstream, run_cli, spawn_cli, wait_for, write_config
+from tests.support import (
+    BOTH_STORES,
+    BOUND,
+    Gateway,
+    Upstream,
+    run_cli,
+    spawn_cli,
+    wait_for,
+    write_config,
+)
+
+BACKENDS = BOTH_STORES  # the store-facing suites run on SQLite and PostgreSQL
 
 
 def test_cli_revocation_reaches_a_serving_gateway(gateway: Gateway) -> None:
@@ -56,8 +68,10 @@ def stop_serve(process: subprocess.Popen[str]) -> str:
     return stderr
 
 
-def test_serve_with_two_workers(tmp_path: Path, upstream: Upstream) -> None:
-    config = write_config(tmp_path, upstream.url)
+def test_serve_with_two_workers(
+    tmp_path: Path, upstream: Upstream, store_backend: Callable[[], str | None]
+) -> None:
+    config = write_config(tmp_path, upstream.url, store_url=store_backend())
     init: dict[str, Any] = json.loads(run_cli("--config", str(config), "init", "--json").stdout)
     process, url = start_serve(config, "--workers", "2")
     try:

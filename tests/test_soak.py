@@ -13,7 +13,9 @@ import time
 
 import httpx
 
-from tests.support import BOUND, Gateway
+from tests.support import BOTH_STORES, BOUND, Gateway
+
+BACKENDS = BOTH_STORES  # the store-facing suites run on SQLite and PostgreSQL
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "5"))
 KEYS = int(os.environ.get("SOAK_KEYS", "100"))

@@ -13,7 +13,9 @@ from admin.openapi import document
 from core.store import StoreConflict
 from core.store import directory as store_dir
 from core.store.records import Project
-from tests.support import BOUND, Gateway, wait_for
+from tests.support import BOTH_STORES, BOUND, Gateway, wait_for
+
+BACKENDS = BOTH_STORES  # the store-facing suites run on SQLite and PostgreSQL
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import base64
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,9 @@ from core.store import directory as store_dir
 from core.store import keys as store_keys
 from core.store.records import Organization, Project, User
 from core.tokens import hash_secret
-from tests.support import Gateway, Upstream, build_gateway
+from tests.support import BOTH_STORES, Gateway, Upstream, build_gateway
+
+BACKENDS = BOTH_STORES  # the store-facing suites run on SQLite and PostgreSQL
 
 CALLERS = [
     "owner",
@@ -51,8 +53,14 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[World]:
-    gateway, running = build_gateway(Path(tmp_path_factory.mktemp("authz")), upstream.url)
+def world(
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: Upstream,
+    store_backend: Callable[[], str | None],
+) -> Iterator[World]:
+    gateway, running = build_gateway(
+        Path(tmp_path_factory.mktemp("authz")), upstream.url, store_url=store_backend()
+    )
     db, op = gateway.resources.db, access.LOCAL_OPERATOR
 
     def run(coro: Any) -> Any:

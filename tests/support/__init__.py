@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import pytest
 from aiohttp import web
@@ -149,7 +151,16 @@ def make_upstream_app(record: Upstream) -> web.Application:
     return app
 
 
-def config_text(upstream_url: str, extra: str = "", server: str = "") -> str:
+def store_text(store_url: str | None = None) -> str:
+    """The [store] table: a SQLite file beside the config, or a PostgreSQL database."""
+    if store_url is None:
+        return 'path = "store.db"\nbusy_timeout_ms = 1000'
+    return f'url = "{store_url}"\npool_min_size = 1\npool_max_size = 4'
+
+
+def config_text(
+    upstream_url: str, extra: str = "", server: str = "", store_url: str | None = None
+) -> str:
     """The test config: its routes cover every auth mode; `extra` and `server` extend it."""
     return f"""
 [server]
@@ -158,8 +169,7 @@ listen = "127.0.0.1:0"
 [admin]
 listen = ""
 [store]
-path = "store.db"
-busy_timeout_ms = 1000
+{store_text(store_url)}
 [cache]
 ttl_seconds = 60
 negative_ttl_seconds = 5
@@ -205,10 +215,65 @@ upstream = "http://127.0.0.1:9"
 """
 
 
-def write_config(directory: Path, upstream_url: str, extra: str = "", server: str = "") -> Path:
+def write_config(
+    directory: Path,
+    upstream_url: str,
+    extra: str = "",
+    server: str = "",
+    store_url: str | None = None,
+) -> Path:
     path = directory / "gateway.toml"
-    path.write_text(config_text(upstream_url, extra, server))
+    path.write_text(config_text(upstream_url, extra, server, store_url))
     return path
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+
+BOTH_STORES = ("sqlite", "postgresql")  # BACKENDS of a store-facing test module
+
+POSTGRES_URL = os.environ.get(
+    "GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _on_server(sql: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def require_postgres() -> None:
+    """Skip with a message where no PostgreSQL answers; in CI, fail instead."""
+    try:
+        _on_server("SELECT 1")
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = f"no PostgreSQL at {POSTGRES_URL} ({exc}); set GATEWAY_TEST_POSTGRES_URL"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class PostgresDatabases:
+    """Databases of this test run on the shared server: each made fresh, all dropped after."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    def new(self) -> str:
+        name = f"gw_test_{os.getpid()}_{len(self.made)}_{random.getrandbits(32):08x}"
+        _on_server(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+    def drop_all(self) -> None:
+        for name in self.made:
+            _on_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.made.clear()
 
 
 # How long a revocation may take to reach a gateway on the test config, derived from it.
@@ -343,15 +408,22 @@ def start_gateway(config: Config, clock: FakeClock | None = None) -> Running:
 
 
 def build_gateway(
-    directory: Path, upstream_url: str, extra: str = "", server: str = ""
+    directory: Path,
+    upstream_url: str,
+    extra: str = "",
+    server: str = "",
+    store_url: str | None = None,
 ) -> tuple[Gateway, Running]:
-    """A gateway (and admin listener) over a fresh store in `directory`.
+    """A gateway (and admin listener) over a fresh store: a SQLite file in `directory`, or the
+    (empty) PostgreSQL database `store_url`.
 
     `extra` is TOML appended to the config; it may name {project_id}, {user_id}, ... of `init`.
     """
-    source = write_config(directory, upstream_url)
+    source = write_config(directory, upstream_url, store_url=store_url)
     init = json.loads(run_cli("--config", str(source), "init", "--json").stdout)
-    config = config_module.load(write_config(directory, upstream_url, extra.format(**init), server))
+    config = config_module.load(
+        write_config(directory, upstream_url, extra.format(**init), server, store_url)
+    )
     clock = FakeClock()
     running = start_gateway(config, clock)
     gateway = Gateway(
