@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +16,8 @@ from tests.support import (
     Gateway,
     Upstream,
     run_cli,
-    spawn_cli,
+    start_serve,
+    stop_serve,
     wait_for,
     write_config,
 )
@@ -51,21 +50,6 @@ def test_cli_edit_reaches_a_serving_gateway(gateway: Gateway) -> None:
         assert project_seen(client) == gateway.project_id
         gateway.cli("keys", "edit", gateway.access_key, "--project", project["id"])
         wait_for(lambda: project_seen(client) == project["id"], timeout=BOUND)
-
-
-def start_serve(config: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    process = spawn_cli("--config", str(config), "serve", *extra)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert "proxy listening on" in line, process.stderr.read() if process.stderr else line
-    return process, line.split("listening on ", 1)[1].split()[0]
-
-
-def stop_serve(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 0, stderr
-    return stderr
 
 
 def test_serve_with_two_workers(

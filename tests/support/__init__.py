@@ -509,3 +509,19 @@ def run_demo(
         process.communicate(timeout=20)
     assert process.returncode == 0
     return config, "".join(lines)
+
+
+def start_serve(config: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """`gateway serve` in the background; returns it and its proxy's URL."""
+    process = spawn_cli("--config", str(config), "serve", *extra)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "proxy listening on" in line, process.stderr.read() if process.stderr else line
+    return process, line.split("listening on ", 1)[1].split()[0]
+
+
+def stop_serve(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    return stderr
