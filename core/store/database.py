@@ -56,7 +56,8 @@ class Database:
 
     def __init__(self) -> None:
         self.description = ""  # where the store is, for messages: a path, or a URL sans password
-        # Bumped on every (re)connect: a follower then re-reads the feed from what it knows.
+        # Bumped when the store may be another one than before (a SQLite file replaced): a
+        # follower then drops what it cached and starts afresh.
         self.connections_opened = 0
         # Set when the store says a key changed (PostgreSQL's NOTIFY); SQLite has no such signal.
         self.changed = asyncio.Event()

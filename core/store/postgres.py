@@ -9,7 +9,8 @@
   ``key_events`` notifies in its own transaction (a trigger), and the notification sets
   :attr:`Database.changed`, so followers read the feed at once instead of at their next poll.
   Notifications sent while that connection is down are lost (asyncpg #421): on every reconnect
-  it LISTENs first, then bumps ``connections_opened`` so the follower re-reads the feed.
+  it LISTENs first, then wakes the follower, which catches up from the feed where it left off
+  (the feed, not the notifications, is what is complete: ``core.store.keys.read_feed``).
 - Migrations run under an advisory lock, so nodes starting together apply each one once.
 """
 
@@ -40,6 +41,10 @@ from core.store.database import (
 from core.store.migrations import POSTGRES_MIGRATIONS
 
 log = logging.getLogger("gateway.store")
+# The pool retries its connections by itself and logs each failed try with a traceback, every
+# second while the server is away; the store says once per outage what is wrong (the follower's
+# and the request path's warnings), so only the pool's errors are shown.
+logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
 
 CHANNEL = "gateway_key_events"
 MIGRATION_LOCK = 0x6761746577617931  # "gateway1": the advisory lock taken while migrating
@@ -164,8 +169,10 @@ class PostgresDatabase(Database):
             self._listener = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            with contextlib.suppress(*UNAVAILABLE):
+            try:
                 await asyncio.wait_for(pool.close(), 5)
+            except (*UNAVAILABLE, asyncpg.PostgresError, asyncpg.InternalClientError):
+                pool.terminate()  # a connection was mid-query or the server is gone
 
     async def _listen(self) -> None:
         """Keep one LISTENing connection; after every reconnect, LISTEN first, then tell the
@@ -182,7 +189,8 @@ class PostgresDatabase(Database):
                 conn.add_termination_listener(functools.partial(_settle, lost))
                 await conn.add_listener(CHANNEL, self._notified)
                 if not first:
-                    self.connections_opened += 1  # re-read the feed: notifications were lost
+                    # Notifications sent while it was away are lost: read the feed now. The
+                    # follower goes on from its cursor, so it catches up on every event.
                     self.changed.set()
                 first = False
                 while not lost.done() and not conn.is_closed():
@@ -196,8 +204,7 @@ class PostgresDatabase(Database):
             except (*UNAVAILABLE, asyncpg.PostgresError):
                 pass
             finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 2)
+                conn.terminate()  # closes the socket at once, whatever state it is in
             await asyncio.sleep(0.2)
 
     def _notified(self, *_: Any) -> None:
@@ -211,10 +218,17 @@ class PostgresDatabase(Database):
         return self._pool
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        try:
-            rows = await self._ready().fetch(numbered(sql), *params)
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"{self.description}: cannot be read ({exc})") from None
+        pool = self._ready()
+        for attempt in (1, 2):
+            try:
+                rows = await pool.fetch(numbered(sql), *params)
+                break
+            except UNAVAILABLE as exc:
+                # After the server restarted, the pool still holds connections to the old one:
+                # have them all replaced, and read once more (a read is safe to repeat).
+                await pool.expire_connections()
+                if attempt == 2:
+                    raise StoreUnavailable(f"{self.description}: cannot be read ({exc})") from None
         return [tuple(r) for r in rows]
 
     @asynccontextmanager
@@ -225,6 +239,8 @@ class PostgresDatabase(Database):
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StoreConflict(str(exc)) from None
         except UNAVAILABLE as exc:
+            if self._pool is not None:
+                await self._pool.expire_connections()  # replace what the server dropped
             raise StoreUnavailable(f"{self.description}: cannot be written ({exc})") from None
 
 
