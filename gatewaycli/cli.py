@@ -17,6 +17,7 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from admin import access, directory, service
@@ -24,6 +25,7 @@ from admin.serialize import application_json, key_json, project_json, rfc3339, u
 from core import config as config_module
 from core.config import Config, ConfigError
 from core.store import Database, StoreMissing, StoreUnavailable, make_store
+from core.store.copy import TargetNotEmpty, backup_sqlite, copy_store
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
 
@@ -234,6 +236,40 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
         emit(args, data, text)
 
 
+async def cmd_store(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    """Whole-store operations: ``copy --to TARGET`` (into an empty store, SQLite or PostgreSQL)
+    and ``backup PATH`` (a SQLite store, online, mode 0600)."""
+    if args.action == "backup":
+        if db.dialect != "sqlite" or cfg.store.path is None:
+            raise access.Invalid(
+                "gateway store backup is for SQLite stores; back up PostgreSQL with pg_dump "
+                "(see the README)",
+                "store",
+            )
+        try:
+            await backup_sqlite(cfg.store.path, Path(args.path))
+        except FileExistsError as exc:
+            raise access.Invalid(str(exc), "path") from None
+        except OSError as exc:
+            raise StoreUnavailable(f"{args.path}: cannot write the backup ({exc})") from None
+        emit(args, {"backup": args.path}, f"Backed up {cfg.store.description} to {args.path}")
+        return
+    target = make_store(cfg.store.pointing_at(args.to))
+    await target.open(create=True)
+    try:
+        counts = await copy_store(db, target)
+    except TargetNotEmpty as exc:
+        raise access.Invalid(str(exc), "to") from None
+    finally:
+        await target.close()
+    rows = ", ".join(f"{n} {table}" for table, n in counts.items())
+    emit(
+        args,
+        {"copied_to": target.description, "rows": counts},
+        f"Copied {cfg.store.description} to {target.description}: {rows}",
+    )
+
+
 StoreCommand = Callable[[argparse.Namespace, Config, Database], Awaitable[None]]
 
 
@@ -304,6 +340,19 @@ def build_parser() -> argparse.ArgumentParser:
             )
         actions.add_parser("list", parents=[common])
 
+    store = sub.add_parser("store", parents=[common], help="copy or back up the whole store")
+    store_actions = store.add_subparsers(dest="action", required=True)
+    copy = store_actions.add_parser(
+        "copy", parents=[common], help="copy everything into an empty store"
+    )
+    copy.add_argument(
+        "--to", required=True, metavar="TARGET", help="postgresql://... URL or SQLite path"
+    )
+    backup = store_actions.add_parser(
+        "backup", parents=[common], help="online backup of a SQLite store"
+    )
+    backup.add_argument("path", metavar="PATH")
+
     keys = sub.add_parser("keys", parents=[common], help="manage API keys")
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", parents=[common])
@@ -341,6 +390,7 @@ STORE_COMMANDS: dict[str, StoreCommand] = {
     "users": cmd_users,
     "applications": cmd_applications,
     "keys": cmd_keys,
+    "store": cmd_store,
 }
 
 

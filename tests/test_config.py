@@ -50,6 +50,19 @@ ROUTE = '[[routes]]\nprefix = "/x"\nupstream = "http://127.0.0.1:1"\n'
         (ROUTE + "colour = 'red'\n", "routes[0]: unknown key 'colour'"),
         (ROUTE + ROUTE, "routes[1]: prefix '/x' is already routed"),
         ("routes = 3\n", "routes must be an array of tables"),
+        (
+            '[store]\npath = "a.db"\nurl = "postgresql://u@h/d"\n',
+            "[store]: path and url name two stores: keep exactly one of them",
+        ),
+        ('[store]\nurl = "mysql://u:pw@h/d"\n', "url 'mysql://u:***@h/d' is not a postgresql://"),
+        (
+            '[store]\nurl = "postgresql://h/d"\npool_max_size = 0\n',
+            "pool_max_size must be at least 1",
+        ),
+        (
+            '[store]\nurl = "postgresql://h/d"\npool_min_size = 5\npool_max_size = 2\n',
+            "pool_max_size must be at least pool_min_size (5)",
+        ),
         ("[server\n", "is not valid TOML"),
     ],
 )

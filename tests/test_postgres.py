@@ -222,3 +222,59 @@ def refused_by_both(
             return time.monotonic()
         time.sleep(0.01)
     raise AssertionError(f"still accepted {timeout} s after the revocation")
+
+
+def test_nodes_starting_together_migrate_once(database_url: str) -> None:
+    """Migrations run under an advisory lock: five nodes opening a fresh database at once."""
+
+    async def scenario() -> list[tuple[int, ...]]:
+        nodes = await asyncio.gather(*(opened(database_url) for _ in range(5)))
+        try:
+            return [
+                tuple(r)
+                for r in await nodes[0].fetchall(
+                    "SELECT version FROM schema_migrations ORDER BY version"
+                )
+            ]
+        finally:
+            await asyncio.gather(*(node.close() for node in nodes))
+
+    from core.store.migrations import POSTGRES_MIGRATIONS
+
+    versions = asyncio.run(scenario())
+    assert versions == [(n,) for n in range(1, len(POSTGRES_MIGRATIONS) + 1)]
+
+
+def test_last_used_from_many_nodes_never_moves_backwards(database_url: str) -> None:
+    async def scenario() -> float:
+        db = await opened(database_url)
+        try:
+            async with db.transaction() as w:
+                await w.execute(
+                    "INSERT INTO organizations (id, name, created_at) VALUES ('o', 'o', 0)"
+                )
+                await w.execute(
+                    "INSERT INTO projects (id, organization_id, name, created_at, updated_at) "
+                    "VALUES ('p', 'o', 'p', 0, 0)"
+                )
+                await w.execute(
+                    "INSERT INTO applications (id, organization_id, name, created_at, "
+                    "updated_at) VALUES ('a', 'o', 'a', 0, 0)"
+                )
+                await w.execute(
+                    "INSERT INTO api_keys (access_key, organization_id, application_id, "
+                    "default_project_id, mode, created_at, updated_at) "
+                    "VALUES ('GWKTOUCHED', 'o', 'a', 'p', 'live', 0, 0)"
+                )
+            for when in (200.0, 100.0):  # a later batch from a node whose use was earlier
+                async with db.transaction() as w:
+                    await store_keys.touch_last_used(w, [(when, "GWKTOUCHED")])
+            row = await db.fetchone(
+                "SELECT last_used_at FROM api_keys WHERE access_key = 'GWKTOUCHED'"
+            )
+            assert row is not None
+            return float(row[0])
+        finally:
+            await db.close()
+
+    assert asyncio.run(scenario()) == 200.0
