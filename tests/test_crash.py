@@ -1,8 +1,9 @@
-"""Crash and churn (issue #5): SIGKILL of the gateway or the CLI during writes; 1,000 clients
+"""Crash and churn: SIGKILL of the gateway or the CLI during writes; 1,000 clients
 vanishing mid-stream."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -11,17 +12,31 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.support import Gateway, Upstream, run_cli, spawn_cli, wait_for, write_config
+from core.config import StoreConfig
+from core.store import make_store
+from tests.support import (
+    BOTH_STORES,
+    Gateway,
+    Upstream,
+    run_cli,
+    spawn_cli,
+    wait_for,
+    write_config,
+)
+
+BACKENDS = BOTH_STORES  # SIGKILL during writes loses no acknowledged write on either store
 
 
 def test_sigkill_during_admin_writes_loses_nothing_acknowledged(
-    tmp_path: Path, upstream: Upstream
+    tmp_path: Path, upstream: Upstream, store_backend: Callable[[], str | None]
 ) -> None:
-    path = write_config(tmp_path, upstream.url)
+    store_url = store_backend()
+    path = write_config(tmp_path, upstream.url, store_url=store_url)
     path.write_text(
         path.read_text().replace('[admin]\nlisten = ""', '[admin]\nlisten = "127.0.0.1:0"')
     )
@@ -56,16 +71,29 @@ def test_sigkill_during_admin_writes_loses_nothing_acknowledged(
     stop.set()
     for thread in threads:
         thread.join(10)
-    with sqlite3.connect(tmp_path / "store.db") as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        stored = {row[0] for row in db.execute("SELECT name FROM projects")}
-        audited = db.execute(
-            "SELECT count(*) FROM audit_events WHERE action = 'project.create'"
-        ).fetchone()[0]
+    if store_url is None:
+        with sqlite3.connect(tmp_path / "store.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stored, audited = projects_and_their_audit_events(store_url or str(tmp_path / "store.db"))
     assert set(acknowledged) <= stored
     assert audited == len(stored) - 1  # every project but init's has its audit event
     # And the store opens and serves again.
     assert "projects" in run_cli("--config", str(path), "projects", "list", "--json").stdout
+
+
+def projects_and_their_audit_events(target: str) -> tuple[set[str], int]:
+    async def read() -> tuple[set[str], int]:
+        db = await make_store(StoreConfig().pointing_at(target)).open(create=False)
+        try:
+            names = {str(row[0]) for row in await db.fetchall("SELECT name FROM projects")}
+            row = await db.fetchone(
+                "SELECT count(*) FROM audit_events WHERE action = 'project.create'"
+            )
+            return names, int(row[0]) if row else 0
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
 
 
 def open_fds() -> int:
