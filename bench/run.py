@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pgbench
 from micro_verify import cached_hit_seconds
 
 from admin import service
@@ -74,6 +75,7 @@ ROWS = {
     "5": "gateway, one key (cache hits)",
     "6": "gateway, 10,000 keys round robin",
     "7": "gateway, unknown tokens, all different",
+    "5p": "gateway on PostgreSQL, one key (cache hits)",
 }
 
 
@@ -500,6 +502,27 @@ max_body_bytes = {limit}
             gateway_process, (gateway, stats) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(config), lines=2
             )
+            # The same gateway on PostgreSQL, over the same keys (rows 5p, 8p, 10).
+            pg_gateway = None
+            problem = pgbench.available()
+            if problem is not None:
+                print(f"bench: PostgreSQL rows skipped: {problem}", flush=True)
+                if os.environ.get("CI"):
+                    failures.append(f"PostgreSQL rows: {problem}")
+            else:
+                print(
+                    f"bench: filling a PostgreSQL store with {len(secrets):,} keys ...", flush=True
+                )
+                pg_name, pg_url = pgbench.create_database()
+                started = time.monotonic()
+                pg_owner = pgbench.fill(pg_url, secrets)
+                pg_fill_seconds = time.monotonic() - started
+                pg_text = config.read_text().replace(f'path = "{store}"', f'url = "{pg_url}"')
+                pg_config = work / "gateway-pg.toml"
+                pg_config.write_text(pg_text)
+                _, (pg_gateway, pg_stats) = processes.start(
+                    PYTHON, str(BENCH / "gateway_server.py"), str(pg_config), lines=2
+                )
             time.sleep(0.3)
             processes.check()
             for url in (
@@ -509,6 +532,9 @@ max_body_bytes = {limit}
             ):
                 wait_http(url)
             wait_http(gateway + "/open/small.json")
+            if pg_gateway is not None:
+                wait_http(pg_gateway + "/open/small.json")
+                warm(pg_gateway + "/api/small.json", round_robin[:1])
             print("bench: warming the cache with the round-robin keys ...", flush=True)
             warm(gateway + "/api/small.json", round_robin)
             one_key = write_lines(work / "one.txt", round_robin[:1])
@@ -522,7 +548,9 @@ max_body_bytes = {limit}
                 "6": (gateway + "/api/small.json", many_keys),
                 "7": (gateway + "/api/small.json", None),
             }
-            runs: dict[str, dict[int, list[dict[str, Any]]]] = {r: {1: [], 32: []} for r in ROWS}
+            if pg_gateway is not None:
+                targets["5p"] = (pg_gateway + "/api/small.json", one_key)
+            runs: dict[str, dict[int, list[dict[str, Any]]]] = {r: {1: [], 32: []} for r in targets}
             flood_size = 80_000 if scale.name == "full" else 20_000
             for round_number in range(scale.rounds):
                 for connections in (1, 32):
@@ -572,11 +600,36 @@ max_body_bytes = {limit}
             cold_http["all_cold"] = cold_http["requests"] <= len(cold)
             if cold_http["errors"]["status"]:
                 failures.append(f"row 8: {cold_http['errors']['status']} non-2xx")
+            pg: dict[str, Any] = {}
+            if pg_gateway is not None:
+                print("bench: row 8p, cold lookups on PostgreSQL ...", flush=True)
+                queries_before = store_queries(pg_stats)
+                pg_cold = secrets[-scale.cold_direct - scale.cold_http : -scale.cold_direct]
+                pg["cold_http"] = wrk(
+                    pg_gateway + "/api/small.json",
+                    1,
+                    scale.seconds,
+                    write_lines(work / "cold-pg.txt", pg_cold),
+                    False,
+                )
+                pg["cold_http"]["store_queries"] = store_queries(pg_stats) - queries_before
+                if pg["cold_http"]["errors"]["status"]:
+                    failures.append(f"row 8p: {pg['cold_http']['errors']['status']} non-2xx")
+                print("bench: row 10, revocation across two PostgreSQL nodes ...", flush=True)
+                pg["revocation"] = pgbench.revocation_across_nodes(
+                    work, pg_text, pg_owner, 20 if scale.name == "full" else 4
+                )
+                pg["fill_seconds"] = pg_fill_seconds
             print("bench: row 9, big bodies ...", flush=True)
             big = big_bodies(scale, nginx_proxy, gateway, gateway_process.pid, round_robin[0])
         finally:
             processes.stop()
         cold_verifier = cold_direct(store, cold_alone)
+        if pg_gateway is not None:
+            try:
+                pg["cold_verifier"] = pgbench.cold_direct(pg_url, cold_alone)
+            finally:
+                pgbench.drop_database(pg_name)
     return {
         "scale": asdict(scale),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -590,10 +643,11 @@ max_body_bytes = {limit}
             "wrk": "wrk -t1, one Lua script for every row (bench/load.lua)",
         },
         "store_fill_seconds": fill_seconds,
-        "rows": {row: summarize(runs[row]) for row in ROWS},
+        "rows": {row: summarize(runs[row]) for row in runs},
         "runs": runs,
         "cold": {"http": cold_http, "verifier": cold_verifier, "store_keys": scale.store_keys},
         "big_bodies": big,
+        "postgresql": pg,
         "failures": failures,
     }
 
@@ -669,9 +723,51 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
             f"{rps('5') / rps('2'):.2f}",
         ),
     ]
+    pg = result["postgresql"]
+    if pg:
+        checks += [
+            (
+                "(5p) on PostgreSQL = (5) within noise (>= 0.90) at 32 connections",
+                rps("5p") / rps("5") >= 0.90,
+                f"{rps('5p') / rps('5'):.2f}",
+            ),
+            (
+                f"(8p) cold lookup p99 <= 2 ms at {cold['store_keys']:,} keys on PostgreSQL "
+                "(verifier)",
+                pg["cold_verifier"]["p99_us"] <= 2000,
+                f"p50 {pg['cold_verifier']['p50_us']:.0f} us, "
+                f"p99 {pg['cold_verifier']['p99_us']:.0f} us",
+            ),
+            (
+                "(10) revocation refused by both nodes: max <= 1 s, median <= 100 ms",
+                pg["revocation"]["max_ms"] <= 1000 and pg["revocation"]["median_ms"] <= 100,
+                f"median {pg['revocation']['median_ms']:.0f} ms, "
+                f"max {pg['revocation']['max_ms']:.0f} ms "
+                f"over {pg['revocation']['revocations']}",
+            ),
+        ]
     if micro_us is not None:
         checks.append(("cached verification alone <= 5 us", micro_us <= 5, f"{micro_us:.2f} us"))
     return checks
+
+
+def pg_lines(result: dict[str, Any]) -> list[str]:
+    pg = result["postgresql"]
+    if not pg:
+        return ["", "PostgreSQL rows: not run (no server answered)."]
+    cold, http, revocation = pg["cold_verifier"], pg["cold_http"], pg["revocation"]
+    return [
+        "",
+        f"Row 8p, the same on PostgreSQL (filled in {pg['fill_seconds']:.0f} s with COPY): "
+        f"through the verifier p50 {cold['p50_us']:.0f} µs, p99 {cold['p99_us']:.0f} µs "
+        f"({cold['lookups']:,} lookups); through HTTP at 1 connection {http['rps']:,.0f} req/s, "
+        f"p50 {http['p50_us'] / 1000:.2f} ms, p99 {http['p99_us'] / 1000:.2f} ms, "
+        f"{http['store_queries']:,} store queries.",
+        "",
+        f"Row 10, revocation across two nodes (2 workers each) on PostgreSQL, poll every 5 s, "
+        f"{revocation['revocations']} keys revoked through node A's admin API until both nodes "
+        f"refuse them: median {revocation['median_ms']:.0f} ms, max {revocation['max_ms']:.0f} ms.",
+    ]
 
 
 def markdown(result: dict[str, Any], checks: list[tuple[str, bool, str]]) -> str:
@@ -689,6 +785,8 @@ def markdown(result: dict[str, Any], checks: list[tuple[str, bool, str]]) -> str
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, name in ROWS.items():
+        if row not in rows:
+            continue
         one, many = rows[row]["1"], rows[row]["32"]
         lines.append(
             f"| {row} | {name} | {one['rps']:,.0f} | {one['p50_ms']:.2f} | {one['p99_ms']:.2f} | "
@@ -705,6 +803,7 @@ def markdown(result: dict[str, Any], checks: list[tuple[str, bool, str]]) -> str
         f"{cold['http']['rps']:,.0f} req/s, p50 {cold['http']['p50_us'] / 1000:.2f} ms, "
         f"p99 {cold['http']['p99_us'] / 1000:.2f} ms, "
         f"{cold['http']['store_queries']:,} store queries.",
+        *pg_lines(result),
         "",
         f"| row 9, {big['megabytes']} MB bodies | nginx MB/s | gateway MB/s | ratio "
         "| gateway peak RSS growth |",
