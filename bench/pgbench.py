@@ -20,12 +20,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+from micro_verify import cold_lookups
 
 from admin import service
-from core.config import CacheConfig
 from core.store.postgres import PostgresDatabase
 from core.tokens import SecretFormat, hash_secret
-from gateway.verifier import Verifier
 
 SERVER = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,21 +112,7 @@ def cold_direct(url: str, secrets: list[str]) -> dict[str, float]:
     """Cold lookups through the verifier alone: one round trip each on a pooled connection."""
 
     async def run() -> dict[str, float]:
-        db = await PostgresDatabase(url, 1, 2).open(create=False)
-        verifier = Verifier(db, CacheConfig(), SecretFormat())
-        latencies = []
-        for secret in secrets:
-            started = time.perf_counter()
-            identity = await verifier.verify(secret)
-            latencies.append(time.perf_counter() - started)
-            assert not isinstance(identity, str), identity
-        await db.close()
-        latencies.sort()
-        return {
-            "lookups": len(latencies),
-            "p50_us": latencies[len(latencies) // 2] * 1e6,
-            "p99_us": latencies[int(len(latencies) * 0.99) - 1] * 1e6,
-        }
+        return await cold_lookups(await PostgresDatabase(url, 1, 2).open(create=False), secrets)
 
     return asyncio.run(run())
 

@@ -40,13 +40,11 @@ from typing import Any
 
 import aiohttp
 import pgbench
-from micro_verify import cached_hit_seconds
+from micro_verify import cached_hit_seconds, cold_lookups
 
 from admin import service
-from core.config import CacheConfig
 from core.store.sqlite import SQLiteDatabase
 from core.tokens import BASE62, RANDOM_LENGTH, SecretFormat, checksum, hash_secret
-from gateway.verifier import Verifier
 
 BENCH = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -357,21 +355,7 @@ def big_bodies(
 
 def cold_direct(store: Path, secrets: list[str]) -> dict[str, float]:
     async def run() -> dict[str, float]:
-        db = await SQLiteDatabase(store).open(create=False)
-        verifier = Verifier(db, CacheConfig(), SecretFormat())
-        latencies = []
-        for secret in secrets:
-            started = time.perf_counter()
-            identity = await verifier.verify(secret)
-            latencies.append(time.perf_counter() - started)
-            assert not isinstance(identity, str), identity
-        await db.close()
-        latencies.sort()
-        return {
-            "lookups": len(latencies),
-            "p50_us": latencies[len(latencies) // 2] * 1e6,
-            "p99_us": latencies[int(len(latencies) * 0.99) - 1] * 1e6,
-        }
+        return await cold_lookups(await SQLiteDatabase(store).open(create=False), secrets)
 
     return asyncio.run(run())
 

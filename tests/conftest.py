@@ -102,3 +102,12 @@ def module_gateway(
     )
     yield gateway
     running.stop()
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database of the shared server, dropped after the test."""
+    require_postgres()
+    databases = PostgresDatabases()
+    yield databases.new()
+    databases.drop_all()

@@ -9,11 +9,10 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from core.config import CacheConfig
 from core.store import keys as store_keys
@@ -21,23 +20,13 @@ from core.store.postgres import PostgresDatabase, numbered
 from core.tokens import SecretFormat
 from gateway.verifier import Verifier
 from tests.support import (
-    PostgresDatabases,
     Upstream,
     config_text,
-    require_postgres,
     run_cli,
     send_raw,
     start_serve,
     stop_serve,
 )
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    require_postgres()
-    databases = PostgresDatabases()
-    yield databases.new()
-    databases.drop_all()
 
 
 async def opened(url: str) -> PostgresDatabase:

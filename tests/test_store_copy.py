@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,7 @@ import pytest
 from core.config import StoreConfig
 from core.store import make_store
 from core.store.copy import TABLES
-from tests.support import PostgresDatabases, require_postgres, run_cli, write_config
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    require_postgres()
-    databases = PostgresDatabases()
-    yield databases.new()
-    databases.drop_all()
+from tests.support import run_cli, write_config
 
 
 def cli_json(cfg: Path, *args: str) -> Any:
