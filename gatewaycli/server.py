@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -86,12 +87,30 @@ def uvicorn_config(app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> uvico
     )
 
 
+PARENT_CHECK_SECONDS = 0.2
+
+
+async def outlive_no_parent(parent: int, stop: Callable[[], None]) -> None:
+    """A worker never outlives the `serve` process that started it (SIGKILL included): when its
+    parent is gone (the worker was re-parented), stop serving, and leave within half a second
+    even if a request is still in flight. Orphans would keep the port with an old config, so a
+    restart would find it taken or two generations would serve at once."""
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_CHECK_SECONDS)
+    log.warning("the gateway's parent process %d is gone; this worker stops", parent)
+    stop()
+    await asyncio.sleep(0.5)
+    os._exit(1)
+
+
 async def run_listeners(
     resources: Resources,
     listeners: list[tuple[ASGIApp, socket.socket]],
     supervisor: Supervisor | None = None,
+    parent: int | None = None,
 ) -> None:
-    """Start the shared resources, serve every listener until SIGINT/SIGTERM, then clean up."""
+    """Start the shared resources, serve every listener until SIGINT/SIGTERM (or, in a worker,
+    until its parent is gone), then clean up."""
     await resources.start()
     trusted = resources.config.trusted_proxies
     servers = [_Server(uvicorn_config(app, trusted)) for app, _ in listeners]
@@ -105,6 +124,7 @@ async def run_listeners(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    watcher = asyncio.create_task(outlive_no_parent(parent, stop)) if parent else None
     try:
         await asyncio.gather(
             *(
@@ -114,6 +134,8 @@ async def run_listeners(
             *([supervisor.run()] if supervisor is not None else []),
         )
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await resources.stop()
 
 
@@ -134,10 +156,12 @@ def setup_logging(level: int | str) -> None:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
-def _worker(config: Config, sock: socket.socket, log_level: int) -> None:
+def _worker(config: Config, sock: socket.socket, log_level: int, parent: int) -> None:
     setup_logging(log_level)
+    if os.getppid() != parent:  # the parent died while this worker was starting
+        return
     resources = Resources(config)
-    run(run_listeners(resources, [(GatewayApp(resources), sock)]))
+    run(run_listeners(resources, [(GatewayApp(resources), sock)], parent=parent))
 
 
 async def check_store(config: Config) -> None:
@@ -183,7 +207,9 @@ class Supervisor:
         context = multiprocessing.get_context("spawn")
         self.processes = [
             context.Process(
-                target=_worker, args=(config, sock, logging.getLogger().level), daemon=True
+                target=_worker,
+                args=(config, sock, logging.getLogger().level, os.getpid()),
+                daemon=True,
             )
             for _ in range(workers)
         ]
