@@ -7,7 +7,7 @@ checked against their declarations in ``admin.fields``, the same the OpenAPI doc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,8 +20,9 @@ from admin.access import require_manager
 from admin.http import EXCEPTION_HANDLERS, AdminContext, RequestIds, authenticate, context, queries
 from admin.openapi import document
 from admin.serialize import application_json, audit_json, key_json, project_json, user_json
+from core.errors import readiness_json
 from core.identity import Authenticator
-from core.store import Database
+from core.store import Database, StoreUnavailable
 from core.store import audit as store_audit
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
@@ -199,14 +200,46 @@ async def audit_events(request: Request) -> Response:
     return JSONResponse({"audit_events": [audit_json(e) for e in events], "total_count": total})
 
 
+# -- probes -------------------------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    """The process answers: for a liveness probe (restart me if this fails)."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Whether this process should get traffic: 503 with the reason when draining, when the
+    store does not answer, or when the key feed has not been read lately."""
+    res = context(request)
+    if res.readiness is not None:
+        reason = await res.readiness()
+    else:
+        try:
+            await res.db.fetchone("SELECT 1")
+            reason = None
+        except StoreUnavailable:
+            reason = "store_unavailable"
+    state = request.scope.get("state") or {}
+    status, body = readiness_json(reason, state.get("request_id", ""))
+    return Response(
+        body, status, media_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
 async def openapi(request: Request) -> Response:
     return JSONResponse(document())
 
 
 def make_admin_app(
-    db: Database, secret_format: SecretFormat, authenticator: Authenticator
+    db: Database,
+    secret_format: SecretFormat,
+    authenticator: Authenticator,
+    readiness: Callable[[], Awaitable[str | None]] | None = None,
 ) -> RequestIds:
     routes = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
         Route("/v1/whoami", whoami),
         Route("/v1/api-keys", api_keys, methods=["GET", "POST"]),
         Route("/v1/api-keys/{access_key}", api_key, methods=["GET", "PATCH", "DELETE"]),
@@ -219,5 +252,5 @@ def make_admin_app(
         routes.append(Route(f"/v1/{plural}/{{id}}", item(kind), methods=["GET", "PATCH", "DELETE"]))
     routes.extend(console.routes())
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.context = AdminContext(db, secret_format, authenticator)
+    app.state.context = AdminContext(db, secret_format, authenticator, readiness)
     return RequestIds(app)

@@ -11,7 +11,7 @@ cannot act on now).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,9 @@ class AdminContext:
     db: Database
     secret_format: SecretFormat
     authenticator: Authenticator
+    # Why this process should not get traffic, or None (the composition hands in the process's
+    # own check: draining, store, key feed); without one, only the store is checked.
+    readiness: Callable[[], Awaitable[str | None]] | None = None
 
 
 def context(request: Request) -> AdminContext:

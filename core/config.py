@@ -109,6 +109,11 @@ class Config:
     # Peers whose X-Forwarded-For/-Proto are believed (a TLS terminator on this host): none by
     # default, so no client can pose as another address or as HTTPS.
     trusted_proxies: tuple[str, ...] = ()
+    # On SIGTERM, how long requests and streams in flight get to finish before the process exits.
+    shutdown_timeout_seconds: int = 30
+    # A path on the proxy listener answering like the admin listener's /readyz ("" = none), for a
+    # load balancer that only sees the proxy port.
+    health_path: str = ""
     admin_listen: Listen | None = Listen("127.0.0.1", 8081)
     store: StoreConfig = field(default_factory=StoreConfig)
     key_prefix: str = DEFAULT_PREFIX
@@ -271,7 +276,12 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
     top.check_unknown({"server", "admin", "store", "keys", "cache", "routes"})
 
     server = _Section(source, "[server]", data.get("server", {}))
-    server.check_unknown({"listen", "workers", "trusted_proxies"})
+    server.check_unknown(
+        {"listen", "workers", "trusted_proxies", "shutdown_timeout_seconds", "health_path"}
+    )
+    health_path = server.get("health_path", str, "")
+    if health_path and (not health_path.startswith("/") or any(c in health_path for c in "?#%")):
+        raise server.fail("health_path", f"{health_path!r} must be a plain path such as '/readyz'")
     listen = parse_listen(server.get("listen", str, "127.0.0.1:8080"), f"{source}, [server]")
     workers = server.number("workers", 1, 1, integer=True)
     trusted = server.get("trusted_proxies", list, [])
@@ -324,6 +334,8 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         listen=listen,
         workers=workers,
         trusted_proxies=tuple(trusted),
+        shutdown_timeout_seconds=server.number("shutdown_timeout_seconds", 30, 1, integer=True),
+        health_path=health_path,
         admin_listen=admin_listen,
         store=store_config,
         key_prefix=prefix,

@@ -73,3 +73,21 @@ def error_json(status: int, reason: str, request_id: str, message: str | None = 
         "request_id": request_id,
     }
     return json.dumps(body).encode()
+
+
+# Why a process should not get traffic (its readiness probe answers 503 with one of these).
+NOT_READY = {
+    "draining": "This gateway is shutting down: it finishes what is in flight and takes "
+    "nothing new.",
+    "store_unavailable": "The key store cannot be reached: keys not in the cache would get 503.",
+    "key_feed_behind": "The key change feed has not been read lately: a revocation might not "
+    "reach this gateway in time.",
+}
+
+
+def readiness_json(reason: str | None, request_id: str) -> tuple[int, bytes]:
+    """The readiness probe's answer: 200 when ready, else 503 with the reason."""
+    if reason is None:
+        return 200, json.dumps({"status": "ready"}).encode()
+    body = {"type": "not_ready", "reason": reason, "message": NOT_READY[reason]}
+    return 503, json.dumps({**body, "request_id": request_id}).encode()

@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 from core.credentials import pick
-from core.errors import MISSING, new_request_id
+from core.errors import MISSING, new_request_id, readiness_json
 from core.identity import Identity
 from core.store import StoreUnavailable
 from gateway import errors
@@ -40,6 +40,7 @@ class GatewayApp:
         self.verifier = resources.verifier
         self.upstream = resources.upstream
         self.marks = resources.secret_format.marks
+        self.health_path = resources.config.health_path  # "" when the proxy has no probe
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -56,6 +57,18 @@ class GatewayApp:
         elif kind == "lifespan":
             await self.lifespan(receive, send)
         # websocket scopes are not proxied (uvicorn runs with ws="none").
+
+    async def readiness(self, send: Any) -> None:
+        """`[server] health_path`: the admin listener's /readyz, for a load balancer that only
+        sees the proxy port."""
+        status, body = readiness_json(await self.resources.readiness(), new_request_id())
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def lifespan(self, receive: Any, send: Any) -> None:
         """The ASGI lifespan, for running the app under any ASGI server: start and stop the
@@ -75,6 +88,8 @@ class GatewayApp:
                 return
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.health_path and scope["path"] == self.health_path:
+            return await self.readiness(send)
         headers = split_request(scope["headers"], self.marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")

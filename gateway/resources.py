@@ -33,6 +33,7 @@ class Resources:
         self.upstream = Upstream()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.draining = False  # set at SIGTERM: readiness says so at once
 
     async def start(self) -> None:
         if self.started:
@@ -48,6 +49,21 @@ class Resources:
             asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
         ]
         self.started = True
+
+    async def readiness(self) -> str | None:
+        """Why this process should not get traffic now, or None when it is ready: not draining,
+        the store answers (within a second), and the key feed has been read recently (within
+        two intervals and a second), so revocations reach it."""
+        if self.draining:
+            return "draining"
+        try:
+            await asyncio.wait_for(self.db.fetchone("SELECT 1"), 1.0)
+        except (StoreUnavailable, TimeoutError):
+            return "store_unavailable"
+        interval = self.config.cache.invalidation_interval_seconds
+        if not self.verifier.following(within=2 * interval + 1.0):
+            return "key_feed_behind"
+        return None
 
     async def stop(self) -> None:
         if not self.started:

@@ -202,6 +202,10 @@ class Verifier:
         self._cursor, self._last_read = read.cursor, {i for i, _ in read.events}
         return len(new)
 
+    def following(self, within: float) -> bool:
+        """Whether the key feed was read in the last ``within`` seconds."""
+        return self._followed_at is not None and self.clock() - self._followed_at <= within
+
     async def run_follower(self) -> None:
         """Background task owned by ``Resources``: follow the feed until cancelled."""
         failing = False

@@ -39,7 +39,9 @@ ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 def admin_app(resources: Resources) -> ASGIApp:
     """The admin API and console over this process's store, authenticating callers with the
     proxy's own verifier (one cache, one revocation feed)."""
-    return make_admin_app(resources.db, resources.secret_format, resources.verifier)
+    return make_admin_app(
+        resources.db, resources.secret_format, resources.verifier, resources.readiness
+    )
 
 
 class _Server(uvicorn.Server):
@@ -68,7 +70,9 @@ def address(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def uvicorn_config(app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> uvicorn.Config:
+def uvicorn_config(
+    app: ASGIApp, trusted_proxies: tuple[str, ...] = (), shutdown_timeout: int = 30
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         # X-Forwarded-For/-Proto rewrite the client address and scheme only from trusted peers
@@ -84,6 +88,8 @@ def uvicorn_config(app: ASGIApp, trusted_proxies: tuple[str, ...] = ()) -> uvico
         date_header=False,
         log_config=None,
         timeout_keep_alive=30,
+        # SIGTERM: requests and streams in flight get this long to finish, then the process exits.
+        timeout_graceful_shutdown=shutdown_timeout,
     )
 
 
@@ -113,10 +119,12 @@ async def run_listeners(
     until its parent is gone), then clean up."""
     await resources.start()
     trusted = resources.config.trusted_proxies
-    servers = [_Server(uvicorn_config(app, trusted)) for app, _ in listeners]
+    timeout = resources.config.shutdown_timeout_seconds
+    servers = [_Server(uvicorn_config(app, trusted, timeout)) for app, _ in listeners]
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
+        resources.draining = True  # the readiness probes say so at once
         for server in servers:
             server.should_exit = True
         if supervisor is not None:

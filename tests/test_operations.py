@@ -1,4 +1,4 @@
-"""Operating the gateway: processes, probes."""
+"""Operating the gateway: processes, probes, drain."""
 
 from __future__ import annotations
 
@@ -7,11 +7,21 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.support import Upstream, run_cli, start_serve, wait_for, write_config
+from tests.support import (
+    BOUND,
+    Gateway,
+    Upstream,
+    run_cli,
+    start_serve,
+    wait_for,
+    write_config,
+)
 
 
 def children(pid: int) -> list[int]:
@@ -47,3 +57,84 @@ def test_workers_never_outlive_their_parent(tmp_path: Path, upstream: Upstream) 
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))  # nobody listens there any more
+
+
+def test_probes_on_the_admin_and_the_proxy_listener(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway(server='health_path = "/readyz"')
+    with httpx.Client(base_url=gateway.admin_url) as admin, gateway.client() as proxy:
+        assert admin.get("/healthz").json() == {"status": "ok"}
+        for client in (admin, proxy):
+            ready = client.get("/readyz")
+            assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+        path = gateway.config.store.path
+        assert path is not None
+        aside = path.with_name("away.db")
+        path.rename(aside)  # the store goes away
+        try:
+            for client in (admin, proxy):
+                gone = client.get("/readyz")
+                assert gone.status_code == 503 and gone.json()["reason"] == "store_unavailable"
+                assert gone.json()["message"]
+            assert admin.get("/healthz").status_code == 200  # alive, just not ready
+        finally:
+            aside.rename(path)
+        assert proxy.get("/readyz").status_code == 200
+
+        gateway.clock.advance(10)  # as if the feed had not been read for 10 s
+        behind = admin.get("/readyz").json()
+        assert behind["reason"] == "key_feed_behind"
+        wait_for(lambda: admin.get("/readyz").status_code == 200, timeout=BOUND + 1)
+
+        gateway.resources.draining = True  # what SIGTERM sets first
+        assert proxy.get("/readyz").json()["reason"] == "draining"
+        gateway.resources.draining = False
+
+
+def test_sigterm_lets_a_slow_stream_finish(tmp_path: Path, upstream: Upstream) -> None:
+    """SIGTERM: nothing new is accepted, but a download in flight finishes, then exit 0."""
+    config = write_config(tmp_path, upstream.url, server="shutdown_timeout_seconds = 10")
+    secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
+    process, url = start_serve(config)
+    headers = {"X-Auth-Token": secret}
+    wait_for(lambda: httpx.get(url + "/echo/x", headers=headers).status_code == 200, 15, 0.1)
+    received = bytearray()
+    with httpx.stream(
+        "GET", url + "/api/stream?bytes=1000000&delay=0.05", headers=headers, timeout=20
+    ) as response:
+        chunks = response.iter_raw()
+        received += next(chunks)
+        process.send_signal(signal.SIGTERM)
+        for chunk in chunks:
+            received += chunk
+    assert len(received) == 1_000_000  # the whole body, sent after the SIGTERM
+    process.communicate(timeout=20)
+    assert process.returncode == 0
+
+
+def test_sigterm_waits_no_longer_than_the_shutdown_timeout(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """A stream that outlasts `shutdown_timeout_seconds` is cut there, and the process exits 0."""
+    config = write_config(tmp_path, upstream.url, server="shutdown_timeout_seconds = 1")
+    secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
+    process, url = start_serve(config)
+    headers = {"X-Auth-Token": secret}
+    wait_for(lambda: httpx.get(url + "/echo/x", headers=headers).status_code == 200, 15, 0.1)
+    received = 0
+    with httpx.stream(  # 6.5 MB at 64 KiB per 0.05 s: about 5 s
+        "GET", url + "/api/stream?bytes=6500000&delay=0.05", headers=headers, timeout=20
+    ) as response:
+        chunks = response.iter_raw()
+        received += len(next(chunks))
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        try:
+            for chunk in chunks:
+                received += len(chunk)
+        except httpx.HTTPError:
+            pass  # cut short: that is the point
+    process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert time.monotonic() - signalled < 4
+    assert received < 6_500_000
