@@ -41,7 +41,7 @@ async def main(path: Path) -> None:
     host, port = stats_server.sockets[0].getsockname()[:2]
     print(server.address(sock), flush=True)
     print(f"http://{host}:{port}", flush=True)
-    await server.run_listeners(resources, [(GatewayApp(resources), sock)])
+    await server.run_listeners(resources, [server.Listener(GatewayApp(resources), sock)])
 
 
 if __name__ == "__main__":

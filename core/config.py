@@ -36,6 +36,14 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """A listener's certificate chain and private key (PEM), checked at start-up."""
+
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
 class Route:
     prefix: str
     upstream: str  # scheme://host[:port] with no trailing slash
@@ -115,6 +123,8 @@ class Config:
     # load balancer that only sees the proxy port.
     health_path: str = ""
     admin_listen: Listen | None = Listen("127.0.0.1", 8081)
+    tls: TLSFiles | None = None  # [server] tls_cert_file/tls_key_file: the proxy speaks HTTPS
+    admin_tls: TLSFiles | None = None  # [admin] the same for the admin listener
     store: StoreConfig = field(default_factory=StoreConfig)
     key_prefix: str = DEFAULT_PREFIX
     cache: CacheConfig = field(default_factory=CacheConfig)
@@ -242,6 +252,32 @@ def _route(source: Path, index: int, raw: object) -> Route:
     )
 
 
+def _tls(section: _Section) -> TLSFiles | None:
+    """Both files or neither; readable; a private key nobody else can read (an HTTPS key that
+    other local users can read is no longer private)."""
+    cert, key = section.get("tls_cert_file", str, ""), section.get("tls_key_file", str, "")
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise section.fail("tls_cert_file and tls_key_file", "go together: give both or neither")
+    paths = []
+    for name, value in (("tls_cert_file", cert), ("tls_key_file", key)):
+        path = Path(value) if Path(value).is_absolute() else section.source.parent / value
+        try:
+            mode = path.stat().st_mode
+            path.open("rb").close()
+        except OSError as exc:
+            raise section.fail(name, f"{str(path)!r} cannot be read ({exc.strerror})") from None
+        if name == "tls_key_file" and mode & 0o077:
+            raise section.fail(
+                name,
+                f"{str(path)!r} can be read by other users (mode {mode & 0o777:04o}): "
+                f"chmod 600 {path}",
+            )
+        paths.append(path)
+    return TLSFiles(paths[0], paths[1])
+
+
 def _store(store: _Section) -> StoreConfig:
     store.check_unknown(
         {"path", "url", "busy_timeout_ms", "pool_min_size", "pool_max_size", "statement_timeout_ms"}
@@ -277,7 +313,15 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
 
     server = _Section(source, "[server]", data.get("server", {}))
     server.check_unknown(
-        {"listen", "workers", "trusted_proxies", "shutdown_timeout_seconds", "health_path"}
+        {
+            "listen",
+            "workers",
+            "trusted_proxies",
+            "shutdown_timeout_seconds",
+            "health_path",
+            "tls_cert_file",
+            "tls_key_file",
+        }
     )
     health_path = server.get("health_path", str, "")
     if health_path and (not health_path.startswith("/") or any(c in health_path for c in "?#%")):
@@ -294,7 +338,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
             ) from None
 
     admin = _Section(source, "[admin]", data.get("admin", {}))
-    admin.check_unknown({"listen"})
+    admin.check_unknown({"listen", "tls_cert_file", "tls_key_file"})
     admin_value = admin.get("listen", str, "127.0.0.1:8081")
     admin_listen = parse_listen(admin_value, f"{source}, [admin]") if admin_value else None
 
@@ -334,6 +378,8 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         listen=listen,
         workers=workers,
         trusted_proxies=tuple(trusted),
+        tls=_tls(server),
+        admin_tls=_tls(admin),
         shutdown_timeout_seconds=server.number("shutdown_timeout_seconds", 30, 1, integer=True),
         health_path=health_path,
         admin_listen=admin_listen,

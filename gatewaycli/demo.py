@@ -10,7 +10,6 @@ in a new temporary directory removed when it stops, so it never touches the conf
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -57,13 +56,14 @@ async def _demo(config: Config) -> None:
             description="demo key (gateway demo)",
         )
         await resources.db.close()
-        base = server.address(proxy_sock)
+        base = server.address(proxy_sock, config.tls)
         revoke = (
             f".venv/bin/gateway --config {config.source} --store {config.store.description} "
             f"keys revoke {new.key.access_key}"
         )
         console = (
-            f"The admin console: {server.address(admin_sock)}/ (sign in with the secret key)\n"
+            f"The admin console: {server.address(admin_sock, config.admin_tls)}/ "
+            "(sign in with the secret key)\n"
             if admin_sock is not None
             else ""
         )
@@ -89,11 +89,11 @@ Revoke it from another terminal, and the first curl answers 401 within a second 
 Ctrl-C stops the demo.""",
             flush=True,
         )
-        listeners: list[tuple[server.ASGIApp, socket.socket]] = [
-            (GatewayApp(resources), proxy_sock)
-        ]
+        listeners = [server.Listener(GatewayApp(resources), proxy_sock, config.tls)]
         if admin_sock is not None:
-            listeners.append((server.admin_app(resources), admin_sock))
+            listeners.append(
+                server.Listener(server.admin_app(resources), admin_sock, config.admin_tls)
+            )
         await server.run_listeners(resources, listeners)
     finally:
         await runner.cleanup()

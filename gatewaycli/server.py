@@ -20,13 +20,14 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 import uvloop
 
 from admin.api import make_admin_app
-from core.config import Config, Listen
+from core.config import Config, Listen, TLSFiles
 from core.store import make_store
 from gateway.app import GatewayApp
 from gateway.protocol import GatewayHttpProtocol
@@ -65,16 +66,31 @@ def bind(listen: Listen) -> socket.socket:
     return sock
 
 
-def address(sock: socket.socket) -> str:
+def address(sock: socket.socket, tls: TLSFiles | None = None) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    return f"{'https' if tls else 'http'}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening socket, the app it serves, and its certificate when it speaks HTTPS."""
+
+    app: ASGIApp
+    sock: socket.socket
+    tls: TLSFiles | None = None
 
 
 def uvicorn_config(
-    app: ASGIApp, trusted_proxies: tuple[str, ...] = (), shutdown_timeout: int = 30
+    app: ASGIApp,
+    trusted_proxies: tuple[str, ...] = (),
+    shutdown_timeout: int = 30,
+    tls: TLSFiles | None = None,
 ) -> uvicorn.Config:
     return uvicorn.Config(
         app,
+        # HTTPS on this listener: uvicorn sets the ASGI scheme to https, so X-Forwarded-Proto is.
+        ssl_certfile=str(tls.cert_file) if tls else None,
+        ssl_keyfile=str(tls.key_file) if tls else None,
         # X-Forwarded-For/-Proto rewrite the client address and scheme only from trusted peers
         # ([server] trusted_proxies); with none, uvicorn's proxy-headers middleware is off.
         proxy_headers=bool(trusted_proxies),
@@ -111,7 +127,7 @@ async def outlive_no_parent(parent: int, stop: Callable[[], None]) -> None:
 
 async def run_listeners(
     resources: Resources,
-    listeners: list[tuple[ASGIApp, socket.socket]],
+    listeners: list[Listener],
     supervisor: Supervisor | None = None,
     parent: int | None = None,
 ) -> None:
@@ -120,7 +136,10 @@ async def run_listeners(
     await resources.start()
     trusted = resources.config.trusted_proxies
     timeout = resources.config.shutdown_timeout_seconds
-    servers = [_Server(uvicorn_config(app, trusted, timeout)) for app, _ in listeners]
+    servers = [
+        _Server(uvicorn_config(listener.app, trusted, timeout, listener.tls))
+        for listener in listeners
+    ]
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -136,8 +155,8 @@ async def run_listeners(
     try:
         await asyncio.gather(
             *(
-                server.serve(sockets=[sock])
-                for server, (_, sock) in zip(servers, listeners, strict=True)
+                server.serve(sockets=[listener.sock])
+                for server, listener in zip(servers, listeners, strict=True)
             ),
             *([supervisor.run()] if supervisor is not None else []),
         )
@@ -169,7 +188,8 @@ def _worker(config: Config, sock: socket.socket, log_level: int, parent: int) ->
     if os.getppid() != parent:  # the parent died while this worker was starting
         return
     resources = Resources(config)
-    run(run_listeners(resources, [(GatewayApp(resources), sock)], parent=parent))
+    listener = Listener(GatewayApp(resources), sock, config.tls)
+    run(run_listeners(resources, [listener], parent=parent))
 
 
 async def check_store(config: Config) -> None:
@@ -184,15 +204,17 @@ def serve(config: Config, workers: int) -> None:
     run(check_store(config))
     proxy_sock = bind(config.listen)
     admin_sock = bind(config.admin_listen) if config.admin_listen else None
-    print(f"gateway: proxy listening on {address(proxy_sock)} ({workers} worker(s))", flush=True)
+    where = address(proxy_sock, config.tls)
+    print(f"gateway: proxy listening on {where} ({workers} worker(s))", flush=True)
     if admin_sock is not None:
-        print(f"gateway: admin listening on {address(admin_sock)}", flush=True)
+        print(f"gateway: admin listening on {address(admin_sock, config.admin_tls)}", flush=True)
     resources = Resources(config)
-    admin: list[tuple[ASGIApp, socket.socket]] = []
+    admin: list[Listener] = []
     if admin_sock is not None:
-        admin = [(admin_app(resources), admin_sock)]
+        admin = [Listener(admin_app(resources), admin_sock, config.admin_tls)]
     if workers == 1:
-        run(run_listeners(resources, [(GatewayApp(resources), proxy_sock), *admin]))
+        proxy = Listener(GatewayApp(resources), proxy_sock, config.tls)
+        run(run_listeners(resources, [proxy, *admin]))
         return
     supervisor = Supervisor(config, proxy_sock, workers)
     try:

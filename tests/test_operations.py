@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.support import (
     BOUND,
@@ -19,6 +27,7 @@ from tests.support import (
     Upstream,
     run_cli,
     start_serve,
+    stop_serve,
     wait_for,
     write_config,
 )
@@ -138,3 +147,73 @@ def test_sigterm_waits_no_longer_than_the_shutdown_timeout(
     assert process.returncode == 0
     assert time.monotonic() - signalled < 4
     assert received < 6_500_000
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made at run time (ECDSA P-256), and its key, mode 0600."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_https_on_both_listeners(tmp_path: Path, upstream: Upstream) -> None:
+    cert, key = self_signed(tmp_path)
+    files = f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n'
+    config = write_config(tmp_path, upstream.url, server=files)
+    config.write_text(
+        config.read_text().replace(
+            '[admin]\nlisten = ""', f'[admin]\nlisten = "127.0.0.1:0"\n{files}'
+        )
+    )
+    secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
+    process, url = start_serve(config)
+    assert process.stdout is not None
+    admin_url = process.stdout.readline().split("listening on ", 1)[1].strip()
+    try:
+        assert url.startswith("https://") and admin_url.startswith("https://")
+        headers = {"X-Auth-Token": secret}
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
+            wait_for(lambda: client.get(url + "/echo/x", headers=headers).is_success, 15, 0.1)
+            seen = client.get(url + "/echo/x", headers=headers).json()
+            assert [v for k, v in seen["headers"] if k == "x-forwarded-proto"] == ["https"]
+            assert client.get(admin_url + "/v1/whoami", headers=headers).json()["is_owner"]
+        # HTTP to an HTTPS listener is not served
+        with httpx.Client() as plain, pytest.raises(httpx.HTTPError):
+            plain.get(url.replace("https://", "http://") + "/echo/x", headers=headers)
+    finally:
+        stop_serve(process)
+
+
+def test_a_private_key_others_can_read_is_refused(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    key.chmod(0o644)
+    files = f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n'
+    config = write_config(tmp_path, "http://127.0.0.1:9", server=files)
+    result = run_cli("--config", str(config), "serve", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"can be read by other users (mode 0644): chmod 600 {key}" in result.stderr
