@@ -122,6 +122,8 @@ class Config:
     # A path on the proxy listener answering like the admin listener's /readyz ("" = none), for a
     # load balancer that only sees the proxy port.
     health_path: str = ""
+    # Where `serve` writes its process id, so `gateway reload` can find it (None: not written).
+    pid_file: Path | None = None
     admin_listen: Listen | None = Listen("127.0.0.1", 8081)
     tls: TLSFiles | None = None  # [server] tls_cert_file/tls_key_file: the proxy speaks HTTPS
     admin_tls: TLSFiles | None = None  # [admin] the same for the admin listener
@@ -252,6 +254,13 @@ def _route(source: Path, index: int, raw: object) -> Route:
     )
 
 
+def _relative(source: Path, value: str) -> Path | None:
+    """A path from the config, relative to the config file; None for ""."""
+    if not value:
+        return None
+    return Path(value) if Path(value).is_absolute() else source.parent / value
+
+
 def _tls(section: _Section) -> TLSFiles | None:
     """Both files or neither; readable; a private key nobody else can read (an HTTPS key that
     other local users can read is no longer private)."""
@@ -321,6 +330,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
             "health_path",
             "tls_cert_file",
             "tls_key_file",
+            "pid_file",
         }
     )
     health_path = server.get("health_path", str, "")
@@ -382,6 +392,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         admin_tls=_tls(admin),
         shutdown_timeout_seconds=server.number("shutdown_timeout_seconds", 30, 1, integer=True),
         health_path=health_path,
+        pid_file=_relative(source, server.get("pid_file", str, "")),
         admin_listen=admin_listen,
         store=store_config,
         key_prefix=prefix,

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from typing import Any
 
+from core.config import Config
 from core.credentials import pick
 from core.errors import MISSING, new_request_id, readiness_json
 from core.identity import Identity
@@ -37,6 +38,7 @@ class GatewayApp:
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
         self.router = Router(resources.config.routes)
+        resources.on_reload.append(self.apply)
         self.verifier = resources.verifier
         self.upstream = resources.upstream
         self.marks = resources.secret_format.marks
@@ -57,6 +59,11 @@ class GatewayApp:
         elif kind == "lifespan":
             await self.lifespan(receive, send)
         # websocket scopes are not proxied (uvicorn runs with ws="none").
+
+    def apply(self, config: Config) -> None:
+        """A reloaded config: a request already routed keeps its route (it holds it)."""
+        self.router = Router(config.routes)
+        self.health_path = config.health_path
 
     async def readiness(self, send: Any) -> None:
         """`[server] health_path`: the admin listener's /readyz, for a load balancer that only

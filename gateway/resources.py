@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ class Resources:
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         self.draining = False  # set at SIGTERM: readiness says so at once
+        self.on_reload: list[Callable[[Config], None]] = []  # apps that hold parts of the config
 
     async def start(self) -> None:
         if self.started:
@@ -49,6 +51,38 @@ class Resources:
             asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
         ]
         self.started = True
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply a re-read config (SIGHUP): routes and cache settings, for requests that start
+        from now on (one in flight keeps the route it matched). Returns the names of what a
+        reload cannot change, which keep their old values until a restart."""
+        old = self.config
+        fixed = [
+            name
+            for name, before, after in (
+                ("listen", old.listen, new.listen),
+                ("workers", old.workers, new.workers),
+                ("store", old.store, new.store),
+                ("admin listen", old.admin_listen, new.admin_listen),
+                ("tls", (old.tls, old.admin_tls), (new.tls, new.admin_tls)),
+                ("key prefix", old.key_prefix, new.key_prefix),
+            )
+            if before != after
+        ]
+        self.config = dataclasses.replace(
+            new,
+            listen=old.listen,
+            workers=old.workers,
+            store=old.store,
+            admin_listen=old.admin_listen,
+            tls=old.tls,
+            admin_tls=old.admin_tls,
+            key_prefix=old.key_prefix,
+        )
+        self.verifier.configure(self.config.cache)
+        for apply in self.on_reload:
+            apply(self.config)
+        return fixed
 
     async def readiness(self) -> str | None:
         """Why this process should not get traffic now, or None when it is ready: not draining,

@@ -64,6 +64,16 @@ class Verifier:
         self._batch: dict[bytes, asyncio.Future[KeyLookup | None]] = {}
         self._querying: asyncio.Task[None] | None = None
 
+    def configure(self, cache: CacheConfig) -> None:
+        """New cache settings (a reload): new entries live the new TTLs; entries cached before
+        keep the deadline they were given."""
+        self.config = cache
+        for cache_map, ttl in (
+            (self._positive, cache.ttl_seconds),
+            (self._negative, cache.negative_ttl_seconds),
+        ):
+            cache_map.ttl, cache_map.max_entries = ttl, cache.max_entries
+
     # -- the hot path ---------------------------------------------------------------------------
 
     def cached(self, token: str) -> Identity | str | bytes:

@@ -13,7 +13,9 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import re
+import signal
 import sys
 from typing import Any
 
@@ -44,6 +46,25 @@ def cmd_serve(args: argparse.Namespace, cfg: Config) -> None:
 
     server.setup_logging(args.log_level.upper())
     server.serve(cfg, args.workers or cfg.workers)
+
+
+def cmd_reload(args: argparse.Namespace, cfg: Config) -> None:
+    """Tell the running `serve` (and so its workers) to re-read the config: SIGHUP."""
+    if cfg.pid_file is None:
+        raise access.Invalid(
+            "set [server] pid_file so gateway reload can find the running gateway, "
+            "or send it SIGHUP yourself (kill -HUP PID)",
+            "pid_file",
+        )
+    try:
+        pid = int(cfg.pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        raise access.Invalid(
+            f"{cfg.pid_file}: no running gateway found there ({exc}); is it serving?", "pid_file"
+        ) from None
+    emit_text = f"Sent SIGHUP to the gateway (pid {pid}): it re-reads {cfg.source}"
+    print(json.dumps({"reloaded": pid}) if args.json else emit_text)
 
 
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> None:
@@ -82,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default: [server] workers)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub.add_parser("demo", parents=[common], help="echo upstream + gateway + a fresh key")
+    sub.add_parser(
+        "reload", parents=[common], help="make the running gateway re-read its config (SIGHUP)"
+    )
 
     for name, extra in (("projects", "name"), ("users", "email"), ("applications", "name")):
         group = sub.add_parser(name, parents=[common], help=f"manage {name}")
@@ -166,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_serve(args, cfg)
         elif args.command == "demo":
             cmd_demo(args, cfg)
+        elif args.command == "reload":
+            cmd_reload(args, cfg)
         else:
             asyncio.run(with_store(STORE_COMMANDS[args.command], args, cfg))
     except ConfigError as exc:

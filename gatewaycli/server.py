@@ -21,13 +21,15 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 import uvloop
 
 from admin.api import make_admin_app
-from core.config import Config, Listen, TLSFiles
+from core import config as config_module
+from core.config import Config, ConfigError, Listen, TLSFiles
 from core.store import make_store
 from gateway.app import GatewayApp
 from gateway.protocol import GatewayHttpProtocol
@@ -149,8 +151,23 @@ async def run_listeners(
         if supervisor is not None:
             supervisor.stop()
 
+    def reload() -> None:
+        """SIGHUP: re-read the config; a bad file keeps the running one (one line says why)."""
+        source = resources.config.source
+        try:
+            new = config_module.load(source)
+        except ConfigError as exc:
+            log.error("reload refused, still serving the previous config: %s", exc)
+            return
+        fixed = resources.reload(new)
+        kept = f"; not changed until a restart: {', '.join(fixed)}" if fixed else ""
+        log.warning("reloaded %s: %d route(s)%s", source, len(new.routes), kept)
+        if supervisor is not None:
+            supervisor.signal(signal.SIGHUP)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, reload)
     watcher = asyncio.create_task(outlive_no_parent(parent, stop)) if parent else None
     try:
         await asyncio.gather(
@@ -202,8 +219,37 @@ async def check_store(config: Config) -> None:
 
 def serve(config: Config, workers: int) -> None:
     run(check_store(config))
+    with pid_file(config.pid_file):
+        _serve(config, workers)
+
+
+@contextlib.contextmanager
+def pid_file(path: Path | None) -> Iterator[None]:
+    """`[server] pid_file`: this process's id while it serves, for `gateway reload`."""
+    if path is None:
+        yield
+        return
+    path.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _serve(config: Config, workers: int) -> None:
     proxy_sock = bind(config.listen)
     admin_sock = bind(config.admin_listen) if config.admin_listen else None
+    try:
+        _serve_on(config, workers, proxy_sock, admin_sock)
+    finally:
+        for sock in (proxy_sock, admin_sock):
+            if sock is not None:
+                sock.close()
+
+
+def _serve_on(
+    config: Config, workers: int, proxy_sock: socket.socket, admin_sock: socket.socket | None
+) -> None:
     where = address(proxy_sock, config.tls)
     print(f"gateway: proxy listening on {where} ({workers} worker(s))", flush=True)
     if admin_sock is not None:
@@ -247,6 +293,11 @@ class Supervisor:
             process.start()
         self.stopping = False
         self.failed = False
+
+    def signal(self, sig: signal.Signals) -> None:
+        for process in self.processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, sig)
 
     def stop(self) -> None:
         self.stopping = True

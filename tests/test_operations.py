@@ -9,6 +9,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,3 +218,61 @@ def test_a_private_key_others_can_read_is_refused(tmp_path: Path) -> None:
     result = run_cli("--config", str(config), "serve", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"can be read by other users (mode 0644): chmod 600 {key}" in result.stderr
+
+
+def test_reload_with_a_good_and_a_bad_file_under_load(tmp_path: Path, upstream: Upstream) -> None:
+    """`gateway reload` (SIGHUP to serve, which passes it to its workers): a new route is served
+    by every worker and no request fails meanwhile; a broken file keeps the running config and
+    says why in one line."""
+    config = write_config(tmp_path, upstream.url, server='pid_file = "gateway.pid"')
+    secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
+    process, url = start_serve(config, "--workers", "2")
+    headers = {"X-Auth-Token": secret}
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client() as client:
+            while not stop.is_set():
+                status = client.get(url + "/echo/x", headers=headers).status_code
+                if status != 200:
+                    failures.append(status)
+
+    try:
+        wait_for(lambda: httpx.get(url + "/echo/x", headers=headers).status_code == 200, 15, 0.1)
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        original = config.read_text()
+        config.write_text(
+            original + f'\n[[routes]]\nprefix = "/extra"\nupstream = "{upstream.url}"\n'
+        )
+        run_cli("--config", str(config), "reload")
+
+        def everywhere() -> bool:  # new connections: each may reach another worker
+            return all(
+                httpx.get(url + "/extra/y", headers=headers).status_code == 200 for _ in range(6)
+            )
+
+        wait_for(everywhere, timeout=5)
+        config.write_text(original + "\n[[routes]]\nprefix = \n")  # not TOML
+        refused = run_cli("--config", str(config), "reload", check=False)
+        assert refused.returncode == 2 and "is not valid TOML" in refused.stderr  # checked first
+        os.kill(process.pid, signal.SIGHUP)  # and if it reaches the gateway all the same
+        time.sleep(0.5)
+        assert httpx.get(url + "/extra/y", headers=headers).status_code == 200  # kept
+        stop.set()
+        loader.join(10)
+        assert not failures, failures
+    finally:
+        stop.set()
+        stderr = stop_serve(process)
+    logged = [line for line in stderr.splitlines() if "reload refused" in line]
+    assert logged and all("is not valid TOML" in line for line in logged), stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "gateway.pid").exists()  # removed on exit
+
+
+def test_reload_without_a_pid_file_says_what_to_do(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    result = run_cli("--config", str(config), "reload", check=False)
+    assert result.returncode == 2 and "set [server] pid_file" in result.stderr
