@@ -213,7 +213,7 @@ class Body:
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         """The checked fields the client sent (absent ones absent; a missing body is ``{}``)."""
-        if raw.strip():
+        if raw:  # a body of white space is not JSON, so it is refused, not taken for "none"
             try:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError):

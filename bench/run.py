@@ -74,6 +74,7 @@ ROWS = {
     "6": "gateway, 10,000 keys round robin",
     "7": "gateway, unknown tokens, all different",
     "5p": "gateway on PostgreSQL, one key (cache hits)",
+    "5a": "gateway, one key, access log to a file",
 }
 
 
@@ -466,6 +467,8 @@ workers = 1
 listen = ""
 [store]
 path = "{store}"
+[log]
+access = "off"
 [[routes]]
 prefix = "/open"
 upstream = "{upstream}"
@@ -485,6 +488,14 @@ max_body_bytes = {limit}
             )
             gateway_process, (gateway, stats) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(config), lines=2
+            )
+            # The same gateway writing its access log to a file (row 5a).
+            logged_config = work / "gateway-logged.toml"
+            logged_config.write_text(
+                config.read_text().replace('access = "off"', f'access = "{work / "access.log"}"')
+            )
+            _, (logged_gateway, _) = processes.start(
+                PYTHON, str(BENCH / "gateway_server.py"), str(logged_config), lines=2
             )
             # The same gateway on PostgreSQL, over the same keys (rows 5p, 8p, 10).
             pg_gateway = None
@@ -516,6 +527,8 @@ max_body_bytes = {limit}
             ):
                 wait_http(url)
             wait_http(gateway + "/open/small.json")
+            wait_http(logged_gateway + "/open/small.json")
+            warm(logged_gateway + "/api/small.json", round_robin[:1])
             if pg_gateway is not None:
                 wait_http(pg_gateway + "/open/small.json")
                 warm(pg_gateway + "/api/small.json", round_robin[:1])
@@ -532,6 +545,7 @@ max_body_bytes = {limit}
                 "6": (gateway + "/api/small.json", many_keys),
                 "7": (gateway + "/api/small.json", None),
             }
+            targets["5a"] = (logged_gateway + "/api/small.json", one_key)
             if pg_gateway is not None:
                 targets["5p"] = (pg_gateway + "/api/small.json", one_key)
             runs: dict[str, dict[int, list[dict[str, Any]]]] = {r: {1: [], 32: []} for r in targets}
@@ -707,6 +721,13 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
             f"{rps('5') / rps('2'):.2f}",
         ),
     ]
+    checks.append(
+        (
+            "(5a) access log on >= 0.90 x (5) at 32 connections",
+            rps("5a") / rps("5") >= 0.90,
+            f"{rps('5a') / rps('5'):.2f}",
+        )
+    )
     pg = result["postgresql"]
     if pg:
         checks += [

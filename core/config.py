@@ -124,6 +124,8 @@ class Config:
     health_path: str = ""
     # Where `serve` writes its process id, so `gateway reload` can find it (None: not written).
     pid_file: Path | None = None
+    access_log: str = "stdout"  # [log] access: "stdout", "off" or a file path
+    access_query: bool = False  # [log] access_query: the query string in the access log
     admin_listen: Listen | None = Listen("127.0.0.1", 8081)
     tls: TLSFiles | None = None  # [server] tls_cert_file/tls_key_file: the proxy speaks HTTPS
     admin_tls: TLSFiles | None = None  # [admin] the same for the admin listener
@@ -318,7 +320,12 @@ def _store(store: _Section) -> StoreConfig:
 
 def parse(data: Mapping[str, Any], source: Path) -> Config:
     top = _Section(source, "top level", data)
-    top.check_unknown({"server", "admin", "store", "keys", "cache", "routes"})
+    top.check_unknown({"server", "admin", "store", "keys", "cache", "routes", "log"})
+    logs = _Section(source, "[log]", data.get("log", {}))
+    logs.check_unknown({"access", "access_query"})
+    access = logs.get("access", str, "stdout") or "off"
+    if access not in ("stdout", "off"):
+        access = str(_relative(source, access))
 
     server = _Section(source, "[server]", data.get("server", {}))
     server.check_unknown(
@@ -393,6 +400,8 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         shutdown_timeout_seconds=server.number("shutdown_timeout_seconds", 30, 1, integer=True),
         health_path=health_path,
         pid_file=_relative(source, server.get("pid_file", str, "")),
+        access_log=access,
+        access_query=logs.get("access_query", bool, False),
         admin_listen=admin_listen,
         store=store_config,
         key_prefix=prefix,

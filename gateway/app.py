@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from core.config import Config
@@ -34,6 +35,32 @@ from gateway.routing import Router, normalise_path
 log = logging.getLogger("gateway.app")
 
 
+class Exchange:
+    """What the access log says of one request, filled in as the request goes."""
+
+    __slots__ = (
+        "identity",
+        "path",
+        "reason",
+        "request_bytes",
+        "request_id",
+        "response_bytes",
+        "route",
+        "status",
+        "upstream_ms",
+    )
+
+    def __init__(self) -> None:
+        self.request_id: str | None = None
+        self.path = ""
+        self.route: str | None = None
+        self.status: int | None = None
+        self.reason: str | None = None
+        self.identity: Identity | None = None
+        self.request_bytes = self.response_bytes = 0
+        self.upstream_ms: float | None = None
+
+
 class GatewayApp:
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
@@ -43,12 +70,17 @@ class GatewayApp:
         self.upstream = resources.upstream
         self.marks = resources.secret_format.marks
         self.health_path = resources.config.health_path  # "" when the proxy has no probe
+        self.access_log = resources.access_log  # None: "[log] access = off"
+        self.access_query = resources.config.access_query
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
             try:
-                await self.handle(scope, receive, send)
+                if self.access_log is None:
+                    await self.handle(scope, receive, send)
+                else:
+                    await self.logged(scope, receive, send)
             except Exception:
                 # Logged with its traceback here; the client gets a plain JSON 500 if nothing was
                 # sent yet (uvicorn would otherwise answer with its own text).
@@ -94,26 +126,78 @@ class GatewayApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def refuse(
+        self, send: Any, exchange: Exchange | None, status: int, reason: str, request_id: str
+    ) -> None:
+        if exchange is not None:
+            exchange.reason = reason
+        await errors.send_error(send, status, reason, request_id)
+
+    async def logged(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """`handle`, with what the access log needs counted on the way; the entry goes to the
+        log's queue once the exchange is over, whatever happened."""
+        exchange = Exchange()
+        started, clock = time.time(), time.perf_counter()
+
+        async def counted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+            else:
+                exchange.response_bytes += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.handle(scope, receive, counted, exchange)
+        finally:
+            identity = exchange.identity
+            client = scope.get("client")
+            query = scope.get("query_string", b"") if self.access_query else b""
+            assert self.access_log is not None
+            self.access_log.record(
+                (
+                    started,
+                    exchange.request_id,
+                    client[0] if client else None,
+                    scope.get("method"),
+                    exchange.path + ("?" + query.decode("latin-1") if query else ""),
+                    exchange.route,
+                    exchange.status,
+                    exchange.reason,
+                    identity.access_key if identity else None,
+                    identity.project_id if identity else None,
+                    exchange.request_bytes,
+                    exchange.response_bytes,
+                    round((time.perf_counter() - clock) * 1000, 3),
+                    exchange.upstream_ms,
+                )
+            )
+
+    async def handle(
+        self, scope: dict[str, Any], receive: Any, send: Any, exchange: Exchange | None = None
+    ) -> None:
         if self.health_path and scope["path"] == self.health_path:
             return await self.readiness(send)
         headers = split_request(scope["headers"], self.marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = normalise_path(raw_path.split(b"?", 1)[0])
+        if exchange is not None:
+            exchange.request_id, exchange.path = request_id, path
         match = self.router.match(path)
         if match is None:
-            return await errors.send_error(send, 404, "no_route", request_id)
+            return await self.refuse(send, exchange, 404, "no_route", request_id)
         route, upstream_path = match
+        if exchange is not None:
+            exchange.route = route.prefix
 
         identity: Identity | None = None
         if route.auth != "none":
             token, refused = pick(headers.tokens)
             if refused is not None:
-                return await errors.send_error(send, 401, refused, request_id)
+                return await self.refuse(send, exchange, 401, refused, request_id)
             if token is None:
                 if route.auth == "required":
-                    return await errors.send_error(send, 401, MISSING, request_id)
+                    return await self.refuse(send, exchange, 401, MISSING, request_id)
             else:
                 result = self.verifier.cached(token)
                 if isinstance(result, bytes):
@@ -121,20 +205,24 @@ class GatewayApp:
                         result = await self.verifier.load(result)
                     except StoreUnavailable as exc:
                         log.warning("uncached key rejected with 503: %s", exc)
-                        return await errors.send_error(send, 503, "store_unavailable", request_id)
+                        return await self.refuse(
+                            send, exchange, 503, "store_unavailable", request_id
+                        )
                 if isinstance(result, str):
-                    return await errors.send_error(send, 401, result, request_id)
+                    return await self.refuse(send, exchange, 401, result, request_id)
                 identity = result
+                if exchange is not None:
+                    exchange.identity = identity
                 if route.projects and identity.project_id not in route.projects:
-                    return await errors.send_error(send, 403, "project_not_allowed", request_id)
+                    return await self.refuse(send, exchange, 403, "project_not_allowed", request_id)
 
         body: RequestBody | None = None
         if headers.content_length is not None or headers.chunked:
             if headers.content_length is not None:
                 if not headers.content_length.isdigit():
-                    return await errors.send_error(send, 400, "bad_content_length", request_id)
+                    return await self.refuse(send, exchange, 400, "bad_content_length", request_id)
                 if int(headers.content_length) > route.max_body_bytes:
-                    return await errors.send_error(send, 413, "body_too_large", request_id)
+                    return await self.refuse(send, exchange, 413, "body_too_large", request_id)
             body = RequestBody(receive, route.max_body_bytes)
 
         forward = headers.forward
@@ -155,6 +243,7 @@ class GatewayApp:
 
         query = scope.get("query_string", b"")
         url = route.upstream + upstream_path + ("?" + query.decode("latin-1") if query else "")
+        forwarded = time.perf_counter()
         try:
             await self.upstream.forward(
                 method=scope["method"],
@@ -167,12 +256,16 @@ class GatewayApp:
                 send=send,
             )
         except BodyTooLarge:
-            await errors.send_error(send, 413, "body_too_large", request_id)
+            await self.refuse(send, exchange, 413, "body_too_large", request_id)
         except ClientGone:
             return
         except UpstreamError as exc:
             if exc.timeout:
-                await errors.send_error(send, 504, "upstream_timeout", request_id)
+                await self.refuse(send, exchange, 504, "upstream_timeout", request_id)
             else:
                 log.warning("upstream %s failed: %s", route.upstream, exc)
-                await errors.send_error(send, 502, "upstream_unreachable", request_id)
+                await self.refuse(send, exchange, 502, "upstream_unreachable", request_id)
+        finally:
+            if exchange is not None:
+                exchange.upstream_ms = round((time.perf_counter() - forwarded) * 1000, 3)
+                exchange.request_bytes = body.received if body is not None else 0

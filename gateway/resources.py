@@ -17,6 +17,7 @@ from collections.abc import Callable
 from core.config import Config
 from core.store import StoreUnavailable, make_store
 from core.tokens import SecretFormat
+from gateway.access_log import AccessLog
 from gateway.housekeeping import Housekeeping
 from gateway.proxy import Upstream
 from gateway.verifier import Verifier
@@ -31,6 +32,7 @@ class Resources:
         self.secret_format = SecretFormat(config.key_prefix)
         self.verifier = Verifier(self.db, config.cache, self.secret_format, clock)
         self.housekeeping = Housekeeping(self.verifier)
+        self.access_log = AccessLog(config.access_log) if config.access_log != "off" else None
         self.upstream = Upstream()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -46,6 +48,8 @@ class Resources:
         except StoreUnavailable as exc:  # the follower keeps trying
             log.warning("%s", exc)
         await self.upstream.start()
+        if self.access_log is not None:
+            self.access_log.start()
         self._tasks = [
             asyncio.create_task(self.verifier.run_follower(), name="key-events-follower"),
             asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
@@ -111,4 +115,6 @@ class Resources:
         with contextlib.suppress(StoreUnavailable):
             await self.verifier.flush_last_used()
         await self.upstream.close()
+        if self.access_log is not None:
+            self.access_log.close()
         await self.db.close()

@@ -165,9 +165,17 @@ async def run_listeners(
         if supervisor is not None:
             supervisor.signal(signal.SIGHUP)
 
+    def reopen() -> None:
+        """SIGUSR1 (log rotation): the access log writes to a new file at its path."""
+        if resources.access_log is not None:
+            resources.access_log.reopen()
+        if supervisor is not None:
+            supervisor.signal(signal.SIGUSR1)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGUSR1, reopen)
     watcher = asyncio.create_task(outlive_no_parent(parent, stop)) if parent else None
     try:
         await asyncio.gather(

@@ -299,3 +299,10 @@ def test_a_revoked_key_is_said_to_be_revoked_only_to_who_could_see_it(gateway: G
     with gateway.admin(plain.secret_key) as admin:  # not theirs: existence does not leak
         hidden = admin.delete(f"/v1/api-keys/{key}")
         assert hidden.status_code == 404 and "does not exist" in hidden.json()["message"]
+
+
+def test_a_body_of_white_space_is_not_taken_for_no_body(module_gateway: Gateway) -> None:
+    """Found by schemathesis: the document allows no body, or a JSON object; " " is neither."""
+    with module_gateway.admin() as admin:
+        response = admin.post("/v1/api-keys", content=b" ")
+    assert response.status_code == 400 and response.json()["details"][0]["field"] == "body"

@@ -170,6 +170,8 @@ listen = "127.0.0.1:0"
 listen = ""
 [store]
 {store_text(store_url)}
+[log]
+access = "access.log"
 [cache]
 ttl_seconds = 60
 negative_ttl_seconds = 5

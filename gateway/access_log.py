@@ -1,0 +1,132 @@
+"""The access log: one JSON line per request on the proxy listener, written off the request path.
+
+The request path only appends a tuple to a queue (no formatting, no I/O); a thread of its own
+turns entries into JSON lines and writes them, so a slow disk, a full disk or a closed stdout
+never blocks the event loop. When the writer falls behind by ``MAX_PENDING`` entries, new ones
+are dropped and counted rather than grow memory; when a write fails, the line is lost, counted,
+and the failure logged once per outage. SIGUSR1 reopens the file (log rotation).
+
+Never a secret or a hash: the entry holds the access key and project of the key, when known.
+The query string is left out unless ``[log] access_query`` (it can carry secrets of other kinds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger("gateway.access")
+
+MAX_PENDING = 100_000
+FIELDS = (
+    "time",
+    "request_id",
+    "client",
+    "method",
+    "path",
+    "route",
+    "status",
+    "reason",
+    "access_key",
+    "project_id",
+    "request_bytes",
+    "response_bytes",
+    "total_ms",
+    "upstream_ms",
+)
+Entry = tuple[object, ...]  # the values of FIELDS, "time" as epoch seconds
+
+
+class AccessLog:
+    """Owned by ``Resources``: started and closed with it."""
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination  # "stdout" or a file path ("off" makes no AccessLog)
+        self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._reopen = threading.Event()
+        self.written = self.dropped = self.failed = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._write, name="access-log", daemon=True)
+        self._thread.start()
+
+    def record(self, entry: Entry) -> None:
+        """Called on the request path: never blocks, never raises."""
+        if self._queue.qsize() >= MAX_PENDING:
+            self.dropped += 1
+            return
+        self._queue.put_nowait(entry)
+
+    def reopen(self) -> None:
+        """SIGUSR1: the file was rotated; write to a new one at the same path."""
+        self._reopen.set()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put_nowait(None)
+            self._thread.join(5)
+            self._thread = None
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _open(self) -> IO[str] | None:
+        if self.destination == "stdout":
+            return sys.stdout
+        try:
+            return Path(self.destination).open("a", encoding="utf-8")
+        except OSError as exc:
+            log.warning("access log %s cannot be opened: %s", self.destination, exc)
+            return None
+
+    def _write(self) -> None:
+        out = self._open()
+        failing = False
+        while True:
+            entry = self._queue.get()
+            batch = [entry]
+            while not self._queue.empty() and len(batch) < 1000:
+                batch.append(self._queue.get_nowait())
+            done = None in batch
+            lines = "".join(_line(e) for e in batch if e is not None)
+            if self._reopen.is_set():
+                self._reopen.clear()
+                _close(out)
+                out = self._open()
+            try:
+                if out is None:
+                    raise OSError("not open")
+                out.write(lines)
+                out.flush()
+                self.written += len(batch) - done
+                if failing:
+                    log.warning("access log %s is written again", self.destination)
+                failing = False
+            except (OSError, ValueError) as exc:  # a full disk, a closed stdout
+                self.failed += len(batch) - done
+                if not failing:
+                    log.warning("access log %s cannot be written: %s", self.destination, exc)
+                failing = True
+            if done:
+                _close(out)
+                return
+
+
+def _close(out: IO[str] | None) -> None:
+    if out is not None and out is not sys.stdout:
+        with contextlib.suppress(OSError):  # what it still held could not be written either
+            out.close()
+
+
+def _line(entry: Entry) -> str:
+    record = dict(zip(FIELDS, entry, strict=True))
+    stamp = datetime.fromtimestamp(float(record["time"]), UTC)  # type: ignore[arg-type]
+    record["time"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps(record, separators=(",", ":")) + "\n"

@@ -1,0 +1,113 @@
+"""The access log: one JSON line per request for every outcome, never a secret, written off the
+request path, and a log that cannot be written never stops the proxy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.support import Gateway, wait_for
+
+EXTRA = """
+[[routes]]
+prefix = "/theirs"
+upstream = "http://127.0.0.1:9"
+projects = ["someone-elses-project"]
+"""
+
+
+def lines(path: Path, count: int) -> list[dict[str, Any]]:
+    wait_for(lambda: path.exists() and len(path.read_text().splitlines()) >= count, timeout=5)
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_outcome_is_one_line_without_secrets(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway(EXTRA)
+    log_path = gateway.config.source.parent / "access.log"
+    expiring = gateway.new_key(expires_at=gateway.clock() + 60)
+    unknown = gateway.resources.secret_format.generate()
+    other = gateway.new_key()
+    key = {"X-Auth-Token": gateway.secret_key}
+    with gateway.client() as client:
+        assert client.get("/echo/ok?token=not-in-the-log", headers=key).status_code == 200
+        client.get("/echo/expired", headers={"X-Auth-Token": expiring.secret_key})  # cached
+        gateway.clock.advance(61)
+        outcomes = [
+            (client.get("/echo/missing"), 401, "missing_token"),
+            (
+                client.get("/echo/m", headers={"X-Auth-Token": "gws_live_typo"}),
+                401,
+                "malformed_token",
+            ),
+            (client.get("/echo/i", headers={"X-Auth-Token": unknown}), 401, "invalid_token"),
+            (
+                client.get("/echo/e", headers={"X-Auth-Token": expiring.secret_key}),
+                401,
+                "expired_token",
+            ),
+            (
+                client.get(
+                    "/echo/d",
+                    headers=[
+                        ("X-Auth-Token", gateway.secret_key),
+                        ("X-Auth-Token", other.secret_key),
+                    ],
+                ),
+                401,
+                "duplicate_token",
+            ),
+            (client.get("/theirs/x", headers=key), 403, "project_not_allowed"),
+            (client.get("/nowhere"), 404, "no_route"),
+            (client.post("/small/upload", content=b"x" * 2000), 413, "body_too_large"),
+            (client.get("/down/x", headers=key), 502, "upstream_unreachable"),
+            (client.get("/api/slow?seconds=2", headers=key), 504, "upstream_timeout"),
+        ]
+        store = gateway.config.store.path
+        assert store is not None
+        store.rename(store.with_name("away.db"))
+        try:
+            fresh = gateway.resources.secret_format.generate()
+            outcomes.append(
+                (client.get("/echo/s", headers={"X-Auth-Token": fresh}), 503, "store_unavailable")
+            )
+        finally:
+            store.with_name("away.db").rename(store)
+    for response, status, _ in outcomes:
+        assert response.status_code == status, response.text
+    entries = lines(log_path, 2 + len(outcomes))
+    text = log_path.read_text()
+    for secret in (gateway.secret_key, expiring.secret_key, unknown, other.secret_key):
+        assert secret not in text
+    assert "not-in-the-log" not in text  # no query string unless [log] access_query
+    ok = entries[0]
+    assert ok["status"] == 200 and ok["path"] == "/echo/ok" and ok["route"] == "/echo"
+    assert ok["access_key"] == gateway.access_key and ok["project_id"] == gateway.project_id
+    assert ok["reason"] is None and ok["response_bytes"] > 0 and ok["upstream_ms"] is not None
+    assert ok["request_id"] and ok["client"] == "127.0.0.1" and ok["time"].endswith("Z")
+    seen = [(e["status"], e["reason"]) for e in entries[2:]]
+    assert seen == [(status, reason) for _, status, reason in outcomes]
+    too_large = next(e for e in entries if e["reason"] == "body_too_large")
+    assert too_large["request_bytes"] == 0  # refused on its Content-Length, nothing read
+
+
+def test_a_log_that_cannot_be_written_never_stops_the_proxy(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway()
+    gateway.resources.access_log.destination = "/dev/full"  # type: ignore[union-attr]
+    gateway.resources.access_log.reopen()  # type: ignore[union-attr]
+    with gateway.client() as client:
+        for _ in range(20):
+            assert client.get("/echo/x", headers={"X-Auth-Token": gateway.secret_key}).is_success
+    wait_for(lambda: gateway.resources.access_log.failed > 0, timeout=5)  # type: ignore[union-attr]
+
+
+def test_reopen_writes_to_a_new_file_after_rotation(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway()
+    log_path = gateway.config.source.parent / "access.log"
+    with gateway.client() as client:
+        client.get("/echo/before", headers={"X-Auth-Token": gateway.secret_key})
+        lines(log_path, 1)
+        log_path.rename(log_path.with_name("access.log.1"))
+        gateway.resources.access_log.reopen()  # type: ignore[union-attr]  # what SIGUSR1 does
+        client.get("/echo/after", headers={"X-Auth-Token": gateway.secret_key})
+    assert [e["path"] for e in lines(log_path, 1)] == ["/echo/after"]
