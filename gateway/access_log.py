@@ -93,11 +93,16 @@ class AccessLog:
 
     # -- the writer thread ----------------------------------------------------------------------
 
-    def _open(self) -> IO[str] | None:
+    def _open(self) -> IO[bytes] | None:
+        # Unbuffered, appending: each batch is one write(2), which O_APPEND keeps whole when
+        # several workers log to one file (a buffered file could split a line between writes).
         if self.destination == "stdout":
-            return sys.stdout
+            stdout: IO[bytes] | None = getattr(sys.stdout, "buffer", None)
+            if stdout is None:
+                log.warning("access log: standard output takes no bytes here; lines are dropped")
+            return stdout
         try:
-            return Path(self.destination).open("a", encoding="utf-8")
+            return Path(self.destination).open("ab", buffering=0)
         except OSError as exc:
             log.warning("access log %s cannot be opened: %s", self.destination, exc)
             return None
@@ -118,7 +123,7 @@ class AccessLog:
             try:
                 if out is None:
                     raise OSError("not open")
-                out.write(text)
+                out.write(text.encode())
                 out.flush()
                 self.written += count
                 if failing:
@@ -133,8 +138,8 @@ class AccessLog:
                 self._in_writer -= count
 
 
-def _close(out: IO[str] | None) -> None:
-    if out is not None and out is not sys.stdout:
+def _close(out: IO[bytes] | None) -> None:
+    if out is not None and out is not getattr(sys.stdout, "buffer", None):
         with contextlib.suppress(OSError):  # what it still held could not be written either
             out.close()
 
