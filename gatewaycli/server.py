@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,13 @@ def uvicorn_config(
 
 
 PARENT_CHECK_SECONDS = 0.2
+# SIGHUP's default action ends a process: from the very start of `serve` and of each worker, a
+# SIGHUP is only noted here, and the loop's handler reloads for it once it is installed.
+EARLY_SIGHUP = threading.Event()
+
+
+def note_early_sighup() -> None:
+    signal.signal(signal.SIGHUP, lambda *_: EARLY_SIGHUP.set())
 
 
 async def outlive_no_parent(parent: int, stop: Callable[[], None]) -> None:
@@ -176,6 +184,9 @@ async def run_listeners(
         loop.add_signal_handler(sig, stop)
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, reopen)
+    if EARLY_SIGHUP.is_set():  # a reload asked for while this process was starting
+        EARLY_SIGHUP.clear()
+        reload()
     watcher = asyncio.create_task(outlive_no_parent(parent, stop)) if parent else None
     try:
         await asyncio.gather(
@@ -208,8 +219,14 @@ def setup_logging(level: int | str) -> None:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
-def _worker(config: Config, sock: socket.socket, log_level: int, parent: int) -> None:
+def _worker(config: Config, sock: socket.socket, log_level: int, parent: int, ready: Any) -> None:
+    note_early_sighup()
+    ready.set()  # from here on, the parent may signal this worker
     setup_logging(log_level)
+    # The file may have been reloaded since the parent pickled its config for this worker, when
+    # this worker was not ready for a SIGHUP: read it again (a broken one: keep the parent's).
+    with contextlib.suppress(ConfigError):
+        config = config_module.load(config.source)
     if os.getppid() != parent:  # the parent died while this worker was starting
         return
     resources = Resources(config)
@@ -226,6 +243,7 @@ async def check_store(config: Config) -> None:
 
 
 def serve(config: Config, workers: int) -> None:
+    note_early_sighup()
     run(check_store(config))
     with pid_file(config.pid_file):
         _serve(config, workers)
@@ -289,13 +307,14 @@ class Supervisor:
 
     def __init__(self, config: Config, sock: socket.socket, workers: int) -> None:
         context = multiprocessing.get_context("spawn")
+        self.ready = [context.Event() for _ in range(workers)]
         self.processes = [
             context.Process(
                 target=_worker,
-                args=(config, sock, logging.getLogger().level, os.getpid()),
+                args=(config, sock, logging.getLogger().level, os.getpid(), self.ready[n]),
                 daemon=True,
             )
-            for _ in range(workers)
+            for n in range(workers)
         ]
         for process in self.processes:
             process.start()
@@ -303,8 +322,10 @@ class Supervisor:
         self.failed = False
 
     def signal(self, sig: signal.Signals) -> None:
-        for process in self.processes:
-            if process.pid is not None and process.is_alive():
+        """Pass a signal to the workers that are ready for it (one still starting has SIGHUP's
+        default action, which ends it; it reads the config file itself once ready)."""
+        for process, ready in zip(self.processes, self.ready, strict=True):
+            if process.pid is not None and process.is_alive() and ready.is_set():
                 os.kill(process.pid, sig)
 
     def stop(self) -> None:
