@@ -22,7 +22,7 @@ from admin.openapi import document
 from admin.serialize import application_json, audit_json, key_json, project_json, user_json
 from core.errors import readiness_json
 from core.identity import Authenticator
-from core.store import Database, StoreUnavailable
+from core.store import Database
 from core.store import audit as store_audit
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
@@ -211,15 +211,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """Whether this process should get traffic: 503 with the reason when draining, when the
     store does not answer, or when the key feed has not been read lately."""
-    res = context(request)
-    if res.readiness is not None:
-        reason = await res.readiness()
-    else:
-        try:
-            await res.db.fetchone("SELECT 1")
-            reason = None
-        except StoreUnavailable:
-            reason = "store_unavailable"
+    reason = await context(request).readiness()
     state = request.scope.get("state") or {}
     status, body = readiness_json(reason, state.get("request_id", ""))
     return Response(
@@ -235,7 +227,7 @@ def make_admin_app(
     db: Database,
     secret_format: SecretFormat,
     authenticator: Authenticator,
-    readiness: Callable[[], Awaitable[str | None]] | None = None,
+    readiness: Callable[[], Awaitable[str | None]],
 ) -> RequestIds:
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),

@@ -55,9 +55,9 @@ class AdminContext:
     db: Database
     secret_format: SecretFormat
     authenticator: Authenticator
-    # Why this process should not get traffic, or None (the composition hands in the process's
-    # own check: draining, store, key feed); without one, only the store is checked.
-    readiness: Callable[[], Awaitable[str | None]] | None = None
+    # Why this process should not get traffic, or None: the process's own check (draining,
+    # store, key feed), handed in by the composition.
+    readiness: Callable[[], Awaitable[str | None]]
 
 
 def context(request: Request) -> AdminContext:
