@@ -56,11 +56,11 @@ def test_an_event_that_commits_after_a_later_one_is_not_skipped(database_url: st
             async with db.transaction() as w:
                 await store_keys.event(w, "GWKFAST", "revoke", time.time())
             first = await store_keys.read_feed(db, cursor)
-            assert [ak for _, ak in first.events] == ["GWKFAST"]
+            assert [ak for _, ak, _ in first.events] == ["GWKFAST"]
             release.set()
             await slow
             second = await store_keys.read_feed(db, first.cursor)
-            late = [(i, ak) for i, ak in second.events if ak == "GWKSLOW"]
+            late = [(i, ak) for i, ak, _ in second.events if ak == "GWKSLOW"]
             assert late and late[0][0] < first.events[0][0]  # a smaller id, read after
         finally:
             await db.close()

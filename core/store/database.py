@@ -12,8 +12,8 @@ statement asks :attr:`Database.dialect`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 Params = Sequence[Any]
@@ -61,6 +61,8 @@ class Database:
         self.connections_opened = 0
         # Set when the store says a key changed (PostgreSQL's NOTIFY); SQLite has no such signal.
         self.changed = asyncio.Event()
+        # Counted for the metrics: reads, write transactions, and those the store failed.
+        self.reads = self.writes = self.errors = 0
 
     async def open(self, create: bool = True) -> Database:
         """Connect (creating the store if ``create``) and apply the migrations not yet applied;
@@ -71,15 +73,35 @@ class Database:
         raise NotImplementedError
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        raise NotImplementedError
+        self.reads += 1
+        try:
+            return await self._fetchall(sql, params)
+        except StoreUnavailable:
+            self.errors += 1
+            raise
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    def transaction(self) -> AbstractAsyncContextManager[Writer]:
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Writer]:
         """One write transaction: committed on success, rolled back on any exception. Raises
         StoreUnavailable when the store cannot be written, StoreConflict on a broken rule."""
+        self.writes += 1
+        try:
+            async with self._transaction() as writer:
+                yield writer
+        except StoreUnavailable:
+            self.errors += 1
+            raise
+
+    # What each engine implements.
+
+    async def _fetchall(self, sql: str, params: Params) -> list[Row]:
+        raise NotImplementedError
+
+    def _transaction(self) -> AbstractAsyncContextManager[Writer]:
         raise NotImplementedError
 
     async def wait_for_change(self, timeout: float) -> bool:

@@ -222,7 +222,8 @@ async def revoked(db: Database | Writer, access_key: str) -> RevokedKey | None:
 
 @dataclass(frozen=True)
 class FeedRead:
-    events: list[tuple[int, str]]  # (event id, access key), in id order
+    # (event id, access key, when the change was written), in id order
+    events: list[tuple[int, str, float]]
     cursor: int  # where the next read starts
 
 
@@ -247,17 +248,18 @@ async def read_feed(db: Database, cursor: int, limit: int = 10_000) -> FeedRead:
     """
     if db.dialect == "postgresql":
         rows = await db.fetchall(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, e.id, e.access_key "
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, e.id, e.access_key, "
+            "e.created_at "
             "FROM (SELECT 1) AS one LEFT JOIN key_events e ON e.xact_id >= ? ORDER BY e.id",
             (cursor,),
         )
-        events = [(int(r[1]), str(r[2])) for r in rows if r[1] is not None]
+        events = [(int(r[1]), str(r[2]), float(r[3])) for r in rows if r[1] is not None]
         return FeedRead(events, int(rows[0][0]) if rows else cursor)
     rows = await db.fetchall(
-        "SELECT id, access_key FROM key_events WHERE id > ? ORDER BY id LIMIT ?",
+        "SELECT id, access_key, created_at FROM key_events WHERE id > ? ORDER BY id LIMIT ?",
         (cursor, limit),
     )
-    events = [(int(r[0]), str(r[1])) for r in rows]
+    events = [(int(r[0]), str(r[1]), float(r[2])) for r in rows]
     return FeedRead(events, events[-1][0] if events else cursor)
 
 

@@ -217,7 +217,7 @@ class PostgresDatabase(Database):
             raise StoreUnavailable(f"{self.description}: the store is not open")
         return self._pool
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+    async def _fetchall(self, sql: str, params: Params) -> list[Row]:
         pool = self._ready()
         for attempt in (1, 2):
             try:
@@ -232,7 +232,7 @@ class PostgresDatabase(Database):
         return [tuple(r) for r in rows]
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Writer]:
+    async def _transaction(self) -> AsyncIterator[Writer]:
         try:
             async with self._ready().acquire() as conn, conn.transaction():
                 yield PostgresWriter(conn)

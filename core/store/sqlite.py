@@ -172,7 +172,7 @@ class SQLiteDatabase(Database):
 
     # -- reads and writes ---------------------------------------------------------------------
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+    async def _fetchall(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
         await self._ensure_file()
         assert self._reader is not None
         try:
@@ -183,13 +183,8 @@ class SQLiteDatabase(Database):
             raise StoreUnavailable(f"{self.path}: cannot be read ({exc})") from None
         return list(rows)  # type: ignore[arg-type]
 
-    async def fetchone(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
-
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Writer]:
-        """One write transaction: committed on success, rolled back on any exception."""
+    async def _transaction(self) -> AsyncIterator[Writer]:
         await self._ensure_file()
         async with self._write_lock:
             conn = self._writer
