@@ -109,6 +109,9 @@ def redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 @dataclass(frozen=True)
 class Config:
     source: Path
@@ -126,6 +129,12 @@ class Config:
     pid_file: Path | None = None
     access_log: str = "stdout"  # [log] access: "stdout", "off" or a file path
     access_query: bool = False  # [log] access_query: the query string in the access log
+    # [log] level: "debug", "info", "warning" or "error"; None when the file does not say (then
+    # `serve --log-level`, default info). A reload applies the file's level when it names one.
+    log_level: str | None = None
+    metrics: bool = True  # [metrics] enabled: counts for /metrics on the admin listener
+    # [metrics] per_project: requests counted per project too (one series per project in use)
+    metrics_per_project: bool = False
     admin_listen: Listen | None = Listen("127.0.0.1", 8081)
     tls: TLSFiles | None = None  # [server] tls_cert_file/tls_key_file: the proxy speaks HTTPS
     admin_tls: TLSFiles | None = None  # [admin] the same for the admin listener
@@ -320,12 +329,17 @@ def _store(store: _Section) -> StoreConfig:
 
 def parse(data: Mapping[str, Any], source: Path) -> Config:
     top = _Section(source, "top level", data)
-    top.check_unknown({"server", "admin", "store", "keys", "cache", "routes", "log"})
+    top.check_unknown({"server", "admin", "store", "keys", "cache", "routes", "log", "metrics"})
     logs = _Section(source, "[log]", data.get("log", {}))
-    logs.check_unknown({"access", "access_query"})
+    logs.check_unknown({"access", "access_query", "level"})
+    log_level = logs.get("level", (str, type(None)), None)
+    if log_level is not None and log_level not in LOG_LEVELS:
+        raise logs.fail("level", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     access = logs.get("access", str, "stdout") or "off"
     if access not in ("stdout", "off"):
         access = str(_relative(source, access))
+    metrics = _Section(source, "[metrics]", data.get("metrics", {}))
+    metrics.check_unknown({"enabled", "per_project"})
 
     server = _Section(source, "[server]", data.get("server", {}))
     server.check_unknown(
@@ -402,6 +416,9 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         pid_file=_relative(source, server.get("pid_file", str, "")),
         access_log=access,
         access_query=logs.get("access_query", bool, False),
+        log_level=log_level,
+        metrics=metrics.get("enabled", bool, True),
+        metrics_per_project=metrics.get("per_project", bool, False),
         admin_listen=admin_listen,
         store=store_config,
         key_prefix=prefix,

@@ -21,7 +21,7 @@ from typing import Any
 
 from admin import access
 from core import config as config_module
-from core.config import Config, ConfigError
+from core.config import LOG_LEVELS, Config, ConfigError
 from core.store import StoreMissing, StoreUnavailable
 from gatewaycli.commands import STORE_COMMANDS, with_store
 
@@ -44,7 +44,7 @@ def _expiry(text: str) -> float | str:
 def cmd_serve(args: argparse.Namespace, cfg: Config) -> None:
     from gatewaycli import server
 
-    server.setup_logging(args.log_level.upper())
+    server.setup_logging((args.log_level or cfg.log_level or "info").upper())
     server.serve(cfg, args.workers or cfg.workers)
 
 
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("init", parents=[common], help="create the store and the owner key (once)")
     serve = sub.add_parser("serve", parents=[common], help="run the gateway")
     serve.add_argument("--workers", type=int, help="worker processes (default: [server] workers)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", choices=LOG_LEVELS, help="default: [log] level, else info")
     sub.add_parser("demo", parents=[common], help="echo upstream + gateway + a fresh key")
     sub.add_parser(
         "reload", parents=[common], help="make the running gateway re-read its config (SIGHUP)"

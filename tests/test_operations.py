@@ -272,6 +272,28 @@ def test_reload_with_a_good_and_a_bad_file_under_load(tmp_path: Path, upstream: 
     assert not (tmp_path / "gateway.pid").exists()  # removed on exit
 
 
+def test_reload_changes_the_log_level(tmp_path: Path, upstream: Upstream) -> None:
+    """`[log] level` is read again at a reload: a warning hidden at "error" shows at "warning"."""
+    config = write_config(tmp_path, upstream.url, server='pid_file = "gateway.pid"')
+    secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
+    original = config.read_text()
+    config.write_text(original.replace("[log]\n", '[log]\nlevel = "error"\n'))
+    process, url = start_serve(config)
+    headers = {"X-Auth-Token": secret}
+    try:
+        wait_for(lambda: httpx.get(url + "/echo/x", headers=headers).status_code == 200, 15, 0.1)
+        assert httpx.get(url + "/down/hidden", headers=headers).status_code == 502
+        config.write_text(original.replace("[log]\n", '[log]\nlevel = "warning"\n'))
+        run_cli("--config", str(config), "reload")
+        time.sleep(0.5)
+        assert httpx.get(url + "/down/shown", headers=headers).status_code == 502
+    finally:
+        stderr = stop_serve(process)
+    failed = [line for line in stderr.splitlines() if "upstream http://127.0.0.1:9 failed" in line]
+    assert len(failed) == 1, stderr
+    assert "reloaded" in stderr
+
+
 def test_reload_without_a_pid_file_says_what_to_do(tmp_path: Path) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:9")
     result = run_cli("--config", str(config), "reload", check=False)
