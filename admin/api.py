@@ -219,6 +219,18 @@ async def readyz(request: Request) -> Response:
     )
 
 
+# The Prometheus text exposition format, version 0.0.4.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def prometheus(request: Request) -> Response:
+    """The gateway's counts for Prometheus (every worker's, added up): unauthenticated, like the
+    probes, for the scraper; keep the admin listener on a network only operators reach."""
+    scrape = context(request).metrics
+    assert scrape is not None  # the route exists only when metrics are on
+    return Response(await scrape(), media_type=METRICS_CONTENT_TYPE)
+
+
 async def openapi(request: Request) -> Response:
     return JSONResponse(document())
 
@@ -228,7 +240,9 @@ def make_admin_app(
     secret_format: SecretFormat,
     authenticator: Authenticator,
     readiness: Callable[[], Awaitable[str | None]],
+    metrics: Callable[[], Awaitable[bytes]] | None = None,
 ) -> RequestIds:
+    """The admin app; ``metrics`` (the Prometheus text of the whole gateway) adds /metrics."""
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
@@ -242,7 +256,9 @@ def make_admin_app(
     for kind, plural in PLURAL.items():
         routes.append(Route(f"/v1/{plural}", collection(kind), methods=["GET", "POST"]))
         routes.append(Route(f"/v1/{plural}/{{id}}", item(kind), methods=["GET", "PATCH", "DELETE"]))
+    if metrics is not None:
+        routes.append(Route("/metrics", prometheus))
     routes.extend(console.routes())
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.context = AdminContext(db, secret_format, authenticator, readiness)
+    app.state.context = AdminContext(db, secret_format, authenticator, readiness, metrics)
     return RequestIds(app)

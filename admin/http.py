@@ -58,6 +58,8 @@ class AdminContext:
     # Why this process should not get traffic, or None: the process's own check (draining,
     # store, key feed), handed in by the composition.
     readiness: Callable[[], Awaitable[str | None]]
+    # The Prometheus text of the whole gateway, or None when metrics are off.
+    metrics: Callable[[], Awaitable[bytes]] | None = None
 
 
 def context(request: Request) -> AdminContext:

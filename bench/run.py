@@ -75,6 +75,7 @@ ROWS = {
     "7": "gateway, unknown tokens, all different",
     "5p": "gateway on PostgreSQL, one key (cache hits)",
     "5a": "gateway, one key, access log to a file",
+    "5m": "gateway, one key, metrics off",
 }
 
 
@@ -497,6 +498,12 @@ max_body_bytes = {limit}
             _, (logged_gateway, _) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(logged_config), lines=2
             )
+            # The same gateway counting nothing for /metrics (row 5m: what the counts cost).
+            quiet_config = work / "gateway-no-metrics.toml"
+            quiet_config.write_text(config.read_text() + "[metrics]\nenabled = false\n")
+            _, (quiet_gateway, _) = processes.start(
+                PYTHON, str(BENCH / "gateway_server.py"), str(quiet_config), lines=2
+            )
             # The same gateway on PostgreSQL, over the same keys (rows 5p, 8p, 10).
             pg_gateway = None
             problem = pgbench.available()
@@ -529,6 +536,8 @@ max_body_bytes = {limit}
             wait_http(gateway + "/open/small.json")
             wait_http(logged_gateway + "/open/small.json")
             warm(logged_gateway + "/api/small.json", round_robin[:1])
+            wait_http(quiet_gateway + "/open/small.json")
+            warm(quiet_gateway + "/api/small.json", round_robin[:1])
             if pg_gateway is not None:
                 wait_http(pg_gateway + "/open/small.json")
                 warm(pg_gateway + "/api/small.json", round_robin[:1])
@@ -546,6 +555,7 @@ max_body_bytes = {limit}
                 "7": (gateway + "/api/small.json", None),
             }
             targets["5a"] = (logged_gateway + "/api/small.json", one_key)
+            targets["5m"] = (quiet_gateway + "/api/small.json", one_key)
             if pg_gateway is not None:
                 targets["5p"] = (pg_gateway + "/api/small.json", one_key)
             runs: dict[str, dict[int, list[dict[str, Any]]]] = {r: {1: [], 32: []} for r in targets}
@@ -726,6 +736,13 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
             "(5a) access log on >= 0.90 x (5) at 32 connections",
             rps("5a") / rps("5") >= 0.90,
             f"{rps('5a') / rps('5'):.2f}",
+        )
+    )
+    checks.append(
+        (
+            "(5) metrics on >= 0.95 x (5m) metrics off at 32 connections",
+            rps("5") / rps("5m") >= 0.95,
+            f"{rps('5') / rps('5m'):.2f}",
         )
     )
     pg = result["postgresql"]

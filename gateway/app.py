@@ -47,7 +47,7 @@ class Exchange:
         "response_bytes",
         "route",
         "status",
-        "upstream_ms",
+        "upstream_seconds",
     )
 
     def __init__(self) -> None:
@@ -58,7 +58,7 @@ class Exchange:
         self.reason: str | None = None
         self.identity: Identity | None = None
         self.request_bytes = self.response_bytes = 0
-        self.upstream_ms: float | None = None
+        self.upstream_seconds: float | None = None
 
 
 class GatewayApp:
@@ -72,15 +72,17 @@ class GatewayApp:
         self.health_path = resources.config.health_path  # "" when the proxy has no probe
         self.access_log = resources.access_log  # None: "[log] access = off"
         self.access_query = resources.config.access_query
+        self.metrics = resources.metrics  # None: "[metrics] enabled = false"
+        self.observed = self.access_log is not None or self.metrics is not None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
             try:
-                if self.access_log is None:
-                    await self.handle(scope, receive, send)
+                if self.observed:
+                    await self.observe(scope, receive, send)
                 else:
-                    await self.logged(scope, receive, send)
+                    await self.handle(scope, receive, send)
             except Exception:
                 # Logged with its traceback here; the client gets a plain JSON 500 if nothing was
                 # sent yet (uvicorn would otherwise answer with its own text).
@@ -133,9 +135,9 @@ class GatewayApp:
             exchange.reason = reason
         await errors.send_error(send, status, reason, request_id)
 
-    async def logged(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """`handle`, with what the access log needs counted on the way; the entry goes to the
-        log's queue once the exchange is over, whatever happened."""
+    async def observe(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """`handle`, with what the access log and the metrics need counted on the way; both are
+        told once the exchange is over, whatever happened."""
         exchange = Exchange()
         started, clock = time.time(), time.perf_counter()
 
@@ -146,31 +148,46 @@ class GatewayApp:
                 exchange.response_bytes += len(message.get("body", b""))
             await send(message)
 
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight += 1
         try:
             await self.handle(scope, receive, counted, exchange)
         finally:
+            seconds = time.perf_counter() - clock
             identity = exchange.identity
-            client = scope.get("client")
-            query = scope.get("query_string", b"") if self.access_query else b""
-            assert self.access_log is not None
-            self.access_log.record(
-                (
-                    started,
-                    exchange.request_id,
-                    client[0] if client else None,
-                    scope.get("method"),
-                    exchange.path + ("?" + query.decode("latin-1") if query else ""),
+            if metrics is not None:
+                metrics.in_flight -= 1
+                metrics.observe(
                     exchange.route,
                     exchange.status,
                     exchange.reason,
-                    identity.access_key if identity else None,
-                    identity.project_id if identity else None,
-                    exchange.request_bytes,
-                    exchange.response_bytes,
-                    round((time.perf_counter() - clock) * 1000, 3),
-                    exchange.upstream_ms,
+                    identity,
+                    seconds,
+                    exchange.upstream_seconds,
                 )
-            )
+            if self.access_log is not None:
+                client = scope.get("client")
+                query = scope.get("query_string", b"") if self.access_query else b""
+                upstream = exchange.upstream_seconds
+                self.access_log.record(
+                    (
+                        started,
+                        exchange.request_id,
+                        client[0] if client else None,
+                        scope.get("method"),
+                        exchange.path + ("?" + query.decode("latin-1") if query else ""),
+                        exchange.route,
+                        exchange.status,
+                        exchange.reason,
+                        identity.access_key if identity else None,
+                        identity.project_id if identity else None,
+                        exchange.request_bytes,
+                        exchange.response_bytes,
+                        round(seconds * 1000, 3),
+                        round(upstream * 1000, 3) if upstream is not None else None,
+                    )
+                )
 
     async def handle(
         self, scope: dict[str, Any], receive: Any, send: Any, exchange: Exchange | None = None
@@ -267,5 +284,5 @@ class GatewayApp:
                 await self.refuse(send, exchange, 502, "upstream_unreachable", request_id)
         finally:
             if exchange is not None:
-                exchange.upstream_ms = round((time.perf_counter() - forwarded) * 1000, 3)
+                exchange.upstream_seconds = time.perf_counter() - forwarded
                 exchange.request_bytes = body.received if body is not None else 0

@@ -19,6 +19,7 @@ from core.store import StoreUnavailable, make_store
 from core.tokens import SecretFormat
 from gateway.access_log import AccessLog
 from gateway.housekeeping import Housekeeping
+from gateway.metrics import Metrics, Snapshot
 from gateway.proxy import Upstream
 from gateway.verifier import Verifier
 
@@ -33,6 +34,7 @@ class Resources:
         self.verifier = Verifier(self.db, config.cache, self.secret_format, clock)
         self.housekeeping = Housekeeping(self.verifier)
         self.access_log = AccessLog(config.access_log) if config.access_log != "off" else None
+        self.metrics = Metrics(config.metrics_per_project) if config.metrics else None
         self.upstream = Upstream()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -70,6 +72,11 @@ class Resources:
                 ("admin listen", old.admin_listen, new.admin_listen),
                 ("tls", (old.tls, old.admin_tls), (new.tls, new.admin_tls)),
                 ("key prefix", old.key_prefix, new.key_prefix),
+                (
+                    "metrics",
+                    (old.metrics, old.metrics_per_project),
+                    (new.metrics, new.metrics_per_project),
+                ),
             )
             if before != after
         ]
@@ -82,11 +89,34 @@ class Resources:
             tls=old.tls,
             admin_tls=old.admin_tls,
             key_prefix=old.key_prefix,
+            metrics=old.metrics,
+            metrics_per_project=old.metrics_per_project,
         )
         self.verifier.configure(self.config.cache)
         for apply in self.on_reload:
             apply(self.config)
         return fixed
+
+    def snapshot(self) -> Snapshot:
+        """This process's counts for /metrics (``gateway.metrics``): requests, and what the
+        verifier, the store and the access log count."""
+        metrics = self.metrics or Metrics()
+        verifier, db, access = self.verifier, self.db, self.access_log
+        return metrics.snapshot(
+            cache={
+                "hit": verifier.hits,
+                "negative_hit": verifier.negative_hits,
+                "miss": verifier.misses,
+            },
+            store={"read": db.reads, "write": db.writes},
+            store_errors=db.errors,
+            revocation_lag=list(verifier.revocation_lag.values),
+            access_log=(
+                {"written": access.written, "dropped": access.dropped, "failed": access.failed}
+                if access is not None
+                else {}
+            ),
+        )
 
     async def readiness(self) -> str | None:
         """Why this process should not get traffic now, or None when it is ready: not draining,

@@ -27,6 +27,7 @@ from core.store import Database, StoreUnavailable
 from core.store import keys as store_keys
 from core.store.records import KeyLookup
 from core.tokens import SecretFormat, hash_secret
+from gateway.metrics import LAG_BUCKETS, Histogram
 from gateway.ttl import TTLMap
 
 log = logging.getLogger("gateway.verifier")
@@ -61,6 +62,9 @@ class Verifier:
         self._last_marked: dict[str, float] = {}
         self._pending_used: dict[str, float] = {}
         self.store_queries = 0  # queries sent to the store: the benchmark counts them
+        # For the metrics: cache outcomes, and the time from a key change to its eviction here.
+        self.hits = self.negative_hits = self.misses = 0
+        self.revocation_lag = Histogram(LAG_BUCKETS)
         self._batch: dict[bytes, asyncio.Future[KeyLookup | None]] = {}
         self._querying: asyncio.Task[None] | None = None
 
@@ -91,11 +95,14 @@ class Verifier:
             return MALFORMED
         identity = self._positive.get(digest)
         if identity is not None:
+            self.hits += 1
             return self._accept(identity)
         if self.format.mode_of(token) is None:
             return MALFORMED
         if digest in self._negative:
+            self.negative_hits += 1
             return INVALID
+        self.misses += 1
         return digest
 
     async def verify(self, token: str) -> Identity | str:
@@ -204,12 +211,14 @@ class Verifier:
             return 0
         read = await store_keys.read_feed(self.db, self._cursor)
         self._followed_at = now
-        new = [(i, access_key) for i, access_key in read.events if i not in self._last_read]
+        new = [event for event in read.events if event[0] not in self._last_read]
         if new:
             self._generation += 1
-            for _, access_key in new:
+            for _, access_key, changed_at in new:
                 self.evict(access_key)
-        self._cursor, self._last_read = read.cursor, {i for i, _ in read.events}
+                # The writer's clock against ours: another node's skew shows here (never < 0).
+                self.revocation_lag.observe(max(0.0, self.clock() - changed_at))
+        self._cursor, self._last_read = read.cursor, {event[0] for event in read.events}
         return len(new)
 
     def following(self, within: float) -> bool:

@@ -32,19 +32,32 @@ from admin.api import make_admin_app
 from core import config as config_module
 from core.config import Config, ConfigError, Listen, TLSFiles
 from core.store import make_store
+from gateway import metrics
 from gateway.app import GatewayApp
 from gateway.protocol import GatewayHttpProtocol
 from gateway.resources import Resources
+from gatewaycli.scrape import Scraper, answer
 
 log = logging.getLogger("gateway")
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-def admin_app(resources: Resources) -> ASGIApp:
+def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
     """The admin API and console over this process's store, authenticating callers with the
-    proxy's own verifier (one cache, one revocation feed)."""
+    proxy's own verifier (one cache, one revocation feed), and /metrics: this process's counts,
+    plus its workers' when ``scraper`` asks them."""
+    config = resources.config
+
+    async def scrape() -> bytes:
+        snapshot = await scraper.collect() if scraper is not None else resources.snapshot()
+        return metrics.render(snapshot, config.metrics_per_project)
+
     return make_admin_app(
-        resources.db, resources.secret_format, resources.verifier, resources.readiness
+        resources.db,
+        resources.secret_format,
+        resources.verifier,
+        resources.readiness,
+        metrics=scrape if config.metrics else None,
     )
 
 
@@ -140,9 +153,11 @@ async def run_listeners(
     listeners: list[Listener],
     supervisor: Supervisor | None = None,
     parent: int | None = None,
+    metrics_sock: socket.socket | None = None,
 ) -> None:
     """Start the shared resources, serve every listener until SIGINT/SIGTERM (or, in a worker,
-    until its parent is gone), then clean up."""
+    until its parent is gone; answering the parent's scrapes on ``metrics_sock``), then clean
+    up."""
     await resources.start()
     trusted = resources.config.trusted_proxies
     timeout = resources.config.shutdown_timeout_seconds
@@ -168,6 +183,8 @@ async def run_listeners(
             log.error("reload refused, still serving the previous config: %s", exc)
             return
         fixed = resources.reload(new)
+        if new.log_level is not None:
+            set_level(new.log_level.upper())
         kept = f"; not changed until a restart: {', '.join(fixed)}" if fixed else ""
         log.warning("reloaded %s: %d route(s)%s", source, len(new.routes), kept)
         if supervisor is not None:
@@ -187,7 +204,11 @@ async def run_listeners(
     if EARLY_SIGHUP.is_set():  # a reload asked for while this process was starting
         EARLY_SIGHUP.clear()
         reload()
-    watcher = asyncio.create_task(outlive_no_parent(parent, stop)) if parent else None
+    background = []
+    if parent:
+        background.append(asyncio.create_task(outlive_no_parent(parent, stop)))
+    if metrics_sock is not None:
+        background.append(asyncio.create_task(answer(metrics_sock, resources.snapshot)))
     try:
         await asyncio.gather(
             *(
@@ -197,8 +218,9 @@ async def run_listeners(
             *([supervisor.run()] if supervisor is not None else []),
         )
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await resources.stop()
 
 
@@ -209,17 +231,30 @@ def run(coro: Awaitable[None]) -> None:
 
 def setup_logging(level: int | str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    set_level(level)
+
+
+def set_level(level: int | str) -> None:
+    """The process's log level (at start, and from `[log] level` at a reload)."""
+    logging.getLogger().setLevel(level)
     # aiosqlite's debug lines carry every statement's parameters, secret hashes among them: a
     # hash cannot be turned back into a secret, but it has no business in a log.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     # uvicorn says "Started server process" once per listener (twice with the admin listener);
     # the gateway prints where it listens itself, so uvicorn's start and stop lines are left to
     # debug level. Its warnings and errors still show.
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    quiet = logging.getLogger().level > logging.DEBUG
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
-def _worker(config: Config, sock: socket.socket, log_level: int, parent: int, ready: Any) -> None:
+def _worker(
+    config: Config,
+    sock: socket.socket,
+    metrics_sock: socket.socket,
+    log_level: int,
+    parent: int,
+    ready: Any,
+) -> None:
     note_early_sighup()
     ready.set()  # from here on, the parent may signal this worker
     setup_logging(log_level)
@@ -231,7 +266,7 @@ def _worker(config: Config, sock: socket.socket, log_level: int, parent: int, re
         return
     resources = Resources(config)
     listener = Listener(GatewayApp(resources), sock, config.tls)
-    run(run_listeners(resources, [listener], parent=parent))
+    run(run_listeners(resources, [listener], parent=parent, metrics_sock=metrics_sock))
 
 
 async def check_store(config: Config) -> None:
@@ -281,16 +316,26 @@ def _serve_on(
     if admin_sock is not None:
         print(f"gateway: admin listening on {address(admin_sock, config.admin_tls)}", flush=True)
     resources = Resources(config)
-    admin: list[Listener] = []
-    if admin_sock is not None:
-        admin = [Listener(admin_app(resources), admin_sock, config.admin_tls)]
     if workers == 1:
-        proxy = Listener(GatewayApp(resources), proxy_sock, config.tls)
-        run(run_listeners(resources, [proxy, *admin]))
+        listeners = [Listener(GatewayApp(resources), proxy_sock, config.tls)]
+        if admin_sock is not None:
+            listeners.append(Listener(admin_app(resources), admin_sock, config.admin_tls))
+        run(run_listeners(resources, listeners))
         return
     supervisor = Supervisor(config, proxy_sock, workers)
+    scraper = Scraper(resources.snapshot, supervisor.metrics_socks)
+    admin: list[Listener] = []
+    if admin_sock is not None:
+        admin = [Listener(admin_app(resources, scraper), admin_sock, config.admin_tls)]
+
+    async def serve_admin() -> None:
+        try:
+            await run_listeners(resources, admin, supervisor)
+        finally:
+            await scraper.close()
+
     try:
-        run(run_listeners(resources, admin, supervisor))
+        run(serve_admin())
     finally:
         supervisor.stop()
         supervisor.join()
@@ -308,16 +353,20 @@ class Supervisor:
     def __init__(self, config: Config, sock: socket.socket, workers: int) -> None:
         context = multiprocessing.get_context("spawn")
         self.ready = [context.Event() for _ in range(workers)]
+        pairs = [socket.socketpair() for _ in range(workers)]
+        self.metrics_socks = [ours for ours, _ in pairs]  # for the Scraper
+        level = logging.getLogger().level
         self.processes = [
             context.Process(
                 target=_worker,
-                args=(config, sock, logging.getLogger().level, os.getpid(), self.ready[n]),
+                args=(config, sock, theirs, level, os.getpid(), self.ready[n]),
                 daemon=True,
             )
-            for n in range(workers)
+            for n, (_, theirs) in enumerate(pairs)
         ]
-        for process in self.processes:
+        for process, (_, theirs) in zip(self.processes, pairs, strict=True):
             process.start()
+            theirs.close()  # the worker holds its own copy now
         self.stopping = False
         self.failed = False
 
