@@ -1,0 +1,74 @@
+"""What one request did, noted as it goes, and told to the metrics and the access log once it is
+over (whatever happened: refused, forwarded, failed, or the client gone)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.identity import Identity
+from gateway.access_log import AccessLog
+from gateway.metrics import Metrics
+
+
+class Exchange:
+    """What the access log and the metrics say of one request, filled in as it goes."""
+
+    __slots__ = (
+        "identity",
+        "path",
+        "reason",
+        "request_bytes",
+        "request_id",
+        "response_bytes",
+        "route",
+        "status",
+        "upstream_seconds",
+    )
+
+    def __init__(self) -> None:
+        self.request_id: str | None = None
+        self.path = ""
+        self.route: str | None = None
+        self.status: int | None = None
+        self.reason: str | None = None
+        self.identity: Identity | None = None
+        self.request_bytes = self.response_bytes = 0
+        self.upstream_seconds: float | None = None
+
+    def report(
+        self,
+        scope: dict[str, Any],
+        started: float,
+        seconds: float,
+        metrics: Metrics | None,
+        access_log: AccessLog | None,
+        access_query: bool,
+    ) -> None:
+        """Count it (metrics) and queue its line (access log): plain calls, no I/O."""
+        identity = self.identity
+        if metrics is not None:
+            metrics.observe(
+                self.route, self.status, self.reason, identity, seconds, self.upstream_seconds
+            )
+        if access_log is not None:
+            client = scope.get("client")
+            query = scope.get("query_string", b"") if access_query else b""
+            upstream = self.upstream_seconds
+            access_log.record(
+                (
+                    started,
+                    self.request_id,
+                    client[0] if client else None,
+                    scope.get("method"),
+                    self.path + ("?" + query.decode("latin-1") if query else ""),
+                    self.route,
+                    self.status,
+                    self.reason,
+                    identity.access_key if identity else None,
+                    identity.project_id if identity else None,
+                    self.request_bytes,
+                    self.response_bytes,
+                    round(seconds * 1000, 3),
+                    round(upstream * 1000, 3) if upstream is not None else None,
+                )
+            )
