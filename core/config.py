@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.policies import PolicyError, RateLimit, rate_limits
 from core.tokens import DEFAULT_PREFIX, PREFIX_PATTERN
 
 AUTH_MODES = ("required", "optional", "none")
@@ -53,6 +54,21 @@ class Route:
     projects: frozenset[str] = frozenset()
     timeout_seconds: float = 30.0
     max_body_bytes: int = 10 * 1024 * 1024
+    # Held per key on this route, on top of the key's own (core.policies); anonymous requests
+    # (auth = "none", or "optional" without a key) are not limited.
+    rate_limits: tuple[RateLimit, ...] = ()
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """`[ratelimit]`: where the sliding logs live. ``local``: in each process (exact within
+    one; with N workers a client may get up to N times the limit); ``redis``: one shared
+    log for every worker and node (one script, one round trip per check)."""
+
+    backend: str = "local"
+    url: str = ""  # redis://host:port/db, for backend = "redis"
+    fail: str = "open"  # Redis away: "open" lets requests through, "closed" refuses them (503)
+    timeout_ms: int = 250  # how long a check may wait on Redis before the fail rule applies
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     key_prefix: str = DEFAULT_PREFIX
     cache: CacheConfig = field(default_factory=CacheConfig)
+    ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     routes: tuple[Route, ...] = ()
 
 
@@ -226,6 +243,7 @@ def _route(source: Path, index: int, raw: object) -> Route:
             "projects",
             "timeout_seconds",
             "max_body_bytes",
+            "rate_limits",
         }
     )
     if "prefix" not in section.data or "upstream" not in section.data:
@@ -262,7 +280,29 @@ def _route(source: Path, index: int, raw: object) -> Route:
         projects=frozenset(projects),
         timeout_seconds=float(section.number("timeout_seconds", 30.0, 0.001)),
         max_body_bytes=section.number("max_body_bytes", 10 * 1024 * 1024, 0, integer=True),
+        rate_limits=_rate_limits(section),
     )
+
+
+def _rate_limits(section: _Section) -> tuple[RateLimit, ...]:
+    try:
+        return rate_limits(section.get("rate_limits", list, []))
+    except PolicyError as exc:
+        raise section.fail("rate_limits", str(exc)) from None
+
+
+def _ratelimit(section: _Section) -> RateLimitConfig:
+    section.check_unknown({"backend", "url", "fail", "timeout_ms"})
+    backend = section.get("backend", str, "local")
+    if backend not in ("local", "redis"):
+        raise section.fail("backend", f"must be local or redis, not {backend!r}")
+    url = section.get("url", str, "")
+    if backend == "redis" and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise section.fail("url", f"{url!r} is not a redis://host:port URL (backend = redis)")
+    fail = section.get("fail", str, "open")
+    if fail not in ("open", "closed"):
+        raise section.fail("fail", f"must be open or closed, not {fail!r}")
+    return RateLimitConfig(backend, url, fail, section.number("timeout_ms", 250, 1, integer=True))
 
 
 def _relative(source: Path, value: str) -> Path | None:
@@ -329,7 +369,9 @@ def _store(store: _Section) -> StoreConfig:
 
 def parse(data: Mapping[str, Any], source: Path) -> Config:
     top = _Section(source, "top level", data)
-    top.check_unknown({"server", "admin", "store", "keys", "cache", "routes", "log", "metrics"})
+    top.check_unknown(
+        {"server", "admin", "store", "keys", "cache", "routes", "log", "metrics", "ratelimit"}
+    )
     logs = _Section(source, "[log]", data.get("log", {}))
     logs.check_unknown({"access", "access_query", "level"})
     log_level = logs.get("level", (str, type(None)), None)
@@ -423,5 +465,6 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         store=store_config,
         key_prefix=prefix,
         cache=cache_config,
+        ratelimit=_ratelimit(_Section(source, "[ratelimit]", data.get("ratelimit", {}))),
         routes=routes,
     )

@@ -25,6 +25,7 @@ TYPES = {
     403: "permission_denied",
     404: "not_found",
     413: "payload_too_large",
+    429: "rate_limited",
     500: "internal_error",
     502: "upstream_error",
     503: "store_unavailable",
@@ -40,6 +41,8 @@ MESSAGES = {
     DUPLICATE: "The request carries more than one API key (X-Auth-Token or Authorization: "
     "Bearer) with different values; send exactly one.",
     "project_not_allowed": "This key's project may not use this route.",
+    "ip_not_allowed": "This key may not be used from this address: it is limited to the "
+    "networks in its allowed_ips.",
     "no_route": "No route matches this path.",
     "bad_content_length": "The Content-Length header is not a number.",
     "body_too_large": "The request body is larger than this route accepts.",
@@ -47,7 +50,12 @@ MESSAGES = {
     "upstream_timeout": "The upstream service did not answer within the route timeout.",
     "store_unavailable": "The key store cannot be read right now; retry shortly.",
     "internal_error": "The gateway failed to handle this request; it has been logged.",
+    "rate_limited": "This key has used its rate limit (RateLimit-Policy says which); retry after "
+    "the Retry-After header's seconds.",
+    "rate_limit_unavailable": "The rate limit cannot be checked right now; retry shortly.",
 }
+# Where a reason's type is not its status's.
+REASON_TYPES = {"rate_limit_unavailable": "rate_limit_unavailable"}
 
 # A client's X-Request-ID is kept if it is this sane; otherwise the gateway makes one.
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
@@ -67,7 +75,7 @@ def request_id_of(value: bytes | None) -> str:
 
 def error_json(status: int, reason: str, request_id: str, message: str | None = None) -> bytes:
     body: dict[str, Any] = {
-        "type": TYPES[status],
+        "type": REASON_TYPES.get(reason) or TYPES[status],
         "reason": reason,
         "message": message or MESSAGES[reason],
         "request_id": request_id,

@@ -8,7 +8,13 @@ from core.errors import error_json
 
 
 async def send_error(
-    send: Any, status: int, reason: str, request_id: str, *, message: str | None = None
+    send: Any,
+    status: int,
+    reason: str,
+    request_id: str,
+    *,
+    message: str | None = None,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
     body = error_json(status, reason, request_id, message)
     headers = [
@@ -19,5 +25,6 @@ async def send_error(
     ]
     if status == 401:
         headers.append((b"www-authenticate", b"X-Auth-Token"))
+    headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

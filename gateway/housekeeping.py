@@ -1,12 +1,12 @@
 """Housekeeping, off the request path: one background task per process, owned by ``Resources``.
 
-Every round (5 s): write the batched last-used times, and drop what has expired from the
-verifier's bookkeeping. Every minute: prune the store, so it does not grow with every change:
-``key_events`` rows older than ``EVENT_RETENTION_SECONDS`` (an hour: far longer than any follower
-waits between two reads of the feed, and a follower cut off for longer starts afresh instead of
-trusting a feed with holes), and rolled secrets whose grace has ended (the verifier already refuses
-them, even from cache). Several processes pruning the same store is harmless: the statements are
-idempotent.
+Every round (5 s): write the batched last-used times, and drop what has expired from the verifier's
+bookkeeping and the local rate-limit logs. Every minute: prune the store, so it does not grow with
+every change: ``key_events`` rows older than ``EVENT_RETENTION_SECONDS`` (an hour: far longer than
+any follower waits between two reads of the feed, and a follower cut off for longer starts afresh
+instead of trusting a feed with holes), and rolled secrets whose grace has ended (the verifier
+already refuses them, even from cache). Several processes pruning the same store is harmless: the
+statements are idempotent.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 
 from core.store import StoreUnavailable
 from core.store import keys as store_keys
+from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.verifier import EVENT_RETENTION_SECONDS, Verifier
 
 log = logging.getLogger("gateway.housekeeping")
@@ -25,8 +26,11 @@ PRUNE_EVERY_SECONDS = 60.0
 
 
 class Housekeeping:
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(
+        self, verifier: Verifier, limiter: LocalLimiter | RedisLimiter | None = None
+    ) -> None:
         self.verifier = verifier
+        self.limiter = limiter
         self._pruned_at: float | None = None
         self._failing = False
 
@@ -48,6 +52,8 @@ class Housekeeping:
                 log.warning("cannot record last use of keys or prune the store yet: %s", exc)
             self._failing = True
         verifier.trim()
+        if isinstance(self.limiter, LocalLimiter):
+            self.limiter.trim(verifier.clock())
 
     async def run(self) -> None:
         while True:

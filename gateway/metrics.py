@@ -198,6 +198,11 @@ class _Collector:
             "Store reads and writes that failed (the store was unavailable).",
             value=s.get("store_errors", 0),
         )
+        yield CounterMetricFamily(
+            "gateway_rate_limit_unavailable",
+            "Rate-limit checks Redis did not answer (let through or refused by [ratelimit] fail).",
+            value=s.get("rate_limit_unavailable", 0),
+        )
         lag = HistogramMetricFamily(
             "gateway_revocation_lag_seconds",
             "Time from a key change (revoke, edit, roll) written to the store to its eviction "

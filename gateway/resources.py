@@ -21,6 +21,7 @@ from gateway.access_log import AccessLog
 from gateway.housekeeping import Housekeeping
 from gateway.metrics import Metrics, Snapshot
 from gateway.proxy import Upstream
+from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.verifier import Verifier
 
 log = logging.getLogger("gateway")
@@ -31,8 +32,14 @@ class Resources:
         self.config = config
         self.db = make_store(config.store)
         self.secret_format = SecretFormat(config.key_prefix)
+        self.clock = clock
         self.verifier = Verifier(self.db, config.cache, self.secret_format, clock)
-        self.housekeeping = Housekeeping(self.verifier)
+        self.limiter: LocalLimiter | RedisLimiter = (
+            RedisLimiter(config.ratelimit, clock)
+            if config.ratelimit.backend == "redis"
+            else LocalLimiter()
+        )
+        self.housekeeping = Housekeeping(self.verifier, self.limiter)
         self.access_log = AccessLog(config.access_log) if config.access_log != "off" else None
         self.metrics = Metrics(config.metrics_per_project) if config.metrics else None
         self.upstream = Upstream()
@@ -89,6 +96,7 @@ class Resources:
             tls=old.tls,
             admin_tls=old.admin_tls,
             key_prefix=old.key_prefix,
+            ratelimit=old.ratelimit,
             metrics=old.metrics,
             metrics_per_project=old.metrics_per_project,
         )
@@ -110,6 +118,9 @@ class Resources:
             },
             store={"read": db.reads, "write": db.writes},
             store_errors=db.errors,
+            rate_limit_unavailable=(
+                self.limiter.unavailable if isinstance(self.limiter, RedisLimiter) else 0
+            ),
             revocation_lag=list(verifier.revocation_lag.values),
             access_log=(
                 {"written": access.written, "dropped": access.dropped, "failed": access.failed}
@@ -145,6 +156,8 @@ class Resources:
         with contextlib.suppress(StoreUnavailable):
             await self.verifier.flush_last_used()
         await self.upstream.close()
+        if isinstance(self.limiter, RedisLimiter):
+            await self.limiter.close()
         if self.access_log is not None:
             self.access_log.close()
         await self.db.close()

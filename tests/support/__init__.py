@@ -278,6 +278,78 @@ class PostgresDatabases:
         self.made.clear()
 
 
+# -- Redis ----------------------------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_redis() -> None:
+    """Skip with a message where no Redis answers; in CI, fail instead."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"no Redis at {REDIS_URL} ({exc}); set GATEWAY_TEST_REDIS_URL"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        client.close()
+
+
+class RedisServer:
+    """A Redis server of a test's own (the shared one is never stopped), on a free port, with
+    nothing written to disk."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            message = "no redis-server (apt-get install redis-server)"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        self.binary = binary
+        sock = free_socket()
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(answers, timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
 # How long a revocation may take to reach a gateway on the test config, derived from it.
 BOUND = config_module.parse(
     tomllib.loads(config_text("http://127.0.0.1:9")), Path("gateway.toml")
@@ -290,9 +362,15 @@ class FakeClock:
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.frozen: float | None = None
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return (time.time() if self.frozen is None else self.frozen) + self.offset
+
+    def freeze(self) -> None:
+        """Stop the clock where it is: from now on only `advance` moves it (for tests that
+        compare times to the second, such as a Retry-After)."""
+        self.frozen = time.time()
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds

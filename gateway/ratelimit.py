@@ -1,0 +1,219 @@
+"""Rate limits: a sliding log per key and limit (why a sliding log: ``core.policies``).
+
+Two backends behind one answer (:class:`Decision`):
+- :class:`LocalLimiter`: the logs live in this process, checked without an ``await`` (a cache
+  hit on a limited route still awaits nothing but the upstream). Exact within one process; with
+  ``--workers N`` each worker keeps its own logs, so a client spread over N workers may get up
+  to N times the limit.
+- :class:`RedisLimiter`: one sorted set per key and limit in Redis, shared by every worker and
+  node; one Lua script checks every limit and records the request atomically (one round trip).
+  When Redis does not answer within ``timeout_ms``, ``fail = "open"`` lets the request through
+  and ``"closed"`` refuses it with 503; either way it is counted, and logged once per outage.
+
+Every limit that applies must hold; a refused request consumes none of them.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.config import RateLimitConfig
+from core.policies import RateLimit
+
+log = logging.getLogger("gateway.ratelimit")
+Header = tuple[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One limit as it applies to one request: whose log (``key``), and its policy name."""
+
+    key: str
+    name: str
+    rule: RateLimit
+
+
+def limits_for(
+    access_key: str, route: str, own: Sequence[RateLimit], defaults: Sequence[RateLimit]
+) -> list[Limit]:
+    """The logs a request counts in: the key's own limits (``own``) in one log per key across
+    routes, the route's ``defaults`` in one log per key on that route. The access key is a
+    Redis hash tag (``{...}``), so every log of a key sits in one cluster slot and one script
+    may touch them all."""
+    found = [Limit(f"{{{access_key}}}:key:{r.window_seconds}", f"key-{r.name}", r) for r in own]
+    found += [
+        Limit(f"{{{access_key}}}:route{route}:{r.window_seconds}", f"route-{r.name}", r)
+        for r in defaults
+    ]
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    retry_after: int  # whole seconds before the request would pass (0 when allowed)
+    headers: tuple[Header, ...]  # RateLimit-Policy and RateLimit, for the response
+
+
+def decision(
+    limits: Sequence[Limit], counts: Sequence[int], resets: Sequence[float], retry: float
+) -> Decision:
+    """The answer and its fields (IETF httpapi ratelimit-headers draft, structured-field lists):
+    ``RateLimit-Policy: "name";q=LIMIT;w=WINDOW`` and ``RateLimit: "name";r=LEFT;t=RESET``, where
+    RESET is the seconds until the oldest counted request leaves the window."""
+    policy = ", ".join(
+        f'"{lim.name}";q={lim.rule.limit};w={lim.rule.window_seconds}' for lim in limits
+    )
+    state = ", ".join(
+        f'"{lim.name}";r={max(0, lim.rule.limit - count)};t={math.ceil(max(0.0, reset))}'
+        for lim, count, reset in zip(limits, counts, resets, strict=True)
+    )
+    headers: tuple[Header, ...] = (
+        (b"ratelimit-policy", policy.encode()),
+        (b"ratelimit", state.encode()),
+    )
+    if retry > 0:
+        seconds = max(1, math.ceil(retry))
+        return Decision(False, seconds, (*headers, (b"retry-after", str(seconds).encode())))
+    return Decision(True, 0, headers)
+
+
+class LocalLimiter:
+    """Sliding logs in this process. Logs are kept in least-recently-used order, so the ones
+    idle past their window are dropped from the front in time proportional to what goes."""
+
+    local = True
+
+    def __init__(self) -> None:
+        self.logs: collections.OrderedDict[str, collections.deque[float]] = (
+            collections.OrderedDict()
+        )
+
+    def check(self, limits: Sequence[Limit], now: float) -> Decision:
+        logs = []
+        retry = 0.0
+        for lim in limits:
+            entries = self.logs.get(lim.key)
+            if entries is None:
+                entries = self.logs[lim.key] = collections.deque()
+            else:
+                self.logs.move_to_end(lim.key)
+            start = now - lim.rule.window_seconds
+            while entries and entries[0] <= start:
+                entries.popleft()
+            if len(entries) >= lim.rule.limit:
+                # The request passes once enough of the oldest have left the window.
+                retry = max(retry, entries[len(entries) - lim.rule.limit] - start)
+            logs.append(entries)
+        if retry <= 0:
+            for entries in logs:
+                entries.append(now)
+        counts = [len(entries) for entries in logs]
+        resets = [
+            entries[0] - (now - lim.rule.window_seconds) if entries else 0.0
+            for lim, entries in zip(limits, logs, strict=True)
+        ]
+        return decision(limits, counts, resets, retry)
+
+    def trim(self, now: float) -> None:
+        """Drop the least recently used logs whose every entry has left its window
+        (housekeeping): the front of the order, until one is still live."""
+        while self.logs:
+            key, entries = next(iter(self.logs.items()))
+            window = float(key.rsplit(":", 1)[1])
+            if entries and entries[-1] > now - window:
+                break
+            del self.logs[key]
+
+
+# KEYS: one sorted set per limit. ARGV: now (ms), a unique member, then limit and window (ms)
+# per key. Every limit is checked before any is recorded, so a refused request consumes none.
+# Returns {retry_ms, count, reset_ms, count, reset_ms, ...}.
+SCRIPT = """
+local now = tonumber(ARGV[1])
+local retry = 0
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[1 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+    local wait = tonumber(oldest[2]) + window - now
+    if wait > retry then retry = wait end
+  end
+  counts[i] = count
+end
+local out = {retry}
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 + 2 * i])
+  if retry <= 0 then
+    redis.call('ZADD', key, now, ARGV[2])
+    redis.call('PEXPIRE', key, window)
+    counts[i] = counts[i] + 1
+  end
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local reset = 0
+  if first[2] then reset = tonumber(first[2]) + window - now end
+  out[#out + 1] = counts[i]
+  out[#out + 1] = reset
+end
+return out
+"""
+
+
+class RedisLimiter:
+    """Sliding logs in Redis, shared by every worker and node."""
+
+    local = False
+
+    def __init__(self, config: RateLimitConfig, clock: Callable[[], float]) -> None:
+        import redis.asyncio  # only a gateway configured for Redis needs the client
+
+        timeout = config.timeout_ms / 1000
+        self.client = redis.asyncio.Redis.from_url(
+            config.url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self.script = self.client.register_script(SCRIPT)
+        self.fail_open = config.fail == "open"
+        self.clock = clock
+        self.unavailable = 0  # checks Redis did not answer (for the metrics)
+        self.failing = False
+        # Members must be unique across every worker and node (an equal one would replace an
+        # entry, not add one): host, process, this limiter, counter.
+        self._prefix = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}:"
+        self._serial = itertools.count()
+
+    async def check(self, limits: Sequence[Limit], now: float) -> Decision | None:
+        """The decision, or None when Redis did not answer (the caller applies the fail rule)."""
+        import redis.exceptions
+
+        now_ms = int(now * 1000)
+        args: list[str | int] = [now_ms, f"{self._prefix}{next(self._serial)}"]
+        for lim in limits:
+            args += [lim.rule.limit, lim.rule.window_seconds * 1000]
+        try:
+            out = await self.script(keys=[f"gw:rl:{lim.key}" for lim in limits], args=args)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            self.unavailable += 1
+            if not self.failing:
+                self.failing = True
+                rule = "let through" if self.fail_open else "refused with 503"
+                log.warning("rate limits: Redis does not answer (%s); requests are %s", exc, rule)
+            return None
+        if self.failing:
+            self.failing = False
+            log.warning("rate limits: Redis answers again")
+        counts = [int(c) for c in out[1::2]]
+        resets = [int(r) / 1000 for r in out[2::2]]
+        return decision(limits, counts, resets, int(out[0]) / 1000)
+
+    async def close(self) -> None:
+        await self.client.aclose()
