@@ -73,6 +73,8 @@ async def api_keys(request: Request) -> Response:
             default_project_id=body.get("default_project_id"),
             expires_at=body.get("expires_at"),
             mode=body.get("mode", "live"),
+            rate_limits=body.get("rate_limits", ()),
+            allowed_ips=body.get("allowed_ips", ()),
         )
         return JSONResponse({**key_json(new.key), "secret_key": new.secret_key}, 201)
     given = queries(request, fields.LIST_KEYS_QUERY)
@@ -112,6 +114,8 @@ async def api_key(request: Request) -> Response:
         default_project_id=body.get("default_project_id"),
         expires_at=body.get("expires_at"),
         clear_expiry="expires_at" in body and body["expires_at"] is None,
+        rate_limits=body.get("rate_limits"),
+        allowed_ips=body.get("allowed_ips"),
     )
     return JSONResponse(key_json(key))
 

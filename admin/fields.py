@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from admin.access import PERMISSION_SETS, Invalid
+from core.policies import MAX_ALLOWED_IPS, MAX_LIMIT, MAX_RATE_LIMITS, MAX_WINDOW_SECONDS, RateLimit
 from core.store.keys import ORDERS
 from core.tokens import MODES
 
@@ -74,7 +75,9 @@ def parse_time(value: str) -> float:
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # "string", "integer", "time" (RFC 3339 date-time) or "names" (a list of choices)
+    # "string", "integer", "time" (RFC 3339 date-time), "names" (a list of choices), "strings" (a
+    # list of strings, each held to the limits below) or "rate_limits" ({limit, window_seconds}s)
+    kind: str
     description: str = ""
     nullable: bool = False
     min_length: int | None = None
@@ -83,10 +86,16 @@ class Field:
     minimum: int | None = None
     maximum: int | None = None
     choices: tuple[str, ...] = ()
+    max_items: int | None = None
 
     def schema(self) -> Schema:
         out: Schema
-        if self.kind == "names":
+        if self.kind == "rate_limits":
+            out = {"type": "array", "items": RATE_LIMIT_SCHEMA}
+        elif self.kind == "strings":
+            item = replace(self, kind="string", description="", max_items=None)
+            out = {"type": "array", "items": item.schema()}
+        elif self.kind == "names":
             items: Schema = {"type": "string"}
             if self.choices:
                 items["enum"] = list(self.choices)
@@ -107,6 +116,8 @@ class Field:
                     out[key] = value
             if self.choices:
                 out["enum"] = [*self.choices, *([None] if self.nullable else [])]
+        if self.max_items is not None and out.get("type") == "array":
+            out["maxItems"] = self.max_items
         if self.description:
             out["description"] = self.description
         return out
@@ -122,6 +133,8 @@ class Field:
             return self._integer(name, value)
         if self.kind == "names":
             return self._names(name, value)
+        if self.kind in ("strings", "rate_limits"):
+            return self._list(name, value)
         if not isinstance(value, str):
             raise Invalid(f"{name} must be {self._what()}", name)
         if self.kind == "time":
@@ -147,6 +160,8 @@ class Field:
             "integer": self._range(),
             "time": f"an RFC 3339 time such as {TIME_EXAMPLE}",
             "names": "a list of names",
+            "strings": "a list of strings",
+            "rate_limits": "a list of {limit, window_seconds} objects",
         }[self.kind]
 
     def _range(self) -> str:
@@ -173,6 +188,30 @@ class Field:
                 f"unknown {name} entry {unknown[0]!r}; known: {', '.join(self.choices)}", name
             )
         return tuple(dict.fromkeys(value))
+
+    def _list(self, name: str, value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise Invalid(f"{name} must be {self._what()}", name)
+        if self.max_items is not None and len(value) > self.max_items:
+            raise Invalid(f"{name} must have at most {self.max_items} entries", name)
+        if self.kind == "strings":
+            item = replace(self, kind="string", max_items=None, description=ENTRY)
+            return tuple(item.parse(f"{name} entry", v) for v in value)
+        found = []
+        for entry in value:
+            if not isinstance(entry, dict) or set(entry) != {"limit", "window_seconds"}:
+                raise Invalid(
+                    f"{name} entries must be objects such as "
+                    '{"limit": 100, "window_seconds": 60}',
+                    name,
+                )
+            found.append(
+                RateLimit(
+                    LIMIT.parse(f"{name} limit", entry["limit"]),
+                    WINDOW.parse(f"{name} window_seconds", entry["window_seconds"]),
+                )
+            )
+        return tuple(found)
 
     def parse_query(self, name: str, raw: str | None) -> Any:
         """A query parameter (always a string on the wire) against this declaration."""
@@ -266,6 +305,27 @@ ORDER_BY = Field("string", choices=tuple(ORDERS))
 PAGE = Field("integer", minimum=1, maximum=1_000_000)
 PAGE_SIZE = Field("integer", minimum=1, maximum=100)
 TIME = Field("time")
+LIMIT = Field("integer", minimum=1, maximum=MAX_LIMIT)
+WINDOW = Field("integer", minimum=1, maximum=MAX_WINDOW_SECONDS)
+RATE_LIMIT_SCHEMA: Schema = {
+    "type": "object",
+    "properties": {"limit": LIMIT.schema(), "window_seconds": WINDOW.schema()},
+    "required": ["limit", "window_seconds"],
+    "additionalProperties": False,
+}
+RATE_LIMITS = Field(
+    "rate_limits",
+    max_items=MAX_RATE_LIMITS,
+    description="requests per sliding window, every one held; at most one limit per window",
+)
+ENTRY = "has the wrong form"  # what a refused list entry is said to have
+ALLOWED_IPS = Field(
+    "strings",
+    max_items=MAX_ALLOWED_IPS,
+    max_length=49,
+    pattern="^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$",
+    description="IPv4/IPv6 addresses and CIDR networks the key may be used from; empty: anywhere",
+)
 
 # Filters of GET /v1/api-keys, named as KeyFilter names them.
 LIST_KEYS_FILTERS = {
@@ -292,11 +352,21 @@ CREATE_KEY = Body(
         "default_project_id": NULLABLE_ID,
         "expires_at": EXPIRES_AT,
         "mode": MODE,
+        "rate_limits": RATE_LIMITS,
+        "allowed_ips": ALLOWED_IPS,
     },
     one_of=("user_id", "application_id"),
     description="With neither user_id nor application_id, the key is the caller's own.",
 )
-UPDATE_KEY = Body({"description": DESCRIPTION, "default_project_id": ID, "expires_at": EXPIRES_AT})
+UPDATE_KEY = Body(
+    {
+        "description": DESCRIPTION,
+        "default_project_id": ID,
+        "expires_at": EXPIRES_AT,
+        "rate_limits": RATE_LIMITS,
+        "allowed_ips": ALLOWED_IPS,
+    }
+)
 ROLL_KEY = Body({"expire_current_in_seconds": GRACE})
 CREATE = {
     "project": Body({"name": NAME}, required=("name",)),

@@ -25,6 +25,7 @@ from core import errors
 from core.credentials import bearer_secret, pick
 from core.errors import MISSING
 from core.identity import Authenticator
+from core.policies import allows
 from core.store import Database, StoreConflict, StoreUnavailable
 from core.store import directory as store_dir
 from core.tokens import SecretFormat
@@ -95,6 +96,17 @@ async def authenticate(request: Request) -> Actor:
         ) from None
     if bearer is None:  # deleted a moment ago; its keys are being revoked
         raise denied("invalid_token")
+    client = request.client.host if request.client else "unknown"
+    if result.allowed_networks and not allows(result.allowed_networks, client):
+        # A key kept to some networks is kept to them here too: a leaked admin key is no more
+        # use elsewhere than a leaked proxy key.
+        message = (
+            f"This key may not be used from {client}: it is limited to the networks in its "
+            "allowed_ips."
+        )
+        raise ApiError(
+            403, {"type": "permission_denied", "reason": "ip_not_allowed", "message": message}
+        )
     return Actor(
         kind=result.bearer_type,
         id=result.bearer_id,

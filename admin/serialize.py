@@ -32,6 +32,8 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "last_used_at": rfc3339(key.last_used_at),
         "creation_ip": key.creation_ip,
         "secret_prefix": key.secret_prefix,
+        "rate_limits": [r.to_json() for r in key.rate_limits],
+        "allowed_ips": list(key.allowed_ips),
     }
 
 

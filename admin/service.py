@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from admin.access import (
@@ -26,8 +27,19 @@ from admin.access import (
     organization_of,
     record,
 )
-from admin.fields import DESCRIPTION, GRACE, MODE, ORDER_BY, PAGE, PAGE_SIZE
+from admin.fields import (
+    ALLOWED_IPS,
+    DESCRIPTION,
+    GRACE,
+    MODE,
+    ORDER_BY,
+    PAGE,
+    PAGE_SIZE,
+    RATE_LIMITS,
+)
 from admin.serialize import rfc3339
+from core import policies
+from core.policies import PolicyError, RateLimit
 from core.store import Database
 from core.store import directory as store_dir
 from core.store import keys as store_keys
@@ -134,6 +146,22 @@ def _check_expiry(value: float | None, now: float) -> float | None:
     return value
 
 
+def _check_rate_limits(values: Sequence[RateLimit]) -> tuple[RateLimit, ...]:
+    RATE_LIMITS.parse("rate_limits", [r.to_json() for r in values])  # the API's own limits
+    try:
+        return policies.rate_limits(list(values))
+    except PolicyError as exc:
+        raise Unprocessable(str(exc), "rate_limits") from None
+
+
+def _check_allowed_ips(values: Sequence[str]) -> tuple[str, ...]:
+    ALLOWED_IPS.parse("allowed_ips", list(values))
+    try:
+        return policies.allowed_ips(list(values))
+    except PolicyError as exc:
+        raise Unprocessable(str(exc), "allowed_ips") from None
+
+
 async def _check_project(db: Database, org_id: str, project_id: str) -> str:
     project = await store_dir.get_project(db, project_id)
     if project is None or project.organization_id != org_id:
@@ -152,6 +180,8 @@ async def create_key(
     default_project_id: str | None = None,
     expires_at: float | None = None,
     mode: str = "live",
+    rate_limits: Sequence[RateLimit] = (),
+    allowed_ips: Sequence[str] = (),
 ) -> NewKey:
     async with audited(db, actor, "api_key.create", "api_key", None):
         return await _create_key(
@@ -164,6 +194,8 @@ async def create_key(
             default_project_id,
             expires_at,
             mode,
+            _check_rate_limits(rate_limits),
+            _check_allowed_ips(allowed_ips),
         )
 
 
@@ -177,6 +209,8 @@ async def _create_key(
     default_project_id: str | None,
     expires_at: float | None,
     mode: str,
+    rate_limits: tuple[RateLimit, ...],
+    allowed_ips: tuple[str, ...],
 ) -> NewKey:
     if user_id is not None and application_id is not None:
         raise Invalid("give user_id or application_id, not both", "application_id")
@@ -208,17 +242,21 @@ async def _create_key(
         assert org is not None and org.default_project_id is not None
         default_project_id = org.default_project_id
     secret = fmt.generate(mode)
-    key = _key_record(
-        org_id,
-        user_id,
-        application_id,
-        await _check_project(db, org_id, default_project_id),
-        _check_description(description),
-        mode,
-        _check_expiry(expires_at, now),
-        actor.ip,
-        secret,
-        now,
+    key = replace(
+        _key_record(
+            org_id,
+            user_id,
+            application_id,
+            await _check_project(db, org_id, default_project_id),
+            _check_description(description),
+            mode,
+            _check_expiry(expires_at, now),
+            actor.ip,
+            secret,
+            now,
+        ),
+        rate_limits=rate_limits,
+        allowed_ips=allowed_ips,
     )
     async with db.transaction() as w:
         await store_keys.insert(w, key, hash_secret(secret))
@@ -281,7 +319,11 @@ async def update_key(
     default_project_id: str | None = None,
     expires_at: float | None = None,
     clear_expiry: bool = False,
+    rate_limits: Sequence[RateLimit] | None = None,
+    allowed_ips: Sequence[str] | None = None,
 ) -> ApiKey:
+    """Change what is given (None: unchanged; an empty list of policies removes them). A policy
+    change reaches every gateway within the revocation bound, like a revocation."""
     async with audited(db, actor, "api_key.update", "api_key", access_key):
         key = await get_key(db, actor, access_key)
     now = time.time()
@@ -296,6 +338,10 @@ async def update_key(
         changes["expires_at"] = _check_expiry(expires_at, now)
     elif clear_expiry:
         changes["expires_at"] = None
+    if rate_limits is not None:
+        changes["rate_limits"] = _check_rate_limits(rate_limits)
+    if allowed_ips is not None:
+        changes["allowed_ips"] = _check_allowed_ips(allowed_ips)
     if changes:
         async with db.transaction() as w:
             await store_keys.update(w, access_key, changes, now)

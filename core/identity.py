@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.policies import Network, RateLimit, networks
 from core.store.records import KeyLookup
 
 # The trusted identity headers, in the order upstreams receive them.
@@ -34,6 +35,10 @@ class Identity:
     expires_at: float | None
     secret_expires_at: float | None
     headers: tuple[tuple[str, str], ...]  # the trusted identity headers, built once per load
+    # The key's policies (core.policies): its own rate limits, and the networks it may be used
+    # from (parsed once per load; empty: anywhere).
+    rate_limits: tuple[RateLimit, ...] = ()
+    allowed_networks: tuple[Network, ...] = ()
 
     @classmethod
     def from_lookup(cls, row: KeyLookup) -> Identity:
@@ -55,6 +60,8 @@ class Identity:
             row.expires_at,
             row.secret_expires_at,
             tuple(zip(IDENTITY_HEADERS, values, strict=True)),
+            row.rate_limits,
+            networks(row.allowed_ips),
         )
 
     def expired(self, now: float) -> bool:

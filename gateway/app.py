@@ -25,40 +25,17 @@ from core.config import Config
 from core.credentials import pick
 from core.errors import MISSING, new_request_id, readiness_json
 from core.identity import Identity
+from core.policies import allows
 from core.store import StoreUnavailable
 from gateway import errors
+from gateway.exchange import Exchange
 from gateway.headers import split_request
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError
+from gateway.ratelimit import Decision, LocalLimiter, limits_for
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
 
 log = logging.getLogger("gateway.app")
-
-
-class Exchange:
-    """What the access log says of one request, filled in as the request goes."""
-
-    __slots__ = (
-        "identity",
-        "path",
-        "reason",
-        "request_bytes",
-        "request_id",
-        "response_bytes",
-        "route",
-        "status",
-        "upstream_seconds",
-    )
-
-    def __init__(self) -> None:
-        self.request_id: str | None = None
-        self.path = ""
-        self.route: str | None = None
-        self.status: int | None = None
-        self.reason: str | None = None
-        self.identity: Identity | None = None
-        self.request_bytes = self.response_bytes = 0
-        self.upstream_seconds: float | None = None
 
 
 class GatewayApp:
@@ -73,6 +50,9 @@ class GatewayApp:
         self.access_log = resources.access_log  # None: "[log] access = off"
         self.access_query = resources.config.access_query
         self.metrics = resources.metrics  # None: "[metrics] enabled = false"
+        self.limiter = resources.limiter
+        self.fail_open = resources.config.ratelimit.fail == "open"
+        self.clock = resources.clock
         self.observed = self.access_log is not None or self.metrics is not None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -129,11 +109,18 @@ class GatewayApp:
                 return
 
     async def refuse(
-        self, send: Any, exchange: Exchange | None, status: int, reason: str, request_id: str
+        self,
+        send: Any,
+        exchange: Exchange | None,
+        status: int,
+        reason: str,
+        request_id: str,
+        extra: tuple[tuple[bytes, bytes], ...] = (),
+        message: str | None = None,
     ) -> None:
         if exchange is not None:
             exchange.reason = reason
-        await errors.send_error(send, status, reason, request_id)
+        await errors.send_error(send, status, reason, request_id, message=message, extra=extra)
 
     async def observe(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """`handle`, with what the access log and the metrics need counted on the way; both are
@@ -154,40 +141,16 @@ class GatewayApp:
         try:
             await self.handle(scope, receive, counted, exchange)
         finally:
-            seconds = time.perf_counter() - clock
-            identity = exchange.identity
             if metrics is not None:
                 metrics.in_flight -= 1
-                metrics.observe(
-                    exchange.route,
-                    exchange.status,
-                    exchange.reason,
-                    identity,
-                    seconds,
-                    exchange.upstream_seconds,
-                )
-            if self.access_log is not None:
-                client = scope.get("client")
-                query = scope.get("query_string", b"") if self.access_query else b""
-                upstream = exchange.upstream_seconds
-                self.access_log.record(
-                    (
-                        started,
-                        exchange.request_id,
-                        client[0] if client else None,
-                        scope.get("method"),
-                        exchange.path + ("?" + query.decode("latin-1") if query else ""),
-                        exchange.route,
-                        exchange.status,
-                        exchange.reason,
-                        identity.access_key if identity else None,
-                        identity.project_id if identity else None,
-                        exchange.request_bytes,
-                        exchange.response_bytes,
-                        round(seconds * 1000, 3),
-                        round(upstream * 1000, 3) if upstream is not None else None,
-                    )
-                )
+            exchange.report(
+                scope,
+                started,
+                time.perf_counter() - clock,
+                metrics,
+                self.access_log,
+                self.access_query,
+            )
 
     async def handle(
         self, scope: dict[str, Any], receive: Any, send: Any, exchange: Exchange | None = None
@@ -233,6 +196,46 @@ class GatewayApp:
                 if route.projects and identity.project_id not in route.projects:
                     return await self.refuse(send, exchange, 403, "project_not_allowed", request_id)
 
+        client = scope.get("client")
+        client_ip = client[0] if client else "unknown"
+        # The peer's address, or X-Forwarded-For's where [server] trusted_proxies allows:
+        # uvicorn's proxy-headers middleware has put it in the scope already.
+        if (
+            identity is not None
+            and identity.allowed_networks
+            and not allows(identity.allowed_networks, client_ip)
+        ):
+            message = (
+                f"This key may not be used from {client_ip}: it is limited to the networks "
+                "in its allowed_ips."
+            )
+            return await self.refuse(
+                send, exchange, 403, "ip_not_allowed", request_id, message=message
+            )
+
+        returned = [(b"x-request-id", request_id.encode("ascii"))]
+        if identity is not None and (route.rate_limits or identity.rate_limits):
+            limits = limits_for(
+                identity.access_key, route.prefix, identity.rate_limits, route.rate_limits
+            )
+            limiter = self.limiter
+            decision: Decision | None
+            if isinstance(limiter, LocalLimiter):  # no await: a hit still awaits nothing
+                decision = limiter.check(limits, self.clock())
+            else:
+                decision = await limiter.check(limits, self.clock())
+            if decision is None:  # Redis did not answer
+                if not self.fail_open:
+                    return await self.refuse(
+                        send, exchange, 503, "rate_limit_unavailable", request_id
+                    )
+            elif not decision.allowed:
+                return await self.refuse(
+                    send, exchange, 429, "rate_limited", request_id, decision.headers
+                )
+            else:
+                returned.extend(decision.headers)
+
         body: RequestBody | None = None
         if headers.content_length is not None or headers.chunked:
             if headers.content_length is not None:
@@ -245,8 +248,6 @@ class GatewayApp:
         forward = headers.forward
         if identity is not None:
             forward.extend(identity.headers)
-        client = scope.get("client")
-        client_ip = client[0] if client else "unknown"
         forwarded_for = (
             f"{headers.forwarded_for.decode('latin-1')}, {client_ip}"
             if headers.forwarded_for
@@ -268,7 +269,7 @@ class GatewayApp:
                 headers=forward,
                 body=body,
                 timeout=route.timeout_seconds,
-                response_headers=[(b"x-request-id", request_id.encode("ascii"))],
+                response_headers=returned,
                 receive=receive,
                 send=send,
             )

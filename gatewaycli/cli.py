@@ -22,6 +22,7 @@ from typing import Any
 from admin import access
 from core import config as config_module
 from core.config import LOG_LEVELS, Config, ConfigError
+from core.policies import PolicyError, RateLimit
 from core.store import StoreMissing, StoreUnavailable
 from gatewaycli.commands import STORE_COMMANDS, with_store
 
@@ -39,6 +40,36 @@ def parse_duration(text: str) -> float:
 
 def _expiry(text: str) -> float | str:
     return "never" if text == "never" else parse_duration(text)
+
+
+def _rate_limit(text: str) -> RateLimit:
+    try:
+        return RateLimit.parse(text)
+    except PolicyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _policy_options(parser: argparse.ArgumentParser, editing: bool = False) -> None:
+    """A key's policies; when editing, a list given replaces the key's, and --no-... clears it."""
+    again = " (repeat for more; replaces the key's list)" if editing else " (repeat for more)"
+    limits = parser.add_mutually_exclusive_group() if editing else parser
+    limits.add_argument(
+        "--rate-limit",
+        action="append",
+        type=_rate_limit,
+        metavar="N/WINDOW",
+        help="at most N requests in any WINDOW (100/60s, 10/1s, 1000/1h)" + again,
+    )
+    ips = parser.add_mutually_exclusive_group() if editing else parser
+    ips.add_argument(
+        "--allow-ip",
+        action="append",
+        metavar="CIDR",
+        help="an address or network the key may be used from (10.0.0.0/8)" + again,
+    )
+    if editing:
+        limits.add_argument("--no-rate-limits", action="store_true", help="remove its limits")
+        ips.add_argument("--no-allowed-ips", action="store_true", help="usable from anywhere")
 
 
 def cmd_serve(args: argparse.Namespace, cfg: Config) -> None:
@@ -144,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--description", default="")
     create.add_argument("--expires-in", type=parse_duration, metavar="DURATION")
     create.add_argument("--mode", choices=["live", "test"], default="live")
+    _policy_options(create)
     listing = actions.add_parser("list", parents=[common])
     listing.add_argument("--page", type=int, default=1)
     for name in ("show", "revoke"):
@@ -153,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--description")
     edit.add_argument("--project", metavar="ID")
     edit.add_argument("--expires-in", type=_expiry, metavar="DURATION|never")
+    _policy_options(edit, editing=True)
     roll = actions.add_parser("roll", parents=[common])
     roll.add_argument("access_key")
     roll.add_argument(

@@ -31,8 +31,18 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
+def _shown(name: str, value: Any) -> str:
+    if value is None or value == []:
+        return "-" if value is None else "(none)" if name == "rate_limits" else "(anywhere)"
+    if name == "rate_limits":
+        return ", ".join(f"{r['limit']}/{r['window_seconds']}s" for r in value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
 def key_text(key: dict[str, Any], secret: str | None = None) -> str:
-    lines = [f"{name:<19} {value if value is not None else '-'}" for name, value in key.items()]
+    lines = [f"{name:<19} {_shown(name, value)}" for name, value in key.items()]
     if secret is not None:
         lines += [
             "",
@@ -145,6 +155,8 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             default_project_id=args.project,
             expires_at=time.time() + args.expires_in if args.expires_in else None,
             mode=args.mode,
+            rate_limits=args.rate_limit or (),
+            allowed_ips=args.allow_ip or (),
         )
         data = {**key_json(new.key), "secret_key": new.secret_key}
         emit(args, data, key_text(key_json(new.key), new.secret_key))
@@ -187,6 +199,8 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
                 default_project_id=args.project,
                 expires_at=time.time() + expiry if isinstance(expiry, float | int) else None,
                 clear_expiry=expiry == "never",
+                rate_limits=() if args.no_rate_limits else args.rate_limit,
+                allowed_ips=() if args.no_allowed_ips else args.allow_ip,
             )
         )
         emit(args, key, key_text(key))

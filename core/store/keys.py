@@ -7,10 +7,12 @@ transaction: the verifiers of every process follow that feed to evict what they 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from core.policies import RateLimit
 from core.store.database import Database, Writer
 from core.store.records import ApiKey, KeyLookup, RevokedKey
 
@@ -18,7 +20,8 @@ _KEY_COLUMNS = """k.access_key, k.organization_id, k.user_id, k.application_id,
     k.default_project_id, k.description, k.mode, k.created_at, k.updated_at, k.expires_at,
     k.last_used_at, k.creation_ip,
     coalesce((SELECT s.secret_prefix FROM key_secrets s WHERE s.access_key = k.access_key
-              ORDER BY s.created_at DESC LIMIT 1), '')"""
+              ORDER BY s.created_at DESC LIMIT 1), ''),
+    k.rate_limits, k.allowed_ips"""
 
 ORDERS = {
     "created_at_asc": "k.created_at ASC, k.access_key ASC",
@@ -28,14 +31,31 @@ ORDERS = {
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    return ApiKey(*row)
+    *columns, limits, ips = row
+    key = ApiKey(*columns)
+    return replace(key, rate_limits=_rate_limits(limits), allowed_ips=_allowed_ips(ips))
+
+
+# Policies are JSON lists in their columns, written only by the service layer, which checked
+# them (core.policies): read back as they were written.
+def _rate_limits(text: str) -> tuple[RateLimit, ...]:
+    return tuple(RateLimit(**item) for item in json.loads(text))
+
+
+def _allowed_ips(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def policy_json(value: tuple[RateLimit, ...] | tuple[str, ...]) -> str:
+    """A policy list as its column holds it."""
+    return json.dumps([v.to_json() if isinstance(v, RateLimit) else v for v in value])
 
 
 LOOKUP_BATCH = 500  # hashes per query: well under SQLite's bound on bound parameters
 
 
 _LOOKUP = """SELECT s.secret_hash, k.access_key, k.organization_id, k.user_id, k.application_id,
-        k.default_project_id, k.mode, k.expires_at, s.expires_at
+        k.default_project_id, k.mode, k.expires_at, s.expires_at, k.rate_limits, k.allowed_ips
     FROM key_secrets s JOIN api_keys k ON k.access_key = s.access_key WHERE s.secret_hash"""
 
 
@@ -55,7 +75,7 @@ async def lookup_many(db: Database, secret_hashes: list[bytes]) -> dict[bytes, K
 
 
 def _lookup(row: tuple[Any, ...]) -> KeyLookup:
-    access_key, org, user_id, application_id, project, mode, expires_at, secret_expires = row
+    access_key, org, user_id, application_id, project, mode, expires_at, secret_expires = row[:8]
     return KeyLookup(
         access_key=access_key,
         organization_id=org,
@@ -65,6 +85,8 @@ def _lookup(row: tuple[Any, ...]) -> KeyLookup:
         mode=mode,
         expires_at=expires_at,
         secret_expires_at=secret_expires,
+        rate_limits=_rate_limits(row[8]),
+        allowed_ips=_allowed_ips(row[9]),
     )
 
 
@@ -132,8 +154,8 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
     await w.execute(
         """INSERT INTO api_keys (access_key, organization_id, user_id, application_id,
                default_project_id, description, mode, created_at, updated_at, expires_at,
-               last_used_at, creation_ip)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               last_used_at, creation_ip, rate_limits, allowed_ips)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             key.access_key,
             key.organization_id,
@@ -147,6 +169,8 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
             key.expires_at,
             key.last_used_at,
             key.creation_ip,
+            policy_json(key.rate_limits),
+            policy_json(key.allowed_ips),
         ),
     )
     await add_secret(w, key.access_key, secret_hash, key.secret_prefix, key.created_at)
@@ -163,15 +187,19 @@ async def add_secret(
     )
 
 
-UPDATABLE = ("description", "default_project_id", "expires_at")
+UPDATABLE = ("description", "default_project_id", "expires_at", "rate_limits", "allowed_ips")
+POLICIES = ("rate_limits", "allowed_ips")
 
 
 async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float) -> None:
+    """Change the named columns (policies given as tuples); the event makes every verifier
+    drop the key, so a tightened policy holds as fast as a revocation."""
     columns = [c for c in UPDATABLE if c in changes]
     sets = ", ".join(f"{c} = ?" for c in columns)
+    values = [policy_json(changes[c]) if c in POLICIES else changes[c] for c in columns]
     await w.execute(
         f"UPDATE api_keys SET {sets}, updated_at = ? WHERE access_key = ?",
-        [*(changes[c] for c in columns), now, access_key],
+        [*values, now, access_key],
     )
     await event(w, access_key, "update", now)
 

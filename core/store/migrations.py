@@ -116,7 +116,13 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
             AND organization_id IS NOT NULL
         GROUP BY target_id
     """,
+    # 4: per-key policies, as JSON lists (core.policies): rate limits and the IP allowlist.
+    """
+    ALTER TABLE api_keys ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]'
+    """,
 )
+
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
     # 1: the directory, keys, secrets, change feed. Every insert into the feed notifies the
@@ -234,5 +240,10 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         application_id TEXT,
         revoked_at DOUBLE PRECISION NOT NULL
     );
+    """,
+    # 4: per-key policies, as JSON lists (core.policies): rate limits and the IP allowlist.
+    """
+    ALTER TABLE api_keys ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]';
     """,
 )

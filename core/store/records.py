@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.policies import RateLimit
+
 
 @dataclass(frozen=True)
 class Organization:
@@ -58,6 +60,8 @@ class ApiKey:
     last_used_at: float | None
     creation_ip: str | None
     secret_prefix: str  # first characters of the newest secret, for recognition
+    rate_limits: tuple[RateLimit, ...] = ()  # the key's own, on every route (core.policies)
+    allowed_ips: tuple[str, ...] = ()  # networks it may be used from; empty: anywhere
 
     @property
     def bearer_type(self) -> str:
@@ -91,3 +95,5 @@ class KeyLookup:
     mode: str
     expires_at: float | None
     secret_expires_at: float | None
+    rate_limits: tuple[RateLimit, ...] = ()
+    allowed_ips: tuple[str, ...] = ()
