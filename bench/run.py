@@ -76,7 +76,26 @@ ROWS = {
     "5p": "gateway on PostgreSQL, one key (cache hits)",
     "5a": "gateway, one key, access log to a file",
     "5m": "gateway, one key, metrics off",
+    "5l": "gateway, one key, rate-limited route (local)",
+    "5r": "gateway, one key, rate-limited route (Redis)",
 }
+# Rows 5l/5r: a limit that never bites at these rates, so every request is checked and recorded.
+LIMITED_ROUTE = "rate_limits = [{limit = 100000, window_seconds = 1}]"
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_problem() -> str | None:
+    """None if Redis answers, else why not."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"no Redis at {REDIS_URL} ({exc})"
+    finally:
+        client.close()
+    return None
 
 
 # -- keys, in bulk -------------------------------------------------------------------------------
@@ -478,6 +497,10 @@ auth = "none"
 prefix = "/api"
 upstream = "{upstream}"
 [[routes]]
+prefix = "/limited"
+upstream = "{upstream}"
+{LIMITED_ROUTE}
+[[routes]]
 prefix = "/big"
 upstream = "{upstream}"
 max_body_bytes = {limit}
@@ -504,6 +527,21 @@ max_body_bytes = {limit}
             _, (quiet_gateway, _) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(quiet_config), lines=2
             )
+            # The same gateway counting its rate limits in Redis (row 5r).
+            redis_gateway = None
+            problem = redis_problem()
+            if problem is not None:
+                print(f"bench: Redis row skipped: {problem}", flush=True)
+                if os.environ.get("CI"):
+                    failures.append(f"Redis row: {problem}")
+            else:
+                redis_config = work / "gateway-redis.toml"
+                redis_config.write_text(
+                    config.read_text() + f'[ratelimit]\nbackend = "redis"\nurl = "{REDIS_URL}"\n'
+                )
+                _, (redis_gateway, _) = processes.start(
+                    PYTHON, str(BENCH / "gateway_server.py"), str(redis_config), lines=2
+                )
             # The same gateway on PostgreSQL, over the same keys (rows 5p, 8p, 10).
             pg_gateway = None
             problem = pgbench.available()
@@ -538,6 +576,9 @@ max_body_bytes = {limit}
             warm(logged_gateway + "/api/small.json", round_robin[:1])
             wait_http(quiet_gateway + "/open/small.json")
             warm(quiet_gateway + "/api/small.json", round_robin[:1])
+            if redis_gateway is not None:
+                wait_http(redis_gateway + "/open/small.json")
+                warm(redis_gateway + "/api/small.json", round_robin[:1])
             if pg_gateway is not None:
                 wait_http(pg_gateway + "/open/small.json")
                 warm(pg_gateway + "/api/small.json", round_robin[:1])
@@ -556,6 +597,9 @@ max_body_bytes = {limit}
             }
             targets["5a"] = (logged_gateway + "/api/small.json", one_key)
             targets["5m"] = (quiet_gateway + "/api/small.json", one_key)
+            targets["5l"] = (gateway + "/limited/small.json", one_key)
+            if redis_gateway is not None:
+                targets["5r"] = (redis_gateway + "/limited/small.json", one_key)
             if pg_gateway is not None:
                 targets["5p"] = (pg_gateway + "/api/small.json", one_key)
             runs: dict[str, dict[int, list[dict[str, Any]]]] = {r: {1: [], 32: []} for r in targets}
@@ -745,6 +789,22 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
             f"{rps('5') / rps('5m'):.2f}",
         )
     )
+    checks.append(
+        (
+            "(5l) rate-limited route (local) >= 0.95 x (5) at 32 connections",
+            rps("5l") / rps("5") >= 0.95,
+            f"{rps('5l') / rps('5'):.2f}",
+        )
+    )
+    if "5r" in result["rows"]:
+        checks.append(
+            (
+                "(5r) rate-limited route (Redis): reported, no target",
+                True,
+                f"{rps('5r') / rps('5'):.2f} of (5); p50 at 1 connection "
+                f"{rows['5r']['1']['p50_ms'] - rows['5']['1']['p50_ms']:+.3f} ms",
+            )
+        )
     pg = result["postgresql"]
     if pg:
         checks += [

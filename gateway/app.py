@@ -31,7 +31,7 @@ from gateway import errors
 from gateway.exchange import Exchange
 from gateway.headers import split_request
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError
-from gateway.ratelimit import Decision, LocalLimiter, limits_for
+from gateway.ratelimit import Decision, LimitsCache, LocalLimiter
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
 
@@ -51,6 +51,7 @@ class GatewayApp:
         self.access_query = resources.config.access_query
         self.metrics = resources.metrics  # None: "[metrics] enabled = false"
         self.limiter = resources.limiter
+        self.limits = LimitsCache()
         self.fail_open = resources.config.ratelimit.fail == "open"
         self.clock = resources.clock
         self.observed = self.access_log is not None or self.metrics is not None
@@ -215,7 +216,7 @@ class GatewayApp:
 
         returned = [(b"x-request-id", request_id.encode("ascii"))]
         if identity is not None and (route.rate_limits or identity.rate_limits):
-            limits = limits_for(
+            limits = self.limits.get(
                 identity.access_key, route.prefix, identity.rate_limits, route.rate_limits
             )
             limiter = self.limiter

@@ -22,6 +22,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from core.config import RateLimitConfig
 from core.policies import RateLimit
@@ -32,52 +33,95 @@ Header = tuple[bytes, bytes]
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """One limit as it applies to one request: whose log (``key``), and its policy name."""
+    """One limit as it applies to one request: whose log (``key``), its window as a float, and
+    the prefix of its member in the RateLimit field (``"name";r=``)."""
 
     key: str
-    name: str
     rule: RateLimit
+    window: float
+    field: str
 
 
-def limits_for(
-    access_key: str, route: str, own: Sequence[RateLimit], defaults: Sequence[RateLimit]
-) -> list[Limit]:
-    """The logs a request counts in: the key's own limits (``own``) in one log per key across
-    routes, the route's ``defaults`` in one log per key on that route. The access key is a
-    Redis hash tag (``{...}``), so every log of a key sits in one cluster slot and one script
-    may touch them all."""
-    found = [Limit(f"{{{access_key}}}:key:{r.window_seconds}", f"key-{r.name}", r) for r in own]
-    found += [
-        Limit(f"{{{access_key}}}:route{route}:{r.window_seconds}", f"route-{r.name}", r)
-        for r in defaults
-    ]
-    return found
+class Limits:
+    """The limits one key is held to on one route, with what never changes between requests
+    worked out once: the logs' names and the whole RateLimit-Policy field."""
+
+    __slots__ = ("defaults", "items", "own", "policy")
+
+    def __init__(
+        self,
+        access_key: str,
+        route: str,
+        own: tuple[RateLimit, ...],
+        defaults: tuple[RateLimit, ...],
+    ) -> None:
+        # The key's own limits count in one log per key across routes; the route's defaults in
+        # one log per key on that route. The access key is a Redis hash tag (``{...}``), so every
+        # log of a key sits in one cluster slot and one script may touch them all.
+        self.own, self.defaults = own, defaults
+        named = [(f"key-{r.name}", f"{{{access_key}}}:key:{r.window_seconds}", r) for r in own]
+        named += [
+            (f"route-{r.name}", f"{{{access_key}}}:route{route}:{r.window_seconds}", r)
+            for r in defaults
+        ]
+        self.items = tuple(
+            Limit(key, rule, float(rule.window_seconds), f'"{name}";r=')
+            for name, key, rule in named
+        )
+        self.policy = (
+            b"ratelimit-policy",
+            ", ".join(
+                f'"{name}";q={rule.limit};w={rule.window_seconds}' for name, _, rule in named
+            ).encode(),
+        )
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class LimitsCache:
+    """``Limits`` per key and route, rebuilt only when the key's or the route's rules change
+    (a reload, an edit): building them costs more than the check itself."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str], Limits] = {}
+
+    def get(
+        self,
+        access_key: str,
+        route: str,
+        own: tuple[RateLimit, ...],
+        defaults: tuple[RateLimit, ...],
+    ) -> Limits:
+        found = self._found.get((access_key, route))
+        if found is None or found.own is not own or found.defaults is not defaults:
+            if len(self._found) >= self.MAX_ENTRIES:
+                self._found.clear()  # rare, and rebuilding one costs microseconds
+            found = self._found[(access_key, route)] = Limits(access_key, route, own, defaults)
+        return found
+
+
+class Decision(NamedTuple):
+    """Immutable like a frozen dataclass, and built in a third of the time (one per limited
+    request: a frozen dataclass's ``__init__`` alone was 1 µs here)."""
+
     allowed: bool
     retry_after: int  # whole seconds before the request would pass (0 when allowed)
     headers: tuple[Header, ...]  # RateLimit-Policy and RateLimit, for the response
 
 
 def decision(
-    limits: Sequence[Limit], counts: Sequence[int], resets: Sequence[float], retry: float
+    limits: Limits, counts: Sequence[int], resets: Sequence[float], retry: float
 ) -> Decision:
     """The answer and its fields (IETF httpapi ratelimit-headers draft, structured-field lists):
     ``RateLimit-Policy: "name";q=LIMIT;w=WINDOW`` and ``RateLimit: "name";r=LEFT;t=RESET``, where
     RESET is the seconds until the oldest counted request leaves the window."""
-    policy = ", ".join(
-        f'"{lim.name}";q={lim.rule.limit};w={lim.rule.window_seconds}' for lim in limits
-    )
     state = ", ".join(
-        f'"{lim.name}";r={max(0, lim.rule.limit - count)};t={math.ceil(max(0.0, reset))}'
-        for lim, count, reset in zip(limits, counts, resets, strict=True)
+        [
+            f"{lim.field}{max(0, lim.rule.limit - count)};t={math.ceil(reset) if reset > 0 else 0}"
+            for lim, count, reset in zip(limits.items, counts, resets, strict=True)
+        ]
     )
-    headers: tuple[Header, ...] = (
-        (b"ratelimit-policy", policy.encode()),
-        (b"ratelimit", state.encode()),
-    )
+    headers: tuple[Header, ...] = (limits.policy, (b"ratelimit", state.encode()))
     if retry > 0:
         seconds = max(1, math.ceil(retry))
         return Decision(False, seconds, (*headers, (b"retry-after", str(seconds).encode())))
@@ -95,16 +139,16 @@ class LocalLimiter:
             collections.OrderedDict()
         )
 
-    def check(self, limits: Sequence[Limit], now: float) -> Decision:
+    def check(self, limits: Limits, now: float) -> Decision:
         logs = []
         retry = 0.0
-        for lim in limits:
+        for lim in limits.items:
             entries = self.logs.get(lim.key)
             if entries is None:
                 entries = self.logs[lim.key] = collections.deque()
             else:
                 self.logs.move_to_end(lim.key)
-            start = now - lim.rule.window_seconds
+            start = now - lim.window
             while entries and entries[0] <= start:
                 entries.popleft()
             if len(entries) >= lim.rule.limit:
@@ -116,8 +160,8 @@ class LocalLimiter:
                 entries.append(now)
         counts = [len(entries) for entries in logs]
         resets = [
-            entries[0] - (now - lim.rule.window_seconds) if entries else 0.0
-            for lim, entries in zip(limits, logs, strict=True)
+            entries[0] - now + lim.window if entries else 0.0
+            for lim, entries in zip(limits.items, logs, strict=True)
         ]
         return decision(limits, counts, resets, retry)
 
@@ -191,16 +235,16 @@ class RedisLimiter:
         self._prefix = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}:"
         self._serial = itertools.count()
 
-    async def check(self, limits: Sequence[Limit], now: float) -> Decision | None:
+    async def check(self, limits: Limits, now: float) -> Decision | None:
         """The decision, or None when Redis did not answer (the caller applies the fail rule)."""
         import redis.exceptions
 
         now_ms = int(now * 1000)
         args: list[str | int] = [now_ms, f"{self._prefix}{next(self._serial)}"]
-        for lim in limits:
+        for lim in limits.items:
             args += [lim.rule.limit, lim.rule.window_seconds * 1000]
         try:
-            out = await self.script(keys=[f"gw:rl:{lim.key}" for lim in limits], args=args)
+            out = await self.script(keys=[f"gw:rl:{lim.key}" for lim in limits.items], args=args)
         except (redis.exceptions.RedisError, OSError) as exc:
             self.unavailable += 1
             if not self.failing:
