@@ -146,6 +146,13 @@ def _check_expiry(value: float | None, now: float) -> float | None:
     return value
 
 
+def _may_set_policies(actor: Actor) -> None:
+    """A key's policies are set by who manages the organization: a bearer who could loosen its
+    own key's limits would make them pointless."""
+    if not actor.is_manager:
+        raise Forbidden(f"setting a key's rate_limits or allowed_ips {MANAGERS_ONLY}")
+
+
 def _check_rate_limits(values: Sequence[RateLimit]) -> tuple[RateLimit, ...]:
     RATE_LIMITS.parse("rate_limits", [r.to_json() for r in values])  # the API's own limits
     try:
@@ -184,6 +191,8 @@ async def create_key(
     allowed_ips: Sequence[str] = (),
 ) -> NewKey:
     async with audited(db, actor, "api_key.create", "api_key", None):
+        if rate_limits or allowed_ips:
+            _may_set_policies(actor)
         return await _create_key(
             db,
             actor,
@@ -326,6 +335,8 @@ async def update_key(
     change reaches every gateway within the revocation bound, like a revocation."""
     async with audited(db, actor, "api_key.update", "api_key", access_key):
         key = await get_key(db, actor, access_key)
+        if rate_limits is not None or allowed_ips is not None:
+            _may_set_policies(actor)
     now = time.time()
     changes: dict[str, object] = {}
     if description is not None:

@@ -123,8 +123,17 @@ ENDPOINTS: list[tuple[str, str, Any, dict[str, int]]] = [
     ("POST", "/v1/api-keys", {"description": "mine"}, _expect(201, 201, 201, 201)),
     ("POST", "/v1/api-keys", {"user_id": "{victim}"}, _expect(403, 403, 403, 404)),
     ("POST", "/v1/api-keys", {"application_id": "{application}"}, _expect(201, 403, 403, 404)),
+    (
+        "POST",
+        "/v1/api-keys",
+        {"rate_limits": [{"limit": 10, "window_seconds": 1}]},
+        _expect(201, 403, 403, 201),
+    ),
+    ("POST", "/v1/api-keys", {"allowed_ips": ["10.0.0.0/8"]}, _expect(201, 403, 403, 201)),
     ("GET", "/v1/api-keys/{key}", None, _expect(200, 200, 404, 404)),
     ("PATCH", "/v1/api-keys/{key}", {"description": "edited"}, _expect(200, 200, 404, 404)),
+    ("PATCH", "/v1/api-keys/{key}", {"allowed_ips": ["10.0.0.0/8"]}, _expect(200, 403, 404, 404)),
+    ("PATCH", "/v1/api-keys/{key}", {"rate_limits": []}, _expect(200, 403, 404, 404)),
     (
         "POST",
         "/v1/api-keys/{key}/roll",
