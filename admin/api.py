@@ -75,6 +75,7 @@ async def api_keys(request: Request) -> Response:
             mode=body.get("mode", "live"),
             rate_limits=body.get("rate_limits", ()),
             allowed_ips=body.get("allowed_ips", ()),
+            permissions=body.get("permissions"),
         )
         return JSONResponse({**key_json(new.key), "secret_key": new.secret_key}, 201)
     given = queries(request, fields.LIST_KEYS_QUERY)
@@ -116,6 +117,7 @@ async def api_key(request: Request) -> Response:
         clear_expiry="expires_at" in body and body["expires_at"] is None,
         rate_limits=body.get("rate_limits"),
         allowed_ips=body.get("allowed_ips"),
+        permissions=body.get("permissions"),
     )
     return JSONResponse(key_json(key))
 

@@ -21,7 +21,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from admin.access import PERMISSION_SETS, Invalid
-from core.policies import MAX_ALLOWED_IPS, MAX_LIMIT, MAX_RATE_LIMITS, MAX_WINDOW_SECONDS, RateLimit
+from core.policies import (
+    MAX_ALLOWED_IPS,
+    MAX_LIMIT,
+    MAX_PERMISSIONS,
+    MAX_RATE_LIMITS,
+    MAX_WINDOW_SECONDS,
+    RateLimit,
+)
 from core.store.keys import ORDERS
 from core.tokens import MODES
 
@@ -318,6 +325,13 @@ RATE_LIMITS = Field(
     max_items=MAX_RATE_LIMITS,
     description="requests per sliding window, every one held; at most one limit per window",
 )
+PERMISSIONS = Field(
+    "strings",
+    max_items=MAX_PERMISSIONS,
+    pattern="^[a-z][a-z0-9_-]{0,62}:(read|write)$",
+    description="a restricted key's RESOURCE:read / RESOURCE:write permissions; given at "
+    "creation (even empty), the key is restricted and its secret starts <prefix>_rk_",
+)
 ENTRY = "has the wrong form"  # what a refused list entry is said to have
 ALLOWED_IPS = Field(
     "strings",
@@ -354,6 +368,7 @@ CREATE_KEY = Body(
         "mode": MODE,
         "rate_limits": RATE_LIMITS,
         "allowed_ips": ALLOWED_IPS,
+        "permissions": PERMISSIONS,
     },
     one_of=("user_id", "application_id"),
     description="With neither user_id nor application_id, the key is the caller's own.",
@@ -365,6 +380,7 @@ UPDATE_KEY = Body(
         "expires_at": EXPIRES_AT,
         "rate_limits": RATE_LIMITS,
         "allowed_ips": ALLOWED_IPS,
+        "permissions": PERMISSIONS,
     }
 )
 ROLL_KEY = Body({"expire_current_in_seconds": GRACE})

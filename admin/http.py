@@ -96,6 +96,15 @@ async def authenticate(request: Request) -> Actor:
         ) from None
     if bearer is None:  # deleted a moment ago; its keys are being revoked
         raise denied("invalid_token")
+    if result.permissions is not None:
+        raise ApiError(
+            403,
+            {
+                "type": "permission_denied",
+                "reason": "restricted_key",
+                "message": errors.MESSAGES["restricted_key"],
+            },
+        )
     client = request.client.host if request.client else "unknown"
     if result.allowed_networks and not allows(result.allowed_networks, client):
         # A key kept to some networks is kept to them here too: a leaked admin key is no more

@@ -50,6 +50,13 @@ KEY = obj(
         "last_used_at": NULLABLE_TIME,
         "creation_ip": NULLABLE_STRING,
         "secret_prefix": {"type": "string"},
+        "rate_limits": {"type": "array", "items": fields.RATE_LIMIT_SCHEMA},
+        "allowed_ips": {"type": "array", "items": {"type": "string"}},
+        "permissions": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "a restricted key's permissions; null: the key is not restricted",
+        },
     }
 )
 KEY_WITH_SECRET = {"allOf": [ref("ApiKey"), obj({"secret_key": {"type": "string"}})]}

@@ -34,6 +34,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "secret_prefix": key.secret_prefix,
         "rate_limits": [r.to_json() for r in key.rate_limits],
         "allowed_ips": list(key.allowed_ips),
+        "permissions": None if key.permissions is None else list(key.permissions),
     }
 
 

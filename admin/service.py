@@ -35,6 +35,7 @@ from admin.fields import (
     ORDER_BY,
     PAGE,
     PAGE_SIZE,
+    PERMISSIONS,
     RATE_LIMITS,
 )
 from admin.serialize import rfc3339
@@ -44,7 +45,13 @@ from core.store import Database
 from core.store import directory as store_dir
 from core.store import keys as store_keys
 from core.store.records import ApiKey, Organization, Project, RevokedKey, User
-from core.tokens import SECRET_PREFIX_SHOWN, SecretFormat, generate_access_key, hash_secret
+from core.tokens import (
+    RESTRICTED,
+    SECRET_PREFIX_SHOWN,
+    SecretFormat,
+    generate_access_key,
+    hash_secret,
+)
 
 
 @dataclass(frozen=True)
@@ -131,8 +138,14 @@ def _key_record(
         expires_at=expires_at,
         last_used_at=None,
         creation_ip=creation_ip,
-        secret_prefix=secret[:SECRET_PREFIX_SHOWN],
+        secret_prefix=shown(secret, False),
     )
+
+
+def shown(secret: str, restricted: bool) -> str:
+    """The start of a secret kept for recognition: a restricted key's shows as many characters
+    past its ``rk_`` mark as any other key's."""
+    return secret[: SECRET_PREFIX_SHOWN + (len(RESTRICTED) + 1 if restricted else 0)]
 
 
 def _check_description(value: str) -> str:
@@ -150,7 +163,7 @@ def _may_set_policies(actor: Actor) -> None:
     """A key's policies are set by who manages the organization: a bearer who could loosen its
     own key's limits would make them pointless."""
     if not actor.is_manager:
-        raise Forbidden(f"setting a key's rate_limits or allowed_ips {MANAGERS_ONLY}")
+        raise Forbidden(f"setting a key's rate_limits, allowed_ips or permissions {MANAGERS_ONLY}")
 
 
 def _check_rate_limits(values: Sequence[RateLimit]) -> tuple[RateLimit, ...]:
@@ -167,6 +180,14 @@ def _check_allowed_ips(values: Sequence[str]) -> tuple[str, ...]:
         return policies.allowed_ips(list(values))
     except PolicyError as exc:
         raise Unprocessable(str(exc), "allowed_ips") from None
+
+
+def _check_permissions(values: Sequence[str]) -> tuple[str, ...]:
+    PERMISSIONS.parse("permissions", list(values))
+    try:
+        return policies.permissions(list(values))
+    except PolicyError as exc:
+        raise Unprocessable(str(exc), "permissions") from None
 
 
 async def _check_project(db: Database, org_id: str, project_id: str) -> str:
@@ -189,9 +210,11 @@ async def create_key(
     mode: str = "live",
     rate_limits: Sequence[RateLimit] = (),
     allowed_ips: Sequence[str] = (),
+    permissions: Sequence[str] | None = None,
 ) -> NewKey:
+    """A new key; with ``permissions`` (even none), a restricted key, whose secret says so."""
     async with audited(db, actor, "api_key.create", "api_key", None):
-        if rate_limits or allowed_ips:
+        if rate_limits or allowed_ips or permissions is not None:
             _may_set_policies(actor)
         return await _create_key(
             db,
@@ -205,6 +228,7 @@ async def create_key(
             mode,
             _check_rate_limits(rate_limits),
             _check_allowed_ips(allowed_ips),
+            None if permissions is None else _check_permissions(permissions),
         )
 
 
@@ -220,6 +244,7 @@ async def _create_key(
     mode: str,
     rate_limits: tuple[RateLimit, ...],
     allowed_ips: tuple[str, ...],
+    permissions: tuple[str, ...] | None,
 ) -> NewKey:
     if user_id is not None and application_id is not None:
         raise Invalid("give user_id or application_id, not both", "application_id")
@@ -250,7 +275,7 @@ async def _create_key(
         org = await store_dir.get_organization(db, org_id)
         assert org is not None and org.default_project_id is not None
         default_project_id = org.default_project_id
-    secret = fmt.generate(mode)
+    secret = fmt.generate(mode, restricted=permissions is not None)
     key = replace(
         _key_record(
             org_id,
@@ -266,6 +291,8 @@ async def _create_key(
         ),
         rate_limits=rate_limits,
         allowed_ips=allowed_ips,
+        permissions=permissions,
+        secret_prefix=shown(secret, permissions is not None),
     )
     async with db.transaction() as w:
         await store_keys.insert(w, key, hash_secret(secret))
@@ -330,12 +357,13 @@ async def update_key(
     clear_expiry: bool = False,
     rate_limits: Sequence[RateLimit] | None = None,
     allowed_ips: Sequence[str] | None = None,
+    permissions: Sequence[str] | None = None,
 ) -> ApiKey:
     """Change what is given (None: unchanged; an empty list of policies removes them). A policy
     change reaches every gateway within the revocation bound, like a revocation."""
     async with audited(db, actor, "api_key.update", "api_key", access_key):
         key = await get_key(db, actor, access_key)
-        if rate_limits is not None or allowed_ips is not None:
+        if rate_limits is not None or allowed_ips is not None or permissions is not None:
             _may_set_policies(actor)
     now = time.time()
     changes: dict[str, object] = {}
@@ -353,6 +381,15 @@ async def update_key(
         changes["rate_limits"] = _check_rate_limits(rate_limits)
     if allowed_ips is not None:
         changes["allowed_ips"] = _check_allowed_ips(allowed_ips)
+    if permissions is not None:
+        if not key.restricted:
+            # Its secret says it is unrestricted (no rk_ mark): it stays so.
+            raise Unprocessable(
+                f"API key {access_key!r} is not restricted, so it has no permissions to change; "
+                "create a restricted key (with permissions) instead",
+                "permissions",
+            )
+        changes["permissions"] = _check_permissions(permissions)
     if changes:
         async with db.transaction() as w:
             await store_keys.update(w, access_key, changes, now)
@@ -400,13 +437,13 @@ async def roll_key(
         ) from None
     async with audited(db, actor, "api_key.roll", "api_key", access_key):
         key = await get_key(db, actor, access_key)
-    secret = fmt.generate(key.mode)
+    secret = fmt.generate(key.mode, restricted=key.restricted)
     async with db.transaction() as w:
         await store_keys.roll(
             w,
             access_key,
             hash_secret(secret),
-            secret[:SECRET_PREFIX_SHOWN],
+            shown(secret, key.restricted),
             time.time(),
             grace_seconds,
         )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.policies import PolicyError, RateLimit, rate_limits
+from core.policies import RESOURCE, PolicyError, RateLimit, rate_limits
 from core.tokens import DEFAULT_PREFIX, PREFIX_PATTERN
 
 AUTH_MODES = ("required", "optional", "none")
@@ -57,6 +57,9 @@ class Route:
     # Held per key on this route, on top of the key's own (core.policies); anonymous requests
     # (auth = "none", or "optional" without a key) are not limited.
     rate_limits: tuple[RateLimit, ...] = ()
+    # What a restricted key needs here: RESOURCE:read to read (GET, HEAD, OPTIONS), RESOURCE:write
+    # for the rest. A route without one is closed to restricted keys.
+    resource: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,7 @@ def _route(source: Path, index: int, raw: object) -> Route:
             "timeout_seconds",
             "max_body_bytes",
             "rate_limits",
+            "resource",
         }
     )
     if "prefix" not in section.data or "upstream" not in section.data:
@@ -281,7 +285,17 @@ def _route(source: Path, index: int, raw: object) -> Route:
         timeout_seconds=float(section.number("timeout_seconds", 30.0, 0.001)),
         max_body_bytes=section.number("max_body_bytes", 10 * 1024 * 1024, 0, integer=True),
         rate_limits=_rate_limits(section),
+        resource=_resource(section),
     )
+
+
+def _resource(section: _Section) -> str | None:
+    resource: str | None = section.get("resource", (str, type(None)), None)
+    if resource is not None and RESOURCE.fullmatch(resource) is None:
+        raise section.fail(
+            "resource", f"{resource!r} must be a lowercase name such as 'billing' (a-z, 0-9, _, -)"
+        )
+    return resource
 
 
 def _rate_limits(section: _Section) -> tuple[RateLimit, ...]:

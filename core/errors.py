@@ -41,6 +41,9 @@ MESSAGES = {
     DUPLICATE: "The request carries more than one API key (X-Auth-Token or Authorization: "
     "Bearer) with different values; send exactly one.",
     "project_not_allowed": "This key's project may not use this route.",
+    "insufficient_permissions": "This restricted key lacks the permission this request needs.",
+    "restricted_key": "A restricted key (its secret starts <prefix>_rk_) is for the proxy's "
+    "routes; the admin API takes an unrestricted key.",
     "ip_not_allowed": "This key may not be used from this address: it is limited to the "
     "networks in its allowed_ips.",
     "no_route": "No route matches this path.",

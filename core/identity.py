@@ -39,6 +39,7 @@ class Identity:
     # from (parsed once per load; empty: anywhere).
     rate_limits: tuple[RateLimit, ...] = ()
     allowed_networks: tuple[Network, ...] = ()
+    permissions: frozenset[str] | None = None  # a restricted key's; None: not restricted
 
     @classmethod
     def from_lookup(cls, row: KeyLookup) -> Identity:
@@ -62,6 +63,7 @@ class Identity:
             tuple(zip(IDENTITY_HEADERS, values, strict=True)),
             row.rate_limits,
             networks(row.allowed_ips),
+            None if row.permissions is None else frozenset(row.permissions),
         )
 
     def expired(self, now: float) -> bool:

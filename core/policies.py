@@ -1,5 +1,5 @@
-"""What a key may do beyond being valid: its rate limits (and the route defaults), and the networks
-it may be used from.
+"""What a key may do beyond being valid: its rate limits (and the route defaults), the networks
+it may be used from, and, for a restricted key, the resources it may read or write.
 
 A rate limit is ``limit`` requests in any ``window_seconds`` long interval: a *sliding* window,
 kept as the times of the requests it let through (a sliding log). Chosen over GCRA and over the
@@ -133,3 +133,48 @@ def allows(allowed: tuple[Network, ...], client: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return any(address in network for network in allowed)
+
+
+# A restricted key's permissions: RESOURCE:read or RESOURCE:write (write includes read).
+PERMISSION = re.compile(r"([a-z][a-z0-9_-]{0,62}):(read|write)")
+RESOURCE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+MAX_PERMISSIONS = 50
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def permissions(values: list[object]) -> tuple[str, ...]:
+    """A restricted key's permissions, checked, without repeats, in order."""
+    if len(values) > MAX_PERMISSIONS:
+        raise PolicyError(f"at most {MAX_PERMISSIONS} permissions, not {len(values)}")
+    found: set[str] = set()
+    for value in values:
+        if not isinstance(value, str) or PERMISSION.fullmatch(value) is None:
+            raise PolicyError(
+                f"permission {value!r} is not RESOURCE:read or RESOURCE:write (billing:read)"
+            )
+        found.add(value)
+    return tuple(sorted(found))
+
+
+def missing_permission(held: frozenset[str], resource: str, method: str) -> str | None:
+    """The permission a restricted key lacks for ``method`` on a route of ``resource``, or None
+    when it may: reading (GET, HEAD, OPTIONS) takes ``resource:read`` or ``resource:write``;
+    anything else takes ``resource:write``."""
+    write = f"{resource}:write"
+    if write in held:
+        return None
+    if method in READS:
+        read = f"{resource}:read"
+        return None if read in held else read
+    return write
+
+
+def restricted(held: frozenset[str], resource: str | None, method: str) -> str | None:
+    """Why a restricted key may not make this request, said so a person can act on it, or None
+    when it may. A route that names no resource is closed to restricted keys."""
+    if resource is None:
+        return "This route names no resource, so restricted keys may not use it."
+    missing = missing_permission(held, resource, method)
+    if missing is None:
+        return None
+    return f"This restricted key lacks the permission {missing!r}, which {method} here needs."

@@ -5,7 +5,9 @@ An API key is a pair, as in Scaleway IAM:
 - the **access key** ``GWK`` + 17 characters of ``[A-Z0-9]``: a public identifier, safe to log;
 - the **secret key** ``<prefix>_<mode>_<32 base62><6 base62 of CRC32>``: 32 base62 characters carry
   190 bits of randomness; the CRC32 over everything before it lets us reject typos and scanner noise
-  without touching the store (the GitHub token scheme).
+  without touching the store (the GitHub token scheme). A *restricted* key (one that carries
+  permissions, ``core.policies``) says so in its secret, ``<prefix>_rk_<mode>_...`` (Stripe's
+  ``rk_``), so a leaked one shows what it is; the checksum rule is the same.
 
 Secrets have far more entropy than any password, so a single SHA-256 is the right hash at rest: a
 slow password hash would cost milliseconds per uncached request and buy nothing.
@@ -49,10 +51,16 @@ def generate_access_key() -> str:
     return ACCESS_KEY_PREFIX + "".join(secrets.choice(ACCESS_KEY_ALPHABET) for _ in range(17))
 
 
-def generate_secret_key(prefix: str = DEFAULT_PREFIX, mode: str = "live") -> str:
+RESTRICTED = "rk"  # the mark of a restricted key's secret: gws_rk_live_...
+
+
+def generate_secret_key(
+    prefix: str = DEFAULT_PREFIX, mode: str = "live", restricted: bool = False
+) -> str:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    body = f"{prefix}_{mode}_" + "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
+    kind = f"{RESTRICTED}_" if restricted else ""
+    body = f"{prefix}_{kind}{mode}_" + "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
     return body + checksum(body)
 
 
@@ -74,26 +82,32 @@ class SecretFormat:
             )
         self.prefix = prefix
         # How a secret of ours starts: what marks an Authorization header as carrying one.
-        self.marks = (f"{prefix}_live_".encode(), f"{prefix}_test_".encode())
-        self.length = len(prefix) + 1 + 4 + 1 + RANDOM_LENGTH + CHECKSUM_LENGTH
-        self._pattern = re.compile(
-            rf"{prefix}_(live|test)_[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}"
+        self.marks = tuple(
+            f"{prefix}_{kind}{mode}_".encode() for kind in ("", f"{RESTRICTED}_") for mode in MODES
         )
+        self.length = len(prefix) + 1 + 4 + 1 + RANDOM_LENGTH + CHECKSUM_LENGTH
+        self.lengths = frozenset((self.length, self.length + len(RESTRICTED) + 1))
+        tail = RANDOM_LENGTH + CHECKSUM_LENGTH
+        self._pattern = re.compile(rf"{prefix}_(?:{RESTRICTED}_)?(live|test)_[0-9A-Za-z]{{{tail}}}")
 
     def mode_of(self, token: str) -> str | None:
         """The secret's mode (``live``/``test``) if it is well formed and its checksum holds."""
-        if len(token) != self.length:
+        if len(token) not in self.lengths:
             return None
         match = self._pattern.fullmatch(token)
         if match is None:
             return None
-        split = self.length - CHECKSUM_LENGTH
+        split = len(token) - CHECKSUM_LENGTH
         if checksum(token[:split]) != token[split:]:
             return None
         return match.group(1)
 
-    def generate(self, mode: str = "live") -> str:
-        return generate_secret_key(self.prefix, mode)
+    def is_restricted(self, token: str) -> bool:
+        """Whether a (well-formed) secret is a restricted key's."""
+        return token.startswith(f"{RESTRICTED}_", len(self.prefix) + 1)
+
+    def generate(self, mode: str = "live", restricted: bool = False) -> str:
+        return generate_secret_key(self.prefix, mode, restricted)
 
 
 def hash_secret(secret_key: str) -> bytes:

@@ -25,7 +25,7 @@ from core.config import Config
 from core.credentials import pick
 from core.errors import MISSING, new_request_id, readiness_json
 from core.identity import Identity
-from core.policies import allows
+from core.policies import allows, restricted
 from core.store import StoreUnavailable
 from gateway import errors
 from gateway.exchange import Exchange
@@ -213,6 +213,13 @@ class GatewayApp:
             return await self.refuse(
                 send, exchange, 403, "ip_not_allowed", request_id, message=message
             )
+
+        if identity is not None and identity.permissions is not None:
+            refusal = restricted(identity.permissions, route.resource, scope["method"])
+            if refusal is not None:
+                return await self.refuse(
+                    send, exchange, 403, "insufficient_permissions", request_id, message=refusal
+                )
 
         returned = [(b"x-request-id", request_id.encode("ascii"))]
         if identity is not None and (route.rate_limits or identity.rate_limits):

@@ -87,7 +87,7 @@ class Verifier:
         needs no checksum. Only on a miss is the format checked, so typos and scanner noise
         still never reach the store; the length test first keeps huge tokens from being hashed.
         """
-        if len(token) != self.format.length:
+        if len(token) not in self.format.lengths:
             return MALFORMED
         try:
             digest = hash_secret(token)

@@ -67,9 +67,29 @@ def _policy_options(parser: argparse.ArgumentParser, editing: bool = False) -> N
         metavar="CIDR",
         help="an address or network the key may be used from (10.0.0.0/8)" + again,
     )
+    held = parser.add_mutually_exclusive_group() if editing else parser
+    held.add_argument(
+        "--permission",
+        action="append",
+        metavar="RESOURCE:read|write",
+        help=(
+            "a permission of a restricted key (billing:read)" + again
+            if editing
+            else "make a restricted key (secret gws_rk_...) with this permission" + again
+        ),
+    )
     if editing:
         limits.add_argument("--no-rate-limits", action="store_true", help="remove its limits")
         ips.add_argument("--no-allowed-ips", action="store_true", help="usable from anywhere")
+        held.add_argument(
+            "--no-permissions", action="store_true", help="a restricted key that may do nothing"
+        )
+    else:
+        parser.add_argument(
+            "--restricted",
+            action="store_true",
+            help="a restricted key even without --permission (it may do nothing until given some)",
+        )
 
 
 def cmd_serve(args: argparse.Namespace, cfg: Config) -> None:

@@ -32,8 +32,10 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _shown(name: str, value: Any) -> str:
+    if name == "permissions" and value is None:
+        return "(not restricted)"
     if value is None or value == []:
-        return "-" if value is None else "(none)" if name == "rate_limits" else "(anywhere)"
+        return "-" if value is None else "(anywhere)" if name == "allowed_ips" else "(none)"
     if name == "rate_limits":
         return ", ".join(f"{r['limit']}/{r['window_seconds']}s" for r in value)
     if isinstance(value, list):
@@ -157,6 +159,7 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             mode=args.mode,
             rate_limits=args.rate_limit or (),
             allowed_ips=args.allow_ip or (),
+            permissions=args.permission or ([] if args.restricted else None),
         )
         data = {**key_json(new.key), "secret_key": new.secret_key}
         emit(args, data, key_text(key_json(new.key), new.secret_key))
@@ -201,6 +204,7 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
                 clear_expiry=expiry == "never",
                 rate_limits=() if args.no_rate_limits else args.rate_limit,
                 allowed_ips=() if args.no_allowed_ips else args.allow_ip,
+                permissions=[] if args.no_permissions else args.permission,
             )
         )
         emit(args, key, key_text(key))

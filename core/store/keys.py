@@ -21,7 +21,7 @@ _KEY_COLUMNS = """k.access_key, k.organization_id, k.user_id, k.application_id,
     k.last_used_at, k.creation_ip,
     coalesce((SELECT s.secret_prefix FROM key_secrets s WHERE s.access_key = k.access_key
               ORDER BY s.created_at DESC LIMIT 1), ''),
-    k.rate_limits, k.allowed_ips"""
+    k.rate_limits, k.allowed_ips, k.permissions"""
 
 ORDERS = {
     "created_at_asc": "k.created_at ASC, k.access_key ASC",
@@ -31,9 +31,14 @@ ORDERS = {
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    *columns, limits, ips = row
+    *columns, limits, ips, held = row
     key = ApiKey(*columns)
-    return replace(key, rate_limits=_rate_limits(limits), allowed_ips=_allowed_ips(ips))
+    return replace(
+        key,
+        rate_limits=_rate_limits(limits),
+        allowed_ips=_allowed_ips(ips),
+        permissions=_permissions(held),
+    )
 
 
 # Policies are JSON lists in their columns, written only by the service layer, which checked
@@ -46,8 +51,14 @@ def _allowed_ips(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
-def policy_json(value: tuple[RateLimit, ...] | tuple[str, ...]) -> str:
-    """A policy list as its column holds it."""
+def _permissions(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(json.loads(text))
+
+
+def policy_json(value: tuple[RateLimit, ...] | tuple[str, ...] | None) -> str | None:
+    """A policy list as its column holds it (None: no permissions, an unrestricted key)."""
+    if value is None:
+        return None
     return json.dumps([v.to_json() if isinstance(v, RateLimit) else v for v in value])
 
 
@@ -55,7 +66,8 @@ LOOKUP_BATCH = 500  # hashes per query: well under SQLite's bound on bound param
 
 
 _LOOKUP = """SELECT s.secret_hash, k.access_key, k.organization_id, k.user_id, k.application_id,
-        k.default_project_id, k.mode, k.expires_at, s.expires_at, k.rate_limits, k.allowed_ips
+        k.default_project_id, k.mode, k.expires_at, s.expires_at, k.rate_limits, k.allowed_ips,
+        k.permissions
     FROM key_secrets s JOIN api_keys k ON k.access_key = s.access_key WHERE s.secret_hash"""
 
 
@@ -87,6 +99,7 @@ def _lookup(row: tuple[Any, ...]) -> KeyLookup:
         secret_expires_at=secret_expires,
         rate_limits=_rate_limits(row[8]),
         allowed_ips=_allowed_ips(row[9]),
+        permissions=_permissions(row[10]),
     )
 
 
@@ -154,8 +167,8 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
     await w.execute(
         """INSERT INTO api_keys (access_key, organization_id, user_id, application_id,
                default_project_id, description, mode, created_at, updated_at, expires_at,
-               last_used_at, creation_ip, rate_limits, allowed_ips)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               last_used_at, creation_ip, rate_limits, allowed_ips, permissions)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             key.access_key,
             key.organization_id,
@@ -171,6 +184,7 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
             key.creation_ip,
             policy_json(key.rate_limits),
             policy_json(key.allowed_ips),
+            policy_json(key.permissions),
         ),
     )
     await add_secret(w, key.access_key, secret_hash, key.secret_prefix, key.created_at)
@@ -187,8 +201,15 @@ async def add_secret(
     )
 
 
-UPDATABLE = ("description", "default_project_id", "expires_at", "rate_limits", "allowed_ips")
-POLICIES = ("rate_limits", "allowed_ips")
+UPDATABLE = (
+    "description",
+    "default_project_id",
+    "expires_at",
+    "rate_limits",
+    "allowed_ips",
+    "permissions",
+)
+POLICIES = ("rate_limits", "allowed_ips", "permissions")
 
 
 async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float) -> None:

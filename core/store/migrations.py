@@ -116,10 +116,12 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
             AND organization_id IS NOT NULL
         GROUP BY target_id
     """,
-    # 4: per-key policies, as JSON lists (core.policies): rate limits and the IP allowlist.
+    # 4: per-key policies, as JSON lists (core.policies): rate limits, the IP allowlist, and the
+    # permissions of a restricted key (NULL: the key is not restricted).
     """
     ALTER TABLE api_keys ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]'
+    ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE api_keys ADD COLUMN permissions TEXT
     """,
 )
 
@@ -241,9 +243,11 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         revoked_at DOUBLE PRECISION NOT NULL
     );
     """,
-    # 4: per-key policies, as JSON lists (core.policies): rate limits and the IP allowlist.
+    # 4: per-key policies, as JSON lists (core.policies): rate limits, the IP allowlist, and the
+    # permissions of a restricted key (NULL: the key is not restricted).
     """
     ALTER TABLE api_keys ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE api_keys ADD COLUMN permissions TEXT;
     """,
 )

@@ -62,6 +62,11 @@ class ApiKey:
     secret_prefix: str  # first characters of the newest secret, for recognition
     rate_limits: tuple[RateLimit, ...] = ()  # the key's own, on every route (core.policies)
     allowed_ips: tuple[str, ...] = ()  # networks it may be used from; empty: anywhere
+    permissions: tuple[str, ...] | None = None  # a restricted key's; None: not restricted
+
+    @property
+    def restricted(self) -> bool:
+        return self.permissions is not None
 
     @property
     def bearer_type(self) -> str:
@@ -97,3 +102,4 @@ class KeyLookup:
     secret_expires_at: float | None
     rate_limits: tuple[RateLimit, ...] = ()
     allowed_ips: tuple[str, ...] = ()
+    permissions: tuple[str, ...] | None = None
