@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,12 @@ from tests.support import (
     RedisServer,
     Upstream,
     require_redis,
+    run_cli,
     start_gateway,
+    start_serve,
+    stop_serve,
     wait_for,
+    write_config,
 )
 
 LIMITED = """
@@ -214,6 +219,29 @@ def test_two_gateways_share_one_redis_limit(make_gateway: Any, upstream: Upstrea
         assert httpx.get(urls[1] + "/limited/x", headers=headers).status_code == 200
     finally:
         second.stop()
+
+
+def test_two_workers_share_one_redis_limit(tmp_path: Path, upstream: Upstream) -> None:
+    """`serve --workers 2` over Redis: requests spread over both workers, exactly `limit` pass
+    (with the local backend each worker would let its own three through)."""
+    require_redis()
+    settings = f'\n[ratelimit]\nbackend = "redis"\nurl = "{REDIS_URL}"\n'
+    config = write_config(tmp_path, upstream.url, LIMITED.replace("{upstream}", upstream.url))
+    config.write_text(config.read_text().replace("{{", "{").replace("}}", "}") + settings)
+    secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
+    process, url = start_serve(config, "--workers", "2")
+    try:
+        headers = {"X-Auth-Token": secret}
+        wait_for(lambda: httpx.get(url + "/echo/x", headers=headers).status_code == 200, 15, 0.1)
+
+        def send(_: int) -> int:  # a connection each, several at once: both workers take some
+            return httpx.get(url + "/limited/x", headers=headers).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(send, range(16)))
+        assert statuses.count(200) == 3 and statuses.count(429) == 13
+    finally:
+        stop_serve(process)
 
 
 @pytest.mark.parametrize("fail", ["open", "closed"])
