@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from admin import console, directory, fields, service
+from admin import console, directory, fields, service, usage
 from admin.access import require_manager
 from admin.http import EXCEPTION_HANDLERS, AdminContext, RequestIds, authenticate, context, queries
 from admin.openapi import document
@@ -120,6 +120,13 @@ async def api_key(request: Request) -> Response:
         permissions=body.get("permissions"),
     )
     return JSONResponse(key_json(key))
+
+
+async def api_key_usage(request: Request) -> Response:
+    actor = await authenticate(request)
+    queries(request)
+    res = context(request)
+    return JSONResponse(await usage.key_usage(res.db, actor, request.path_params["access_key"]))
 
 
 async def roll(request: Request) -> Response:
@@ -256,6 +263,7 @@ def make_admin_app(
         Route("/v1/api-keys", api_keys, methods=["GET", "POST"]),
         Route("/v1/api-keys/{access_key}", api_key, methods=["GET", "PATCH", "DELETE"]),
         Route("/v1/api-keys/{access_key}/roll", roll, methods=["POST"]),
+        Route("/v1/api-keys/{access_key}/usage", api_key_usage),
         Route("/v1/audit-events", audit_events),
         Route("/v1/openapi.json", openapi),
     ]

@@ -59,6 +59,21 @@ KEY = obj(
         },
     }
 )
+BUCKET = obj(
+    {
+        "start": TIME,
+        "allowed": {"type": "integer", "minimum": 0},
+        "denied": {"type": "integer", "minimum": 0, "description": "answered 401 or 403"},
+        "rate_limited": {"type": "integer", "minimum": 0, "description": "answered 429"},
+    }
+)
+USAGE = obj(
+    {
+        "access_key": {"type": "string"},
+        "hourly": {"type": "array", "items": BUCKET, "minItems": 24, "maxItems": 24},
+        "daily": {"type": "array", "items": BUCKET, "minItems": 30, "maxItems": 30},
+    }
+)
 KEY_WITH_SECRET = {"allOf": [ref("ApiKey"), obj({"secret_key": {"type": "string"}})]}
 STAMPS = {"created_at": TIME, "updated_at": TIME}
 PROJECT = obj({"id": UUID, "organization_id": UUID, "name": {"type": "string"}, **STAMPS})
@@ -219,7 +234,7 @@ def document() -> dict[str, Any]:
             "patch": {
                 "operationId": "update_api_key",
                 "requestBody": body("ApiKeyUpdate"),
-                "responses": responses(200, ref("ApiKey"), 400, 404, 422),
+                "responses": responses(200, ref("ApiKey"), 400, 403, 404, 422),
             },
             "delete": {
                 "operationId": "delete_api_key",
@@ -232,6 +247,15 @@ def document() -> dict[str, Any]:
                 "operationId": "roll_api_key",
                 "requestBody": body("ApiKeyRoll"),
                 "responses": responses(200, ref("ApiKeyWithSecret"), 400, 404),
+            },
+        },
+        "/v1/api-keys/{access_key}/usage": {
+            "parameters": [path("access_key")],
+            "get": {
+                "operationId": "get_api_key_usage",
+                "description": "Requests per hour over the last 24 hours and per day over the "
+                "last 30 days, oldest first, the current hour and day last (still counting).",
+                "responses": responses(200, USAGE, 404),
             },
         },
         "/v1/audit-events": {

@@ -54,16 +54,13 @@ class GatewayApp:
         self.limits = LimitsCache()
         self.fail_open = resources.config.ratelimit.fail == "open"
         self.clock = resources.clock
-        self.observed = self.access_log is not None or self.metrics is not None
+        self.usage = resources.usage
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
             try:
-                if self.observed:
-                    await self.observe(scope, receive, send)
-                else:
-                    await self.handle(scope, receive, send)
+                await self.observe(scope, receive, send)
             except Exception:
                 # Logged with its traceback here; the client gets a plain JSON 500 if nothing was
                 # sent yet (uvicorn would otherwise answer with its own text).
@@ -151,6 +148,7 @@ class GatewayApp:
                 metrics,
                 self.access_log,
                 self.access_query,
+                self.usage,
             )
 
     async def handle(

@@ -8,6 +8,7 @@ from typing import Any
 from core.identity import Identity
 from gateway.access_log import AccessLog
 from gateway.metrics import Metrics
+from gateway.usage import Usage
 
 
 class Exchange:
@@ -43,9 +44,13 @@ class Exchange:
         metrics: Metrics | None,
         access_log: AccessLog | None,
         access_query: bool,
+        usage: Usage,
     ) -> None:
-        """Count it (metrics) and queue its line (access log): plain calls, no I/O."""
+        """Count it (metrics, the key's usage) and queue its line (access log): plain calls, no
+        I/O."""
         identity = self.identity
+        if identity is not None:
+            usage.count(identity.access_key, self.status)
         if metrics is not None:
             metrics.observe(
                 self.route, self.status, self.reason, identity, seconds, self.upstream_seconds

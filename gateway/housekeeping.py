@@ -1,12 +1,12 @@
 """Housekeeping, off the request path: one background task per process, owned by ``Resources``.
 
-Every round (5 s): write the batched last-used times, and drop what has expired from the verifier's
-bookkeeping and the local rate-limit logs. Every minute: prune the store, so it does not grow with
-every change: ``key_events`` rows older than ``EVENT_RETENTION_SECONDS`` (an hour: far longer than
-any follower waits between two reads of the feed, and a follower cut off for longer starts afresh
-instead of trusting a feed with holes), and rolled secrets whose grace has ended (the verifier
-already refuses them, even from cache). Several processes pruning the same store is harmless: the
-statements are idempotent.
+Every round (5 s): write the batched last-used times and usage counts, and drop what has expired
+from the verifier's bookkeeping and the local rate-limit logs. Every minute: prune the store, so it
+does not grow with every change: ``key_events`` rows older than ``EVENT_RETENTION_SECONDS`` (an
+hour: far longer than any follower waits between two reads of the feed, and a follower cut off for
+longer starts afresh instead of trusting a feed with holes), and rolled secrets whose grace has
+ended (the verifier already refuses them, even from cache). Several processes pruning the same store
+is harmless: the statements are idempotent.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import logging
 
 from core.store import StoreUnavailable
 from core.store import keys as store_keys
+from core.store import usage as store_usage
 from gateway.ratelimit import LocalLimiter, RedisLimiter
+from gateway.usage import Usage
 from gateway.verifier import EVENT_RETENTION_SECONDS, Verifier
 
 log = logging.getLogger("gateway.housekeeping")
@@ -27,10 +29,14 @@ PRUNE_EVERY_SECONDS = 60.0
 
 class Housekeeping:
     def __init__(
-        self, verifier: Verifier, limiter: LocalLimiter | RedisLimiter | None = None
+        self,
+        verifier: Verifier,
+        limiter: LocalLimiter | RedisLimiter | None = None,
+        usage: Usage | None = None,
     ) -> None:
         self.verifier = verifier
         self.limiter = limiter
+        self.usage = usage
         self._pruned_at: float | None = None
         self._failing = False
 
@@ -39,10 +45,13 @@ class Housekeeping:
         verifier = self.verifier
         try:
             await verifier.flush_last_used()
+            if self.usage is not None:
+                await self.usage.flush(verifier.db)
             now = verifier.clock()
             if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_SECONDS:
                 async with verifier.db.transaction() as w:
                     await store_keys.prune(w, now - EVENT_RETENTION_SECONDS, now)
+                    await store_usage.prune(w, now)
                 self._pruned_at = now
             if self._failing:
                 log.warning("store is writable again; last-used times recorded")

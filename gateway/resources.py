@@ -22,6 +22,7 @@ from gateway.housekeeping import Housekeeping
 from gateway.metrics import Metrics, Snapshot
 from gateway.proxy import Upstream
 from gateway.ratelimit import LocalLimiter, RedisLimiter
+from gateway.usage import Usage
 from gateway.verifier import Verifier
 
 log = logging.getLogger("gateway")
@@ -39,7 +40,8 @@ class Resources:
             if config.ratelimit.backend == "redis"
             else LocalLimiter()
         )
-        self.housekeeping = Housekeeping(self.verifier, self.limiter)
+        self.usage = Usage(clock)
+        self.housekeeping = Housekeeping(self.verifier, self.limiter, self.usage)
         self.access_log = AccessLog(config.access_log) if config.access_log != "off" else None
         self.metrics = Metrics(config.metrics_per_project) if config.metrics else None
         self.upstream = Upstream()
@@ -155,6 +157,8 @@ class Resources:
                 await task
         with contextlib.suppress(StoreUnavailable):
             await self.verifier.flush_last_used()
+        with contextlib.suppress(StoreUnavailable):
+            await self.usage.flush(self.db)
         await self.upstream.close()
         if isinstance(self.limiter, RedisLimiter):
             await self.limiter.close()

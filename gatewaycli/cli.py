@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _policy_options(create)
     listing = actions.add_parser("list", parents=[common])
     listing.add_argument("--page", type=int, default=1)
-    for name in ("show", "revoke"):
+    for name in ("show", "revoke", "usage"):
         actions.add_parser(name, parents=[common]).add_argument("access_key")
     edit = actions.add_parser("edit", parents=[common])
     edit.add_argument("access_key")

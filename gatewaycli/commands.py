@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from admin import access, directory, service
+from admin import access, directory, service, usage
 from admin.serialize import application_json, key_json, project_json, rfc3339, user_json
 from core.config import Config
 from core.store import Database, StoreUnavailable, make_store
@@ -191,6 +191,18 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     elif action == "show":
         key = key_json(await service.get_key(db, OPERATOR, args.access_key))
         emit(args, key, key_text(key))
+    elif action == "usage":
+        found = await usage.key_usage(db, OPERATOR, args.access_key)
+        columns = ["start", "allowed", "denied", "rate_limited"]
+        text = "\n\n".join(
+            [
+                "per hour, last 24 hours (UTC):",
+                table(found["hourly"], columns),
+                "per day, last 30 days (UTC):",
+                table(found["daily"], columns),
+            ]
+        )
+        emit(args, found, text)
     elif action == "edit":
         expiry = args.expires_in
         key = key_json(

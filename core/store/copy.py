@@ -29,6 +29,7 @@ TABLES = (
     ),
     ("key_secrets", "secret_hash, access_key, secret_prefix, created_at, expires_at"),
     ("revoked_keys", "access_key, organization_id, user_id, application_id, revoked_at"),
+    ("key_usage", "access_key, hour, allowed, denied, limited"),
     (
         "audit_events",
         "id, created_at, organization_id, actor_type, actor_id, actor_access_key, action, "

@@ -123,6 +123,19 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE api_keys ADD COLUMN permissions TEXT
     """,
+    # 5: requests per key and hour (hours since the epoch, UTC), by outcome: for the console's
+    # usage charts. Written in batches by every gateway, pruned after 90 days.
+    """
+    CREATE TABLE key_usage (
+        access_key TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        allowed INTEGER NOT NULL DEFAULT 0,
+        denied INTEGER NOT NULL DEFAULT 0,
+        limited INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (access_key, hour)
+    ) WITHOUT ROWID;
+    CREATE INDEX key_usage_hour ON key_usage (hour)
+    """,
 )
 
 
@@ -249,5 +262,17 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE api_keys ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE api_keys ADD COLUMN permissions TEXT;
+    """,
+    # 5: requests per key and hour, by outcome (see the SQLite migration).
+    """
+    CREATE TABLE key_usage (
+        access_key TEXT NOT NULL,
+        hour BIGINT NOT NULL,
+        allowed BIGINT NOT NULL DEFAULT 0,
+        denied BIGINT NOT NULL DEFAULT 0,
+        limited BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (access_key, hour)
+    );
+    CREATE INDEX key_usage_hour ON key_usage (hour);
     """,
 )
