@@ -229,7 +229,12 @@ async function loadKeys() {
       el("td", { class: "mono" }, key.access_key),
       el("td", { class: "description" }, key.description || "—"),
       el("td", {}, projectName(key.default_project_id)),
-      el("td", {}, el("span", { class: `badge ${key.mode}`, text: key.mode })),
+      el(
+        "td",
+        {},
+        el("span", { class: `badge ${key.mode}`, text: key.mode }),
+        key.permissions === null ? null : el("span", { class: "badge restricted", text: "restricted" }),
+      ),
       el("td", {}, when(key.created_at, "—")),
       el("td", {}, when(key.last_used_at, "Never")),
       expires,
@@ -265,7 +270,9 @@ function moreMenu(key) {
         action(key);
       },
     });
-  menu.append(item("Edit", openEdit), item("Roll", openRoll), item("Delete", openDelete));
+  menu.append(
+    item("Edit", openEdit), item("Usage", openUsage), item("Roll", openRoll), item("Delete", openDelete),
+  );
   button.addEventListener("click", () => {
     const opening = menu.hidden;
     closeMenus();
@@ -400,11 +407,38 @@ function showSecret(title, answer) {
   $("secret-secret-key").select();
 }
 
+// -- policies: the CLI's own notation in the forms ------------------------------------------------
+
+const WINDOW_UNITS = { "": 1, s: 1, m: 60, h: 3600, d: 86400 };
+
+function splitList(text) {
+  return text.split(/[\s,]+/).filter((part) => part !== "");
+}
+
+function parseRateLimits(text) {
+  return splitList(text).map((part) => {
+    const match = /^(\d+)\/(\d+)([smhd]?)$/.exec(part);
+    if (!match) throw new Error(`Rate limit "${part}" is not like 100/60s, 10/1s or 1000/1h.`);
+    return { limit: Number(match[1]), window_seconds: Number(match[2]) * WINDOW_UNITS[match[3]] };
+  });
+}
+
+function showRateLimits(limits) {
+  return limits.map((r) => `${r.limit}/${r.window_seconds}s`).join(", ");
+}
+
+function samePolicy(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 function openGenerate() {
   const form = $("generate-form");
   form.reset();
   fillProjects($("generate-project"), null);
   $("generate-custom").hidden = true;
+  // Only the organization's managers may set a key's policies (the API says 403 otherwise).
+  $("generate-policies").hidden = !isManager();
+  $("generate-permissions-row").hidden = true;
   openDialog("generate-dialog");
   $("generate-description").focus();
 }
@@ -432,6 +466,13 @@ async function submitGenerate(event) {
     const expires = expiryFromForm();
     if (expires) body.expires_at = expires;
     if (state.bearer.id !== state.me.bearer_id) body[`${state.bearer.type}_id`] = state.bearer.id;
+    if (isManager()) {
+      const limits = parseRateLimits($("generate-rate-limits").value);
+      if (limits.length) body.rate_limits = limits;
+      const networks = splitList($("generate-allowed-ips").value);
+      if (networks.length) body.allowed_ips = networks;
+      if ($("generate-restricted").checked) body.permissions = splitList($("generate-permissions").value);
+    }
     const answer = await api("POST", "/v1/api-keys", body);
     $("generate-dialog").close();
     showSecret("Your new API key", answer);
@@ -446,6 +487,11 @@ function openEdit(key) {
   $("edit-key").textContent = key.access_key;
   $("edit-description").value = key.description;
   fillProjects($("edit-project"), key.default_project_id);
+  $("edit-policies").hidden = !isManager();
+  $("edit-rate-limits").value = showRateLimits(key.rate_limits);
+  $("edit-allowed-ips").value = key.allowed_ips.join(", ");
+  $("edit-permissions-row").hidden = key.permissions === null;
+  $("edit-permissions").value = (key.permissions || []).join(", ");
   openDialog("edit-dialog");
   $("edit-description").focus();
 }
@@ -456,12 +502,91 @@ async function submitEdit(event) {
   const project = $("edit-project").value;
   if (project) body.default_project_id = project;
   try {
+    if (isManager()) {
+      // Only what changed, so the audit log names what was edited.
+      const limits = parseRateLimits($("edit-rate-limits").value);
+      if (!samePolicy(limits, current.rate_limits)) body.rate_limits = limits;
+      const networks = splitList($("edit-allowed-ips").value);
+      if (!samePolicy(networks, current.allowed_ips)) body.allowed_ips = networks;
+      if (current.permissions !== null) {
+        const held = splitList($("edit-permissions").value);
+        if (!samePolicy(held, current.permissions)) body.permissions = held;
+      }
+    }
     await api("PATCH", `/v1/api-keys/${encodeURIComponent(current.access_key)}`, body);
     $("edit-dialog").close();
     await loadKeys();
   } catch (error) {
     showError("edit-error", error);
   }
+}
+
+// -- usage ----------------------------------------------------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+const KINDS = [["allowed", "allowed"], ["denied", "denied"], ["rate_limited", "rate limited"]];
+
+function svg(tag, attributes, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function totals(buckets) {
+  const sum = { allowed: 0, denied: 0, rate_limited: 0 };
+  for (const b of buckets) for (const [kind] of KINDS) sum[kind] += b[kind];
+  return KINDS.map(([kind, label]) => `${sum[kind]} ${label}`).join(", ");
+}
+
+// Stacked bars drawn in the page (no chart library, nothing from a CDN): one group per bucket,
+// its title saying the numbers, for a screen reader and on hover.
+function usageChart(buckets, label, name) {
+  const width = 720, height = 170, left = 36, bottom = 20, top = 8;
+  const most = Math.max(1, ...buckets.map((b) => b.allowed + b.denied + b.rate_limited));
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+  const step = (width - left) / buckets.length;
+  const scale = (height - bottom - top) / most;
+  chart.append(svg("text", { x: 2, y: top + 10, class: "axis" }, String(most)));
+  chart.append(svg("text", { x: 2, y: height - bottom, class: "axis" }, "0"));
+  buckets.forEach((bucket, index) => {
+    const group = svg("g", { class: "bucket", "data-start": bucket.start });
+    group.append(svg("title", {}, `${name(bucket.start)}: ${totals([bucket])}`));
+    let y = height - bottom;
+    for (const [kind] of KINDS) {
+      const h = bucket[kind] * scale;
+      if (h <= 0) continue;
+      y -= h;
+      group.append(svg("rect", {
+        class: `bar-${kind}`, x: left + index * step + 1, y, width: Math.max(1, step - 2), height: h,
+      }));
+    }
+    chart.append(group);
+  });
+  const first = buckets[0], last = buckets[buckets.length - 1];
+  chart.append(svg("text", { x: left, y: height - 4, class: "axis" }, name(first.start)));
+  chart.append(svg("text", { x: width - 4, y: height - 4, class: "axis", "text-anchor": "end" }, name(last.start)));
+  return chart;
+}
+
+async function openUsage(key) {
+  $("usage-key").textContent = key.access_key;
+  for (const id of ["usage-hourly", "usage-daily"]) $(id).replaceChildren();
+  for (const id of ["usage-hourly-total", "usage-daily-total"]) $(id).textContent = "";
+  openDialog("usage-dialog");
+  let found;
+  try {
+    found = await api("GET", `/v1/api-keys/${encodeURIComponent(key.access_key)}/usage`);
+  } catch (error) {
+    showError("usage-error", error);
+    return;
+  }
+  const hour = (start) => start.slice(11, 16) + " UTC";
+  const day = (start) => start.slice(0, 10);
+  $("usage-hourly").append(usageChart(found.hourly, "Requests per hour, last 24 hours", hour));
+  $("usage-daily").append(usageChart(found.daily, "Requests per day, last 30 days", day));
+  $("usage-hourly-total").textContent = `Last 24 hours: ${totals(found.hourly)}.`;
+  $("usage-daily-total").textContent = `Last 30 days: ${totals(found.daily)}.`;
 }
 
 function openRoll(key) {
@@ -549,6 +674,9 @@ function wire() {
     $("generate-custom").hidden = $("generate-expiry").value !== "custom";
   });
   $("generate-form").addEventListener("submit", submitGenerate);
+  $("generate-restricted").addEventListener("change", () => {
+    $("generate-permissions-row").hidden = !$("generate-restricted").checked;
+  });
   $("edit-form").addEventListener("submit", submitEdit);
   $("roll-form").addEventListener("submit", submitRoll);
   $("delete-form").addEventListener("submit", submitDelete);

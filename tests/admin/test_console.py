@@ -316,3 +316,99 @@ def test_the_forms_take_their_limits_from_the_api(page: Any, gateway: Gateway) -
         assert page.locator(field).get_attribute("maxlength") == str(fields.DESCRIPTION.max_length)
     graces = page.locator("#roll-grace option").evaluate_all("els => els.map(e => Number(e.value))")
     assert graces and max(graces) <= (fields.GRACE.maximum or 0)
+
+
+def test_policies_in_generate_and_edit(page: Any, make_gateway: Any, upstream: Any) -> None:
+    """A manager sets a key's rate limit, allowlist and permissions in the forms; the proxy
+    holds them; a plain user is not offered them."""
+    billing = (
+        f'[[routes]]\nprefix = "/billing"\nupstream = "{upstream.url}"\nresource = "billing"\n'
+    )
+    gateway: Gateway = make_gateway(extra=billing)
+    sign_in(page, gateway, gateway.secret_key)
+    page.get_by_role("button", name="Generate API key").click()
+    dialog = page.locator("#generate-dialog")
+    expect(dialog.get_by_role("group", name="Policies")).to_be_visible()
+    dialog.get_by_label("Description").fill("restricted reader")
+    dialog.get_by_label("Rate limits").fill("2/1h")
+    expect(dialog.get_by_label("Permissions", exact=True)).to_be_hidden()
+    dialog.get_by_label("Restricted key").check()
+    dialog.get_by_label("Permissions", exact=True).fill("billing:read")
+    dialog.get_by_role("button", name="Generate API key").click()
+    secret_dialog = page.locator("#secret-dialog")
+    expect(secret_dialog).to_be_visible()
+    secret = secret_dialog.get_by_label("Secret key").input_value()
+    access_key = secret_dialog.get_by_label("Access key").input_value()
+    assert secret.startswith("gws_rk_live_")
+    secret_dialog.get_by_role("button", name="I have copied the secret key").click()
+    expect(row(page, access_key).locator(".badge.restricted")).to_have_text("restricted")
+
+    headers = {"X-Auth-Token": secret}
+    assert httpx.get(gateway.url + "/billing/x", headers=headers).status_code == 200
+    assert httpx.post(gateway.url + "/billing/x", headers=headers).status_code == 403
+    assert httpx.get(gateway.url + "/billing/x", headers=headers).status_code == 200
+    limited = httpx.get(gateway.url + "/billing/x", headers=headers)
+    assert limited.status_code == 429  # 2/1h held (the refused POST counted toward nothing)
+
+    choose(page, access_key, "Edit")
+    edit = page.locator("#edit-dialog")
+    expect(edit.get_by_label("Rate limits")).to_have_value("2/3600s")
+    expect(edit.get_by_label("Permissions", exact=True)).to_have_value("billing:read")
+    edit.get_by_label("Rate limits").fill("")
+    edit.get_by_label("Allowed IPs").fill("10.0.0.0/8")
+    edit.get_by_label("Permissions", exact=True).fill("billing:write")
+    edit.get_by_role("button", name="Validate").click()
+    expect(edit).to_be_hidden()
+    wait_for(
+        lambda: (
+            httpx.post(gateway.url + "/billing/x", headers=headers).status_code == 403
+            and "allowed_ips"
+            in httpx.post(gateway.url + "/billing/x", headers=headers).json()["message"]
+        ),
+        timeout=BOUND,
+    )
+    with gateway.admin() as admin:
+        key = admin.get(f"/v1/api-keys/{access_key}").json()
+    assert key["rate_limits"] == [] and key["allowed_ips"] == ["10.0.0.0/8"]
+    assert key["permissions"] == ["billing:write"]
+
+    choose(page, access_key, "Edit")
+    edit.get_by_label("Rate limits").fill("ten per second")
+    edit.get_by_role("button", name="Validate").click()
+    expect(edit.locator("#edit-error")).to_contain_text('"ten" is not like 100/60s')
+    edit.get_by_role("button", name="Cancel").click()
+
+    db, op = gateway.resources.db, access.LOCAL_OPERATOR
+    plain = gateway.loop.run(directory.create_user(db, op, "plain@example.com"))
+    mine = gateway.new_key(user_id=plain.id)
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, gateway, mine.secret_key)
+    page.get_by_role("button", name="Generate API key").click()
+    expect(page.locator("#generate-dialog").get_by_role("group", name="Policies")).to_be_hidden()
+    assert page.alerts == []
+
+
+def test_usage_chart(page: Any, gateway: Gateway) -> None:
+    new = gateway.new_key(description="busy")
+    headers = {"X-Auth-Token": new.secret_key}
+    for _ in range(3):
+        assert httpx.get(gateway.url + "/echo/x", headers=headers).status_code == 200
+    gateway.loop.run(gateway.resources.usage.flush(gateway.resources.db))
+    sign_in(page, gateway, gateway.secret_key)
+    choose(page, new.key.access_key, "Usage")
+    dialog = page.locator("#usage-dialog")
+    expect(dialog.locator("#usage-hourly-total")).to_have_text(
+        "Last 24 hours: 3 allowed, 0 denied, 0 rate limited."
+    )
+    expect(dialog.locator("#usage-daily-total")).to_contain_text("3 allowed")
+    expect(dialog.locator("#usage-hourly g.bucket")).to_have_count(24)
+    expect(dialog.locator("#usage-daily g.bucket")).to_have_count(30)
+    expect(dialog.locator("#usage-hourly rect.bar-allowed")).to_have_count(1)
+    expect(dialog.locator("#usage-hourly svg")).to_have_attribute(
+        "aria-label", "Requests per hour, last 24 hours"
+    )
+    title = dialog.locator("#usage-hourly g.bucket").last.locator("title")
+    expect(title).to_contain_text("3 allowed")
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+    assert page.alerts == []
