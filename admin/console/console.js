@@ -271,7 +271,7 @@ function moreMenu(key) {
       },
     });
   menu.append(
-    item("Edit", openEdit), item("Usage", openUsage), item("Roll", openRoll), item("Delete", openDelete),
+    item("Edit", openEdit), item("Roll", openRoll), item("Usage", openUsage), item("Delete", openDelete),
   );
   button.addEventListener("click", () => {
     const opening = menu.hidden;
