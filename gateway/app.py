@@ -22,16 +22,12 @@ import time
 from typing import Any
 
 from core.config import Config
-from core.credentials import pick
-from core.errors import MISSING, new_request_id, readiness_json
-from core.identity import Identity
-from core.policies import allows, restricted
-from core.store import StoreUnavailable
+from core.errors import new_request_id, readiness_json
 from gateway import errors
 from gateway.exchange import Exchange
+from gateway.gate import Gate, Pending, Refusal
 from gateway.headers import split_request
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError
-from gateway.ratelimit import Decision, LimitsCache, LocalLimiter
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
 
@@ -50,10 +46,12 @@ class GatewayApp:
         self.access_log = resources.access_log  # None: "[log] access = off"
         self.access_query = resources.config.access_query
         self.metrics = resources.metrics  # None: "[metrics] enabled = false"
-        self.limiter = resources.limiter
-        self.limits = LimitsCache()
-        self.fail_open = resources.config.ratelimit.fail == "open"
-        self.clock = resources.clock
+        self.gate = Gate(
+            resources.verifier,
+            resources.limiter,
+            resources.clock,
+            resources.config.ratelimit.fail == "open",
+        )
         self.usage = resources.usage
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -169,78 +167,27 @@ class GatewayApp:
         if exchange is not None:
             exchange.route = route.prefix
 
-        identity: Identity | None = None
-        if route.auth != "none":
-            token, refused = pick(headers.tokens)
-            if refused is not None:
-                return await self.refuse(send, exchange, 401, refused, request_id)
-            if token is None:
-                if route.auth == "required":
-                    return await self.refuse(send, exchange, 401, MISSING, request_id)
-            else:
-                result = self.verifier.cached(token)
-                if isinstance(result, bytes):
-                    try:
-                        result = await self.verifier.load(result)
-                    except StoreUnavailable as exc:
-                        log.warning("uncached key rejected with 503: %s", exc)
-                        return await self.refuse(
-                            send, exchange, 503, "store_unavailable", request_id
-                        )
-                if isinstance(result, str):
-                    return await self.refuse(send, exchange, 401, result, request_id)
-                identity = result
-                if exchange is not None:
-                    exchange.identity = identity
-                if route.projects and identity.project_id not in route.projects:
-                    return await self.refuse(send, exchange, 403, "project_not_allowed", request_id)
-
         client = scope.get("client")
-        client_ip = client[0] if client else "unknown"
         # The peer's address, or X-Forwarded-For's where [server] trusted_proxies allows:
         # uvicorn's proxy-headers middleware has put it in the scope already.
-        if (
-            identity is not None
-            and identity.allowed_networks
-            and not allows(identity.allowed_networks, client_ip)
-        ):
-            message = (
-                f"This key may not be used from {client_ip}: it is limited to the networks "
-                "in its allowed_ips."
-            )
+        client_ip = client[0] if client else "unknown"
+        verdict = self.gate.admit(route, headers.tokens, scope["method"], client_ip)
+        if isinstance(verdict, Pending):
+            verdict = await self.gate.finish(verdict)
+        identity = verdict.identity
+        if exchange is not None:
+            exchange.identity = identity
+        if isinstance(verdict, Refusal):
             return await self.refuse(
-                send, exchange, 403, "ip_not_allowed", request_id, message=message
+                send,
+                exchange,
+                verdict.status,
+                verdict.reason,
+                request_id,
+                verdict.headers,
+                verdict.message,
             )
-
-        if identity is not None and identity.permissions is not None:
-            refusal = restricted(identity.permissions, route.resource, scope["method"])
-            if refusal is not None:
-                return await self.refuse(
-                    send, exchange, 403, "insufficient_permissions", request_id, message=refusal
-                )
-
-        returned = [(b"x-request-id", request_id.encode("ascii"))]
-        if identity is not None and (route.rate_limits or identity.rate_limits):
-            limits = self.limits.get(
-                identity.access_key, route.prefix, identity.rate_limits, route.rate_limits
-            )
-            limiter = self.limiter
-            decision: Decision | None
-            if isinstance(limiter, LocalLimiter):  # no await: a hit still awaits nothing
-                decision = limiter.check(limits, self.clock())
-            else:
-                decision = await limiter.check(limits, self.clock())
-            if decision is None:  # Redis did not answer
-                if not self.fail_open:
-                    return await self.refuse(
-                        send, exchange, 503, "rate_limit_unavailable", request_id
-                    )
-            elif not decision.allowed:
-                return await self.refuse(
-                    send, exchange, 429, "rate_limited", request_id, decision.headers
-                )
-            else:
-                returned.extend(decision.headers)
+        returned = [(b"x-request-id", request_id.encode("ascii")), *verdict.headers]
 
         body: RequestBody | None = None
         if headers.content_length is not None or headers.chunked:

@@ -1,0 +1,143 @@
+"""Who is asking, and may they: the checks every form of the data plane makes, in one order.
+
+The proxy (``gateway.app``), the forward-auth endpoint (``gateway.forward_auth``) and the ASGI
+middleware (``gateway.middleware``) all ask :meth:`Gate.admit` about a request on a route: the
+key (read from its carriers, verified through the cache), the route's projects, the key's
+networks, a restricted key's permissions, then the rate limits (a refused request counts toward
+none of them). The answer is the same everywhere: :class:`Admitted` (the identity, or None for an
+anonymous request, and the RateLimit fields for the response) or a :class:`Refusal` with the
+status and reason of the JSON error.
+
+On a cache hit with local rate limits nothing here awaits: :meth:`Gate.admit` is a plain call.
+Only a cache miss (the store) or Redis rate limits return a :class:`Pending`, which
+:meth:`Gate.finish` completes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import NamedTuple
+
+from core.config import Route
+from core.credentials import pick
+from core.errors import MISSING
+from core.identity import Identity
+from core.policies import allows, restricted
+from core.store import StoreUnavailable
+from gateway.ratelimit import Decision, Header, Limits, LimitsCache, LocalLimiter, RedisLimiter
+from gateway.verifier import Verifier
+
+log = logging.getLogger("gateway.gate")
+
+
+class Admitted(NamedTuple):
+    identity: Identity | None  # None: an anonymous request (auth "none", or "optional")
+    headers: tuple[Header, ...] = ()  # RateLimit-Policy and RateLimit, when limits applied
+
+
+class Refusal(NamedTuple):
+    status: int
+    reason: str
+    message: str | None = None  # None: the reason's usual message (core.errors)
+    headers: tuple[Header, ...] = ()  # Retry-After and the RateLimit fields of a 429
+    identity: Identity | None = None  # the key refused, when it is known (usage, logs)
+
+
+class Pending(NamedTuple):
+    """What is left to check once the store or Redis has answered."""
+
+    route: Route
+    method: str
+    client: str
+    digest: bytes | None = None  # the key is not cached: look it up
+    identity: Identity | None = None
+    limits: Limits | None = None  # the key's rate limits are in Redis
+
+
+ANONYMOUS = Admitted(None)
+
+
+class Gate:
+    def __init__(
+        self,
+        verifier: Verifier,
+        limiter: LocalLimiter | RedisLimiter,
+        clock: Callable[[], float],
+        fail_open: bool,
+    ) -> None:
+        self.verifier = verifier
+        self.limiter = limiter
+        self.clock = clock
+        self.fail_open = fail_open  # [ratelimit] fail = "open": Redis away lets requests through
+        self.limits = LimitsCache()
+
+    def admit(
+        self, route: Route, tokens: list[bytes], method: str, client: str
+    ) -> Admitted | Refusal | Pending:
+        """``tokens``: the values of the request's key carriers (``core.credentials``);
+        ``client``: the address the request comes from, as far as it can be trusted."""
+        if route.auth == "none":
+            return ANONYMOUS
+        token, refused = pick(tokens)
+        if refused is not None:
+            return Refusal(401, refused)
+        if token is None:
+            return Refusal(401, MISSING) if route.auth == "required" else ANONYMOUS
+        found = self.verifier.cached(token)
+        if isinstance(found, bytes):
+            return Pending(route, method, client, digest=found)
+        return self._held(found, route, method, client)
+
+    async def finish(self, pending: Pending) -> Admitted | Refusal:
+        if pending.digest is not None:
+            try:
+                found = await self.verifier.load(pending.digest)
+            except StoreUnavailable as exc:
+                log.warning("uncached key rejected with 503: %s", exc)
+                return Refusal(503, "store_unavailable")
+            verdict = self._held(found, pending.route, pending.method, pending.client)
+            if not isinstance(verdict, Pending):
+                return verdict
+            pending = verdict
+        assert pending.limits is not None and pending.identity is not None
+        assert isinstance(self.limiter, RedisLimiter)
+        decision = await self.limiter.check(pending.limits, self.clock())
+        return self._decided(decision, pending.identity)
+
+    def _held(
+        self, found: Identity | str, route: Route, method: str, client: str
+    ) -> Admitted | Refusal | Pending:
+        """The key's identity held to the route and to its policies."""
+        if isinstance(found, str):
+            return Refusal(401, found)
+        identity = found
+        if route.projects and identity.project_id not in route.projects:
+            return Refusal(403, "project_not_allowed", identity=identity)
+        if identity.allowed_networks and not allows(identity.allowed_networks, client):
+            message = (
+                f"This key may not be used from {client}: it is limited to the networks in its "
+                "allowed_ips."
+            )
+            return Refusal(403, "ip_not_allowed", message, identity=identity)
+        if identity.permissions is not None:
+            refusal = restricted(identity.permissions, route.resource, method)
+            if refusal is not None:
+                return Refusal(403, "insufficient_permissions", refusal, identity=identity)
+        if not (route.rate_limits or identity.rate_limits):
+            return Admitted(identity)
+        limits = self.limits.get(
+            identity.access_key, route.prefix, identity.rate_limits, route.rate_limits
+        )
+        if isinstance(self.limiter, LocalLimiter):  # no await: a hit still awaits nothing
+            return self._decided(self.limiter.check(limits, self.clock()), identity)
+        return Pending(route, method, client, identity=identity, limits=limits)
+
+    def _decided(self, decision: Decision | None, identity: Identity) -> Admitted | Refusal:
+        if decision is None:  # Redis did not answer
+            if self.fail_open:
+                return Admitted(identity)
+            return Refusal(503, "rate_limit_unavailable", identity=identity)
+        if not decision.allowed:
+            return Refusal(429, "rate_limited", headers=decision.headers, identity=identity)
+        return Admitted(identity, decision.headers)
