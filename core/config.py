@@ -63,6 +63,17 @@ class Route:
 
 
 @dataclass(frozen=True)
+class ForwardAuthConfig:
+    """`[forward_auth]`: the check endpoint an existing proxy asks "may this request pass, and
+    as whom?" (nginx auth_request, Caddy forward_auth, Traefik ForwardAuth, Envoy ext_authz)."""
+
+    listen: Listen | None = None  # None: no forward-auth listener (keep it where only the proxy
+    # reaches it: it believes the X-Forwarded-* / X-Original-* headers it is sent)
+    path_prefix: str = ""  # Envoy's http_service path_prefix, taken off the path it checks
+    rate_limited_status: int = 429  # nginx turns all but 401/403 into 500: 403 there
+
+
+@dataclass(frozen=True)
 class RateLimitConfig:
     """`[ratelimit]`: where the sliding logs live. ``local``: in each process (exact within
     one; with N workers a client may get up to N times the limit); ``redis``: one shared
@@ -161,6 +172,7 @@ class Config:
     key_prefix: str = DEFAULT_PREFIX
     cache: CacheConfig = field(default_factory=CacheConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    forward_auth: ForwardAuthConfig = field(default_factory=ForwardAuthConfig)
     routes: tuple[Route, ...] = ()
 
 
@@ -305,6 +317,22 @@ def _rate_limits(section: _Section) -> tuple[RateLimit, ...]:
         raise section.fail("rate_limits", str(exc)) from None
 
 
+def _forward_auth(section: _Section) -> ForwardAuthConfig:
+    section.check_unknown({"listen", "path_prefix", "rate_limited_status"})
+    listen = section.get("listen", str, "")
+    prefix = section.get("path_prefix", str, "")
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        raise section.fail("path_prefix", f"{prefix!r} must start with '/' and not end with one")
+    status = section.get("rate_limited_status", int, 429)
+    if status not in (429, 403):
+        raise section.fail("rate_limited_status", f"must be 429 or 403 (for nginx), not {status}")
+    return ForwardAuthConfig(
+        parse_listen(listen, f"{section.source}, [forward_auth]") if listen else None,
+        prefix,
+        status,
+    )
+
+
 def _ratelimit(section: _Section) -> RateLimitConfig:
     section.check_unknown({"backend", "url", "fail", "timeout_ms"})
     backend = section.get("backend", str, "local")
@@ -384,7 +412,18 @@ def _store(store: _Section) -> StoreConfig:
 def parse(data: Mapping[str, Any], source: Path) -> Config:
     top = _Section(source, "top level", data)
     top.check_unknown(
-        {"server", "admin", "store", "keys", "cache", "routes", "log", "metrics", "ratelimit"}
+        {
+            "server",
+            "admin",
+            "store",
+            "keys",
+            "cache",
+            "routes",
+            "log",
+            "metrics",
+            "ratelimit",
+            "forward_auth",
+        }
     )
     logs = _Section(source, "[log]", data.get("log", {}))
     logs.check_unknown({"access", "access_query", "level"})
@@ -480,5 +519,8 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         key_prefix=prefix,
         cache=cache_config,
         ratelimit=_ratelimit(_Section(source, "[ratelimit]", data.get("ratelimit", {}))),
+        forward_auth=_forward_auth(
+            _Section(source, "[forward_auth]", data.get("forward_auth", {}))
+        ),
         routes=routes,
     )

@@ -79,6 +79,11 @@ class Resources:
                 ("workers", old.workers, new.workers),
                 ("store", old.store, new.store),
                 ("admin listen", old.admin_listen, new.admin_listen),
+                (
+                    "forward_auth listen",
+                    old.forward_auth.listen,
+                    new.forward_auth.listen,
+                ),
                 ("tls", (old.tls, old.admin_tls), (new.tls, new.admin_tls)),
                 ("key prefix", old.key_prefix, new.key_prefix),
                 (
@@ -95,6 +100,7 @@ class Resources:
             workers=old.workers,
             store=old.store,
             admin_listen=old.admin_listen,
+            forward_auth=dataclasses.replace(new.forward_auth, listen=old.forward_auth.listen),
             tls=old.tls,
             admin_tls=old.admin_tls,
             key_prefix=old.key_prefix,

@@ -1,0 +1,150 @@
+"""API keys for one Python service, without a second hop: an ASGI middleware.
+
+    from gateway.middleware import APIKeyMiddleware
+    app = APIKeyMiddleware(app, config="gateway.toml", exempt=["/healthz"])
+
+It verifies with the proxy's own verifier, store and revocation feed (SQLite or PostgreSQL, from
+the same config file), holds the same policies (``gateway.gate``) and answers a refusal with the
+same JSON error. An admitted request reaches the app with its identity in ``scope["state"]``
+(``request.state.api_key`` in Starlette and FastAPI: a :class:`core.identity.Identity`, or None
+on an ``optional`` route without a key) and as the trusted identity headers, for apps that read
+headers. Whatever the client sent under those names, and the key itself (``X-Auth-Token``, our
+``Authorization: Bearer``), never reaches the app.
+
+Which rules apply to a path: the config's ``[[routes]]`` (their ``upstream`` is not used here;
+``auth``, ``projects``, ``resource`` and ``rate_limits`` are), and on paths no route matches, a
+key is required. ``exempt`` paths (a path, or a prefix at a segment boundary) pass without a key,
+identity headers still removed. The store is opened at the app's lifespan startup, or at the first
+request when the server runs no lifespan (httpx's ASGI transport, for one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from core import config as config_module
+from core.config import Config, Route
+from core.errors import new_request_id
+from gateway import errors
+from gateway.gate import Gate, Pending, Refusal
+from gateway.headers import AUTHORIZATION, TOKEN_HEADER, is_spoofable, split_request
+from gateway.resources import Resources
+from gateway.routing import Router, normalise_path
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+ELSEWHERE = Route(prefix="/", upstream="http://unused.invalid")  # no route matched: key required
+
+
+class APIKeyMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: Config | str | Path,
+        *,
+        exempt: Iterable[str] = (),
+        state_key: str = "api_key",
+    ) -> None:
+        self.app = app
+        loaded = config if isinstance(config, Config) else config_module.load(Path(config))
+        self.resources = Resources(loaded)
+        self.router = Router(loaded.routes)
+        self.exempt = tuple(p.rstrip("/") or "/" for p in exempt)
+        self.state_key = state_key
+        self.marks = self.resources.secret_format.marks
+        self.gate = Gate(
+            self.resources.verifier,
+            self.resources.limiter,
+            self.resources.clock,
+            loaded.ratelimit.fail == "open",
+        )
+        self._starting: asyncio.Lock | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return await self.lifespan(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        if not self.resources.started:
+            await self.start()
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+        path = normalise_path(raw.split(b"?", 1)[0])
+        headers = split_request(scope["headers"], self.marks)
+        kept = [(n, v) for n, v in scope["headers"] if not self._ours(n, v)]
+        state = dict(scope.get("state") or {})
+        if self._exempt(path):
+            state[self.state_key] = None
+            return await self.app({**scope, "headers": kept, "state": state}, receive, send)
+        request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
+        match = self.router.match(path)
+        route = match[0] if match is not None else ELSEWHERE
+        client = scope.get("client")
+        verdict = self.gate.admit(
+            route, headers.tokens, scope.get("method", "GET"), client[0] if client else "unknown"
+        )
+        if isinstance(verdict, Pending):
+            verdict = await self.gate.finish(verdict)
+        if isinstance(verdict, Refusal):
+            if scope["type"] == "websocket":  # refused before the handshake is accepted
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            return await errors.send_error(
+                send,
+                verdict.status,
+                verdict.reason,
+                request_id,
+                message=verdict.message,
+                extra=verdict.headers,
+            )
+        identity = verdict.identity
+        if identity is not None:
+            kept += [(k.encode(), v.encode()) for k, v in identity.headers]
+        state[self.state_key] = identity
+        inner = {**scope, "headers": kept, "state": state}
+        if not verdict.headers:
+            return await self.app(inner, receive, send)
+
+        async def with_fields(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *verdict.headers]}
+            await send(message)
+
+        await self.app(inner, receive, with_fields)
+
+    def _ours(self, name: bytes, value: bytes) -> bool:
+        """A key carrier, or a header that could pass for one of our identity headers."""
+        lower = name.lower()
+        if lower == TOKEN_HEADER or is_spoofable(lower):
+            return True
+        return lower == AUTHORIZATION and split_request([(lower, value)], self.marks).tokens != []
+
+    def _exempt(self, path: str) -> bool:
+        return any(
+            path == prefix or path.startswith(prefix.rstrip("/") + "/") for prefix in self.exempt
+        )
+
+    async def start(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if not self.resources.started:
+                await self.resources.start()
+
+    async def lifespan(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The app's lifespan, with the store opened before its startup and closed after its
+        shutdown."""
+
+        async def received() -> dict[str, Any]:
+            message: dict[str, Any] = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+            return message
+
+        async def sent(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.resources.stop()
+            await send(message)
+
+        await self.app(scope, received, sent)

@@ -1,0 +1,218 @@
+"""Listeners and the event loop of one process: bind sockets, run uvicorn (uvloop + httptools) on
+them, and handle the signals of a running gateway (SIGINT/SIGTERM drain, SIGHUP reload, SIGUSR1
+log reopening), for the parent and for each worker alike (``gatewaycli.server``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+import uvloop
+
+from core import config as config_module
+from core.config import ConfigError, Listen, TLSFiles
+from gateway.protocol import GatewayHttpProtocol
+from gateway.resources import Resources
+from gatewaycli.scrape import answer
+
+if TYPE_CHECKING:
+    from gatewaycli.server import Supervisor
+
+log = logging.getLogger("gateway")
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # One process may run several servers: `run_listeners` installs one handler for all.
+        yield
+
+
+def bind(listen: Listen) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((listen.host, listen.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"gateway: cannot listen on {listen}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def address(sock: socket.socket, tls: TLSFiles | None = None) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"{'https' if tls else 'http'}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening socket, the app it serves, and its certificate when it speaks HTTPS."""
+
+    app: ASGIApp
+    sock: socket.socket
+    tls: TLSFiles | None = None
+
+
+def uvicorn_config(
+    app: ASGIApp,
+    trusted_proxies: tuple[str, ...] = (),
+    shutdown_timeout: int = 30,
+    tls: TLSFiles | None = None,
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        # HTTPS on this listener: uvicorn sets the ASGI scheme to https, so X-Forwarded-Proto is.
+        ssl_certfile=str(tls.cert_file) if tls else None,
+        ssl_keyfile=str(tls.key_file) if tls else None,
+        # X-Forwarded-For/-Proto rewrite the client address and scheme only from trusted peers
+        # ([server] trusted_proxies); with none, uvicorn's proxy-headers middleware is off.
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies) or None,
+        loop="none",
+        http=GatewayHttpProtocol,  # httptools, with a bounded request head and JSON errors
+        ws="none",  # websockets are not proxied; an Upgrade header is dropped as hop-by-hop
+        lifespan="off",  # `run_listeners` owns the resources' life cycle
+        access_log=False,
+        server_header=False,  # the upstream's Server and Date headers pass through
+        date_header=False,
+        log_config=None,
+        timeout_keep_alive=30,
+        # SIGTERM: requests and streams in flight get this long to finish, then the process exits.
+        timeout_graceful_shutdown=shutdown_timeout,
+    )
+
+
+PARENT_CHECK_SECONDS = 0.2
+# SIGHUP's default action ends a process: from the very start of `serve` and of each worker, a
+# SIGHUP is only noted here, and the loop's handler reloads for it once it is installed.
+EARLY_SIGHUP = threading.Event()
+
+
+def note_early_sighup() -> None:
+    signal.signal(signal.SIGHUP, lambda *_: EARLY_SIGHUP.set())
+
+
+async def outlive_no_parent(parent: int, stop: Callable[[], None]) -> None:
+    """A worker never outlives the `serve` process that started it (SIGKILL included): when its
+    parent is gone (the worker was re-parented), stop serving, and leave within half a second
+    even if a request is still in flight. Orphans would keep the port with an old config, so a
+    restart would find it taken or two generations would serve at once."""
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_CHECK_SECONDS)
+    log.warning("the gateway's parent process %d is gone; this worker stops", parent)
+    stop()
+    await asyncio.sleep(0.5)
+    os._exit(1)
+
+
+async def run_listeners(
+    resources: Resources,
+    listeners: list[Listener],
+    supervisor: Supervisor | None = None,
+    parent: int | None = None,
+    metrics_sock: socket.socket | None = None,
+) -> None:
+    """Start the shared resources, serve every listener until SIGINT/SIGTERM (or, in a worker,
+    until its parent is gone; answering the parent's scrapes on ``metrics_sock``), then clean
+    up."""
+    await resources.start()
+    trusted = resources.config.trusted_proxies
+    timeout = resources.config.shutdown_timeout_seconds
+    servers = [
+        _Server(uvicorn_config(listener.app, trusted, timeout, listener.tls))
+        for listener in listeners
+    ]
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        resources.draining = True  # the readiness probes say so at once
+        for server in servers:
+            server.should_exit = True
+        if supervisor is not None:
+            supervisor.stop()
+
+    def reload() -> None:
+        """SIGHUP: re-read the config; a bad file keeps the running one (one line says why)."""
+        source = resources.config.source
+        try:
+            new = config_module.load(source)
+        except ConfigError as exc:
+            log.error("reload refused, still serving the previous config: %s", exc)
+            return
+        fixed = resources.reload(new)
+        if new.log_level is not None:
+            set_level(new.log_level.upper())
+        kept = f"; not changed until a restart: {', '.join(fixed)}" if fixed else ""
+        log.warning("reloaded %s: %d route(s)%s", source, len(new.routes), kept)
+        if supervisor is not None:
+            supervisor.signal(signal.SIGHUP)
+
+    def reopen() -> None:
+        """SIGUSR1 (log rotation): the access log writes to a new file at its path."""
+        if resources.access_log is not None:
+            resources.access_log.reopen()
+        if supervisor is not None:
+            supervisor.signal(signal.SIGUSR1)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGUSR1, reopen)
+    if EARLY_SIGHUP.is_set():  # a reload asked for while this process was starting
+        EARLY_SIGHUP.clear()
+        reload()
+    background = []
+    if parent:
+        background.append(asyncio.create_task(outlive_no_parent(parent, stop)))
+    if metrics_sock is not None:
+        background.append(asyncio.create_task(answer(metrics_sock, resources.snapshot)))
+    try:
+        await asyncio.gather(
+            *(
+                server.serve(sockets=[listener.sock])
+                for server, listener in zip(servers, listeners, strict=True)
+            ),
+            *([supervisor.run()] if supervisor is not None else []),
+        )
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await resources.stop()
+
+
+def run(coro: Awaitable[None]) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)  # type: ignore[arg-type]
+
+
+def setup_logging(level: int | str) -> None:
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    set_level(level)
+
+
+def set_level(level: int | str) -> None:
+    """The process's log level (at start, and from `[log] level` at a reload)."""
+    logging.getLogger().setLevel(level)
+    # aiosqlite's debug lines carry every statement's parameters, secret hashes among them: a
+    # hash cannot be turned back into a secret, but it has no business in a log.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+    # uvicorn says "Started server process" once per listener (twice with the admin listener);
+    # the gateway prints where it listens itself, so uvicorn's start and stop lines are left to
+    # debug level. Its warnings and errors still show.
+    quiet = logging.getLogger().level > logging.DEBUG
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING if quiet else logging.NOTSET)

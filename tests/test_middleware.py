@@ -1,0 +1,173 @@
+"""The ASGI middleware: a Starlette app through httpx's ASGI transport, and the README's example
+service under uvicorn, revoked by the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway.middleware import APIKeyMiddleware
+from tests.support import (
+    BOUND,
+    ROOT,
+    LoopThread,
+    Upstream,
+    free_socket,
+    run_cli,
+    wait_for,
+    write_config,
+)
+
+RESTRICTED = """
+[[routes]]
+prefix = "/billing"
+upstream = "http://127.0.0.1:9"
+resource = "billing"
+rate_limits = [{limit = 2, window_seconds = 60}]
+
+[[routes]]
+prefix = "/public"
+upstream = "http://127.0.0.1:9"
+auth = "optional"
+"""
+
+
+async def echo(request: Request) -> JSONResponse:
+    key = request.state.api_key
+    return JSONResponse(
+        {
+            "access_key": key.access_key if key is not None else None,
+            "headers": dict(request.headers),
+        }
+    )
+
+
+def made(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    config = write_config(tmp_path, "http://127.0.0.1:9", extra=RESTRICTED)
+    init: dict[str, Any] = json.loads(run_cli("--config", str(config), "init", "--json").stdout)
+    return config, init
+
+
+def test_through_the_asgi_transport(tmp_path: Path, loop_thread: LoopThread) -> None:
+    config, init = made(tmp_path)
+    inner = Starlette(routes=[Route("/{path:path}", echo, methods=["GET", "POST"])])
+    app = APIKeyMiddleware(inner, config=config, exempt=["/healthz"])
+    secret = init["secret_key"]
+
+    async def exchange() -> dict[str, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        try:
+            return await requests(transport)
+        finally:
+            await app.resources.stop()
+
+    async def requests(transport: httpx.ASGITransport) -> dict[str, httpx.Response]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            forged = {"X-Auth-Access-Key": "GWKFORGED", "X_Auth_Bearer_Id": "forged"}
+            answers = {
+                "none": await client.get("/orders"),
+                "key": await client.get("/orders", headers={"X-Auth-Token": secret, **forged}),
+                "bearer": await client.get(
+                    "/orders", headers={"Authorization": f"Bearer {secret}"}
+                ),
+                "wrong": await client.get("/orders", headers={"X-Auth-Token": secret[:-1] + "x"}),
+                "exempt": await client.get("/healthz", headers=forged),
+                "optional": await client.get("/public/x"),
+            }
+            for n in range(3):
+                answers[f"limited{n}"] = await client.get(
+                    "/billing/x", headers={"X-Auth-Token": secret}
+                )
+        return answers
+
+    answers = loop_thread.run(exchange())
+    none = answers["none"]
+    assert none.status_code == 401 and none.json()["reason"] == "missing_token"
+    assert none.headers["www-authenticate"] == "X-Auth-Token" and none.json()["request_id"]
+    for name in ("key", "bearer"):
+        body = answers[name].json()
+        assert answers[name].status_code == 200 and body["access_key"] == init["access_key"]
+        seen = body["headers"]
+        assert seen["x-auth-access-key"] == init["access_key"]
+        assert "x-auth-token" not in seen and "authorization" not in seen
+        assert "x_auth_bearer_id" not in seen and "GWKFORGED" not in json.dumps(seen)
+    assert answers["wrong"].json()["reason"] == "malformed_token"
+    exempt = answers["exempt"].json()
+    assert answers["exempt"].status_code == 200 and exempt["access_key"] is None
+    assert "x-auth-access-key" not in exempt["headers"]  # forged ones removed even here
+    assert answers["optional"].json()["access_key"] is None
+    # the owner key is unrestricted; the route's own limit holds: 2 a minute
+    assert [answers[f"limited{n}"].status_code for n in range(3)] == [200, 200, 429]
+    assert answers["limited0"].headers["ratelimit-policy"] == '"route-2-per-60s";q=2;w=60'
+
+
+def readme_example() -> str:
+    """The middleware example of the README, as written there."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## The ASGI middleware", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found is not None, "the README's middleware section has no python example"
+    return found.group(1)
+
+
+def test_the_readme_example_under_uvicorn(tmp_path: Path, upstream: Upstream) -> None:
+    config, init = made(tmp_path)
+    (tmp_path / "service.py").write_text(readme_example())
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "service:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    headers = {"X-Auth-Token": init["secret_key"]}
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(url + "/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout=15, interval=0.1)
+        assert httpx.get(url + "/whoami").status_code == 401
+        me = httpx.get(url + "/whoami", headers=headers)
+        assert me.status_code == 200 and me.json()["access_key"] == init["access_key"]
+        run_cli("--config", str(config), "keys", "revoke", init["access_key"])
+        wait_for(lambda: httpx.get(url + "/whoami", headers=headers).status_code == 401, BOUND)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=20)
+    assert "Traceback" not in stderr, stderr
+    del upstream
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/healthz/deep", "/healthzz"])
+def test_exempt_paths_are_segments(tmp_path: Path, path: str) -> None:
+    config, _ = made(tmp_path)
+    app = APIKeyMiddleware(Starlette(), config=config, exempt=["/healthz/"])
+    assert app._exempt(path) is (path != "/healthzz")
