@@ -604,9 +604,15 @@ max_body_bytes = {limit}
                 targets["5p"] = (pg_gateway + "/api/small.json", one_key)
             runs: dict[str, dict[int, list[dict[str, Any]]]] = {r: {1: [], 32: []} for r in targets}
             flood_size = 80_000 if scale.name == "full" else 20_000
+            rows = list(targets.items())
             for round_number in range(scale.rounds):
+                # Each round starts at another row: on this machine a row's place in the round
+                # moved its figure by up to 25% (rows run late were slower), which made the
+                # ratios between rows (5a/5, 5/5m, 5l/5) read noise. Rotated, each row runs
+                # early in one round and late in another, and the medians even it out.
+                shift = round_number * len(rows) // scale.rounds
                 for connections in (1, 32):
-                    for row, (url, tokens) in targets.items():
+                    for row, (url, tokens) in rows[shift:] + rows[:shift]:
                         label = f"round {round_number + 1}, c={connections}, row {row}"
                         if row == "6":
                             # The keys were warmed together, so they would expire together

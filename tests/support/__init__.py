@@ -509,7 +509,9 @@ def init_store(config: Config) -> dict[str, str]:
             "secret_key": made.secret_key,
         }
 
-    return asyncio.run(run())
+    # A thread of its own: the caller's thread may be running an event loop (Playwright's).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 def build_gateway(
