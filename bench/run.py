@@ -79,6 +79,10 @@ ROWS = {
     "5l": "gateway, one key, rate-limited route (local)",
     "5r": "gateway, one key, rate-limited route (Redis)",
 }
+# Rows measured as a ratio to row 5: each is run right after a run of row 5 (kept as "ROW.base"),
+# and its target is the median over rounds of the two adjacent runs' ratio. Measured apart, a
+# row's place in the round moved it by up to 25% on this VM, more than the costs compared.
+PAIRED = ("5a", "5m", "5l", "5r")
 # Rows 5l/5r: a limit that never bites at these rates, so every request is checked and recorded.
 LIMITED_ROUTE = "rate_limits = [{limit = 100000, window_seconds = 1}]"
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -603,6 +607,9 @@ max_body_bytes = {limit}
             if pg_gateway is not None:
                 targets["5p"] = (pg_gateway + "/api/small.json", one_key)
             runs: dict[str, dict[int, list[dict[str, Any]]]] = {r: {1: [], 32: []} for r in targets}
+            for row in PAIRED:
+                if row in targets:
+                    runs[f"{row}.base"] = {1: [], 32: []}
             flood_size = 80_000 if scale.name == "full" else 20_000
             rows = list(targets.items())
             for round_number in range(scale.rounds):
@@ -622,6 +629,10 @@ max_body_bytes = {limit}
                             unknown = [fast_secret(rng) for _ in range(flood_size)]
                             tokens = write_lines(work / "unknown.txt", unknown)
                             queries_before = store_queries(stats)
+                        if row in PAIRED:
+                            base_url, base_tokens = targets["5"]
+                            base = wrk(base_url, connections, scale.seconds, base_tokens, False)
+                            runs[f"{row}.base"][connections].append(base)
                         result = wrk(url, connections, scale.seconds, tokens, count=row == "7")
                         if row == "7":
                             result["store_queries"] = store_queries(stats) - queries_before
@@ -727,6 +738,14 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
     def rps(row: str, c: str = "32") -> float:
         return float(rows[row][c]["rps"])
 
+    def paired(row: str) -> float:
+        """The median over rounds of ROW's req/s over row 5's in the run just before it."""
+        found = result["runs"][row]["32"]
+        bases = result["runs"][f"{row}.base"]["32"]
+        return float(
+            statistics.median(r["rps"] / b["rps"] for r, b in zip(found, bases, strict=True))
+        )
+
     flood = result["runs"]["7"]["32"]
     big = result["big_bodies"]
     cold = result["cold"]
@@ -783,23 +802,23 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
     ]
     checks.append(
         (
-            "(5a) access log on >= 0.90 x (5) at 32 connections",
-            rps("5a") / rps("5") >= 0.90,
-            f"{rps('5a') / rps('5'):.2f}",
+            "(5a) access log on >= 0.90 x (5) at 32 connections (paired runs)",
+            paired("5a") >= 0.90,
+            f"{paired('5a'):.2f}",
         )
     )
     checks.append(
         (
-            "(5) metrics on >= 0.95 x (5m) metrics off at 32 connections",
-            rps("5") / rps("5m") >= 0.95,
-            f"{rps('5') / rps('5m'):.2f}",
+            "(5) metrics on >= 0.95 x (5m) metrics off at 32 connections (paired runs)",
+            1 / paired("5m") >= 0.95,
+            f"{1 / paired('5m'):.2f}",
         )
     )
     checks.append(
         (
-            "(5l) rate-limited route (local) >= 0.95 x (5) at 32 connections",
-            rps("5l") / rps("5") >= 0.95,
-            f"{rps('5l') / rps('5'):.2f}",
+            "(5l) rate-limited route (local) >= 0.95 x (5) at 32 connections (paired runs)",
+            paired("5l") >= 0.95,
+            f"{paired('5l'):.2f}",
         )
     )
     if "5r" in result["rows"]:
@@ -807,7 +826,7 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
             (
                 "(5r) rate-limited route (Redis): reported, no target",
                 True,
-                f"{rps('5r') / rps('5'):.2f} of (5); p50 at 1 connection "
+                f"{paired('5r'):.2f} of (5) (paired runs); p50 at 1 connection "
                 f"{rows['5r']['1']['p50_ms'] - rows['5']['1']['p50_ms']:+.3f} ms",
             )
         )
