@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 import httpx
@@ -239,6 +239,14 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+def unavailable(message: str) -> NoReturn:
+    """Something a test needs is not here: skip and say so, or fail in CI, where `.ci/run`
+    should have provided it."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def _on_server(sql: str) -> None:
     async def run() -> None:
         conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
@@ -255,10 +263,7 @@ def require_postgres() -> None:
     try:
         _on_server("SELECT 1")
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        message = f"no PostgreSQL at {POSTGRES_URL} ({exc}); set GATEWAY_TEST_POSTGRES_URL"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"no PostgreSQL at {POSTGRES_URL} ({exc}); set GATEWAY_TEST_POSTGRES_URL")
 
 
 class PostgresDatabases:
@@ -292,10 +297,7 @@ def require_redis() -> None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        message = f"no Redis at {REDIS_URL} ({exc}); set GATEWAY_TEST_REDIS_URL"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"no Redis at {REDIS_URL} ({exc}); set GATEWAY_TEST_REDIS_URL")
     finally:
         client.close()
 
@@ -307,10 +309,7 @@ class RedisServer:
     def __init__(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            message = "no redis-server (apt-get install redis-server)"
-            if os.environ.get("CI"):
-                pytest.fail(message)
-            pytest.skip(message)
+            unavailable("no redis-server (apt-get install redis-server)")
         self.binary = binary
         sock = free_socket()
         self.port = sock.getsockname()[1]
@@ -434,10 +433,7 @@ def unprivileged_prefix() -> list[str]:
         return []
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "--user", "true"]).returncode != 0:
-        message = "root without capabilities needs `unshare --user` (util-linux)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("root without capabilities needs `unshare --user` (util-linux)")
     return [unshare, "--user"]
 
 
