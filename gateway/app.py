@@ -25,7 +25,7 @@ from core.config import Config
 from core.errors import new_request_id, readiness_json
 from gateway import errors
 from gateway.exchange import Exchange
-from gateway.gate import Gate, Pending, Refusal
+from gateway.gate import Pending, Refusal
 from gateway.headers import split_request
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError
 from gateway.resources import Resources
@@ -39,19 +39,13 @@ class GatewayApp:
         self.resources = resources
         self.router = Router(resources.config.routes)
         resources.on_reload.append(self.apply)
-        self.verifier = resources.verifier
         self.upstream = resources.upstream
         self.marks = resources.secret_format.marks
         self.health_path = resources.config.health_path  # "" when the proxy has no probe
         self.access_log = resources.access_log  # None: "[log] access = off"
         self.access_query = resources.config.access_query
         self.metrics = resources.metrics  # None: "[metrics] enabled = false"
-        self.gate = Gate(
-            resources.verifier,
-            resources.limiter,
-            resources.clock,
-            resources.config.ratelimit.fail == "open",
-        )
+        self.gate = resources.gate  # one per process: one LimitsCache
         self.usage = resources.usage
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -29,7 +29,7 @@ from core.config import Config, ForwardAuthConfig
 from core.errors import new_request_id
 from gateway import errors
 from gateway.exchange import Exchange
-from gateway.gate import Gate, Pending, Refusal
+from gateway.gate import Pending, Refusal
 from gateway.headers import split_request
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
@@ -71,12 +71,7 @@ class ForwardAuthApp:
         self.apply(resources.config)
         resources.on_reload.append(self.apply)
         self.marks = resources.secret_format.marks
-        self.gate = Gate(
-            resources.verifier,
-            resources.limiter,
-            resources.clock,
-            resources.config.ratelimit.fail == "open",
-        )
+        self.gate = resources.gate  # one per process: one LimitsCache
 
     def apply(self, config: Config) -> None:
         self.router = Router(config.routes)

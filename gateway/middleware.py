@@ -27,9 +27,10 @@ from typing import Any
 
 from core import config as config_module
 from core.config import Config, Route
+from core.credentials import bearer_secret
 from core.errors import new_request_id
 from gateway import errors
-from gateway.gate import Gate, Pending, Refusal
+from gateway.gate import Pending, Refusal
 from gateway.headers import AUTHORIZATION, TOKEN_HEADER, is_spoofable, split_request
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
@@ -54,12 +55,7 @@ class APIKeyMiddleware:
         self.exempt = tuple(p.rstrip("/") or "/" for p in exempt)
         self.state_key = state_key
         self.marks = self.resources.secret_format.marks
-        self.gate = Gate(
-            self.resources.verifier,
-            self.resources.limiter,
-            self.resources.clock,
-            loaded.ratelimit.fail == "open",
-        )
+        self.gate = self.resources.gate
         self._starting: asyncio.Lock | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -118,7 +114,7 @@ class APIKeyMiddleware:
         lower = name.lower()
         if lower == TOKEN_HEADER or is_spoofable(lower):
             return True
-        return lower == AUTHORIZATION and split_request([(lower, value)], self.marks).tokens != []
+        return lower == AUTHORIZATION and bearer_secret(value, self.marks) is not None
 
     def _exempt(self, path: str) -> bool:
         return any(

@@ -18,6 +18,7 @@ from core.config import Config
 from core.store import StoreUnavailable, make_store
 from core.tokens import SecretFormat
 from gateway.access_log import AccessLog
+from gateway.gate import Gate
 from gateway.housekeeping import Housekeeping
 from gateway.metrics import Metrics, Snapshot
 from gateway.proxy import Upstream
@@ -40,6 +41,8 @@ class Resources:
             if config.ratelimit.backend == "redis"
             else LocalLimiter()
         )
+        # Who may pass: asked by every form of the data plane this process serves.
+        self.gate = Gate(self.verifier, self.limiter, clock, config.ratelimit.fail == "open")
         self.usage = Usage(clock)
         self.housekeeping = Housekeeping(self.verifier, self.limiter, self.usage)
         self.access_log = AccessLog(config.access_log) if config.access_log != "off" else None

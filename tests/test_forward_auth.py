@@ -16,19 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
+from core.identity import IDENTITY_HEADERS
 from gateway.forward_auth import ForwardAuthApp
 from gatewaycli.server import _Server, uvicorn_config
 from tests.support import BOUND, ROOT, Gateway, Upstream, free_socket, unavailable, wait_for
 
 DOCS = ROOT / "docs" / "forward-auth"
-IDENTITY = (
-    "x-auth-access-key",
-    "x-auth-bearer-type",
-    "x-auth-bearer-id",
-    "x-organization-id",
-    "x-project-id",
-    "x-auth-key-mode",
-)
+IDENTITY = IDENTITY_HEADERS
 
 
 def extra(upstream: Upstream, rate_limited_status: int = 429) -> str:
