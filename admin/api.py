@@ -20,6 +20,7 @@ from admin.access import require_manager
 from admin.http import EXCEPTION_HANDLERS, AdminContext, RequestIds, authenticate, context, queries
 from admin.openapi import document
 from admin.serialize import application_json, audit_json, key_json, project_json, user_json
+from core.assertion_keys import JWKS_PATH
 from core.errors import readiness_json
 from core.identity import Authenticator
 from core.store import Database
@@ -244,6 +245,15 @@ async def prometheus(request: Request) -> Response:
     return Response(await scrape(), media_type=METRICS_CONTENT_TYPE)
 
 
+async def jwks_document(request: Request) -> Response:
+    """The public keys of identity assertions (RFC 7517), for upstreams: unauthenticated, since
+    they are public. A verifier should fetch them again when it meets an unknown ``kid`` (a
+    rotation signs with the new key at once)."""
+    keys = context(request).jwks
+    assert keys is not None  # the route exists only when the composition hands them in
+    return Response(keys(), media_type="application/json", headers={"Cache-Control": "max-age=60"})
+
+
 async def openapi(request: Request) -> Response:
     return JSONResponse(document())
 
@@ -254,8 +264,10 @@ def make_admin_app(
     authenticator: Authenticator,
     readiness: Callable[[], Awaitable[str | None]],
     metrics: Callable[[], Awaitable[bytes]] | None = None,
+    jwks: Callable[[], bytes] | None = None,
 ) -> RequestIds:
-    """The admin app; ``metrics`` (the Prometheus text of the whole gateway) adds /metrics."""
+    """The admin app; ``metrics`` (the Prometheus text of the whole gateway) adds /metrics,
+    ``jwks`` (the assertion keys' JWKS) adds /.well-known/jwks.json."""
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
@@ -272,7 +284,9 @@ def make_admin_app(
         routes.append(Route(f"/v1/{plural}/{{id}}", item(kind), methods=["GET", "PATCH", "DELETE"]))
     if metrics is not None:
         routes.append(Route("/metrics", prometheus))
+    if jwks is not None:
+        routes.append(Route(JWKS_PATH, jwks_document, methods=["GET", "HEAD"]))
     routes.extend(console.routes())
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.context = AdminContext(db, secret_format, authenticator, readiness, metrics)
+    app.state.context = AdminContext(db, secret_format, authenticator, readiness, metrics, jwks)
     return RequestIds(app)

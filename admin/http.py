@@ -61,6 +61,8 @@ class AdminContext:
     readiness: Callable[[], Awaitable[str | None]]
     # The Prometheus text of the whole gateway, or None when metrics are off.
     metrics: Callable[[], Awaitable[bytes]] | None = None
+    # The JWKS of identity assertions (gateway.assertions), or None where none is served.
+    jwks: Callable[[], bytes] | None = None
 
 
 def context(request: Request) -> AdminContext:

@@ -60,6 +60,20 @@ class Route:
     # What a restricted key needs here: RESOURCE:read to read (GET, HEAD, OPTIONS), RESOURCE:write
     # for the rest. A route without one is closed to restricted keys.
     resource: str | None = None
+    # Sign the identity for the upstream (X-Auth-Assertion, gateway.assertions), for this
+    # audience: the `aud` claim the upstream checks (default: the upstream's origin).
+    assertion: bool = False
+    audience: str = ""
+
+
+@dataclass(frozen=True)
+class AssertionConfig:
+    """`[assertion]`: how the identity assertions of `assertion = true` routes are signed."""
+
+    key_file: Path = Path("assertion-keys.json")  # core.assertion_keys; relative to the config
+    issuer: str = "api-key-gateway"  # the `iss` claim
+    ttl_seconds: int = 60  # `exp` - `iat`
+    jwks_on_proxy: bool = False  # /.well-known/jwks.json on the proxy listener too
 
 
 @dataclass(frozen=True)
@@ -173,6 +187,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     forward_auth: ForwardAuthConfig = field(default_factory=ForwardAuthConfig)
+    assertion: AssertionConfig = field(default_factory=AssertionConfig)
     routes: tuple[Route, ...] = ()
 
 
@@ -260,6 +275,8 @@ def _route(source: Path, index: int, raw: object) -> Route:
             "max_body_bytes",
             "rate_limits",
             "resource",
+            "assertion",
+            "audience",
         }
     )
     if "prefix" not in section.data or "upstream" not in section.data:
@@ -298,6 +315,8 @@ def _route(source: Path, index: int, raw: object) -> Route:
         max_body_bytes=section.number("max_body_bytes", 10 * 1024 * 1024, 0, integer=True),
         rate_limits=_rate_limits(section),
         resource=_resource(section),
+        assertion=section.get("assertion", bool, False),
+        audience=section.get("audience", str, "") or f"{parts.scheme}://{parts.netloc}",
     )
 
 
@@ -330,6 +349,24 @@ def _forward_auth(section: _Section) -> ForwardAuthConfig:
         parse_listen(listen, f"{section.source}, [forward_auth]") if listen else None,
         prefix,
         status,
+    )
+
+
+def _assertion(section: _Section) -> AssertionConfig:
+    section.check_unknown({"key_file", "issuer", "ttl_seconds", "jwks_on_proxy"})
+    issuer = section.get("issuer", str, "api-key-gateway")
+    if not issuer:
+        raise section.fail("issuer", "must not be empty: upstreams check the `iss` claim")
+    ttl = section.number("ttl_seconds", 60, 5, integer=True)
+    if ttl > 3600:
+        raise section.fail("ttl_seconds", f"must be at most 3600 (an hour), not {ttl}")
+    return AssertionConfig(
+        key_file=_relative(section.source, section.get("key_file", str, "assertion-keys.json"))
+        or section.source.parent / "assertion-keys.json",
+        issuer=issuer,
+        # An assertion is a bearer credential for its lifetime: minutes at most (RFC 7519 §4.1.4).
+        ttl_seconds=ttl,
+        jwks_on_proxy=section.get("jwks_on_proxy", bool, False),
     )
 
 
@@ -423,6 +460,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
             "metrics",
             "ratelimit",
             "forward_auth",
+            "assertion",
         }
     )
     logs = _Section(source, "[log]", data.get("log", {}))
@@ -522,5 +560,6 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         forward_auth=_forward_auth(
             _Section(source, "[forward_auth]", data.get("forward_auth", {}))
         ),
+        assertion=_assertion(_Section(source, "[assertion]", data.get("assertion", {}))),
         routes=routes,
     )

@@ -56,9 +56,14 @@ MESSAGES = {
     "rate_limited": "This key has used its rate limit (RateLimit-Policy says which); retry after "
     "the Retry-After header's seconds.",
     "rate_limit_unavailable": "The rate limit cannot be checked right now; retry shortly.",
+    "assertion_unavailable": "This route signs the caller's identity for its upstream and the "
+    "gateway has no signing key loaded; the log says why.",
 }
 # Where a reason's type is not its status's.
-REASON_TYPES = {"rate_limit_unavailable": "rate_limit_unavailable"}
+REASON_TYPES = {
+    "rate_limit_unavailable": "rate_limit_unavailable",
+    "assertion_unavailable": "assertion_unavailable",
+}
 
 # A client's X-Request-ID is kept if it is this sane; otherwise the gateway makes one.
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")

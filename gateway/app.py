@@ -21,9 +21,11 @@ import logging
 import time
 from typing import Any
 
+from core.assertion_keys import JWKS_PATH
 from core.config import Config
 from core.errors import new_request_id, readiness_json
 from gateway import errors
+from gateway.assertions import HEADER as ASSERTION
 from gateway.exchange import Exchange
 from gateway.gate import Pending, Refusal
 from gateway.headers import split_request
@@ -47,6 +49,8 @@ class GatewayApp:
         self.metrics = resources.metrics  # None: "[metrics] enabled = false"
         self.gate = resources.gate  # one per process: one LimitsCache
         self.usage = resources.usage
+        self.assertions = resources.assertions
+        self.jwks_path = JWKS_PATH if resources.config.assertion.jwks_on_proxy else ""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -68,6 +72,7 @@ class GatewayApp:
         """A reloaded config: a request already routed keeps its route (it holds it)."""
         self.router = Router(config.routes)
         self.health_path = config.health_path
+        self.jwks_path = JWKS_PATH if config.assertion.jwks_on_proxy else ""
 
     async def readiness(self, send: Any) -> None:
         """`[server] health_path`: the admin listener's /readyz, for a load balancer that only
@@ -79,6 +84,18 @@ class GatewayApp:
             (b"cache-control", b"no-store"),
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def jwks(self, send: Any) -> None:
+        """`[assertion] jwks_on_proxy`: the assertion keys, for upstreams that only reach the
+        proxy listener (the admin listener serves them too)."""
+        body = self.assertions.jwks()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"max-age=60"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def lifespan(self, receive: Any, send: Any) -> None:
@@ -148,6 +165,8 @@ class GatewayApp:
     ) -> None:
         if self.health_path and scope["path"] == self.health_path:
             return await self.readiness(send)
+        if self.jwks_path and scope["path"] == self.jwks_path:
+            return await self.jwks(send)
         headers = split_request(scope["headers"], self.marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
@@ -195,6 +214,12 @@ class GatewayApp:
         forward = headers.forward
         if identity is not None:
             forward.extend(identity.headers)
+            if route.assertion:
+                assertion = self.assertions.sign(identity, route, request_id)
+                if assertion is None:
+                    reason = "assertion_unavailable"
+                    return await self.refuse(send, exchange, 503, reason, request_id)
+                forward.append((ASSERTION, assertion))
         forwarded_for = (
             f"{headers.forwarded_for.decode('latin-1')}, {client_ip}"
             if headers.forwarded_for

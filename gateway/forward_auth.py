@@ -9,10 +9,11 @@ and ``path_prefix`` + the original path). The client's address is the last ``X-F
 entry (the one the proxy added), else the peer's. The key is read from its usual carriers, and
 the routes and the key's policies are held exactly as on the proxy (``gateway.gate``).
 
-Allowed: exactly 200, empty, with the identity headers (and the RateLimit fields) for the proxy
-to copy upstream; Envoy denies on anything but 200. Refused: the proxy's own JSON error with its
-status, 401 with ``WWW-Authenticate``; 429 becomes ``[forward_auth] rate_limited_status`` (403 for
-nginx, which turns every status but 401 and 403 into a 500). No route for the path is 403
+Allowed: exactly 200, empty, with the identity headers (and the RateLimit fields, and on an
+`assertion = true` route the X-Auth-Assertion) for the proxy to copy upstream; Envoy denies on
+anything but 200. Refused: the proxy's own JSON error with its status, 401 with
+``WWW-Authenticate``; 429 becomes ``[forward_auth] rate_limited_status`` (403 for nginx, which
+turns every status but 401 and 403 into a 500). No route for the path is 403
 ``no_route`` for the same reason.
 
 This listener believes the headers it is sent: it must be reachable by the proxy alone (loopback,
@@ -28,6 +29,7 @@ from typing import Any
 from core.config import Config, ForwardAuthConfig
 from core.errors import new_request_id
 from gateway import errors
+from gateway.assertions import HEADER as ASSERTION
 from gateway.exchange import Exchange
 from gateway.gate import Pending, Refusal
 from gateway.headers import split_request
@@ -116,6 +118,12 @@ class ForwardAuthApp:
         answer = [(b"x-request-id", request_id.encode("ascii")), *verdict.headers]
         if verdict.identity is not None:
             answer += [(k.encode(), v.encode()) for k, v in verdict.identity.headers]
+            if route.assertion:
+                assertion = self.resources.assertions.sign(verdict.identity, route, request_id)
+                if assertion is None:
+                    refusal = Refusal(503, "assertion_unavailable")
+                    return await self.refuse(send, exchange, refusal, request_id)
+                answer.append((ASSERTION.encode(), assertion.encode()))
         exchange.status = 200
         await send(
             {

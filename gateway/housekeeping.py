@@ -1,7 +1,8 @@
 """Housekeeping, off the request path: one background task per process, owned by ``Resources``.
 
 Every round (5 s): write the batched last-used times and usage counts, and drop what has expired
-from the verifier's bookkeeping and the local rate-limit logs. Every minute: prune the store, so it
+from the verifier's bookkeeping, the local rate-limit logs and the held assertions (and read the
+assertion key file again if a rotation changed it). Every minute: prune the store, so it
 does not grow with every change: ``key_events`` rows older than ``EVENT_RETENTION_SECONDS`` (an
 hour: far longer than any follower waits between two reads of the feed, and a follower cut off for
 longer starts afresh instead of trusting a feed with holes), and rolled secrets whose grace has
@@ -17,6 +18,7 @@ import logging
 from core.store import StoreUnavailable
 from core.store import keys as store_keys
 from core.store import usage as store_usage
+from gateway.assertions import Assertions
 from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import EVENT_RETENTION_SECONDS, Verifier
@@ -33,8 +35,10 @@ class Housekeeping:
         verifier: Verifier,
         limiter: LocalLimiter | RedisLimiter | None = None,
         usage: Usage | None = None,
+        assertions: Assertions | None = None,
     ) -> None:
         self.verifier = verifier
+        self.assertions = assertions
         self.limiter = limiter
         self.usage = usage
         self._pruned_at: float | None = None
@@ -63,6 +67,8 @@ class Housekeeping:
         verifier.trim()
         if isinstance(self.limiter, LocalLimiter):
             self.limiter.trim(verifier.clock())
+        if self.assertions is not None:
+            self.assertions.trim()
 
     async def run(self) -> None:
         while True:

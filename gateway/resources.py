@@ -18,6 +18,7 @@ from core.config import Config
 from core.store import StoreUnavailable, make_store
 from core.tokens import SecretFormat
 from gateway.access_log import AccessLog
+from gateway.assertions import Assertions
 from gateway.gate import Gate
 from gateway.housekeeping import Housekeeping
 from gateway.metrics import Metrics, Snapshot
@@ -44,7 +45,8 @@ class Resources:
         # Who may pass: asked by every form of the data plane this process serves.
         self.gate = Gate(self.verifier, self.limiter, clock, config.ratelimit.fail == "open")
         self.usage = Usage(clock)
-        self.housekeeping = Housekeeping(self.verifier, self.limiter, self.usage)
+        self.assertions = Assertions(config, clock)  # signs for `assertion = true` routes
+        self.housekeeping = Housekeeping(self.verifier, self.limiter, self.usage, self.assertions)
         self.access_log = AccessLog(config.access_log) if config.access_log != "off" else None
         self.metrics = Metrics(config.metrics_per_project) if config.metrics else None
         self.upstream = Upstream()
@@ -112,6 +114,7 @@ class Resources:
             metrics_per_project=old.metrics_per_project,
         )
         self.verifier.configure(self.config.cache)
+        self.assertions.configure(self.config)
         for apply in self.on_reload:
             apply(self.config)
         return fixed

@@ -21,10 +21,12 @@ from typing import Any
 
 from admin import access
 from core import config as config_module
+from core.assertion_keys import KeyFileError
 from core.config import LOG_LEVELS, Config, ConfigError
 from core.policies import PolicyError, RateLimit
 from core.store import StoreMissing, StoreUnavailable
-from gatewaycli.commands import STORE_COMMANDS, with_store
+from gatewaycli.assertion_key import cmd_assertion_key
+from gatewaycli.commands import STORE_COMMANDS, emit, with_store
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -157,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "reload", parents=[common], help="make the running gateway re-read its config (SIGHUP)"
     )
+    assertion = sub.add_parser(
+        "assertion-key", parents=[common], help="the keys that sign identity assertions"
+    )
+    assertion_actions = assertion.add_subparsers(dest="action", required=True)
+    assertion_actions.add_parser(
+        "rotate", parents=[common], help="sign with a new key; the old one stays published"
+    )
+    assertion_actions.add_parser("list", parents=[common], help="the keys, without secrets")
 
     for name, extra in (("projects", "name"), ("users", "email"), ("applications", "name")):
         group = sub.add_parser(name, parents=[common], help=f"manage {name}")
@@ -245,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_demo(args, cfg)
         elif args.command == "reload":
             cmd_reload(args, cfg)
+        elif args.command == "assertion-key":
+            emit(args, *cmd_assertion_key(args, cfg))
         else:
             asyncio.run(with_store(STORE_COMMANDS[args.command], args, cfg))
     except ConfigError as exc:
@@ -256,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(args, 1, "store_missing", f"{exc}; create it with `{init}`")
     except StoreUnavailable as exc:
         return fail(args, 1, "store_unavailable", str(exc))
+    except KeyFileError as exc:
+        return fail(args, 1, "assertion_key_file", str(exc))
     except KeyboardInterrupt:
         return 130
     return 0

@@ -20,6 +20,7 @@ from core.store import Database, StoreUnavailable, make_store
 from core.store.copy import TargetNotEmpty, backup_sqlite, copy_store
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
+from gatewaycli.assertion_key import first_key
 
 OPERATOR = access.LOCAL_OPERATOR
 
@@ -79,6 +80,8 @@ def command_prefix(args: argparse.Namespace) -> str:
 
 async def cmd_init(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     result = await service.init(db, SecretFormat(cfg.key_prefix))
+    # The key that signs identity assertions, if there is none yet (an older store too).
+    assertion, assertion_text = first_key(cfg, time.time())
     data = {
         "created": result.created,
         "organization_id": result.organization.id,
@@ -87,6 +90,7 @@ async def cmd_init(args: argparse.Namespace, cfg: Config, db: Database) -> None:
         "access_key": result.key.access_key if result.key else None,
         "secret_key": result.secret_key,
         "store": cfg.store.description,
+        "assertion_key": assertion,
     }
     if result.created:
         text = (
@@ -96,7 +100,8 @@ async def cmd_init(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             f"user_id             {result.user.id} (owner)\n"
             f"access_key          {data['access_key']}\n"
             f"secret_key          {result.secret_key}\n"
-            "  (shown once: store it now; only its hash is kept)"
+            "  (shown once: store it now; only its hash is kept)\n"
+            f"{assertion_text}"
         )
     else:
         # The owner key's secret was shown once, at creation; a new key is how to get one.
@@ -106,6 +111,7 @@ async def cmd_init(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             f"organization_id     {result.organization.id}\n"
             f"project_id          {result.project.id}\n"
             f"user_id             {result.user.id} (owner)\n"
+            f"{assertion_text}\n"
             "The owner key's secret was shown once, when the store was created. For a new key "
             f"for the owner:\n  {data['new_owner_key']}"
         )

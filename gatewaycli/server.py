@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from admin.api import make_admin_app
+from core import assertion_keys
 from core import config as config_module
 from core.config import Config, ConfigError
 from core.store import make_store
@@ -64,6 +65,7 @@ def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
         resources.verifier,
         resources.readiness,
         metrics=scrape if config.metrics else None,
+        jwks=resources.assertions.jwks,
     )
 
 
@@ -108,9 +110,17 @@ async def check_store(config: Config) -> None:
     await db.close()
 
 
+def check_assertion_keys(config: Config) -> None:
+    """Routes that sign identity assertions need a key to sign with: refuse to start without
+    one (KeyFileError), rather than answer 503 on those routes."""
+    if any(route.assertion for route in config.routes):
+        assertion_keys.load(config.assertion.key_file)
+
+
 def serve(config: Config, workers: int) -> None:
     note_early_sighup()
     run(check_store(config))
+    check_assertion_keys(config)
     with pid_file(config.pid_file):
         _serve(config, workers)
 

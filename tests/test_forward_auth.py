@@ -9,13 +9,16 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
+from core import assertion_keys
 from core.identity import IDENTITY_HEADERS
 from gateway.forward_auth import ForwardAuthApp
 from gatewaycli.server import _Server, uvicorn_config
@@ -36,6 +39,11 @@ rate_limits = [{{{{limit = 1, window_seconds = 60}}}}]
 prefix = "/elsewhere"
 upstream = "{upstream.url}"
 projects = ["not-this-one"]
+
+[[routes]]
+prefix = "/signed"
+upstream = "{upstream.url}"
+assertion = true
 
 [forward_auth]
 path_prefix = "/check"
@@ -248,16 +256,18 @@ def test_a_real_proxy_in_front(
     proxy: str, make_gateway: Any, upstream: Upstream, tmp_path: Path
 ) -> None:
     status = 403 if proxy == "nginx" else 429
+    assertion_keys.create(tmp_path / "assertion-keys.json", time.time())  # as `gateway init` does
     gateway: Gateway = make_gateway(extra=extra(upstream, rate_limited_status=status))
     endpoint = Endpoint(gateway)
     front = port()
     documented = (DOCS / ("nginx.conf" if proxy == "nginx" else "Caddyfile")).read_text()
     site = ours(documented, front, upstream, endpoint)
     started = start_nginx if proxy == "nginx" else start_caddy
-    process = started(tmp_path, site, front)
     url = f"http://127.0.0.1:{front}"
-    spoofed = {name: "forged" for name in IDENTITY}
+    spoofed = {name: "forged" for name in (*IDENTITY, "x-auth-assertion")}
+    process = None
     try:
+        process = started(tmp_path, site, front)
         new = gateway.new_key()
         headers = {"X-Auth-Token": new.secret_key, **spoofed}
         allowed = httpx.get(url + "/echo/x", headers=headers)
@@ -266,10 +276,16 @@ def test_a_real_proxy_in_front(
         assert seen["x-auth-access-key"] == new.key.access_key  # ours, not the forged one
         assert seen["x-project-id"] == gateway.project_id
         assert "forged" not in str(upstream.last()) and "gws_live_" not in str(upstream.last())
+        assert "x-auth-assertion" not in seen  # this route does not sign
+
+        assert httpx.get(url + "/signed/x", headers=headers).status_code == 200
+        signed = [v for k, v in upstream.last()["headers"] if k == "x-auth-assertion"]
+        assert len(signed) == 1 and signed[0] != "forged"
+        assert jwt.get_unverified_header(signed[0])["alg"] == "ES256"
 
         anonymous = httpx.get(url + "/open/x", headers=spoofed)
         assert anonymous.status_code == 200
-        assert not any(name in dict(upstream.last()["headers"]) for name in IDENTITY), (
+        assert not any(name in dict(upstream.last()["headers"]) for name in spoofed), (
             upstream.last()
         )
 
@@ -288,6 +304,7 @@ def test_a_real_proxy_in_front(
         gateway.cli("keys", "revoke", new.key.access_key)
         wait_for(lambda: httpx.get(url + "/echo/x", headers=headers).status_code == 401, BOUND)
     finally:
-        process.terminate()
-        process.wait(10)
+        if process is not None:
+            process.terminate()
+            process.wait(10)
         endpoint.stop()
