@@ -5,7 +5,8 @@
 Prints the proxy address, then the address of a bench-only HTTP port that answers with the
 verifier's counters (``store_queries``: lookups sent to the store), so the harness can count the
 store queries a flood of unknown tokens costs (issue #4, row 7). Nothing else differs from
-``gateway serve``: same listener, same uvicorn settings, same resources.
+``gateway serve``: same listeners (the proxy, and forward-auth when the config has one), same
+uvicorn settings, same resources.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 from pathlib import Path
 
 from core import config as gateway_config
-from gateway.app import GatewayApp
 from gateway.resources import Resources
 from gatewaycli import server
 
@@ -41,7 +41,9 @@ async def main(path: Path) -> None:
     host, port = stats_server.sockets[0].getsockname()[:2]
     print(server.address(sock), flush=True)
     print(f"http://{host}:{port}", flush=True)
-    await server.run_listeners(resources, [server.Listener(GatewayApp(resources), sock)])
+    auth = config.forward_auth.listen
+    listeners = server.data_plane(resources, sock, server.bind(auth) if auth else None)
+    await server.run_listeners(resources, listeners)
 
 
 if __name__ == "__main__":

@@ -43,10 +43,12 @@ import pgbench
 from micro_verify import cached_hit_seconds, cold_lookups
 
 from admin import service
+from core import assertion_keys
 from core.store.sqlite import SQLiteDatabase
 from core.tokens import BASE62, RANDOM_LENGTH, SecretFormat, checksum, hash_secret
 
 BENCH = Path(__file__).resolve().parent
+FORWARD_AUTH_NGINX = BENCH.parent / "docs" / "forward-auth" / "nginx.conf"
 PYTHON = sys.executable
 
 
@@ -78,11 +80,13 @@ ROWS = {
     "5m": "gateway, one key, metrics off",
     "5l": "gateway, one key, rate-limited route (local)",
     "5r": "gateway, one key, rate-limited route (Redis)",
+    "5s": "gateway, one key, route signing identity assertions",
+    "5f": "nginx auth_request to the gateway (forward-auth), one key",
 }
 # Rows measured as a ratio to row 5: each is run right after a run of row 5 (kept as "ROW.base"),
 # and its target is the median over rounds of the two adjacent runs' ratio. Measured apart, a
 # row's place in the round moved it by up to 25% on this VM, more than the costs compared.
-PAIRED = ("5a", "5m", "5l", "5r")
+PAIRED = ("5a", "5m", "5l", "5r", "5s", "5f")
 # Rows 5l/5r: a limit that never bites at these rates, so every request is checked and recorded.
 LIMITED_ROUTE = "rate_limits = [{limit = 100000, window_seconds = 1}]"
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -416,6 +420,10 @@ def run(scale: Scale) -> dict[str, Any]:
         www = work / "www"
         www.mkdir()
         (www / "small.json").write_text('{"ok": true, "service": "bench-upstream"}\n')
+        (www / "api").mkdir()  # row 5f: nginx forwards the path as it is, prefix included
+        (www / "api" / "small.json").write_text('{"ok": true, "service": "bench-upstream"}\n')
+        # Rows 5s: the key that signs assertions, beside the configs (as `gateway init` makes it).
+        assertion_keys.create(work / "assertion-keys.json", time.time())
         with (www / "blob").open("wb") as blob:
             blob.truncate(scale.body_mb * (1 << 20))
         print(
@@ -430,6 +438,7 @@ def run(scale: Scale) -> dict[str, Any]:
         cold_alone = secrets[-scale.cold_direct :]
         try:
             up_port, proxy_port = free_port(), free_port()
+            auth_port, front_port = free_port(), free_port()  # row 5f
             upstream = f"http://127.0.0.1:{up_port}"
             _, (sink,) = processes.start(PYTHON, str(BENCH / "sink.py"), lines=1)
             sink_port = sink.rsplit(":", 1)[1]
@@ -477,13 +486,23 @@ def run(scale: Scale) -> dict[str, Any]:
                 ),
             )
             nginx_proxy = f"http://127.0.0.1:{proxy_port}"
+            # Row 5f: nginx asking the gateway about every request, with the documented file.
+            site = (
+                FORWARD_AUTH_NGINX.read_text()
+                .replace("127.0.0.1:8000", f"127.0.0.1:{front_port}")
+                .replace("127.0.0.1:9000", f"127.0.0.1:{up_port}")
+                .replace("127.0.0.1:8082", f"127.0.0.1:{auth_port}")
+            )
+            processes.start(
+                nginx_bin, "-e", str(work / "fwd.err"), "-c", str(nginx_conf(work, "fwd", site))
+            )
+            nginx_front = f"http://127.0.0.1:{front_port}"
             _, (bare,) = processes.start(
                 PYTHON, str(BENCH / "bare_proxy.py"), upstream, "127.0.0.1:0", lines=1
             )
             limit = scale.body_mb * (1 << 20) + 1
             config = work / "gateway.toml"
-            config.write_text(
-                f"""
+            base_text = f"""
 [server]
 listen = "127.0.0.1:0"
 workers = 1
@@ -512,22 +531,27 @@ max_body_bytes = {limit}
 prefix = "/sink"
 upstream = "http://127.0.0.1:{sink_port}"
 max_body_bytes = {limit}
+[[routes]]
+prefix = "/signed"
+upstream = "{upstream}"
+assertion = true
 """
-            )
+            # Only this gateway answers forward-auth checks (row 5f): the others share no port.
+            config.write_text(base_text + f'[forward_auth]\nlisten = "127.0.0.1:{auth_port}"\n')
             gateway_process, (gateway, stats) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(config), lines=2
             )
             # The same gateway writing its access log to a file (row 5a).
             logged_config = work / "gateway-logged.toml"
             logged_config.write_text(
-                config.read_text().replace('access = "off"', f'access = "{work / "access.log"}"')
+                base_text.replace('access = "off"', f'access = "{work / "access.log"}"')
             )
             _, (logged_gateway, _) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(logged_config), lines=2
             )
             # The same gateway counting nothing for /metrics (row 5m: what the counts cost).
             quiet_config = work / "gateway-no-metrics.toml"
-            quiet_config.write_text(config.read_text() + "[metrics]\nenabled = false\n")
+            quiet_config.write_text(base_text + "[metrics]\nenabled = false\n")
             _, (quiet_gateway, _) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(quiet_config), lines=2
             )
@@ -541,7 +565,7 @@ max_body_bytes = {limit}
             else:
                 redis_config = work / "gateway-redis.toml"
                 redis_config.write_text(
-                    config.read_text() + f'[ratelimit]\nbackend = "redis"\nurl = "{REDIS_URL}"\n'
+                    base_text + f'[ratelimit]\nbackend = "redis"\nurl = "{REDIS_URL}"\n'
                 )
                 _, (redis_gateway, _) = processes.start(
                     PYTHON, str(BENCH / "gateway_server.py"), str(redis_config), lines=2
@@ -561,7 +585,7 @@ max_body_bytes = {limit}
                 started = time.monotonic()
                 pg_owner = pgbench.fill(pg_url, secrets)
                 pg_fill_seconds = time.monotonic() - started
-                pg_text = config.read_text().replace(f'path = "{store}"', f'url = "{pg_url}"')
+                pg_text = base_text.replace(f'path = "{store}"', f'url = "{pg_url}"')
                 pg_config = work / "gateway-pg.toml"
                 pg_config.write_text(pg_text)
                 _, (pg_gateway, pg_stats) = processes.start(
@@ -588,6 +612,8 @@ max_body_bytes = {limit}
                 warm(pg_gateway + "/api/small.json", round_robin[:1])
             print("bench: warming the cache with the round-robin keys ...", flush=True)
             warm(gateway + "/api/small.json", round_robin)
+            warm(gateway + "/signed/small.json", round_robin[:1])
+            warm(nginx_front + "/api/small.json", round_robin[:1])
             one_key = write_lines(work / "one.txt", round_robin[:1])
             many_keys = write_lines(work / "many.txt", round_robin)
             targets = {
@@ -602,6 +628,8 @@ max_body_bytes = {limit}
             targets["5a"] = (logged_gateway + "/api/small.json", one_key)
             targets["5m"] = (quiet_gateway + "/api/small.json", one_key)
             targets["5l"] = (gateway + "/limited/small.json", one_key)
+            targets["5s"] = (gateway + "/signed/small.json", one_key)
+            targets["5f"] = (nginx_front + "/api/small.json", one_key)
             if redis_gateway is not None:
                 targets["5r"] = (redis_gateway + "/limited/small.json", one_key)
             if pg_gateway is not None:
@@ -823,6 +851,21 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
             "(5l) rate-limited route (local) >= 0.95 x (5) at 32 connections (paired runs)",
             paired("5l") >= 0.95,
             f"{paired('5l'):.2f}",
+        )
+    )
+    checks.append(
+        (
+            "(5s) route signing assertions >= 0.90 x (5) at 32 connections (paired runs)",
+            paired("5s") >= 0.90,
+            f"{paired('5s'):.2f}",
+        )
+    )
+    checks.append(
+        (
+            "(5f) nginx auth_request to the gateway x (5) the gateway as the proxy: reported",
+            True,
+            f"{paired('5f'):.2f} of (5) (paired runs), {rps('5f'):.0f} req/s; p50 at 1 "
+            f"connection {rows['5f']['1']['p50_ms'] - rows['5']['1']['p50_ms']:+.3f} ms",
         )
     )
     if "5r" in result["rows"]:

@@ -13,7 +13,8 @@ upstream verifies with the gateway's public keys, served as a JWKS (RFC 7517) at
 - ``iat``, ``exp`` = ``iat`` + `[assertion] ttl_seconds` (default 60).
 - ``jti``: the X-Request-ID of the request it was signed for.
 
-Signing costs ~50 µs, a quarter of a proxied request's CPU. So an assertion is reused for the same
+Signing costs ~75 µs (76 µs signed, 0.4 µs reused, in one process), some 40% of a proxied
+request's CPU. So an assertion is reused for the same
 identity on the same route until ``REUSE_FRACTION`` of its life has gone (an upstream always gets
 one valid for at least a quarter of ``ttl_seconds``), and a request that reuses one carries the
 ``jti`` of the request that first got it: ``jti`` names the assertion, not the request (X-Request-ID
