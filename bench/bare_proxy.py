@@ -2,8 +2,10 @@
 
     python bench/bare_proxy.py UPSTREAM_URL HOST:PORT
 
-A raw ASGI app with one aiohttp session, served by uvicorn with exactly the gateway's settings
-(``gatewaycli.server.uvicorn_config``: uvloop, httptools, no access log). It forwards method, path,
+A raw ASGI app with one aiohttp session (the gateway's upstream client until its own engine,
+``gateway.upstream``, replaced it: this row keeps that floor visible), served by uvicorn with
+exactly the gateway's settings (``gatewaycli.server.uvicorn_config``: uvloop, httptools, no
+access log). It forwards method, path,
 headers and body, streams the answer back, and does nothing else: no routing, no token, no
 header filtering beyond hop-by-hop. The gateway's cost is measured against this.
 """
@@ -18,11 +20,23 @@ import uvicorn
 
 from core.config import parse_listen
 from gateway import headers
-from gateway.proxy import new_session
 from gatewaycli import server
 
 # Hop-by-hop headers, plus the two aiohttp sets itself.
 HOP_BY_HOP = headers.HOP_BY_HOP | {b"host", b"content-length"}
+
+
+def new_session() -> aiohttp.ClientSession:
+    """Set up as a proxy's must be: no shared cookie jar, no redirects, bodies as they are, no
+    proxy from the environment, none of the client's default headers."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        trust_env=False,
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
 
 
 class BareProxy:

@@ -64,6 +64,8 @@ class Route:
     # audience: the `aud` claim the upstream checks (default: the upstream's origin).
     assertion: bool = False
     audience: str = ""
+    # An https upstream's certificate is checked against the system's CAs, or this file's.
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,7 @@ def _route(source: Path, index: int, raw: object) -> Route:
             "resource",
             "assertion",
             "audience",
+            "ca_file",
         }
     )
     if "prefix" not in section.data or "upstream" not in section.data:
@@ -317,7 +320,21 @@ def _route(source: Path, index: int, raw: object) -> Route:
         resource=_resource(section),
         assertion=section.get("assertion", bool, False),
         audience=section.get("audience", str, "") or f"{parts.scheme}://{parts.netloc}",
+        ca_file=_ca_file(section, parts.scheme),
     )
+
+
+def _ca_file(section: _Section, scheme: str) -> str | None:
+    value = section.get("ca_file", str, "")
+    if not value:
+        return None
+    if scheme != "https":
+        raise section.fail("ca_file", "is for https upstreams only")
+    path = _relative(section.source, value)
+    assert path is not None
+    if not path.is_file():
+        raise section.fail("ca_file", f"{str(path)!r} is not a readable file of CA certificates")
+    return str(path)
 
 
 def _resource(section: _Section) -> str | None:

@@ -34,7 +34,8 @@ class Identity:
     mode: str
     expires_at: float | None
     secret_expires_at: float | None
-    headers: tuple[tuple[str, str], ...]  # the trusted identity headers, built once per load
+    # The trusted identity headers as they go on the wire, built once per load.
+    headers: tuple[tuple[bytes, bytes], ...]
     # The key's policies (core.policies): its own rate limits, and the networks it may be used
     # from (parsed once per load; empty: anywhere).
     rate_limits: tuple[RateLimit, ...] = ()
@@ -60,7 +61,10 @@ class Identity:
             row.mode,
             row.expires_at,
             row.secret_expires_at,
-            tuple(zip(IDENTITY_HEADERS, values, strict=True)),
+            tuple(
+                (name.encode("ascii"), value.encode("utf-8"))
+                for name, value in zip(IDENTITY_HEADERS, values, strict=True)
+            ),
             row.rate_limits,
             networks(row.allowed_ips),
             None if row.permissions is None else frozenset(row.permissions),

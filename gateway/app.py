@@ -29,7 +29,7 @@ from gateway.assertions import HEADER as ASSERTION
 from gateway.exchange import Exchange
 from gateway.gate import Pending, Refusal
 from gateway.headers import split_request
-from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError
+from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError, origin
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
 
@@ -40,6 +40,7 @@ class GatewayApp:
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
         self.router = Router(resources.config.routes)
+        self.origins = {route: origin(route) for route in resources.config.routes}
         resources.on_reload.append(self.apply)
         self.upstream = resources.upstream
         self.marks = resources.secret_format.marks
@@ -71,6 +72,7 @@ class GatewayApp:
     def apply(self, config: Config) -> None:
         """A reloaded config: a request already routed keeps its route (it holds it)."""
         self.router = Router(config.routes)
+        self.origins = {route: origin(route) for route in config.routes}
         self.health_path = config.health_path
         self.jwks_path = JWKS_PATH if config.assertion.jwks_on_proxy else ""
 
@@ -219,27 +221,30 @@ class GatewayApp:
                 if assertion is None:
                     reason = "assertion_unavailable"
                     return await self.refuse(send, exchange, 503, reason, request_id)
-                forward.append((ASSERTION, assertion))
-        forwarded_for = (
-            f"{headers.forwarded_for.decode('latin-1')}, {client_ip}"
-            if headers.forwarded_for
-            else client_ip
+                forward.append((ASSERTION, assertion.encode("ascii")))
+        peer = client_ip.encode("ascii")
+        forward.append(
+            (
+                b"x-forwarded-for",
+                headers.forwarded_for + b", " + peer if headers.forwarded_for else peer,
+            )
         )
-        forward.append(("x-forwarded-for", forwarded_for))
-        forward.append(("x-forwarded-proto", scope.get("scheme", "http")))
+        forward.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("ascii")))
         if headers.host is not None:
-            forward.append(("x-forwarded-host", headers.host.decode("latin-1")))
-        forward.append(("x-request-id", request_id))
+            forward.append((b"x-forwarded-host", headers.host))
+        forward.append((b"x-request-id", request_id.encode("ascii")))
 
         query = scope.get("query_string", b"")
-        url = route.upstream + upstream_path + ("?" + query.decode("latin-1") if query else "")
+        target = upstream_path.encode("ascii") + (b"?" + query if query else b"")
         forwarded = time.perf_counter()
         try:
             await self.upstream.forward(
                 method=scope["method"],
-                url=url,
+                where=self.origins[route],
+                target=target,
                 headers=forward,
                 body=body,
+                chunked=headers.content_length is None and headers.chunked,
                 timeout=route.timeout_seconds,
                 response_headers=returned,
                 receive=receive,

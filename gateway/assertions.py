@@ -44,7 +44,7 @@ from core.identity import Identity
 
 log = logging.getLogger("gateway.assertions")
 
-HEADER = "x-auth-assertion"
+HEADER = b"x-auth-assertion"
 REUSE_FRACTION = 0.75
 MAX_ENTRIES = 100_000  # identities x routes held; past it the cache starts afresh
 

@@ -117,13 +117,13 @@ class ForwardAuthApp:
             return await self.refuse(send, exchange, verdict, request_id)
         answer = [(b"x-request-id", request_id.encode("ascii")), *verdict.headers]
         if verdict.identity is not None:
-            answer += [(k.encode(), v.encode()) for k, v in verdict.identity.headers]
+            answer += verdict.identity.headers
             if route.assertion:
                 assertion = self.resources.assertions.sign(verdict.identity, route, request_id)
                 if assertion is None:
                     refusal = Refusal(503, "assertion_unavailable")
                     return await self.refuse(send, exchange, refusal, request_id)
-                answer.append((ASSERTION.encode(), assertion.encode()))
+                answer.append((ASSERTION, assertion.encode("ascii")))
         exchange.status = 200
         await send(
             {

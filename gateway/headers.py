@@ -55,7 +55,7 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes
 
 
 class RequestHeaders(NamedTuple):
-    forward: list[tuple[str, str]]
+    forward: list[tuple[bytes, bytes]]
     tokens: list[bytes]
     host: bytes | None
     forwarded_for: bytes | None
@@ -65,7 +65,7 @@ class RequestHeaders(NamedTuple):
 
 
 def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) -> RequestHeaders:
-    """Forwardable headers (as str pairs for the upstream client) and what the gateway needs.
+    """Forwardable headers (the bytes as received) and what the gateway needs.
 
     ``tokens`` holds every value that carries a key: each ``X-Auth-Token`` and each
     ``Authorization: Bearer`` whose credentials start with one of ``marks`` (our secret's shape).
@@ -76,7 +76,7 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
         if name == b"connection":
             dropped = connection_tokens(headers)
             break
-    forward: list[tuple[str, str]] = []
+    forward: list[tuple[bytes, bytes]] = []
     tokens: list[bytes] = []
     host = forwarded_for = request_id = content_length = None
     chunked = False
@@ -100,11 +100,11 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
         else:
             if name == b"content-length":
                 content_length = value
-            forward.append((name.decode("latin-1"), value.decode("latin-1")))
+            forward.append((name, value))
     return RequestHeaders(forward, tokens, host, forwarded_for, request_id, content_length, chunked)
 
 
-def filter_response(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+def filter_response(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Upstream response headers minus hop-by-hop ones and the upstream's own X-Request-ID.
 
     Repeated headers (Set-Cookie) are kept as separate entries.

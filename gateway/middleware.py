@@ -96,7 +96,7 @@ class APIKeyMiddleware:
             )
         identity = verdict.identity
         if identity is not None:
-            kept += [(k.encode(), v.encode()) for k, v in identity.headers]
+            kept += identity.headers
         state[self.state_key] = identity
         inner = {**scope, "headers": kept, "state": state}
         if not verdict.headers:

@@ -1,27 +1,26 @@
-"""The upstream client: one ``aiohttp.ClientSession`` per process, owned by ``Resources``.
+"""The upstream client: one exchange with an upstream, on the engine of ``gateway.upstream``.
 
-aiohttp rather than httpx: httpx's pool collapses under concurrency (encode/httpx#3215). The
-session is set up as a proxy's must be: no cookie jar shared between clients, no redirects
-followed, bodies passed through compressed as they are, no proxy from the environment, and none of
-the client's default headers added.
+One ``Upstream`` per process, owned by ``Resources``: the pools of kept-alive connections, one per
+origin. What a proxy must not do, it does not: no cookies, no redirects followed, bodies passed
+through as they are (compressed or not), no proxy from the environment, no header of its own
+but ``Host`` (the upstream's) and the body's framing; header bytes go upstream as received.
 
 Bodies stream both ways with bounded memory. The route timeout bounds every wait on the upstream
 (connecting, sending, each read), not the whole exchange, so a long download that keeps flowing is
 fine, and a slow client is never blamed on the upstream. It is enforced by one shared watchdog
-(``gateway.watchdog``), not aiohttp's per-request and per-read timers (its docstring has the
-measurement).
+(``gateway.watchdog``), not a timer per request and per read (its docstring has the measurement).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
-import aiohttp
-from yarl import URL
-
+from core.config import Route
 from gateway.headers import filter_response
+from gateway.upstream import IDEMPOTENT, Connection, Pool, UpstreamClosed
 from gateway.watchdog import Watch, Watchdog
 
 Scope = dict[str, Any]
@@ -77,40 +76,90 @@ class RequestBody:
                 yield chunk
 
 
-def new_session() -> aiohttp.ClientSession:
-    """The upstream session as a proxy needs it (see the module docstring); bench/bare_proxy.py
-    uses it too, so the benchmark's floor pays what the gateway pays."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        trust_env=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(total=None),
-    )
+class Origin(NamedTuple):
+    """Where a route's requests go: a pool each. ``host`` is the Host header's value."""
+
+    host: str
+    port: int
+    tls: bool
+    ca_file: str | None
+    authority: bytes
+
+
+def origin(route: Route) -> Origin:
+    scheme, _, netloc = route.upstream.partition("://")
+    host, port = netloc, 443 if scheme == "https" else 80
+    if netloc.startswith("["):  # an IPv6 literal
+        end = netloc.index("]")
+        host = netloc[1:end]
+        if netloc[end + 1 :].startswith(":"):
+            port = int(netloc[end + 2 :])
+    elif ":" in netloc:
+        host, _, number = netloc.rpartition(":")
+        port = int(number)
+    ca_file = route.ca_file
+    return Origin(host, port, scheme == "https", ca_file, netloc.encode("ascii"))
+
+
+def head_of(
+    method: str, target: bytes, authority: bytes, headers: list[tuple[bytes, bytes]]
+) -> bytes:
+    """The request head as one bytes object (RFC 9112 §3): Host first, as §3.2 asks."""
+    lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", authority, b"\r\n"]
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 class Upstream:
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self.pools: dict[Origin, Pool] = {}
+        self.contexts: dict[str | None, ssl.SSLContext] = {}
         self.watchdog = Watchdog()
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._session = new_session()
+        self._sweeper = asyncio.create_task(self._sweep(), name="upstream-pool-sweeper")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            for pool in self.pools.values():
+                pool.sweep()
 
     async def close(self) -> None:
         await self.watchdog.close()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
+
+    def pool(self, where: Origin) -> Pool:
+        found = self.pools.get(where)
+        if found is None:
+            context = None
+            if where.tls:
+                context = self.contexts.get(where.ca_file)
+                if context is None:
+                    # Verification on: the system's CAs, or the route's own (ca_file).
+                    context = ssl.create_default_context(cafile=where.ca_file)
+                    self.contexts[where.ca_file] = context
+            found = self.pools[where] = Pool(where.host, where.port, context)
+        return found
 
     async def forward(
         self,
         *,
         method: str,
-        url: str,
-        headers: list[tuple[str, str]],
+        where: Origin,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
         body: RequestBody | None,
+        chunked: bool,
         timeout: float,
         response_headers: list[tuple[bytes, bytes]],
         receive: Any,
@@ -120,64 +169,145 @@ class Upstream:
 
         Raises UpstreamError (nothing sent to the client yet), BodyTooLarge or ClientGone.
         After the response has started, an upstream failure aborts the client stream instead.
+        ``chunked``: the client's body had no length; it goes upstream chunked.
         """
-        assert self._session is not None, "Upstream.start() was not awaited (Resources.start)"
         dog = self.watchdog
         timer = dog.watch(timeout)
         if body is not None:
             body.timer = (dog, timer)
+        pool = self.pool(where)
+        head = head_of(method, target, where.authority, headers)
+        if chunked:
+            head = head[:-2] + b"transfer-encoding: chunked\r\n\r\n"
+        held: list[Connection] = []  # the connection to close if the exchange fails
         try:
-            context = self._session.request(
-                method,
-                URL(url, encoded=True),
-                headers=headers,
-                data=body.__aiter__() if body is not None else None,
-                allow_redirects=False,
-            )
-            async with context as response:
-                dog.progress(timer)
-                start = {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": filter_response(response.raw_headers) + response_headers,
-                }
-                length = response.content_length
-                if length is not None and length <= SMALL_BODY:
-                    # Read before starting, so a failure here can still be a clean 502.
-                    content = await response.read()
-                    dog.pause(timer)
-                    await send(start)
-                    await send({"type": "http.response.body", "body": content})
-                    return
+            connection = await _send(pool, method, head, body, chunked, dog, timer, held)
+            dog.progress(timer)
+            start = {
+                "type": "http.response.start",
+                "status": connection.status,
+                "headers": filter_response(connection.headers) + response_headers,
+            }
+            if _small(connection):
+                # Read before starting, so a failure here can still be a clean 502.
+                parts = []
+                while part := await connection.read():
+                    dog.progress(timer)
+                    parts.append(part)
                 dog.pause(timer)
+                held.clear()
+                connection.release()
                 await send(start)
-                await _stream(response, receive, send, body is None or body.done, dog, timer)
+                await send({"type": "http.response.body", "body": b"".join(parts)})
+                return
+            dog.pause(timer)
+            await send(start)
+            if await _stream(connection, receive, send, body is None or body.done, dog, timer):
+                held.clear()
+                connection.release()
         except asyncio.CancelledError:
             if not dog.ours(timer):
                 raise
             raise UpstreamError(True, "timed out waiting on the upstream") from None
         except (BodyTooLarge, ClientGone):
             raise
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (ConnectionError, TimeoutError, OSError) as exc:
             if body is not None and body.too_large:
                 raise BodyTooLarge from None
             if body is not None and body.client_gone:
                 raise ClientGone from None
-            raise UpstreamError(isinstance(exc, TimeoutError), type(exc).__name__) from None
+            detail = str(exc) or type(exc).__name__
+            raise UpstreamError(isinstance(exc, TimeoutError), detail) from None
         finally:
             dog.done(timer)
+            for connection in held:
+                connection.abort()
+
+
+async def _send(
+    pool: Pool,
+    method: str,
+    head: bytes,
+    body: RequestBody | None,
+    chunked: bool,
+    dog: Watchdog,
+    timer: Watch,
+    held: list[Connection],
+) -> Connection:
+    """The request sent and its response head read, on a pooled connection or a new one."""
+    fresh = False
+    while True:
+        connection, reused = await pool.acquire(fresh)
+        held[:] = [connection]
+        dog.progress(timer)
+        connection.begin(method == "HEAD")
+        connection.write(head)
+        try:
+            if body is None:
+                await connection.head
+            else:
+                await _send_body(connection, body, chunked, dog, timer)
+            return connection
+        except UpstreamClosed:
+            # The keep-alive race (gateway.upstream): tried again on a new connection only
+            # where that is safe; a new connection that closes at once is the upstream's answer.
+            if not reused or body is not None or method not in IDEMPOTENT:
+                raise
+            connection.abort()
+            fresh = True
+
+
+def _small(connection: Connection) -> bool:
+    """Whether the body is small enough to read whole before answering: all arrived already,
+    or a Content-Length of at most ``SMALL_BODY``."""
+    if connection.complete:
+        return connection.buffered <= SMALL_BODY
+    for name, value in connection.headers:
+        if name.lower() == b"content-length":
+            return value.isdigit() and int(value) <= SMALL_BODY
+    return False
+
+
+async def _send_body(
+    connection: Connection, body: RequestBody, chunked: bool, dog: Watchdog, timer: Watch
+) -> None:
+    """Stream the client's body upstream while the response head is awaited: an upstream may
+    answer (413, 401) before it has read everything."""
+
+    async def upload() -> None:
+        async for chunk in body:
+            connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            await connection.drain()
+            dog.progress(timer)
+        if chunked:
+            connection.write(b"0\r\n\r\n")
+
+    sending = asyncio.ensure_future(upload())
+    try:
+        await asyncio.wait((sending, connection.head), return_when=asyncio.FIRST_COMPLETED)
+        if sending.done():
+            sending.result()  # BodyTooLarge, ClientGone or a broken connection
+            await connection.head
+        elif not body.done:
+            # Answered before the body was all sent: the connection cannot carry another.
+            connection.keep_alive = False
+    finally:
+        if not sending.done():
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
 
 
 async def _stream(
-    response: aiohttp.ClientResponse,
+    connection: Connection,
     receive: Any,
     send: Any,
     watch: bool,
     dog: Watchdog,
     timer: Watch,
-) -> None:
+) -> bool:
     """Copy the upstream body to the client; stop at once if the client goes away or the
-    upstream stalls past the route timeout (the stream is then cut short)."""
+    upstream stalls past the route timeout (the stream is then cut short). True when the body
+    was copied whole."""
     task = asyncio.current_task()
     watcher: asyncio.Future[None] | None = None
     gone = False
@@ -195,22 +325,23 @@ async def _stream(
         watcher = asyncio.ensure_future(watch_disconnect())
     try:
         dog.progress(timer)
-        async for chunk in response.content.iter_any():
+        while chunk := await connection.read():
             dog.pause(timer)  # a slow reader is the client's business, not the upstream's
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             dog.progress(timer)
         dog.pause(timer)
         await send({"type": "http.response.body", "body": b""})
+        return True
     except asyncio.CancelledError:
         # Our own cancellations (the client left, the upstream stalled) end the stream here;
         # anyone else's (shutdown) propagates.
         if not dog.ours(timer, others=int(gone)):
             raise
-        response.close()
-    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
+    except (ConnectionError, OSError):
         # The response has started: all we can do is end the stream uncleanly, which the
         # server does when we return without completing the body.
-        response.close()
+        return False
     finally:
         if watcher is not None:
             watcher.cancel()

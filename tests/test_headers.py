@@ -91,10 +91,10 @@ def test_split_request_collects_what_the_gateway_needs() -> None:
     assert parsed.request_id == b"req-1"
     assert parsed.content_length == b"10" and parsed.chunked
     assert parsed.forward == [
-        ("content-length", "10"),
-        ("accept", "*/*"),
-        ("authorization", "Basic dXNlcjpwYXNz"),
-        ("authorization", "Bearer someone-elses.jwt"),
+        (b"content-length", b"10"),
+        (b"accept", b"*/*"),
+        (b"authorization", b"Basic dXNlcjpwYXNz"),
+        (b"authorization", b"Bearer someone-elses.jwt"),
     ]
 
 
