@@ -168,6 +168,8 @@ class Config:
     trusted_proxies: tuple[str, ...] = ()
     # On SIGTERM, how long requests and streams in flight get to finish before the process exits.
     shutdown_timeout_seconds: int = 30
+    # A request's line and headers must arrive whole within this long (408 otherwise).
+    header_timeout_seconds: float = 10.0
     # A path on the proxy listener answering like the admin listener's /readyz ("" = none), for a
     # load balancer that only sees the proxy port.
     health_path: str = ""
@@ -498,6 +500,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
             "workers",
             "trusted_proxies",
             "shutdown_timeout_seconds",
+            "header_timeout_seconds",
             "health_path",
             "tls_cert_file",
             "tls_key_file",
@@ -562,6 +565,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         tls=_tls(server),
         admin_tls=_tls(admin),
         shutdown_timeout_seconds=server.number("shutdown_timeout_seconds", 30, 1, integer=True),
+        header_timeout_seconds=float(server.number("header_timeout_seconds", 10.0, 0.1)),
         health_path=health_path,
         pid_file=_relative(source, server.get("pid_file", str, "")),
         access_log=access,

@@ -36,6 +36,12 @@ _SET_BY_GATEWAY = frozenset(
     {b"host", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"expect"}
 )
 _IDENTITY_EXACT = (b"x-project-id", b"x-organization-id")
+# The message's framing and target: never removable by naming them in Connection (which would
+# drop a Content-Length and skip the route's body limit), and their `_` spellings are dropped.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
+_LOOKALIKE = frozenset(
+    name.replace(b"-", b"_") for name in HOP_BY_HOP | _FRAMING | _SET_BY_GATEWAY if b"-" in name
+)
 _RESPONSE_DROP = HOP_BY_HOP | {b"x-request-id"}
 
 
@@ -74,7 +80,7 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
     dropped: frozenset[bytes] | tuple[()] = ()
     for name, _ in headers:
         if name == b"connection":
-            dropped = connection_tokens(headers)
+            dropped = connection_tokens(headers) - _FRAMING
             break
     forward: list[tuple[bytes, bytes]] = []
     tokens: list[bytes] = []
@@ -93,6 +99,8 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
                 request_id = value
         elif name[:1] in b"xX" and is_spoofable(name):
             continue
+        elif name in _LOOKALIKE:
+            continue  # Transfer_Encoding beside Transfer-Encoding: a CGI upstream merges them
         elif name == b"x-forwarded-for":
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
         elif name == AUTHORIZATION and (secret := bearer_secret(value, marks)) is not None:
@@ -120,7 +128,7 @@ def filter_response(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
         out.append((lower, value))
     # One pass in the common case; names listed in Connection (beyond the hop-by-hop ones,
     # like "keep-alive") are rare, and filtered in a second pass only when present.
-    dropped = connection_tokens(connection) - HOP_BY_HOP if connection else None
+    dropped = connection_tokens(connection) - HOP_BY_HOP - _FRAMING if connection else None
     if dropped:
         out = [(name, value) for name, value in out if name not in dropped]
     return out

@@ -76,14 +76,17 @@ def _remove_dot_segments(path: str) -> str:
     for segment in segments[1:]:
         # A dot segment with path parameters (`..;x`) is still a dot segment to servlet
         # containers such as Tomcat, so it is one here too, parameters dropped.
+        # `..%3B` too: an upstream that decodes before it splits sees `..;`.
         bare = segment.split(";", 1)[0] if ";" in segment else segment
+        if "%3B" in bare:
+            bare = bare.split("%3B", 1)[0]
         if bare == "..":
             if stack:
                 stack.pop()
         elif bare not in (".", ""):
             stack.append(segment)
     result = "/" + "/".join(stack)
-    last = segments[-1].split(";", 1)[0]
+    last = segments[-1].split(";", 1)[0].split("%3B", 1)[0]
     if stack and len(segments) > 1 and last in ("", ".", ".."):
         result += "/"
     return result

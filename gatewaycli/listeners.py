@@ -72,7 +72,11 @@ def uvicorn_config(
     trusted_proxies: tuple[str, ...] = (),
     shutdown_timeout: int = 30,
     tls: TLSFiles | None = None,
+    header_timeout: float = 10.0,
 ) -> uvicorn.Config:
+    protocol = type(
+        "ListenerHttpProtocol", (GatewayHttpProtocol,), {"header_timeout": header_timeout}
+    )
     return uvicorn.Config(
         app,
         # HTTPS on this listener: uvicorn sets the ASGI scheme to https, so X-Forwarded-Proto is.
@@ -83,7 +87,7 @@ def uvicorn_config(
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=list(trusted_proxies) or None,
         loop="none",
-        http=GatewayHttpProtocol,  # httptools, with a bounded request head and JSON errors
+        http=protocol,  # httptools, held to a security boundary's needs (gateway.protocol)
         ws="none",  # websockets are not proxied; an Upgrade header is dropped as hop-by-hop
         lifespan="off",  # `run_listeners` owns the resources' life cycle
         access_log=False,
@@ -132,8 +136,9 @@ async def run_listeners(
     await resources.start()
     trusted = resources.config.trusted_proxies
     timeout = resources.config.shutdown_timeout_seconds
+    head = resources.config.header_timeout_seconds
     servers = [
-        _Server(uvicorn_config(listener.app, trusted, timeout, listener.tls))
+        _Server(uvicorn_config(listener.app, trusted, timeout, listener.tls, head))
         for listener in listeners
     ]
     loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ upstream records tells which route a request really reached:
 from __future__ import annotations
 
 import re
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,8 @@ class Case:
     reaches: str | None  # the upstream path prefix it must land under, or None: must not arrive
     body: bytes = b""
     passes: str | None = None  # an Authorization value that is not ours and must arrive as sent
+    absent: str | None = None  # text that must not be anywhere in what the upstream saw
+    present: str | None = None  # text that must be there
 
 
 def get(target: str, *headers: str) -> str:
@@ -78,7 +81,67 @@ CASES: dict[str, Case] = {
     "overlong UTF-8 dots stay in route": Case(
         get("/public/%c0%ae%c0%ae/private"), (200,), "/pub/%C0%AE%C0%AE/private"
     ),
-    "absolute-form target": Case(get("http://evil.example/private/x"), (401, 400), None),
+    "absolute-form target": Case(get("http://evil.example/private/x"), (400,), None),
+    "absolute-form naming the Host": Case(get("http://gw/public/x"), (200,), "/pub/x"),
+    "encoded path parameter dots (..%3B)": Case(get("/public/..%3B/private/x"), (401,), None),
+    "encoded path parameter dots, lower case": Case(get("/public/..%3b/private/x"), (401,), None),
+    # -- the request's Host (RFC 9112 §3.2) --------------------------------------------------------
+    "HTTP/1.1 without Host": Case("GET /public/h HTTP/1.1\nConnection: close\n\n", (400,), None),
+    "two Hosts": Case(get("/public/h", "Host: evil.example"), (400,), None),
+    "Host that is not an authority": Case(
+        "GET /public/h HTTP/1.1\nHost: evil.example/x\nConnection: close\n\n", (400,), None
+    ),
+    "HTTP/1.0 without Host is fine": Case("GET /public/h HTTP/1.0\n\n", (200,), "/pub/h"),
+    # -- framing that must not be tampered with ----------------------------------------------
+    "trailers are never headers": Case(
+        "POST /public/t HTTP/1.1\nHost: gw\nTransfer-Encoding: chunked\nTrailer: Host\n"
+        "Connection: close\n\n3\nabc\n0\nHost: evil.example\nX-Auth-Token: {valid}\n"
+        "X-Forwarded-Host: evil.example\n\n",
+        (200,),
+        "/pub/t",
+        absent="evil.example",
+    ),
+    "a token sent only as a trailer does not authenticate": Case(
+        "POST /private/t HTTP/1.1\nHost: gw\nTransfer-Encoding: chunked\nConnection: close\n\n"
+        "3\nabc\n0\nX-Auth-Token: {valid}\n\n",
+        (401,),
+        None,
+    ),
+    "Connection naming Content-Length": Case(
+        "POST /tiny/upload HTTP/1.1\nHost: gw\nContent-Length: 101\nConnection: content-length, "
+        "close\n\n" + "e" * 101,
+        (413,),
+        None,
+    ),
+    "Connection naming Content-Length keeps the body": Case(
+        "POST /public/body HTTP/1.1\nHost: gw\nContent-Length: 5\nConnection: content-length, "
+        "close\n\nhello",
+        (200,),
+        "/pub/body",
+        present="'body_bytes': 5",
+    ),
+    "underscore framing headers": Case(
+        get("/public/u", "Transfer_Encoding: chunked", "Content_Length: 5", "X_Request_Id: x"),
+        (200,),
+        "/pub/u",
+        absent="_encoding",
+    ),
+    "header bytes pass as sent": Case(
+        get("/public/n", "X-Name: caf\udce9"), (200,), "/pub/n", present="caf\xe9"
+    ),
+    "Upgrade with a body": Case(
+        "POST /public/up HTTP/1.1\nHost: gw\nConnection: Upgrade\nUpgrade: foo\n"
+        "Content-Length: 5\n\nhello",
+        (400,),
+        None,
+    ),
+    "Upgrade without a body is served plainly": Case(
+        "GET /public/up HTTP/1.1\nHost: gw\nConnection: Upgrade, HTTP2-Settings\nUpgrade: h2c\n"
+        "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\n\n",
+        (200,),
+        "/pub/up",
+        absent="h2c",
+    ),
     "query cannot climb": Case(get("/public/x?../../private"), (200,), "/pub/x"),
     "case is not folded": Case(get("/PRIVATE/x"), (404,), None),
     "prefix needs a segment boundary": Case(get("/privateer/x"), (404,), None),
@@ -309,6 +372,48 @@ def test_hostile_input(
         assert authorizations == ([case.passes] if case.passes else []), authorizations
         if seen["path"].startswith("/priv"):
             assert values["x-auth-access-key"] == gateway.access_key
+        if case.absent is not None:
+            assert case.absent not in str(seen), seen
+        if case.present is not None:
+            assert case.present in str(seen), seen
+
+
+def test_a_pipeline_is_answered_in_order_before_its_malformed_request(
+    hostile: tuple[Gateway, dict[str, str]], upstream: Upstream
+) -> None:
+    gateway, _ = hostile
+    before = len(upstream.requests)
+    answer = send_raw(
+        gateway.url,
+        b"GET /public/first HTTP/1.1\r\nHost: gw\r\n\r\n"
+        b"GET /public/second HTTP/1.1\r\nHost: gw\r\n\r\n"
+        b"GET /public/third HTTP/1.1\r\nHost gw\r\n\r\n",
+    )
+    statuses = re.findall(rb"HTTP/1.1 (\d{3})", answer)
+    assert statuses == [b"200", b"200", b"400"], answer[:500]
+    assert answer.index(b"/pub/first") < answer.index(b"/pub/second")
+    assert [r["path"] for r in upstream.requests[before:]] == ["/pub/first", "/pub/second"]
+    assert b"Traceback" not in answer
+
+
+def test_a_request_head_must_arrive_in_time(make_gateway: Any) -> None:
+    gateway: Gateway = make_gateway(server="header_timeout_seconds = 0.3")
+    host, port = gateway.url.removeprefix("http://").split(":")
+    for sent in (b"", b"G", b"GET /open/x HTTP/1.1\r\nHost: gw\r\n"):
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(sent)
+            started = time.monotonic()
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            assert b'"reason": "header_timeout"' in answer
+            assert sock.recv(65536) == b""  # closed
+            assert time.monotonic() - started < 3
+    # A kept-alive connection gets the same bound for its next request's head.
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET /open/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GE")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 408")
 
 
 def test_table_is_large_enough() -> None:

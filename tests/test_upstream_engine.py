@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from tests.support import Gateway, LoopThread, build_gateway, free_socket, send_raw, wait_for
+from tests.test_operations import self_signed
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Scripted"], Awaitable[None]]
 
@@ -284,3 +286,47 @@ def test_a_reader_that_stops_reading_holds_the_upstream_back(
         assert upstream.sent == held  # stalled: nothing more is read from the upstream
         assert held < 64 * 1024 * 1024, held  # kernel buffers and the high-water mark only
         client.recv(65536)
+
+
+def test_https_upstreams_are_verified(tmp_path: Path) -> None:
+    """Verification is on: the route's ca_file makes the upstream's certificate trusted, and
+    without it (the system's CAs) the same upstream is refused."""
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    upstream = Scripted(keep_alive(OK))
+    loop = LoopThread()
+    sock = free_socket()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            assert upstream.script is not None
+            await upstream.script(reader, writer, upstream)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = loop.run(asyncio.start_server(handle, sock=sock, ssl=context))
+    url = f"https://127.0.0.1:{sock.getsockname()[1]}"
+    extra = f"""
+[[routes]]
+prefix = "/trusted"
+upstream = "{url}"
+auth = "none"
+ca_file = "{cert}"
+
+[[routes]]
+prefix = "/unknown-ca"
+upstream = "{url}"
+auth = "none"
+"""
+    gateway, running = build_gateway(tmp_path, url, extra)
+    try:
+        trusted = httpx.get(gateway.url + "/trusted/x")
+        assert trusted.status_code == 200 and trusted.text == "ok"
+        assert httpx.get(gateway.url + "/unknown-ca/x").status_code == 502
+    finally:
+        running.stop()
+        server.close()
+        loop.close()

@@ -477,7 +477,11 @@ def start_gateway(config: Config, clock: FakeClock | None = None) -> Running:
     servers = []
     for app in (GatewayApp(resources), admin_app(resources)):
         sock = free_socket()
-        server = _Server(uvicorn_config(app, config.trusted_proxies))
+        server = _Server(
+            uvicorn_config(
+                app, config.trusted_proxies, header_timeout=config.header_timeout_seconds
+            )
+        )
         serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
         wait_for(lambda s=server: s.started, timeout=10, interval=0.005)  # type: ignore[misc]
         servers.append((server, serving, sock))
