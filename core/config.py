@@ -66,6 +66,10 @@ class Route:
     audience: str = ""
     # An https upstream's certificate is checked against the system's CAs, or this file's.
     ca_file: str | None = None
+    # WebSockets through this route (gateway.websocket), closed after this long without a
+    # message either way.
+    websocket: bool = False
+    websocket_idle_timeout_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,8 @@ def _route(source: Path, index: int, raw: object) -> Route:
             "assertion",
             "audience",
             "ca_file",
+            "websocket",
+            "websocket_idle_timeout_seconds",
         }
     )
     if "prefix" not in section.data or "upstream" not in section.data:
@@ -323,6 +329,10 @@ def _route(source: Path, index: int, raw: object) -> Route:
         assertion=section.get("assertion", bool, False),
         audience=section.get("audience", str, "") or f"{parts.scheme}://{parts.netloc}",
         ca_file=_ca_file(section, parts.scheme),
+        websocket=section.get("websocket", bool, False),
+        websocket_idle_timeout_seconds=float(
+            section.number("websocket_idle_timeout_seconds", 300.0, 0.1)
+        ),
     )
 
 

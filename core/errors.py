@@ -47,6 +47,7 @@ MESSAGES = {
     "ip_not_allowed": "This key may not be used from this address: it is limited to the "
     "networks in its allowed_ips.",
     "no_route": "No route matches this path.",
+    "websocket_not_allowed": "This route does not take WebSockets (its websocket setting is off).",
     "bad_content_length": "The Content-Length header is not a number.",
     "body_too_large": "The request body is larger than this route accepts.",
     "upstream_unreachable": "The upstream service refused the connection or broke it.",

@@ -32,6 +32,7 @@ from gateway.headers import split_request
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError, origin
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
+from gateway.websocket import WebSocketProxy
 
 log = logging.getLogger("gateway.app")
 
@@ -51,6 +52,7 @@ class GatewayApp:
         self.gate = resources.gate  # one per process: one LimitsCache
         self.usage = resources.usage
         self.assertions = resources.assertions
+        self.websockets = WebSocketProxy(self)
         self.jwks_path = JWKS_PATH if resources.config.assertion.jwks_on_proxy else ""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -65,9 +67,10 @@ class GatewayApp:
                 # If the response had started, there is nothing more to say.
                 with contextlib.suppress(Exception):
                     await errors.send_error(send, 500, "internal_error", new_request_id())
+        elif kind == "websocket":
+            await self.websockets(scope, receive, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
-        # websocket scopes are not proxied (uvicorn runs with ws="none").
 
     def apply(self, config: Config) -> None:
         """A reloaded config: a request already routed keeps its route (it holds it)."""

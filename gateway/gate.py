@@ -53,6 +53,7 @@ class Pending(NamedTuple):
     digest: bytes | None = None  # the key is not cached: look it up
     identity: Identity | None = None
     limits: Limits | None = None  # the key's rate limits are in Redis
+    limited: bool = True  # False: the rate limits are not checked (nor counted)
 
 
 ANONYMOUS = Admitted(None)
@@ -73,10 +74,12 @@ class Gate:
         self.limits = LimitsCache()
 
     def admit(
-        self, route: Route, tokens: list[bytes], method: str, client: str
+        self, route: Route, tokens: list[bytes], method: str, client: str, limited: bool = True
     ) -> Admitted | Refusal | Pending:
         """``tokens``: the values of the request's key carriers (``core.credentials``);
-        ``client``: the address the request comes from, as far as it can be trusted."""
+        ``client``: the address the request comes from, as far as it can be trusted;
+        ``limited``: False to hold everything but the rate limits (an open WebSocket's key
+        checked again after a change: that is not a new request)."""
         if route.auth == "none":
             return ANONYMOUS
         token, refused = pick(tokens)
@@ -86,8 +89,8 @@ class Gate:
             return Refusal(401, MISSING) if route.auth == "required" else ANONYMOUS
         found = self.verifier.cached(token)
         if isinstance(found, bytes):
-            return Pending(route, method, client, digest=found)
-        return self._held(found, route, method, client)
+            return Pending(route, method, client, digest=found, limited=limited)
+        return self._held(found, route, method, client, limited)
 
     async def finish(self, pending: Pending) -> Admitted | Refusal:
         if pending.digest is not None:
@@ -96,7 +99,9 @@ class Gate:
             except StoreUnavailable as exc:
                 log.warning("uncached key rejected with 503: %s", exc)
                 return Refusal(503, "store_unavailable")
-            verdict = self._held(found, pending.route, pending.method, pending.client)
+            verdict = self._held(
+                found, pending.route, pending.method, pending.client, pending.limited
+            )
             if not isinstance(verdict, Pending):
                 return verdict
             pending = verdict
@@ -106,7 +111,7 @@ class Gate:
         return self._decided(decision, pending.identity)
 
     def _held(
-        self, found: Identity | str, route: Route, method: str, client: str
+        self, found: Identity | str, route: Route, method: str, client: str, limited: bool = True
     ) -> Admitted | Refusal | Pending:
         """The key's identity held to the route and to its policies."""
         if isinstance(found, str):
@@ -124,7 +129,7 @@ class Gate:
             refusal = restricted(identity.permissions, route.resource, method)
             if refusal is not None:
                 return Refusal(403, "insufficient_permissions", refusal, identity=identity)
-        if not (route.rate_limits or identity.rate_limits):
+        if not limited or not (route.rate_limits or identity.rate_limits):
             return Admitted(identity)
         limits = self.limits.get(
             identity.access_key, route.prefix, identity.rate_limits, route.rate_limits

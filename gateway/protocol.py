@@ -80,10 +80,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     _trailers = False  # the head is complete: what the parser calls a header now is a trailer
     _failed: bytes | None = None  # the refusal to send once the requests before it are answered
     _head_timer: asyncio.TimerHandle | None = None
+    # When the head being read began (None: none is being read). One timer per connection, not
+    # one per request: it checks this when it fires and sets itself again if need be.
+    _head_since: float | None = None
+    _hosts: list[bytes] | None = None  # the Host values of the head being read
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._head_since = self.loop.time()
+        self._arm_head_timer(self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
@@ -98,7 +103,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_bytes = 0
         self._trailers = False
-        self._arm_head_timer()
+        self._hosts = []
+        if self._head_since is None:
+            self._head_since = self.loop.time()
+        if self._head_timer is None:
+            self._arm_head_timer(self.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -108,10 +117,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._trailers:
             return
         self._count(len(name) + len(value) + 4)
+        if len(name) == 4 and name.lower() == b"host" and self._hosts is not None:
+            self._hosts.append(value)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._disarm_head_timer()
+        self._head_since = None
         self._trailers = True
         self._check_host()
         if self.parser.should_upgrade() and not self._should_upgrade():
@@ -125,9 +136,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _check_host(self) -> None:
-        hosts = [value for name, value in self.headers if name == b"host"]
-        version = self.parser.get_http_version()
-        if len(hosts) > 1 or (version == "1.1" and not hosts):
+        hosts = self._hosts or []
+        if len(hosts) > 1 or (not hosts and self.parser.get_http_version() == "1.1"):
             self._refuse("bad_host")
         if hosts and not AUTHORITY.fullmatch(hosts[0]):
             self._refuse("bad_host")
@@ -151,9 +161,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     # -- timers
 
-    def _arm_head_timer(self) -> None:
-        if self._head_timer is None and self.header_timeout:
-            self._head_timer = self.loop.call_later(self.header_timeout, self._head_late)
+    def _arm_head_timer(self, delay: float) -> None:
+        if self.header_timeout:
+            self._head_timer = self.loop.call_later(delay, self._head_late)
 
     def _disarm_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -162,10 +172,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _head_late(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing():
+        since = self._head_since
+        if since is None or self.transport.is_closing():
+            return  # no head being read: the next one sets the timer again
+        waited = self.loop.time() - since
+        if waited < self.header_timeout:
+            self._arm_head_timer(self.header_timeout - waited)
             return
-        if self.cycle is not None and not self.cycle.response_complete:
-            return  # a request is being served; its own timeouts apply
         self._refused = "header_timeout"
         self.send_400_response("header timeout")
 

@@ -26,6 +26,7 @@ from gateway.proxy import Upstream
 from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import Verifier
+from gateway.websocket import Sessions
 
 log = logging.getLogger("gateway")
 
@@ -44,6 +45,8 @@ class Resources:
         )
         # Who may pass: asked by every form of the data plane this process serves.
         self.gate = Gate(self.verifier, self.limiter, clock, config.ratelimit.fail == "open")
+        self.sessions = Sessions(self.gate, clock)  # open WebSockets, ended when keys change
+        self.verifier.on_change.append(self.sessions.changed)
         self.usage = Usage(clock)
         self.assertions = Assertions(config, clock)  # signs for `assertion = true` routes
         self.housekeeping = Housekeeping(self.verifier, self.limiter, self.usage, self.assertions)

@@ -66,6 +66,9 @@ class Verifier:
         self.hits = self.negative_hits = self.misses = 0
         self.revocation_lag = Histogram(LAG_BUCKETS)
         self._batch: dict[bytes, asyncio.Future[KeyLookup | None]] = {}
+        # Told the access keys of every change followed (None: the whole cache was dropped):
+        # open WebSockets are put through the gate again (gateway.websocket.Sessions).
+        self.on_change: list[Callable[[set[str] | None], None]] = []
         self._querying: asyncio.Task[None] | None = None
 
     def configure(self, cache: CacheConfig) -> None:
@@ -191,6 +194,8 @@ class Verifier:
         self._positive.clear()
         self._negative.clear()
         self._by_access_key.clear()
+        for listener in self.on_change:
+            listener(None)
 
     async def poll_events(self) -> int:
         """Apply new ``key_events``; returns how many. Raises StoreUnavailable."""
@@ -218,6 +223,9 @@ class Verifier:
                 self.evict(access_key)
                 # The writer's clock against ours: another node's skew shows here (never < 0).
                 self.revocation_lag.observe(max(0.0, self.clock() - changed_at))
+            changed = {access_key for _, access_key, _ in new}
+            for listener in self.on_change:
+                listener(changed)
         self._cursor, self._last_read = read.cursor, {event[0] for event in read.events}
         return len(new)
 

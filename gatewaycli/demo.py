@@ -89,7 +89,7 @@ Revoke it from another terminal, and the first curl answers 401 within a second 
 Ctrl-C stops the demo.""",
             flush=True,
         )
-        listeners = [server.Listener(GatewayApp(resources), proxy_sock, config.tls)]
+        listeners = [server.Listener(GatewayApp(resources), proxy_sock, config.tls, True)]
         if admin_sock is not None:
             listeners.append(
                 server.Listener(server.admin_app(resources), admin_sock, config.admin_tls)

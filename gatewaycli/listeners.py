@@ -65,6 +65,7 @@ class Listener:
     app: ASGIApp
     sock: socket.socket
     tls: TLSFiles | None = None
+    websockets: bool = False  # the proxy listener: WebSockets for the routes that allow them
 
 
 def uvicorn_config(
@@ -73,6 +74,7 @@ def uvicorn_config(
     shutdown_timeout: int = 30,
     tls: TLSFiles | None = None,
     header_timeout: float = 10.0,
+    websockets: bool = False,
 ) -> uvicorn.Config:
     protocol = type(
         "ListenerHttpProtocol", (GatewayHttpProtocol,), {"header_timeout": header_timeout}
@@ -88,7 +90,9 @@ def uvicorn_config(
         forwarded_allow_ips=list(trusted_proxies) or None,
         loop="none",
         http=protocol,  # httptools, held to a security boundary's needs (gateway.protocol)
-        ws="none",  # websockets are not proxied; an Upgrade header is dropped as hop-by-hop
+        # WebSockets on the proxy listener (gateway.websocket); elsewhere an Upgrade is served as a
+        # plain request (gateway.protocol).
+        ws="websockets-sansio" if websockets else "none",
         lifespan="off",  # `run_listeners` owns the resources' life cycle
         access_log=False,
         server_header=False,  # the upstream's Server and Date headers pass through
@@ -138,7 +142,9 @@ async def run_listeners(
     timeout = resources.config.shutdown_timeout_seconds
     head = resources.config.header_timeout_seconds
     servers = [
-        _Server(uvicorn_config(listener.app, trusted, timeout, listener.tls, head))
+        _Server(
+            uvicorn_config(listener.app, trusted, timeout, listener.tls, head, listener.websockets)
+        )
         for listener in listeners
     ]
     loop = asyncio.get_running_loop()

@@ -96,7 +96,7 @@ def data_plane(
     resources: Resources, sock: socket.socket, auth_sock: socket.socket | None
 ) -> list[Listener]:
     """The proxy, and the forward-auth endpoint when configured: what every worker serves."""
-    listeners = [Listener(GatewayApp(resources), sock, resources.config.tls)]
+    listeners = [Listener(GatewayApp(resources), sock, resources.config.tls, websockets=True)]
     if auth_sock is not None:
         listeners.append(Listener(ForwardAuthApp(resources), auth_sock))
     return listeners

@@ -479,7 +479,10 @@ def start_gateway(config: Config, clock: FakeClock | None = None) -> Running:
         sock = free_socket()
         server = _Server(
             uvicorn_config(
-                app, config.trusted_proxies, header_timeout=config.header_timeout_seconds
+                app,
+                config.trusted_proxies,
+                header_timeout=config.header_timeout_seconds,
+                websockets=isinstance(app, GatewayApp),
             )
         )
         serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
