@@ -27,8 +27,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict $(PACKAGES)
 
+# Two processes (this machine has two cores), each taking whole modules so a module's shared
+# gateway is built once: the suite in ~4 minutes instead of 6-10.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 test: lint typecheck pytest bench-quick
 
