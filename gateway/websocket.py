@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from core.errors import new_request_id
 from core.identity import Identity
 from gateway import errors
 from gateway.assertions import HEADER as ASSERTION
+from gateway.exchange import Exchange
 from gateway.gate import Gate, Pending, Refusal
 from gateway.headers import split_request
 from gateway.routing import normalise_path
@@ -134,23 +136,59 @@ class WebSocketProxy:
         self.contexts: dict[str | None, ssl.SSLContext] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """One session, told to the access log, the metrics and the key's usage when it is over
+        (status 101 for a session, or the refusal's; the bytes of the messages both ways)."""
+        exchange = Exchange()
+        started, clock = time.time(), time.perf_counter()
+
+        async def counted(message: dict[str, Any]) -> None:
+            kind = message["type"]
+            if kind == "websocket.accept":
+                exchange.status = 101
+            elif kind == "websocket.http.response.start":
+                exchange.status = message["status"]
+            elif kind == "websocket.close" and exchange.status is None:
+                exchange.status = 403
+            await send(message)
+
+        resources = self.app.resources
+        try:
+            await self.handle(scope, receive, counted, exchange)
+        finally:
+            exchange.report(
+                {**scope, "method": "GET"},
+                started,
+                time.perf_counter() - clock,
+                resources.metrics,
+                resources.access_log,
+                resources.config.access_query,
+                resources.usage,
+            )
+
+    async def handle(
+        self, scope: dict[str, Any], receive: Any, send: Any, exchange: Exchange
+    ) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        deny = denial(scope, send)
+        deny = denial(scope, send, exchange)
         app = self.app
         headers = split_request(scope["headers"], app.marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        match = app.router.match(normalise_path(raw_path.split(b"?", 1)[0]))
+        exchange.request_id = request_id
+        exchange.path = normalise_path(raw_path.split(b"?", 1)[0])
+        match = app.router.match(exchange.path)
         if match is None:
             return await deny(404, "no_route", request_id)
         route, upstream_path = match
+        exchange.route = route.prefix
         if not route.websocket:
             return await deny(403, "websocket_not_allowed", request_id)
         client = scope["client"][0] if scope.get("client") else "unknown"
         verdict = app.gate.admit(route, headers.tokens, "GET", client)
         if isinstance(verdict, Pending):
             verdict = await app.gate.finish(verdict)
+        exchange.identity = verdict.identity
         if isinstance(verdict, Refusal):
             return await deny(
                 verdict.status, verdict.reason, request_id, verdict.headers, verdict.message
@@ -216,7 +254,9 @@ class WebSocketProxy:
         except (OSError, InvalidHandshake) as exc:
             log.warning("websocket upstream %s failed: %s", route.upstream, exc)
             return await deny(502, "upstream_unreachable", request_id)
-        await self.relay(scope, receive, send, upstream, route, verdict.identity, request_id)
+        await self.relay(
+            scope, receive, send, upstream, route, verdict.identity, request_id, exchange
+        )
 
     def _context(self, route: Route) -> ssl.SSLContext:
         context = self.contexts.get(route.ca_file)
@@ -235,6 +275,7 @@ class WebSocketProxy:
         route: Route,
         identity: Identity | None,
         request_id: str,
+        exchange: Exchange,
     ) -> None:
         await send(
             {
@@ -261,13 +302,16 @@ class WebSocketProxy:
                 last[0] = loop.time()
                 if message["type"] == "websocket.disconnect":
                     return message.get("code", 1005), message.get("reason") or ""
-                data = message.get("text")
-                await upstream.send(data if data is not None else message.get("bytes") or b"")
+                text = message.get("text")
+                data = text if text is not None else message.get("bytes") or b""
+                exchange.request_bytes += len(data)
+                await upstream.send(data)
 
         async def from_upstream() -> tuple[int, str]:
             try:
                 async for data in upstream:
                     last[0] = loop.time()
+                    exchange.response_bytes += len(data)
                     key = "text" if isinstance(data, str) else "bytes"
                     await send({"type": "websocket.send", key: data})
             except ConnectionClosed:
@@ -305,6 +349,8 @@ class WebSocketProxy:
             if session is not None:
                 self.sessions.remove(session)
         code, reason = result
+        if first in ("policy", "idle"):
+            exchange.reason = reason.replace(" ", "_")  # invalid_token, idle_timeout, ...
         if first != "client":  # the client is told why: the upstream's code, or ours
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": _sendable(code), "reason": reason})
@@ -323,7 +369,7 @@ def _sendable(code: int) -> int:
 Deny = Callable[..., Awaitable[None]]
 
 
-def denial(scope: dict[str, Any], send: Any) -> Deny:
+def denial(scope: dict[str, Any], send: Any, exchange: Exchange) -> Deny:
     """How to refuse this handshake: the gateway's JSON error as an HTTP answer (the ASGI
     WebSocket Denial Response extension, which uvicorn has), else a bare close (1008)."""
     answers = "websocket.http.response" in (scope.get("extensions") or {})
@@ -338,6 +384,7 @@ def denial(scope: dict[str, Any], send: Any) -> Deny:
         extra: tuple[tuple[bytes, bytes], ...] = (),
         message: str | None = None,
     ) -> None:
+        exchange.status, exchange.reason = status, reason
         if not answers:
             await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": reason})
             return

@@ -228,3 +228,28 @@ def test_sessions_are_forgotten_when_they_end(gateway: Gateway) -> None:
     while len(gateway.resources.sessions) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(gateway.resources.sessions) == 0
+
+
+def test_each_session_is_one_line_of_the_access_log(gateway: Gateway) -> None:
+    key = {"X-Auth-Token": gateway.secret_key}
+    with connect(ws_url(gateway, "/ws/logged"), additional_headers=key) as socket:
+        request_id = socket.response.headers["x-request-id"] if socket.response else ""
+        socket.send("12345")
+        socket.recv(timeout=5)
+    refused(gateway, "/plain/logged", **key)
+    path = gateway.config.source.parent / "access.log"
+
+    def logged() -> list[dict[str, Any]]:
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if "logged" in line]
+
+    deadline = time.monotonic() + 5
+    while len(logged()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    session, refusal = logged()[-2:]
+    assert session["status"] == 101 and session["request_id"] == request_id
+    assert session["access_key"] == gateway.access_key and session["route"] == "/ws"
+    assert session["request_bytes"] == 5 and session["response_bytes"] == 5
+    assert (refusal["status"], refusal["reason"]) == (403, "websocket_not_allowed")
+    assert gateway.secret_key not in path.read_text()
