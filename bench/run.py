@@ -353,6 +353,31 @@ def transfer(url: str, size: int, upload: bool, headers: dict[str, str]) -> floa
     return asyncio.run(run())
 
 
+def websocket_echo(url: str, headers: dict[str, str], seconds: float) -> float:
+    """Row 11: messages per second echoed over 8 WebSockets, each with one message in flight
+    (a 64-byte text, sent and waited for)."""
+    from websockets.asyncio.client import connect
+
+    async def run() -> float:
+        done = 0
+        deadline = time.monotonic() + seconds
+
+        async def one() -> None:
+            nonlocal done
+            async with connect(url, additional_headers=headers, compression=None) as socket:
+                message = "m" * 64
+                while time.monotonic() < deadline:
+                    await socket.send(message)
+                    await socket.recv()
+                    done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(one() for _ in range(8)))
+        return done / (time.monotonic() - started)
+
+    return asyncio.run(run())
+
+
 def big_bodies(
     scale: Scale, nginx: str, gateway: str, gateway_pid: int, secret: str
 ) -> dict[str, Any]:
@@ -504,6 +529,9 @@ def run(scale: Scale) -> dict[str, Any]:
             _, (bare_engine,) = processes.start(
                 PYTHON, str(BENCH / "bare_engine.py"), upstream, "127.0.0.1:0", lines=1
             )
+            _, (ws_echo,) = processes.start(
+                PYTHON, str(BENCH / "ws_echo.py"), "127.0.0.1:0", lines=1
+            )
             limit = scale.body_mb * (1 << 20) + 1
             config = work / "gateway.toml"
             base_text = f"""
@@ -539,6 +567,10 @@ max_body_bytes = {limit}
 prefix = "/signed"
 upstream = "{upstream}"
 assertion = true
+[[routes]]
+prefix = "/ws"
+upstream = "{ws_echo}"
+websocket = true
 """
             # Only this gateway answers forward-auth checks (row 5f): the others share no port.
             config.write_text(base_text + f'[forward_auth]\nlisten = "127.0.0.1:{auth_port}"\n')
@@ -722,6 +754,21 @@ assertion = true
                     work, pg_text, pg_owner, 20 if scale.name == "full" else 4
                 )
                 pg["fill_seconds"] = pg_fill_seconds
+            print("bench: row 11, WebSocket echo ...", flush=True)
+            key = {"X-Auth-Token": round_robin[0]}
+            ws_direct = ws_echo.replace("http://", "ws://") + "/room"
+            ws_gateway = gateway.replace("http://", "ws://") + "/ws/room"
+            echo_runs = [
+                (
+                    websocket_echo(ws_direct, {}, scale.seconds),
+                    websocket_echo(ws_gateway, key, scale.seconds),
+                )
+                for _ in range(scale.rounds)
+            ]
+            websockets_row = {
+                "direct": statistics.median(d for d, _ in echo_runs),
+                "gateway": statistics.median(g for _, g in echo_runs),
+            }
             print("bench: row 9, big bodies ...", flush=True)
             big = big_bodies(scale, nginx_proxy, gateway, gateway_process.pid, round_robin[0])
         finally:
@@ -749,6 +796,7 @@ assertion = true
         "runs": runs,
         "cold": {"http": cold_http, "verifier": cold_verifier, "store_keys": scale.store_keys},
         "big_bodies": big,
+        "websocket_echo": websockets_row,
         "postgresql": pg,
         "failures": failures,
     }
@@ -990,6 +1038,13 @@ def markdown(result: dict[str, Any], checks: list[tuple[str, bool, str]]) -> str
             f"| {d['ratio']:.2f} | "
             f"{d['gateway_peak_rss_growth_mb']:.1f} MB |"
         )
+    echo = result["websocket_echo"]
+    lines += [
+        "",
+        f"Row 11, WebSocket echo (8 connections, one 64-byte message in flight each): directly "
+        f"{echo['direct']:,.0f} messages/s, through the gateway {echo['gateway']:,.0f} "
+        f"({echo['gateway'] / echo['direct']:.2f}).",
+    ]
     lines += ["", "| target | held | measured |", "|---|---|---|"]
     lines += [f"| {name} | {'yes' if ok else '**no**'} | {value} |" for name, ok, value in checks]
     if result["failures"]:
