@@ -28,48 +28,56 @@ class TTLMap(Generic[K, V]):
         self.max_entries = max_entries
         self.ttl = ttl_seconds
         self.clock = clock
-        self._data: dict[K, tuple[float, V]] = {}
+        # Deadlines and values in two dicts, not (deadline, value) tuples: a tuple holding an
+        # object the garbage collector tracks is tracked too, and every full collection walks
+        # every tracked object (its pauses grew with the cache: docs/architecture.md).
+        self._deadlines: dict[K, float] = {}
+        self._values: dict[K, V] = {}
 
     def get(self, key: K) -> V | None:
-        entry = self._data.get(key)
-        if entry is None:
+        deadline = self._deadlines.get(key)
+        if deadline is None:
             return None
-        if entry[0] <= self.clock():
-            del self._data[key]
+        if deadline <= self.clock():
+            del self._deadlines[key], self._values[key]
             return None
-        return entry[1]
+        return self._values[key]
 
     def __contains__(self, key: K) -> bool:
         return self.get(key) is not None
 
     def __setitem__(self, key: K, value: V) -> None:
-        data = self._data
-        data.pop(key, None)  # re-inserted at the end: the newest
-        data[key] = (self.clock() + self.ttl, value)
-        while len(data) > self.max_entries:
-            del data[next(iter(data))]
+        deadlines = self._deadlines
+        deadlines.pop(key, None)  # re-inserted at the end: the newest
+        deadlines[key] = self.clock() + self.ttl
+        self._values[key] = value
+        while len(deadlines) > self.max_entries:
+            oldest = next(iter(deadlines))
+            del deadlines[oldest], self._values[oldest]
 
     def pop(self, key: K) -> V | None:
-        entry = self._data.pop(key, None)
-        return None if entry is None else entry[1]
+        if self._deadlines.pop(key, None) is None:
+            return None
+        return self._values.pop(key)
 
     def clear(self) -> None:
-        self._data.clear()
+        self._deadlines.clear()
+        self._values.clear()
 
     def purge(self) -> int:
         """Drop every expired entry; returns how many. Every entry has the same TTL and a set
         moves its key to the end, so the dict is in deadline order: expired entries are at the
         front, and this costs what it drops, not the size of the map."""
         now = self.clock()
-        data = self._data
+        deadlines, values = self._deadlines, self._values
         dropped = 0
-        while data:
-            oldest = next(iter(data))
-            if data[oldest][0] > now:
+        while deadlines:
+            oldest = next(iter(deadlines))
+            if deadlines[oldest] > now:
                 break
-            del data[oldest]
+            del deadlines[oldest], values[oldest]
             dropped += 1
         return dropped
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._deadlines)

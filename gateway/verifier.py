@@ -52,7 +52,9 @@ class Verifier:
         self.clock = clock
         self._positive: TTLMap[bytes, Identity] = TTLMap(cache.max_entries, cache.ttl_seconds)
         self._negative: TTLMap[bytes, bool] = TTLMap(cache.max_entries, cache.negative_ttl_seconds)
-        self._by_access_key: dict[str, set[bytes]] = {}
+        # A key's cached digests, as a plain tuple of bytes: untracked by the garbage collector
+        # (a set always is), so a full collection does not walk one per cached key.
+        self._by_access_key: dict[str, tuple[bytes, ...]] = {}
         self._inflight: dict[bytes, asyncio.Task[Identity | str]] = {}
         self._generation = 0
         self._cursor: int | None = None  # where the next read of the key feed starts
@@ -138,7 +140,9 @@ class Verifier:
         identity = Identity.from_lookup(row)
         if unchanged:
             self._positive[digest] = identity
-            self._by_access_key.setdefault(identity.access_key, set()).add(digest)
+            held = self._by_access_key.get(identity.access_key, ())
+            if digest not in held:
+                self._by_access_key[identity.access_key] = (*held, digest)
         return self._accept(identity)
 
     def _lookup(self, digest: bytes) -> asyncio.Future[KeyLookup | None]:
@@ -284,5 +288,5 @@ class Verifier:
             self._by_access_key = {
                 ak: live
                 for ak, hashes in self._by_access_key.items()
-                if (live := {h for h in hashes if h in self._positive})
+                if (live := tuple(h for h in hashes if h in self._positive))
             }
