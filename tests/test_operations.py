@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -91,9 +92,25 @@ def test_probes_on_the_admin_and_the_proxy_listener(make_gateway: Any) -> None:
             aside.rename(path)
         assert proxy.get("/readyz").status_code == 200
 
-        gateway.clock.advance(10)  # as if the feed had not been read for 10 s
+        # As if the feed had not been read for 10 s: the follower held still meanwhile (left
+        # running, it could read the feed between the clock's jump and the probe).
+        resources = gateway.resources
+        [follower] = [t for t in resources._tasks if t.get_name() == "key-events-follower"]
+
+        async def hold() -> None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+
+        async def resume() -> None:
+            resources._tasks.append(
+                asyncio.create_task(resources.verifier.run_follower(), name="key-events-follower")
+            )
+
+        gateway.loop.run(hold())
+        gateway.clock.advance(10)
         behind = admin.get("/readyz").json()
         assert behind["reason"] == "key_feed_behind"
+        gateway.loop.run(resume())
         wait_for(lambda: admin.get("/readyz").status_code == 200, timeout=BOUND + 1)
 
         gateway.resources.draining = True  # what SIGTERM sets first
