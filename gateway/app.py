@@ -22,13 +22,14 @@ import time
 from typing import Any
 
 from core.assertion_keys import JWKS_PATH
-from core.config import Config
+from core.config import Config, Route
 from core.errors import new_request_id, readiness_json
+from core.identity import Identity
 from gateway import errors
 from gateway.assertions import HEADER as ASSERTION
 from gateway.exchange import Exchange
 from gateway.gate import Pending, Refusal
-from gateway.headers import split_request
+from gateway.headers import RequestHeaders, split_request
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError, origin
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
@@ -90,6 +91,36 @@ class GatewayApp:
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    def trusted(
+        self,
+        headers: RequestHeaders,
+        forward: list[tuple[bytes, bytes]],
+        identity: Identity | None,
+        route: Route,
+        request_id: str,
+        client: str,
+        scope: dict[str, Any],
+    ) -> list[tuple[bytes, bytes]] | None:
+        """``forward`` with what the gateway vouches for added: the identity headers (and the
+        route's assertion), the forwarding chain and the request id. None when the route signs
+        and there is no key to sign with. (HTTP and WebSocket requests alike.)"""
+        if identity is not None:
+            forward.extend(identity.headers)
+            if route.assertion:
+                assertion = self.assertions.sign(identity, route, request_id)
+                if assertion is None:
+                    return None
+                forward.append((ASSERTION, assertion.encode("ascii")))
+        peer = client.encode("ascii")
+        chain = headers.forwarded_for + b", " + peer if headers.forwarded_for else peer
+        forward.append((b"x-forwarded-for", chain))
+        secure = scope.get("scheme") in ("https", "wss")
+        forward.append((b"x-forwarded-proto", b"https" if secure else b"http"))
+        if headers.host is not None:
+            forward.append((b"x-forwarded-host", headers.host))
+        forward.append((b"x-request-id", request_id.encode("ascii")))
+        return forward
 
     async def jwks(self, send: Any) -> None:
         """`[assertion] jwks_on_proxy`: the assertion keys, for upstreams that only reach the
@@ -216,26 +247,11 @@ class GatewayApp:
                     return await self.refuse(send, exchange, 413, "body_too_large", request_id)
             body = RequestBody(receive, route.max_body_bytes)
 
-        forward = headers.forward
-        if identity is not None:
-            forward.extend(identity.headers)
-            if route.assertion:
-                assertion = self.assertions.sign(identity, route, request_id)
-                if assertion is None:
-                    reason = "assertion_unavailable"
-                    return await self.refuse(send, exchange, 503, reason, request_id)
-                forward.append((ASSERTION, assertion.encode("ascii")))
-        peer = client_ip.encode("ascii")
-        forward.append(
-            (
-                b"x-forwarded-for",
-                headers.forwarded_for + b", " + peer if headers.forwarded_for else peer,
-            )
+        forward = self.trusted(
+            headers, headers.forward, identity, route, request_id, client_ip, scope
         )
-        forward.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("ascii")))
-        if headers.host is not None:
-            forward.append((b"x-forwarded-host", headers.host))
-        forward.append((b"x-request-id", request_id.encode("ascii")))
+        if forward is None:
+            return await self.refuse(send, exchange, 503, "assertion_unavailable", request_id)
 
         query = scope.get("query_string", b"")
         target = upstream_path.encode("ascii") + (b"?" + query if query else b"")

@@ -34,7 +34,6 @@ from core.config import Route
 from core.errors import new_request_id
 from core.identity import Identity
 from gateway import errors
-from gateway.assertions import HEADER as ASSERTION
 from gateway.exchange import Exchange
 from gateway.gate import Gate, Pending, Refusal
 from gateway.headers import split_request
@@ -193,23 +192,10 @@ class WebSocketProxy:
             return await deny(
                 verdict.status, verdict.reason, request_id, verdict.headers, verdict.message
             )
-        forward = [(k, v) for k, v in headers.forward if k not in HANDSHAKE]
-        identity = verdict.identity
-        if identity is not None:
-            forward.extend(identity.headers)
-            if route.assertion:
-                assertion = app.assertions.sign(identity, route, request_id)
-                if assertion is None:
-                    return await deny(503, "assertion_unavailable", request_id)
-                forward.append((ASSERTION, assertion.encode("ascii")))
-        peer = client.encode("ascii")
-        chain = headers.forwarded_for + b", " + peer if headers.forwarded_for else peer
-        forward.append((b"x-forwarded-for", chain))
-        secure = scope.get("scheme") == "wss"
-        forward.append((b"x-forwarded-proto", b"https" if secure else b"http"))
-        if headers.host is not None:
-            forward.append((b"x-forwarded-host", headers.host))
-        forward.append((b"x-request-id", request_id.encode("ascii")))
+        own = [(k, v) for k, v in headers.forward if k not in HANDSHAKE]
+        forward = app.trusted(headers, own, verdict.identity, route, request_id, client, scope)
+        if forward is None:
+            return await deny(503, "assertion_unavailable", request_id)
         query = scope.get("query_string", b"")
         scheme, _, authority = route.upstream.partition("://")
         uri = f"{'wss' if scheme == 'https' else 'ws'}://{authority}{upstream_path}"

@@ -32,6 +32,17 @@ class Scripted:
     bodies: list[bytes] = field(default_factory=list)
     sent: int = 0
 
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection (asyncio.start_server's callback): the script, then close."""
+        self.connections += 1
+        try:
+            assert self.script is not None
+            await self.script(reader, writer, self)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
 
 async def read_request(reader: asyncio.StreamReader, upstream: Scripted) -> bytes:
     """One request head, and its body by its framing; b"" when the connection ended."""
@@ -62,17 +73,7 @@ def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway
     loop = LoopThread()
     sock = free_socket()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream.connections += 1
-        try:
-            assert upstream.script is not None
-            await upstream.script(reader, writer, upstream)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = loop.run(asyncio.start_server(handle, sock=sock))
+    server = loop.run(asyncio.start_server(upstream.serve, sock=sock))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     extra = f"""
 [[routes]]
@@ -298,16 +299,7 @@ def test_https_upstreams_are_verified(tmp_path: Path) -> None:
     loop = LoopThread()
     sock = free_socket()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            assert upstream.script is not None
-            await upstream.script(reader, writer, upstream)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = loop.run(asyncio.start_server(handle, sock=sock, ssl=context))
+    server = loop.run(asyncio.start_server(upstream.serve, sock=sock, ssl=context))
     url = f"https://127.0.0.1:{sock.getsockname()[1]}"
     extra = f"""
 [[routes]]
