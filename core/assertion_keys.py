@@ -196,16 +196,15 @@ def rotate(path: Path, now: float, lifetime: float) -> Rotation:
     """A new signing key; the old one is retired and stays published until its last assertion
     has expired (``lifetime`` is `[assertion] ttl_seconds`)."""
     keys = load(path) if path.exists() else ()
-    retired = tuple(key for key in keys if key.retired_at is None)
-    kept, dropped = [], []
+    kept, retired, dropped = [], [], []
     for key in keys:
         until = key.published_until(lifetime)
         if until is not None and now >= until:
             dropped.append(key.kid)
         elif key.retired_at is None:
-            kept.append(SigningKey(key.kid, key.created_at, now, key.private_key))
+            retired.append(SigningKey(key.kid, key.created_at, now, key.private_key))
         else:
             kept.append(key)
     key = new_key(now)
-    save(path, (key, *kept))
-    return Rotation(key, retired, tuple(dropped))
+    save(path, (key, *retired, *kept))
+    return Rotation(key, tuple(retired), tuple(dropped))

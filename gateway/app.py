@@ -42,7 +42,9 @@ class GatewayApp:
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
         self.router = Router(resources.config.routes)
-        self.origins = {route: origin(route) for route in resources.config.routes}
+        # By prefix (unique, a str's cached hash): a frozen Route hashes all its fields on
+        # every lookup, 0.5 us a request.
+        self.origins = {route.prefix: origin(route) for route in resources.config.routes}
         resources.on_reload.append(self.apply)
         self.upstream = resources.upstream
         self.marks = resources.secret_format.marks
@@ -76,7 +78,7 @@ class GatewayApp:
     def apply(self, config: Config) -> None:
         """A reloaded config: a request already routed keeps its route (it holds it)."""
         self.router = Router(config.routes)
-        self.origins = {route: origin(route) for route in config.routes}
+        self.origins = {route.prefix: origin(route) for route in config.routes}
         self.health_path = config.health_path
         self.jwks_path = JWKS_PATH if config.assertion.jwks_on_proxy else ""
 
@@ -259,7 +261,7 @@ class GatewayApp:
         try:
             await self.upstream.forward(
                 method=scope["method"],
-                where=self.origins[route],
+                where=self.origins[route.prefix],
                 target=target,
                 headers=forward,
                 body=body,

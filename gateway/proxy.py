@@ -138,16 +138,18 @@ class Upstream:
             pool.close()
         self.pools.clear()
 
+    def context(self, ca_file: str | None) -> ssl.SSLContext:
+        """The TLS context for https upstreams (and wss, gateway.websocket): verification on,
+        against the system's CAs or the route's own (``ca_file``); one per CA file."""
+        found = self.contexts.get(ca_file)
+        if found is None:
+            found = self.contexts[ca_file] = ssl.create_default_context(cafile=ca_file)
+        return found
+
     def pool(self, where: Origin) -> Pool:
         found = self.pools.get(where)
         if found is None:
-            context = None
-            if where.tls:
-                context = self.contexts.get(where.ca_file)
-                if context is None:
-                    # Verification on: the system's CAs, or the route's own (ca_file).
-                    context = ssl.create_default_context(cafile=where.ca_file)
-                    self.contexts[where.ca_file] = context
+            context = self.context(where.ca_file) if where.tls else None
             found = self.pools[where] = Pool(where.host, where.port, context)
         return found
 

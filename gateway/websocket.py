@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -132,7 +131,6 @@ class WebSocketProxy:
         self.app = app
         resources = app.resources
         self.sessions = resources.sessions
-        self.contexts: dict[str | None, ssl.SSLContext] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """One session, told to the access log, the metrics and the key's usage when it is over
@@ -210,7 +208,7 @@ class WebSocketProxy:
                     ],
                     subprotocols=scope.get("subprotocols") or None,
                     user_agent_header=None,
-                    ssl=self._context(route) if scheme == "https" else None,
+                    ssl=app.upstream.context(route.ca_file) if scheme == "https" else None,
                     max_size=MAX_MESSAGE,
                     open_timeout=None,
                     ping_interval=None,  # the client's hop keeps its own pings (uvicorn)
@@ -243,14 +241,6 @@ class WebSocketProxy:
         await self.relay(
             scope, receive, send, upstream, route, verdict.identity, request_id, exchange
         )
-
-    def _context(self, route: Route) -> ssl.SSLContext:
-        context = self.contexts.get(route.ca_file)
-        if context is None:
-            context = self.contexts[route.ca_file] = ssl.create_default_context(
-                cafile=route.ca_file
-            )
-        return context
 
     async def relay(
         self,

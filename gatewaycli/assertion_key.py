@@ -34,7 +34,7 @@ def rotate(cfg: Config, now: float) -> tuple[dict[str, Any], str]:
     settings = cfg.assertion
     rotation = assertion_keys.rotate(settings.key_file, now, settings.ttl_seconds)
     retired = [
-        {"kid": key.kid, "published_until": rfc3339(now + settings.ttl_seconds + _slack())}
+        {"kid": key.kid, "published_until": rfc3339(key.published_until(settings.ttl_seconds))}
         for key in rotation.retired
     ]
     data = {
@@ -81,10 +81,6 @@ def listing(cfg: Config, now: float) -> tuple[dict[str, Any], str]:
         for row in rows
     )
     return {"key_file": str(settings.key_file), "keys": rows}, text
-
-
-def _slack() -> float:
-    return assertion_keys.PUBLISH_SLACK_SECONDS
 
 
 def cmd_assertion_key(args: argparse.Namespace, cfg: Config) -> tuple[dict[str, Any], str]:
