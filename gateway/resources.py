@@ -167,9 +167,13 @@ class Resources:
         self.started = False
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A task cancelled inside a store call may end with that call's error instead (asyncpg,
+        # resetting a pooled connection still mid-query, raises InternalClientError): stopping
+        # goes on, and says so.
+        ended = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task, result in zip(self._tasks, ended, strict=True):
+            if isinstance(result, Exception):
+                log.warning("%s ended with %r while stopping", task.get_name(), result)
         with contextlib.suppress(StoreUnavailable):
             await self.verifier.flush_last_used()
         with contextlib.suppress(StoreUnavailable):
