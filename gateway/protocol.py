@@ -1,22 +1,25 @@
-"""uvicorn's httptools protocol, held to what a security boundary needs of its HTTP/1.1 server.
+"""The HTTP/1.1 server protocol of every listener: httptools parsing, one ``gateway.cycle.Cycle``
+per request, held to what a security boundary needs. uvicorn's ``Server`` runs it (sockets, TLS,
+signals, graceful shutdown) and uvicorn's WebSocket protocol takes over upgraded connections; the
+per-request path is ours (docs/architecture.md, "The server side", has the measurement).
 
-- **A bounded head**: uvicorn keeps every header it is sent (no limit), so a client could grow a
-  worker's memory without end. The request line and headers are counted as the parser hands them
-  over, and past ``MAX_HEAD_BYTES`` the connection gets 431 (RFC 6585 §5) and is closed.
+- **A bounded head**: the request line and headers are counted as the parser hands them over,
+  and past ``MAX_HEAD_BYTES`` the connection gets 431 (RFC 6585 §5) and is closed.
 - **A head on time**: it must arrive whole within ``header_timeout`` seconds of the connection
   or of its first byte (`[server] header_timeout_seconds`), or the connection gets 408 and is
-  closed: one byte then silence held a connection for as long as the client liked.
-- **Trailers are never headers**: uvicorn appended a chunked body's trailer fields to the list
-  the app reads as the request's headers, so a trailer could add a Host or a key, depending on
-  how TCP split the bytes. They are dropped (RFC 9110 §6.5.1 lets a recipient discard them).
+  closed: one byte then silence held a connection for as long as the client liked. An idle
+  keep-alive connection is closed after uvicorn's ``timeout_keep_alive``. One timer per
+  connection, not one per request: it checks both when it fires and sets itself again.
+- **Trailers are never headers**: a chunked body's trailer fields are dropped (RFC 9110 §6.5.1
+  lets a recipient discard them), whatever the packet boundaries: uvicorn appended them to the
+  request's headers, so a trailer could add a Host or a key.
 - **Host** (RFC 9112 §3.2): an HTTP/1.1 request without one, with two, or with one that is not a
   valid authority is 400; so is an absolute-form target whose authority differs from Host.
-- **A pipeline with a malformed request**: the requests before it are answered, in order, then
-  the 400, then the connection is closed (uvicorn wrote the 400 at once and closed, so a request
-  already forwarded upstream was never answered).
+- **A pipeline**: requests are answered in order, one at a time; with a malformed request in
+  it, the requests before it are answered, then the 400, then the connection is closed.
 - **An Upgrade the gateway does not perform**: the parser stops at the head, so a body would never
-  be read and the request hung with its upstream connection held. Without a body the request is
-  served as a plain one and the connection closed after it; with a body it is 400.
+  be read. Without a body the request is served as a plain one and the connection closed after
+  it; with a body it is 400.
 
 Errors are answered with the same JSON error shape as everything else the gateway says.
 """
@@ -25,12 +28,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import re
+import urllib.parse
+from collections import deque
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
+from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
+
+from gateway.cycle import Cycle
+
+log = logging.getLogger("gateway.http")
 
 MAX_HEAD_BYTES = 64 * 1024
 # RFC 3986 §3.2.2-3: an IP literal, or a reg-name (unreserved, sub-delims, pct-encoded), then an
@@ -73,59 +84,151 @@ class _Refused(Exception):
         self.reason = reason
 
 
-class GatewayHttpProtocol(HttpToolsProtocol):
+class GatewayHttpProtocol(asyncio.Protocol):
+    """One connection. Made by uvicorn's server with its config and shared state (the set of
+    connections and of request tasks it drains at shutdown)."""
+
     header_timeout = 10.0  # set per listener by gatewaycli.listeners.uvicorn_config
-    _head_bytes = 0
-    _refused: str | None = None  # why the request being parsed is refused
-    _trailers = False  # the head is complete: what the parser calls a header now is a trailer
-    _failed: bytes | None = None  # the refusal to send once the requests before it are answered
-    _head_timer: asyncio.TimerHandle | None = None
-    # When the head being read began (None: none is being read). One timer per connection, not
-    # one per request: it checks this when it fires and sets itself again if need be.
-    _head_since: float | None = None
-    _hosts: list[bytes] | None = None  # the Host values of the head being read
+
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.app_state = app_state
+        self.connections: set[Any] = server_state.connections
+        self.tasks: set[asyncio.Task[None]] = server_state.tasks
+        self.keep_alive_timeout: float = config.timeout_keep_alive
+        self.root_path: str = config.root_path
+        self.websocket_class = config.ws_protocol_class  # None: no WebSockets on this listener
+        self.parser = httptools.HttpRequestParser(self)
+        # A complete request followed by bytes the parser would refuse after "Connection:
+        # close" still gets its answer (as uvicorn).
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow: FlowControl = None  # type: ignore[assignment]
+        self.server: tuple[str, int | None] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.cycle: Cycle | None = None
+        self.pipeline: deque[Cycle] = deque()  # parsed, waiting for the one before them
+        # The request being parsed.
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.hosts: list[bytes] = []
+        self.expect_continue = False
+        self.head_bytes = 0
+        self.trailers = False  # the head is complete: what the parser calls a header is a trailer
+        self.refused: str | None = None  # why the request being parsed is refused
+        # The refusal to send once the requests before it are answered.
+        self.failed: bytes | None = None
+        # What the timer checks (loop time): since when a head is being read, or the
+        # connection has been idle.
+        self.head_since: float | None = None
+        self.idle_since: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+
+    # -- the connection
 
     def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self._head_since = self.loop.time()
-        self._arm_head_timer(self.header_timeout)
+        self.connections.add(self)
+        self.transport = transport
+        self.flow = FlowControl(transport)
+        self.server = get_local_addr(transport)
+        self.client = get_remote_addr(transport)
+        self.scheme = "https" if is_ssl(transport) else "http"
+        self.head_since = self.loop.time()
+        self._ensure_timer(self.head_since + self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
-        super().connection_lost(exc)
+        self.connections.discard(self)
+        self._disarm()
+        for cycle in (self.cycle, *self.pipeline):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.wake()
+        if self.flow is not None:
+            self.flow.resume_writing()
+        if exc is None:
+            self.transport.close()
+
+    def eof_received(self) -> None:
+        pass  # the transport closes itself
 
     def data_received(self, data: bytes) -> None:
-        if self._failed is not None:
+        if self.failed is not None:
             return  # the parser has failed: nothing after the bad request is read
-        super().data_received(data)
+        self.idle_since = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._websocket():
+                self._hand_over()
+            else:
+                self._serve_plainly()
+        except httptools.HttpParserError:
+            self.send_400_response()
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: an idle connection closes now, a busy one after its
+        response."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self.transport.close()
+        else:
+            cycle.keep_alive = False
+
+    # -- the parser's callbacks
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_bytes = 0
-        self._trailers = False
-        self._hosts = []
-        if self._head_since is None:
-            self._head_since = self.loop.time()
-        if self._head_timer is None:
-            self._arm_head_timer(self.header_timeout)
+        self.url = b""
+        self.headers = []
+        self.hosts = []
+        self.expect_continue = False
+        self.head_bytes = 0
+        self.trailers = False
+        if self.head_since is None:
+            self.head_since = self.loop.time()
+            self._ensure_timer(self.head_since + self.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
-        super().on_url(url)
+        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._trailers:
+        if self.trailers:
             return
         self._count(len(name) + len(value) + 4)
-        if len(name) == 4 and name.lower() == b"host" and self._hosts is not None:
-            self._hosts.append(value)
-        super().on_header(name, value)
+        name = name.lower()
+        if name == b"host":
+            self.hosts.append(value)
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._head_since = None
-        self._trailers = True
+        self.head_since = None
+        self.trailers = True
         self._check_host()
-        if self.parser.should_upgrade() and not self._should_upgrade():
+        parser = self.parser
+        if parser.should_upgrade():
+            if self._websocket():
+                return  # data_received hands the connection over
             framed = any(
                 (name == b"content-length" and value.strip() not in (b"", b"0"))
                 or name == b"transfer-encoding"
@@ -133,10 +236,86 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             )
             if framed:
                 self._refuse("upgrade_with_body")
-        super().on_headers_complete()
+        version = parser.get_http_version()
+        target = httptools.parse_url(self.url)
+        raw_path = target.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+            "method": parser.get_method().decode("ascii"),
+            "path": self.root_path + path,
+            "raw_path": self.root_path.encode("ascii") + raw_path,
+            "query_string": target.query or b"",
+        }
+        keep_alive = version != "1.0" and parser.should_keep_alive()
+        cycle = Cycle(
+            scope,
+            self.transport,
+            self.flow,
+            self.loop,
+            keep_alive,
+            self.expect_continue,
+            self.on_response_complete,
+        )
+        current = self.cycle
+        if current is None or current.response_complete:
+            self.cycle = cycle
+            self._start(cycle)
+        else:
+            # Pipelined behind a request still being answered: read no more until it is.
+            self.flow.pause_reading()
+            self.pipeline.append(cycle)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.pipeline[-1] if self.pipeline else self.cycle
+        if cycle is None or cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.wake()
+
+    def on_message_complete(self) -> None:
+        cycle = self.pipeline[-1] if self.pipeline else self.cycle
+        if cycle is None or cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.wake()
+
+    # -- requests
+
+    def _start(self, cycle: Cycle) -> None:
+        task = self.loop.create_task(cycle.run(self.app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.failed is not None and not self.pipeline:
+            self._send_failure()
+            return
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            self.cycle = self.pipeline.popleft()
+            self._start(self.cycle)
+        else:
+            self.idle_since = self.loop.time()
+            self._ensure_timer(self.idle_since + self.keep_alive_timeout)
 
     def _check_host(self) -> None:
-        hosts = self._hosts or []
+        hosts = self.hosts
         if len(hosts) > 1 or (not hosts and self.parser.get_http_version() == "1.1"):
             self._refuse("bad_host")
         if hosts and not AUTHORITY.fullmatch(hosts[0]):
@@ -151,67 +330,108 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 self._refuse("bad_host")
 
     def _count(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD_BYTES:
+        self.head_bytes += size
+        if self.head_bytes > MAX_HEAD_BYTES:
             self._refuse("headers_too_large")
 
     def _refuse(self, reason: str) -> None:
-        self._refused = reason
+        self.refused = reason
         raise _Refused(reason)
 
-    # -- timers
+    # -- upgrades
 
-    def _arm_head_timer(self, delay: float) -> None:
-        if self.header_timeout:
-            self._head_timer = self.loop.call_later(delay, self._head_late)
+    def _websocket(self) -> bool:
+        """An upgrade to WebSocket on a listener that serves them (the proxy's)."""
+        if self.websocket_class is None:
+            return False
+        connection: list[bytes] = []
+        upgrade = None
+        for name, value in self.headers:
+            if name == b"connection":
+                connection = [token.strip().lower() for token in value.split(b",")]
+            elif name == b"upgrade":
+                upgrade = value.lower()
+        return b"upgrade" in connection and upgrade == b"websocket"
 
-    def _disarm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _hand_over(self) -> None:
+        """The connection becomes uvicorn's WebSocket protocol's, fed the head again."""
+        self._disarm()
+        self.connections.discard(self)
+        lines = [self.parser.get_method(), b" ", self.url, b" HTTP/1.1\r\n"]
+        for name, value in self.headers:
+            lines += (name, b": ", value, b"\r\n")
+        lines.append(b"\r\n")
+        protocol = self.websocket_class(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.connection_made(self.transport)
+        protocol.data_received(b"".join(lines))
+        self.transport.set_protocol(protocol)
 
-    def _head_late(self) -> None:
-        self._head_timer = None
-        since = self._head_since
-        if since is None or self.transport.is_closing():
-            return  # no head being read: the next one sets the timer again
-        waited = self.loop.time() - since
-        if waited < self.header_timeout:
-            self._arm_head_timer(self.header_timeout - waited)
-            return
-        self._refused = "header_timeout"
-        self.send_400_response("header timeout")
-
-    # -- upgrades the gateway does not perform
-
-    def _unsupported_upgrade_warning(self) -> None:
+    def _serve_plainly(self) -> None:
         """The parser stopped at the head of an Upgrade request without a body: serve it as a
-        plain request, then close the connection."""
-        cycle = self.cycle
+        plain request, then close the connection (what follows the head is not HTTP/1.1)."""
+        cycle = self.pipeline[-1] if self.pipeline else self.cycle
         if cycle is None:
             return
-        cycle.keep_alive = False  # what follows the head on this connection is not HTTP/1.1
+        cycle.keep_alive = False
         cycle.more_body = False  # no body: one was refused in on_headers_complete
-        cycle.message_event.set()
+        cycle.wake()
+
+    # -- the timer
+
+    def _ensure_timer(self, deadline: float) -> None:
+        if self.timer is not None and self.timer_at <= deadline:
+            return  # it fires first and sets itself again for what is left
+        self._disarm()
+        self.timer_at = deadline
+        self.timer = self.loop.call_at(deadline, self._tick)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _tick(self) -> None:
+        self.timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self.head_since is not None and self.header_timeout:
+            deadline = self.head_since + self.header_timeout
+            if now >= deadline:
+                self.refused = "header_timeout"
+                self.send_400_response()
+                return
+            self._ensure_timer(deadline)
+        if self.idle_since is not None:
+            deadline = self.idle_since + self.keep_alive_timeout
+            if now >= deadline:
+                self.transport.close()
+                return
+            self._ensure_timer(deadline)
 
     # -- refusals
 
-    def send_400_response(self, msg: str) -> None:
-        reason = self._refused or "malformed_request"
+    def send_400_response(self) -> None:
+        reason = self.refused or "malformed_request"
         status, message = REFUSALS[reason]
         body = json.dumps(
             {
-                "type": "bad_request" if status.startswith(b"4") else "request_timeout",
+                "type": "request_timeout" if status.startswith(b"408") else "bad_request",
                 "reason": reason,
                 "message": message,
                 "request_id": f"{random.getrandbits(128):032x}",
             }
         ).encode()
-        self._failed = (
+        self.failed = (
             b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
             b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
         )
-        self._disarm_head_timer()
+        self._disarm()
+        self.head_since = self.idle_since = None
+        if reason == "malformed_request":
+            log.info("refused a malformed request from %s", self.client and self.client[0])
         if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
             # Requests before this one are in flight or queued: answer them first, in order.
             self.flow.pause_reading()
@@ -219,17 +439,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._send_failure()
 
     def _send_failure(self) -> None:
-        assert self._failed is not None
+        assert self.failed is not None
         if not self.transport.is_closing():
-            self.transport.write(self._failed)
+            self.transport.write(self.failed)
             self.transport.close()
-
-    def on_response_complete(self) -> None:
-        if self._failed is not None and not self.pipeline:
-            self.server_state.total_requests += 1
-            self._send_failure()
-            return
-        super().on_response_complete()
 
 
 assert issubclass(httptools.HttpParserCallbackError, httptools.HttpParserError)

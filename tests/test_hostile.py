@@ -406,6 +406,7 @@ def test_a_request_head_must_arrive_in_time(make_gateway: Any) -> None:
             answer = sock.recv(65536)
             assert answer.startswith(b"HTTP/1.1 408"), answer
             assert b'"reason": "header_timeout"' in answer
+            assert b'"type": "request_timeout"' in answer
             assert sock.recv(65536) == b""  # closed
             assert time.monotonic() - started < 3
     # A kept-alive connection gets the same bound for its next request's head.

@@ -1,0 +1,265 @@
+"""One request on a connection of ``gateway.protocol``: the ASGI ``receive`` and ``send`` of an
+HTTP/1.1 exchange, and the task that runs the app for it.
+
+What makes it cheaper than uvicorn's cycle, which it replaces (issue figures in
+docs/architecture.md, "The server side"):
+- **One write per small response**: the head is held until the body's first message, or until
+  the end of the loop iteration that started it, so a response sent as start + body (the proxy's
+  small-response path, Starlette's responses) leaves in one ``write``, where uvicorn made two
+  system calls.
+- **One check per head, not two regular expressions per header**: the header block is checked
+  once for what could split a response (a control character, CR or LF inside a name or value).
+- **No event object per request**: ``receive`` makes a future only when it has to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.flow_control import FlowControl
+
+log = logging.getLogger("gateway.http")
+
+STATUS_LINE = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii"))
+    for status in http.HTTPStatus
+}
+# No control character but HTAB in a field (RFC 9110 §5.5), no CR or LF but a line's end:
+# checked on the whole head at once, then CRLF pairs are counted, one per line, so none hides
+# inside a name or a value (response splitting).
+BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+SMALL_WRITE = 16 * 1024  # joined into one bytes object below this; written as a vector above
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_FAILED = (
+    b'{"type": "internal_error", "reason": "internal_error", '
+    b'"message": "The server failed to answer this request."}'
+)
+INTERNAL_ERROR = (
+    b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_FAILED), _FAILED)
+)
+
+
+class Cycle:
+    """One request and its response. ``on_response`` is the connection's, called once the
+    response is complete."""
+
+    __slots__ = (
+        "body",
+        "chunked",
+        "delivered",
+        "disconnected",
+        "flow",
+        "head",
+        "head_only",
+        "http10",
+        "keep_alive",
+        "loop",
+        "more_body",
+        "on_response",
+        "remaining",
+        "response_complete",
+        "response_started",
+        "scope",
+        "transport",
+        "waiter",
+        "waiting_for_continue",
+    )
+
+    def __init__(
+        self,
+        scope: dict[str, Any],
+        transport: asyncio.Transport,
+        flow: FlowControl,
+        loop: asyncio.AbstractEventLoop,
+        keep_alive: bool,
+        expect_continue: bool,
+        on_response: Callable[[], None],
+    ) -> None:
+        self.scope = scope
+        self.transport = transport
+        self.flow = flow
+        self.loop = loop
+        self.keep_alive = keep_alive
+        self.waiting_for_continue = expect_continue
+        self.on_response: Callable[[], None] | None = on_response
+        self.http10 = scope["http_version"] == "1.0"
+        self.head_only = scope["method"] == "HEAD"
+        # The request body: what arrived and was not handed over yet.
+        self.body = bytearray()
+        self.more_body = True
+        self.delivered = False  # the last of the body was handed over
+        self.waiter: asyncio.Future[None] | None = None
+        self.disconnected = False
+        # The response.
+        self.response_started = False
+        self.response_complete = False
+        self.head: bytes | None = None  # a head not written yet
+        self.chunked = False
+        self.remaining: int | None = None  # Content-Length not sent yet
+
+    def wake(self) -> None:
+        """Something ``receive`` waits for happened: body bytes, its end, a disconnect, or the
+        response is complete."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def run(self, app: Any) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException:
+            log.exception("unhandled error answering %s", self.scope.get("method"))
+            if not self.response_started:
+                self.fail()
+            else:
+                self.transport.close()
+        else:
+            if not self.response_started and not self.disconnected:
+                log.error("the application returned without starting a response")
+                self.fail()
+            elif not self.response_complete and not self.disconnected:
+                log.error("the application returned without completing its response")
+                self.flush()
+                self.transport.close()
+        finally:
+            self.on_response = None
+
+    def fail(self) -> None:
+        """A 500 when the app failed before answering, and the connection closed."""
+        if not self.transport.is_closing():
+            self.transport.write(INTERNAL_ERROR)
+            self.transport.close()
+        self.response_started = self.response_complete = True
+
+    # -- ASGI
+
+    async def receive(self) -> dict[str, Any]:
+        if self.waiting_for_continue and not self.transport.is_closing():
+            # RFC 9110 §10.1.1: the client waits for this before sending the body; sent when the
+            # app first asks for the body, so a request refused on its head never gets it.
+            self.transport.write(CONTINUE)
+            self.waiting_for_continue = False
+        if not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            if self.delivered or (self.more_body and not self.body):
+                self.waiter = self.loop.create_future()
+                try:
+                    await self.waiter
+                finally:
+                    self.waiter = None
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        self.delivered = not self.more_body
+        message = {"type": "http.request", "body": bytes(self.body), "more_body": self.more_body}
+        self.body.clear()
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        kind = message["type"]
+        if not self.response_started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected http.response.start, got {kind!r}")
+            # Built before the response counts as started: a head that cannot be sent leaves
+            # the 500 of ``run`` to be sent instead.
+            self.head = self.head_of(message["status"], message.get("headers", ()))
+            self.response_started = True
+            self.waiting_for_continue = False
+            # Held for the body's first message; written at the end of this loop iteration if
+            # none comes in it (a streamed response's head must not wait for its first byte).
+            self.loop.call_soon(self.flush)
+        elif not self.response_complete:
+            if kind != "http.response.body":
+                raise RuntimeError(f"expected http.response.body, got {kind!r}")
+            self.body_part(message.get("body", b""), message.get("more_body", False))
+        else:
+            raise RuntimeError(f"{kind!r} sent after the response was complete")
+
+    # -- the response
+
+    def head_of(self, status: int, headers: Any) -> bytes:
+        lines = [STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status]
+        close = False
+        fields = 0
+        for name, value in headers:
+            fields += 1
+            name = name.lower()
+            if name == b"content-length":
+                if self.remaining is None and not self.chunked:
+                    self.remaining = int(value)
+            elif name == b"transfer-encoding":
+                self.chunked = value.lower() == b"chunked"
+                self.remaining = None
+            elif name == b"connection" and b"close" in (
+                token.strip().lower() for token in value.split(b",")
+            ):
+                self.keep_alive = False
+                close = True
+            lines += (name, b": ", value, b"\r\n")
+        bodiless = self.head_only or status in (204, 304) or status < 200
+        if self.remaining is None and not self.chunked and not bodiless:
+            if self.http10:
+                self.keep_alive = False  # HTTP/1.0 has no chunked coding: the close delimits
+            else:
+                self.chunked = True
+                lines.append(b"transfer-encoding: chunked\r\n")
+        if not self.keep_alive and not close:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        head = b"".join(lines)
+        if BAD_HEAD.search(head) or head.count(b"\n") != len(lines) - 3 * fields:
+            raise RuntimeError("a response header's name or value is not valid HTTP")
+        if bodiless:
+            self.remaining = None
+            self.chunked = False
+        return head
+
+    def flush(self) -> None:
+        head = self.head
+        if head is not None and not self.disconnected:
+            self.head = None
+            self.transport.write(head)
+
+    def body_part(self, body: bytes, more: bool) -> None:
+        parts: list[bytes] = []
+        if self.head is not None:
+            parts.append(self.head)
+            self.head = None
+        if self.head_only:
+            pass
+        elif self.chunked:
+            if body:
+                parts += (b"%x\r\n" % len(body), body, b"\r\n")
+            if not more:
+                parts.append(b"0\r\n\r\n")
+        elif body:
+            if self.remaining is not None:
+                self.remaining -= len(body)
+                if self.remaining < 0:
+                    raise RuntimeError("response body longer than its Content-Length")
+            parts.append(body)
+        if len(parts) == 1:
+            self.transport.write(parts[0])
+        elif parts:
+            if sum(map(len, parts)) < SMALL_WRITE:
+                self.transport.write(b"".join(parts))
+            else:
+                self.transport.writelines(parts)
+        if not more:
+            if self.remaining and not self.head_only:
+                raise RuntimeError("response body shorter than its Content-Length")
+            self.response_complete = True
+            self.wake()
+            if not self.keep_alive:
+                self.transport.close()
+            if self.on_response is not None:
+                self.on_response()

@@ -1,0 +1,189 @@
+"""The server side of every listener (gateway.protocol, gateway.cycle) with a plain ASGI app: how
+responses are framed and written, what a failing app leaves the client, idle connections.
+(The hostile table, tests/test_hostile.py, holds the requests a client can get wrong.)"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gatewaycli.server import _Server, uvicorn_config
+from tests.support import LoopThread, free_socket, wait_for
+
+BODY = b'{"ok": true}'
+
+
+class App:
+    """Answers by path; ``release`` lets the held stream go on."""
+
+    def __init__(self) -> None:
+        self.release: asyncio.Event | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope["path"]
+        if path == "/fixed":
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"12")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": BODY})
+        elif path == "/unsized":  # no Content-Length: chunked for HTTP/1.1, the close for 1.0
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"one,", "more_body": True})
+            await send({"type": "http.response.body", "body": b"two"})
+        elif path == "/held":  # the head goes out before the body exists
+            self.release = asyncio.Event()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await self.release.wait()
+            await send({"type": "http.response.body", "body": b"late"})
+        elif path == "/split":  # a value that would add a header of its own
+            headers = [(b"x-note", b"a\r\nset-cookie: session=evil")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+        elif path == "/raises":
+            raise RuntimeError("the app broke")
+        elif path == "/echo":
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            length = str(len(body)).encode()
+            headers = [(b"content-length", length)]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        # any other path: returns without answering
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, int, App, LoopThread]]:
+    loop = LoopThread()
+    app = App()
+    sock = free_socket()
+    config = uvicorn_config(app, shutdown_timeout=1)
+    config.timeout_keep_alive = 1  # what an idle connection is given here (30 s in service)
+    server = _Server(config)
+    serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
+    wait_for(lambda: server.started, timeout=10, interval=0.005)
+    host, port = sock.getsockname()[:2]
+    yield host, port, app, loop
+    server.should_exit = True
+    serving.result(timeout=10)
+    sock.close()
+    loop.close()
+
+
+def exchange(served: tuple[str, int, App, LoopThread], request: bytes) -> bytes:
+    """Send ``request``, read until the server closes the connection."""
+    host, port = served[0], served[1]
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+        return data
+
+
+def test_a_sized_response_keeps_its_length_and_the_connection(served: Any) -> None:
+    host, port = served[0], served[1]
+    with socket.create_connection((host, port), timeout=5) as conn:
+        for _ in range(3):  # the same connection serves each
+            conn.sendall(b"GET /fixed HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(BODY):
+                data += conn.recv(65536)
+            head = data.split(b"\r\n\r\n")[0].lower()
+            assert head.startswith(b"http/1.1 200 ok") and b"content-length: 12" in head
+            assert b"connection: close" not in head and b"transfer-encoding" not in head
+
+
+def test_an_unsized_response_is_chunked_for_http11(served: Any) -> None:
+    data = exchange(served, b"GET /unsized HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body == b"4\r\none,\r\n3\r\ntwo\r\n0\r\n\r\n"
+
+
+def test_an_unsized_response_is_delimited_by_the_close_for_http10(served: Any) -> None:
+    """HTTP/1.0 has no chunked coding (RFC 9112 §7): the end of the connection ends the body."""
+    data = exchange(served, b"GET /unsized HTTP/1.0\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head.lower()
+    assert body == b"one,two"
+
+
+def test_head_gets_the_length_and_no_body(served: Any) -> None:
+    data = exchange(served, b"HEAD /fixed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"content-length: 12" in head.lower() and body == b""
+
+
+def test_a_streamed_head_is_not_held_for_its_body(served: Any) -> None:
+    host, port, app, loop = served
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)  # arrives while the app waits: not held for the body
+        assert data.startswith(b"HTTP/1.1 200 OK")
+        assert app.release is not None
+        loop.loop.call_soon_threadsafe(app.release.set)
+        while not data.endswith(b"0\r\n\r\n"):
+            data += conn.recv(65536)
+        assert b"4\r\nlate\r\n" in data
+
+
+def test_a_header_that_would_split_the_response_is_never_sent(served: Any) -> None:
+    data = exchange(served, b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert b"set-cookie" not in data.lower() and b"internal_error" in data
+
+
+@pytest.mark.parametrize("path", ["/raises", "/silent"])
+def test_an_app_that_fails_or_says_nothing_leaves_a_json_500(served: Any, path: str) -> None:
+    data = exchange(served, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ") and b"connection: close" in head
+    assert b'"reason": "internal_error"' in body and b"Traceback" not in data
+
+
+def test_100_continue_is_sent_when_the_app_asks_for_the_body(served: Any) -> None:
+    host, port = served[0], served[1]
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        assert conn.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.sendall(b"hello")
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nhello")
+
+
+def test_a_pipeline_is_answered_in_order(served: Any) -> None:
+    data = exchange(
+        served,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst"
+        b"GET /fixed HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+        b"\r\n6\r\nthird!\r\n0\r\n\r\n",
+    )
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    assert data.index(b"first") < data.index(BODY) < data.index(b"third!")
+
+
+def test_an_idle_connection_is_closed(served: Any) -> None:
+    host, port = served[0], served[1]
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(b"GET /fixed HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(BODY):
+            data += conn.recv(65536)
+        conn.settimeout(4)  # the fixture's keep-alive timeout is 1 s
+        assert conn.recv(65536) == b""  # closed by the server, nothing more said
