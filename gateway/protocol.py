@@ -21,16 +21,13 @@ per-request path is ours (docs/architecture.md, "The server side", has the measu
   be read. Without a body the request is served as a plain one and the connection closed after
   it; with a body it is 400.
 
-Errors are answered with the same JSON error shape as everything else the gateway says.
+Refusals (`gateway.refusals`) are answered with the same JSON error shape as everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import random
-import re
 import urllib.parse
 from collections import deque
 from typing import Any
@@ -40,48 +37,9 @@ from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 from gateway.cycle import Cycle
+from gateway.refusals import AUTHORITY, MAX_HEAD_BYTES, Refused, refusal
 
 log = logging.getLogger("gateway.http")
-
-MAX_HEAD_BYTES = 64 * 1024
-# RFC 3986 §3.2.2-3: an IP literal, or a reg-name (unreserved, sub-delims, pct-encoded), then an
-# optional port. An "http" URI's host is never empty (RFC 9110 §4.2.1).
-AUTHORITY = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::[0-9]*)?"
-)
-# Statuses and messages of the requests refused here.
-REFUSALS = {
-    "headers_too_large": (
-        b"431 Request Header Fields Too Large",
-        f"The request line and headers exceed {MAX_HEAD_BYTES} bytes.",
-    ),
-    "malformed_request": (
-        b"400 Bad Request",
-        "The request is not valid HTTP/1.1 (framing, header syntax or encoding).",
-    ),
-    "bad_host": (
-        b"400 Bad Request",
-        "An HTTP/1.1 request needs exactly one Host header naming a valid authority, the one of "
-        "its target if that is absolute (RFC 9112 §3.2).",
-    ),
-    "upgrade_with_body": (
-        b"400 Bad Request",
-        "This server does not switch protocols for this request, and an Upgrade request with a "
-        "body cannot be served as a plain one; send it without Upgrade.",
-    ),
-    "header_timeout": (
-        b"408 Request Timeout",
-        "The request line and headers did not arrive in time.",
-    ),
-}
-
-
-class _Refused(Exception):
-    """A request refused while it is parsed (httptools turns it into an HttpParserError)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class GatewayHttpProtocol(asyncio.Protocol):
@@ -336,7 +294,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def _refuse(self, reason: str) -> None:
         self.refused = reason
-        raise _Refused(reason)
+        raise Refused(reason)
 
     # -- upgrades
 
@@ -415,19 +373,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def send_400_response(self) -> None:
         reason = self.refused or "malformed_request"
-        status, message = REFUSALS[reason]
-        body = json.dumps(
-            {
-                "type": "request_timeout" if status.startswith(b"408") else "bad_request",
-                "reason": reason,
-                "message": message,
-                "request_id": f"{random.getrandbits(128):032x}",
-            }
-        ).encode()
-        self.failed = (
-            b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
-        )
+        self.failed = refusal(reason)
         self._disarm()
         self.head_since = self.idle_since = None
         if reason == "malformed_request":
