@@ -17,6 +17,17 @@ from tests.support import LoopThread, free_socket, wait_for
 BODY = b'{"ok": true}'
 
 
+# Response header fields the server must refuse to send: CRLF, a bare CR or LF (which some
+# clients take as a line's end), in a value or a name, and a control character.
+SPLITTING = [
+    (b"x-note", b"a\r\nset-cookie: session=evil"),
+    (b"x-note", b"a\nset-cookie: session=evil"),
+    (b"x-note", b"a\rset-cookie: session=evil"),
+    (b"set-cookie: session=evil\r\nx-note", b"a"),
+    (b"x-note", b"a\x00set-cookie"),
+]
+
+
 class App:
     """Answers by path; ``release`` lets the held stream go on."""
 
@@ -38,8 +49,8 @@ class App:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await self.release.wait()
             await send({"type": "http.response.body", "body": b"late"})
-        elif path == "/split":  # a value that would add a header of its own
-            headers = [(b"x-note", b"a\r\nset-cookie: session=evil")]
+        elif path == "/split":  # a field that would add a header of its own, or is not HTTP
+            headers = [SPLITTING[int(scope["query_string"])]]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
         elif path == "/raises":
@@ -137,8 +148,9 @@ def test_a_streamed_head_is_not_held_for_its_body(served: Any) -> None:
         assert b"4\r\nlate\r\n" in data
 
 
-def test_a_header_that_would_split_the_response_is_never_sent(served: Any) -> None:
-    data = exchange(served, b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
+@pytest.mark.parametrize("case", range(len(SPLITTING)))
+def test_a_header_that_would_split_the_response_is_never_sent(served: Any, case: int) -> None:
+    data = exchange(served, b"GET /split?%d HTTP/1.1\r\nHost: x\r\n\r\n" % case)
     assert data.startswith(b"HTTP/1.1 500 ")
     assert b"set-cookie" not in data.lower() and b"internal_error" in data
 
