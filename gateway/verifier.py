@@ -28,7 +28,7 @@ from core.store import keys as store_keys
 from core.store.records import KeyLookup
 from core.tokens import SecretFormat, hash_secret
 from gateway.metrics import LAG_BUCKETS, Histogram
-from gateway.ttl import TTLMap
+from gateway.ttl import TTLMap, front
 
 log = logging.getLogger("gateway.verifier")
 
@@ -277,11 +277,8 @@ class Verifier:
         self._negative.purge()
         now = self.clock()
         marked = self._last_marked
-        while marked:
-            oldest = next(iter(marked))
-            if now - marked[oldest] < LAST_USED_RESOLUTION:
-                break
-            del marked[oldest]
+        for key in front(marked, lambda _, at: now - at >= LAST_USED_RESOLUTION):
+            del marked[key]
         # Digests of evicted or expired entries linger here until their key is evicted again;
         # rebuilt only when they outnumber the live ones, so the cost is amortised.
         if len(self._by_access_key) > 2 * len(self._positive) + 1000:

@@ -53,3 +53,34 @@ def test_clear_and_pop() -> None:
     assert cache.pop("a") == 1 and cache.pop("missing") is None
     cache.clear()
     assert len(cache) == 0 and cache.get("b") is None
+
+
+class Walks(dict[str, float]):
+    """A dict that counts the passes made over it from the front."""
+
+    walks = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        self.walks += 1
+        return super().__iter__()
+
+    def items(self):  # type: ignore[no-untyped-def]
+        self.walks += 1
+        return super().items()
+
+
+def test_purge_and_eviction_make_one_pass_not_one_per_entry() -> None:
+    """A dict keeps deleted slots until it is resized and each new pass from the front walks
+    them again: dropping the front one ``next(iter())`` at a time was quadratic (80,000 expired
+    entries held the event loop 1.6 s; an insert into a full map of 100,000 cost 25 us)."""
+    cache, now = make(max_entries=6400, ttl=10)
+    deadlines = cache._deadlines = Walks()
+    for n in range(6400):
+        cache[f"k{n}"] = n
+    cache["one more"] = 0
+    # The oldest 64th went in one pass: the map is not at its bound on every next insert.
+    assert deadlines.walks == 1 and len(cache) == 6400 - 100 + 1
+    assert cache.get("k99") is None and cache.get("k100") == 100
+    now[0] += 10
+    assert cache.purge() == 6301 and len(cache) == 0
+    assert deadlines.walks == 2
