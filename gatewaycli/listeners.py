@@ -1,6 +1,7 @@
-"""Listeners and the event loop of one process: bind sockets, run uvicorn (uvloop + httptools) on
-them, and handle the signals of a running gateway (SIGINT/SIGTERM drain, SIGHUP reload, SIGUSR1
-log reopening), for the parent and for each worker alike (``gatewaycli.server``).
+"""Listeners and the event loop of one process: bind sockets, run uvicorn's server (uvloop) with
+the gateway's HTTP protocol on them, and handle the signals of a running gateway (SIGINT/SIGTERM
+drain, SIGHUP reload, SIGUSR1 log reopening), for the parent and for each worker alike
+(``gatewaycli.server``).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def uvicorn_config(
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=list(trusted_proxies) or None,
         loop="none",
-        http=protocol,  # httptools, held to a security boundary's needs (gateway.protocol)
+        http=protocol,  # the gateway's own HTTP/1.1 protocol (gateway.protocol, gateway.cycle)
         # WebSockets on the proxy listener (gateway.websocket); elsewhere an Upgrade is served as a
         # plain request (gateway.protocol).
         ws="websockets-sansio" if websockets else "none",
