@@ -23,6 +23,8 @@ from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
 
+from gateway.refusals import internal_error
+
 log = logging.getLogger("gateway.http")
 
 STATUS_LINE = {
@@ -36,14 +38,6 @@ STATUS_LINE = {
 CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 SMALL_WRITE = 16 * 1024  # joined into one bytes object below this; written as a vector above
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_FAILED = (
-    b'{"type": "internal_error", "reason": "internal_error", '
-    b'"message": "The server failed to answer this request."}'
-)
-INTERNAL_ERROR = (
-    b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_FAILED), _FAILED)
-)
 
 
 class Cycle:
@@ -134,7 +128,7 @@ class Cycle:
     def fail(self) -> None:
         """A 500 when the app failed before answering, and the connection closed."""
         if not self.transport.is_closing():
-            self.transport.write(INTERNAL_ERROR)
+            self.transport.write(internal_error())
             self.transport.close()
         self.response_started = self.response_complete = True
 

@@ -1,13 +1,14 @@
-"""What the server protocol (``gateway.protocol``) answers on its own, before any app sees a
-request: a head too large, malformed or late, a Host that does not hold. The same JSON error
-shape as everything else the gateway says, then the connection is closed (after such a request,
-where the next one starts is not known)."""
+"""What the server protocol (``gateway.protocol``) answers on its own: a request refused before
+any app sees it (a head too large, malformed or late, a Host that does not hold), and the 500
+for an app that failed before answering. The same JSON error shape as everything else the
+gateway says (``core.errors``), then the connection is closed (after such a request, where the
+next one starts is not known)."""
 
 from __future__ import annotations
 
-import json
-import random
 import re
+
+from core.errors import error_json, new_request_id
 
 MAX_HEAD_BYTES = 64 * 1024
 # RFC 3986 §3.2.2-3: an IP literal, or a reg-name (unreserved, sub-delims, pct-encoded), then an
@@ -53,15 +54,18 @@ class Refused(Exception):
 def refusal(reason: str) -> bytes:
     """The whole response refusing a request for ``reason`` (a key of ``REFUSALS``)."""
     status, message = REFUSALS[reason]
-    body = json.dumps(
-        {
-            "type": "request_timeout" if status.startswith(b"408") else "bad_request",
-            "reason": reason,
-            "message": message,
-            "request_id": f"{random.getrandbits(128):032x}",
-        }
-    ).encode()
+    return closing(status, error_json(int(status[:3]), reason, new_request_id(), message))
+
+
+def internal_error() -> bytes:
+    """The whole response for a request whose app failed before answering it."""
+    return closing(
+        b"500 Internal Server Error", error_json(500, "internal_error", new_request_id())
+    )
+
+
+def closing(status: bytes, body: bytes) -> bytes:
     return (
-        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status, len(body), body)
     )
