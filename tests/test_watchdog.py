@@ -117,3 +117,16 @@ def test_an_outside_cancellation_already_pending_is_counted_from_the_start() -> 
         return "answered"
 
     assert asyncio.run(scenario()) == "timed out"
+
+
+def test_a_watchdog_still_times_out_exchanges_on_a_later_event_loop() -> None:
+    """The watchdog keeps the loop it first ran on (asking for the running loop costs a system
+    call per request on Python 3.11); on a new loop it must take that one, not the closed one."""
+    dog = Watchdog()
+
+    async def one_exchange() -> str:
+        task = await start(dog, timeout=0.05)
+        return await asyncio.wait_for(task, 5)
+
+    assert asyncio.run(one_exchange()) == "timed out"
+    assert asyncio.run(one_exchange()) == "timed out"
