@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,11 +30,12 @@ STATUS_LINE = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii"))
     for status in http.HTTPStatus
 }
-# No control character but HTAB in a field (RFC 9110 §5.5): one character class over the whole
-# head. No CR or LF but a line's end (response splitting): CR, LF and CRLF are counted, and each
-# count must be the number of lines. 1.5 us for a 330-byte head where one regular expression
-# with lookarounds for bare CR and LF took 7.1 us (6.8% of row 5 under py-spy).
-CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# No control character but HTAB in a field (RFC 9110 §5.5), and so no CR or LF but a line's end
+# (response splitting): with every other byte deleted, what is left of the head must be the CRLF
+# that ends each of its lines, nothing more. One ``translate``, 0.3 us for nginx's 265-byte
+# head, where a regular expression's character class and three counts took 1.4 us (and one
+# expression with lookarounds for bare CR and LF, 7.1 us: 6.8% of row 5 under py-spy).
+PLAIN = bytes(byte for byte in range(256) if byte == 9 or 32 <= byte != 127)
 SMALL_WRITE = 16 * 1024  # joined into one bytes object below this; written as a vector above
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -212,12 +212,7 @@ class Cycle:
         lines.append(b"\r\n")
         head = b"".join(lines)
         ends = len(lines) - 3 * fields  # a header is four parts of ``lines`` and one line
-        if (
-            CONTROL.search(head)
-            or head.count(b"\r\n") != ends
-            or head.count(b"\n") != ends
-            or head.count(b"\r") != ends
-        ):
+        if len(head.translate(None, PLAIN)) != 2 * ends:
             raise RuntimeError("a response header's name or value is not valid HTTP")
         if bodiless:
             self.remaining = None

@@ -25,6 +25,9 @@ SPLITTING = [
     (b"x-note", b"a\rset-cookie: session=evil"),
     (b"set-cookie: session=evil\r\nx-note", b"a"),
     (b"x-note", b"a\x00set-cookie"),
+    (b"x-note", b"a\n\rset-cookie: session=evil"),  # LF CR: no CRLF, one more of each
+    (b"x-note", b"a\x7f"),
+    (b"x-note\x01", b"a"),
 ]
 
 
