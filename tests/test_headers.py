@@ -117,6 +117,18 @@ def test_filter_response_keeps_repeats_and_drops_hop_by_hop() -> None:
     ]
 
 
+def test_a_plain_keep_alive_is_skipped_but_any_name_beside_it_is_still_dropped() -> None:
+    out = filter_response(
+        (
+            (b"Connection", b"Keep-Alive"),
+            (b"Connection", b"close, X-Other"),
+            (b"X-Other", b"1"),
+            (b"Content-Length", b"2"),
+        )
+    )
+    assert out == [(b"content-length", b"2")]
+
+
 NAME_CHARS = st.sampled_from("xXaAuUtThH-_pPrRoOjJeEcCiIdDgGnNzZ")
 
 
