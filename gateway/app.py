@@ -59,18 +59,47 @@ class GatewayApp:
         self.jwks_path = JWKS_PATH if resources.config.assertion.jwks_on_proxy else ""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """`handle` for HTTP, with what the access log and the metrics need noted on the way;
+        both are told once the exchange is over, whatever happened.
+
+        The status and the bytes answered are noted where the response is made (`refuse`, the
+        engine, the probes), not by wrapping ``send`` in a coroutine of its own, and this is
+        `handle`'s only caller: each coroutine layer is paid again at every suspension and
+        resumption of the request (docs/architecture.md, "The server side")."""
+        if scope["type"] != "http":
+            return await self.other(scope, receive, send)
+        exchange = Exchange()
+        started, clock = time.time(), time.perf_counter()
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight += 1
+        try:
+            await self.handle(scope, receive, send, exchange)
+        except Exception:
+            # Logged with its traceback here; the client gets a plain JSON 500 if nothing was
+            # sent yet (uvicorn would otherwise answer with its own text).
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if exchange.status is None:
+                exchange.status = 500
+            # If the response had started, there is nothing more to say.
+            with contextlib.suppress(Exception):
+                await errors.send_error(send, 500, "internal_error", new_request_id())
+        finally:
+            if metrics is not None:
+                metrics.in_flight -= 1
+            exchange.report(
+                scope,
+                started,
+                time.perf_counter() - clock,
+                metrics,
+                self.access_log,
+                self.access_query,
+                self.usage,
+            )
+
+    async def other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
-        if kind == "http":
-            try:
-                await self.observe(scope, receive, send)
-            except Exception:
-                # Logged with its traceback here; the client gets a plain JSON 500 if nothing was
-                # sent yet (uvicorn would otherwise answer with its own text).
-                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-                # If the response had started, there is nothing more to say.
-                with contextlib.suppress(Exception):
-                    await errors.send_error(send, 500, "internal_error", new_request_id())
-        elif kind == "websocket":
+        if kind == "websocket":
             await self.websockets(scope, receive, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
@@ -82,10 +111,11 @@ class GatewayApp:
         self.health_path = config.health_path
         self.jwks_path = JWKS_PATH if config.assertion.jwks_on_proxy else ""
 
-    async def readiness(self, send: Any) -> None:
+    async def readiness(self, send: Any, exchange: Exchange) -> None:
         """`[server] health_path`: the admin listener's /readyz, for a load balancer that only
         sees the proxy port."""
         status, body = readiness_json(await self.resources.readiness(), new_request_id())
+        exchange.status, exchange.response_bytes = status, len(body)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -124,10 +154,11 @@ class GatewayApp:
         forward.append((b"x-request-id", request_id.encode("ascii")))
         return forward
 
-    async def jwks(self, send: Any) -> None:
+    async def jwks(self, send: Any, exchange: Exchange) -> None:
         """`[assertion] jwks_on_proxy`: the assertion keys, for upstreams that only reach the
         proxy listener (the admin listener serves them too)."""
         body = self.assertions.jwks()
+        exchange.status, exchange.response_bytes = 200, len(body)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -156,67 +187,36 @@ class GatewayApp:
     async def refuse(
         self,
         send: Any,
-        exchange: Exchange | None,
+        exchange: Exchange,
         status: int,
         reason: str,
         request_id: str,
         extra: tuple[tuple[bytes, bytes], ...] = (),
         message: str | None = None,
     ) -> None:
-        if exchange is not None:
-            exchange.reason = reason
-        await errors.send_error(send, status, reason, request_id, message=message, extra=extra)
-
-    async def observe(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """`handle`, with what the access log and the metrics need counted on the way; both are
-        told once the exchange is over, whatever happened."""
-        exchange = Exchange()
-        started, clock = time.time(), time.perf_counter()
-
-        async def counted(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                exchange.status = message["status"]
-            else:
-                exchange.response_bytes += len(message.get("body", b""))
-            await send(message)
-
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight += 1
-        try:
-            await self.handle(scope, receive, counted, exchange)
-        finally:
-            if metrics is not None:
-                metrics.in_flight -= 1
-            exchange.report(
-                scope,
-                started,
-                time.perf_counter() - clock,
-                metrics,
-                self.access_log,
-                self.access_query,
-                self.usage,
-            )
+        exchange.reason = reason
+        exchange.status = status
+        exchange.response_bytes += await errors.send_error(
+            send, status, reason, request_id, message=message, extra=extra
+        )
 
     async def handle(
-        self, scope: dict[str, Any], receive: Any, send: Any, exchange: Exchange | None = None
+        self, scope: dict[str, Any], receive: Any, send: Any, exchange: Exchange
     ) -> None:
         if self.health_path and scope["path"] == self.health_path:
-            return await self.readiness(send)
+            return await self.readiness(send, exchange)
         if self.jwks_path and scope["path"] == self.jwks_path:
-            return await self.jwks(send)
+            return await self.jwks(send, exchange)
         headers = split_request(scope["headers"], self.marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = normalise_path(raw_path.split(b"?", 1)[0])
-        if exchange is not None:
-            exchange.request_id, exchange.path = request_id, path
+        exchange.request_id, exchange.path = request_id, path
         match = self.router.match(path)
         if match is None:
             return await self.refuse(send, exchange, 404, "no_route", request_id)
         route, upstream_path = match
-        if exchange is not None:
-            exchange.route = route.prefix
+        exchange.route = route.prefix
 
         client = scope.get("client")
         # The peer's address, or X-Forwarded-For's where [server] trusted_proxies allows:
@@ -226,8 +226,7 @@ class GatewayApp:
         if isinstance(verdict, Pending):
             verdict = await self.gate.finish(verdict)
         identity = verdict.identity
-        if exchange is not None:
-            exchange.identity = identity
+        exchange.identity = identity
         if isinstance(verdict, Refusal):
             return await self.refuse(
                 send,
@@ -270,6 +269,7 @@ class GatewayApp:
                 response_headers=returned,
                 receive=receive,
                 send=send,
+                exchange=exchange,
             )
         except BodyTooLarge:
             await self.refuse(send, exchange, 413, "body_too_large", request_id)
@@ -282,6 +282,5 @@ class GatewayApp:
                 log.warning("upstream %s failed: %s", route.upstream, exc)
                 await self.refuse(send, exchange, 502, "upstream_unreachable", request_id)
         finally:
-            if exchange is not None:
-                exchange.upstream_seconds = time.perf_counter() - forwarded
-                exchange.request_bytes = body.received if body is not None else 0
+            exchange.upstream_seconds = time.perf_counter() - forwarded
+            exchange.request_bytes = body.received if body is not None else 0

@@ -15,7 +15,8 @@ async def send_error(
     *,
     message: str | None = None,
     extra: tuple[tuple[bytes, bytes], ...] = (),
-) -> None:
+) -> int:
+    """Send the error; returns the body's length (for the access log)."""
     body = error_json(status, reason, request_id, message)
     headers = [
         (b"content-type", b"application/json"),
@@ -28,3 +29,4 @@ async def send_error(
     headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    return len(body)

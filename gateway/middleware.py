@@ -86,7 +86,7 @@ class APIKeyMiddleware:
             if scope["type"] == "websocket":  # refused before the handshake is accepted
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            return await errors.send_error(
+            await errors.send_error(
                 send,
                 verdict.status,
                 verdict.reason,
@@ -94,6 +94,7 @@ class APIKeyMiddleware:
                 message=verdict.message,
                 extra=verdict.headers,
             )
+            return
         identity = verdict.identity
         if identity is not None:
             kept += identity.headers

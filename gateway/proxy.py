@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 from core.config import Route
+from gateway.exchange import Exchange
 from gateway.headers import filter_response
 from gateway.upstream import IDEMPOTENT, Connection, Pool, UpstreamClosed
 from gateway.watchdog import Watch, Watchdog
@@ -166,12 +167,14 @@ class Upstream:
         response_headers: list[tuple[bytes, bytes]],
         receive: Any,
         send: Any,
+        exchange: Exchange | None = None,
     ) -> None:
         """Send the request upstream and stream the answer to the client.
 
         Raises UpstreamError (nothing sent to the client yet), BodyTooLarge or ClientGone.
         After the response has started, an upstream failure aborts the client stream instead.
-        ``chunked``: the client's body had no length; it goes upstream chunked.
+        ``chunked``: the client's body had no length; it goes upstream chunked. ``exchange``
+        has the status and the bytes answered noted as they are sent.
         """
         dog = self.watchdog
         timer = dog.watch(timeout)
@@ -199,12 +202,18 @@ class Upstream:
                 dog.pause(timer)
                 held.clear()
                 connection.release()
+                whole = b"".join(parts)
+                if exchange is not None:
+                    exchange.status, exchange.response_bytes = connection.status, len(whole)
                 await send(start)
-                await send({"type": "http.response.body", "body": b"".join(parts)})
+                await send({"type": "http.response.body", "body": whole})
                 return
             dog.pause(timer)
+            if exchange is not None:
+                exchange.status = connection.status
             await send(start)
-            if await _stream(connection, receive, send, body is None or body.done, dog, timer):
+            watch = body is None or body.done
+            if await _stream(connection, receive, send, watch, dog, timer, exchange):
                 held.clear()
                 connection.release()
         except asyncio.CancelledError:
@@ -306,11 +315,12 @@ async def _stream(
     watch: bool,
     dog: Watchdog,
     timer: Watch,
+    exchange: Exchange | None,
 ) -> bool:
     """Copy the upstream body to the client; stop at once if the client goes away or the
     upstream stalls past the route timeout (the stream is then cut short). True when the body
     was copied whole."""
-    task = asyncio.current_task()
+    task = timer.task  # the exchange's task (Watchdog.watch)
     watcher: asyncio.Future[None] | None = None
     gone = False
     if watch and task is not None:
@@ -329,6 +339,8 @@ async def _stream(
         dog.progress(timer)
         while chunk := await connection.read():
             dog.pause(timer)  # a slow reader is the client's business, not the upstream's
+            if exchange is not None:
+                exchange.response_bytes += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             dog.progress(timer)
         dog.pause(timer)

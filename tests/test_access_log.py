@@ -30,7 +30,8 @@ def test_every_outcome_is_one_line_without_secrets(make_gateway: Any) -> None:
     other = gateway.new_key()
     key = {"X-Auth-Token": gateway.secret_key}
     with gateway.client() as client:
-        assert client.get("/echo/ok?token=not-in-the-log", headers=key).status_code == 200
+        answered = client.get("/echo/ok?token=not-in-the-log", headers=key)
+        assert answered.status_code == 200
         client.get("/echo/expired", headers={"X-Auth-Token": expiring.secret_key})  # cached
         gateway.clock.advance(61)
         outcomes = [
@@ -83,10 +84,13 @@ def test_every_outcome_is_one_line_without_secrets(make_gateway: Any) -> None:
     ok = entries[0]
     assert ok["status"] == 200 and ok["path"] == "/echo/ok" and ok["route"] == "/echo"
     assert ok["access_key"] == gateway.access_key and ok["project_id"] == gateway.project_id
-    assert ok["reason"] is None and ok["response_bytes"] > 0 and ok["upstream_ms"] is not None
+    assert ok["reason"] is None and ok["upstream_ms"] is not None
+    assert ok["response_bytes"] == len(answered.content) > 0
     assert ok["request_id"] and ok["client"] == "127.0.0.1" and ok["time"].endswith("Z")
     seen = [(e["status"], e["reason"]) for e in entries[2:]]
     assert seen == [(status, reason) for _, status, reason in outcomes]
+    # The bytes answered, noted where each answer is made (the engine, the refusals).
+    assert [e["response_bytes"] for e in entries[2:]] == [len(r.content) for r, _, _ in outcomes]
     too_large = next(e for e in entries if e["reason"] == "body_too_large")
     assert too_large["request_bytes"] == 0  # refused on its Content-Length, nothing read
 
