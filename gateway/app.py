@@ -98,6 +98,7 @@ class GatewayApp:
             )
 
     async def other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The scopes that are not HTTP requests: WebSockets and the lifespan."""
         kind = scope["type"]
         if kind == "websocket":
             await self.websockets(scope, receive, send)
