@@ -105,7 +105,10 @@ class Cycle:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def run(self, app: Any) -> None:
+    async def run(self, app: Any, tasks: set[asyncio.Task[None]]) -> None:
+        """Run the app for this request; ``tasks`` is the server's set of request tasks (the
+        drain waits for it), which this one leaves when it ends: a done callback would cost a
+        handle on the loop per request."""
         try:
             await app(self.scope, self.receive, self.send)
         except BaseException:
@@ -124,6 +127,9 @@ class Cycle:
                 self.transport.close()
         finally:
             self.on_response = None
+            task = asyncio.current_task(self.loop)
+            if task is not None:
+                tasks.discard(task)
 
     def fail(self) -> None:
         """A 500 when the app failed before answering, and the connection closed."""

@@ -82,6 +82,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.hosts: list[bytes] = []
+        self.valid_host: bytes | None = None  # the last Host found to be a valid authority
         self.expect_continue = False
         self.head_bytes = 0
         self.trailers = False  # the head is complete: what the parser calls a header is a trailer
@@ -171,7 +172,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.trailers:
             return
-        self._count(len(name) + len(value) + 4)
+        self.head_bytes += len(name) + len(value) + 4  # `_count`, inline: called per header
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self._refuse("headers_too_large")
         name = name.lower()
         if name == b"host":
             self.hosts.append(value)
@@ -253,9 +256,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
     # -- requests
 
     def _start(self, cycle: Cycle) -> None:
-        task = self.loop.create_task(cycle.run(self.app))
-        task.add_done_callback(self.tasks.discard)
-        self.tasks.add(task)
+        self.tasks.add(self.loop.create_task(cycle.run(self.app, self.tasks)))
 
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
@@ -276,8 +277,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         hosts = self.hosts
         if len(hosts) > 1 or (not hosts and self.parser.get_http_version() == "1.1"):
             self._refuse("bad_host")
-        if hosts and not AUTHORITY.fullmatch(hosts[0]):
-            self._refuse("bad_host")
+        if hosts and hosts[0] != self.valid_host:
+            # A client sends the same Host on each request of a connection: checked once.
+            if not AUTHORITY.fullmatch(hosts[0]):
+                self._refuse("bad_host")
+            self.valid_host = hosts[0]
         if self.url[:1] not in (b"/", b"*"):  # absolute-form (RFC 9112 §3.2.2)
             try:
                 target = httptools.parse_url(self.url)

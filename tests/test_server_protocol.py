@@ -73,7 +73,7 @@ class App:
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, int, App, LoopThread]]:
+def served() -> Iterator[tuple[str, int, App, LoopThread, _Server]]:
     loop = LoopThread()
     app = App()
     sock = free_socket()
@@ -83,7 +83,7 @@ def served() -> Iterator[tuple[str, int, App, LoopThread]]:
     serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
     wait_for(lambda: server.started, timeout=10, interval=0.005)
     host, port = sock.getsockname()[:2]
-    yield host, port, app, loop
+    yield host, port, app, loop, server
     server.should_exit = True
     serving.result(timeout=10)
     sock.close()
@@ -137,7 +137,7 @@ def test_head_gets_the_length_and_no_body(served: Any) -> None:
 
 
 def test_a_streamed_head_is_not_held_for_its_body(served: Any) -> None:
-    host, port, app, loop = served
+    host, port, app, loop, _ = served
     with socket.create_connection((host, port), timeout=5) as conn:
         conn.sendall(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
         data = b""
@@ -191,6 +191,31 @@ def test_a_pipeline_is_answered_in_order(served: Any) -> None:
     )
     assert data.count(b"HTTP/1.1 200 OK") == 3
     assert data.index(b"first") < data.index(BODY) < data.index(b"third!")
+
+
+def test_each_request_task_leaves_the_servers_set_when_it_ends(served: Any) -> None:
+    """The set the graceful shutdown waits on: a task left in it would hold every drain."""
+    server: _Server = served[4]
+    data = exchange(
+        served,
+        b"GET /fixed HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+        b"GET /raises HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    assert data.count(b"HTTP/1.1 200 OK") == 2 and b"HTTP/1.1 500" in data
+    wait_for(lambda: not server.server_state.tasks, timeout=5, interval=0.01)
+
+
+def test_a_host_is_checked_again_whenever_it_changes_on_a_connection(served: Any) -> None:
+    """Host is checked once per connection while it stays the same (gateway.protocol)."""
+    data = exchange(
+        served,
+        b"GET /fixed HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /fixed HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /fixed HTTP/1.1\r\nHost: x y\r\n\r\n",
+    )
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert b"HTTP/1.1 400 " in data and b"bad_host" in data
 
 
 def test_an_idle_connection_is_closed(served: Any) -> None:
