@@ -172,9 +172,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.trailers:
             return
-        self.head_bytes += len(name) + len(value) + 4  # `_count`, inline: called per header
-        if self.head_bytes > MAX_HEAD_BYTES:
-            self._refuse("headers_too_large")
+        self._count(len(name) + len(value) + 4)
         name = name.lower()
         if name == b"host":
             self.hosts.append(value)
