@@ -27,12 +27,16 @@ from core.errors import new_request_id, readiness_json
 from core.identity import Identity
 from gateway import errors
 from gateway.assertions import HEADER as ASSERTION
+from gateway.cycle import Cycle
 from gateway.exchange import Exchange
-from gateway.gate import Pending, Refusal
+from gateway.gate import Admitted, Pending, Refusal
 from gateway.headers import RequestHeaders, split_request
+from gateway.plan import JWKS, READINESS, Context, Forward, Refuse, Start, Step, Wait
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError, origin
+from gateway.relay import Relay
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
+from gateway.upstream import Connection
 from gateway.websocket import WebSocketProxy
 
 log = logging.getLogger("gateway.app")
@@ -59,22 +63,72 @@ class GatewayApp:
         self.jwks_path = JWKS_PATH if resources.config.assertion.jwks_on_proxy else ""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """`handle` for HTTP, with what the access log and the metrics need noted on the way;
-        both are told once the exchange is over, whatever happened.
-
-        The status and the bytes answered are noted where the response is made (`refuse`, the
-        engine, the probes), not by wrapping ``send`` in a coroutine of its own, and this is
-        `handle`'s only caller: each coroutine layer is paid again at every suspension and
-        resumption of the request (docs/architecture.md, "The server side")."""
+        """`resume` from the start for HTTP, the ASGI way in (any ASGI server, and `gateway
+        serve` for what `fast` hands over); WebSockets and the lifespan in `other`."""
         if scope["type"] != "http":
             return await self.other(scope, receive, send)
+        if self.metrics is not None:
+            self.metrics.in_flight += 1
+        await self.resume(None, scope, receive, send, Exchange(), time.time(), time.perf_counter())
+
+    def fast(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
+        """`gateway serve`'s way in (``gateway.protocol``): the request is decided by plain calls
+        (`prepare`), and a request without a body that is let through goes upstream on a kept-
+        alive connection and is answered by callbacks (``gateway.relay``): no task, no
+        coroutine, no ASGI message on a cache hit. Anything else (a body, a refusal, a cache
+        miss, no idle connection, a large response) is handed to `resume` in a task started
+        by ``start``, with what was decided so far: nothing is checked or counted twice."""
         exchange = Exchange()
         started, clock = time.time(), time.perf_counter()
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight += 1
+        if self.metrics is not None:
+            self.metrics.in_flight += 1
+        step: Step
         try:
-            await self.handle(scope, receive, send, exchange)
+            step = self.prepare(scope, exchange)
+            if type(step) is Forward and not step.framed:
+                relay = Relay(self, step, scope, cycle, start, exchange, started, clock)
+                if relay.begin():
+                    return
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            step = Refuse(500, "internal_error", exchange.request_id or new_request_id())
+        start(cycle, self.resume(step, scope, cycle.receive, cycle.send, exchange, started, clock))
+
+    async def resume(
+        self,
+        step: Step | None,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        exchange: Exchange,
+        started: float,
+        clock: float,
+        sent: Connection | None = None,
+        fresh: bool = False,
+    ) -> None:
+        """Serve the request from ``step`` (None: from the start), then tell the access log and
+        the metrics, once the exchange is over, whatever happened. ``sent``: the request is
+        upstream already and this connection has its response head; ``fresh``: go upstream
+        on a new connection (the keep-alive race of ``gateway.upstream``).
+
+        The status and the bytes answered are noted where the response is made (`refuse`, the
+        engine, the probes), not by wrapping ``send`` in a coroutine of its own: each coroutine
+        layer is paid again at every suspension and resumption of the request
+        (docs/architecture.md, "The server side")."""
+        try:
+            if step is None:
+                step = self.prepare(scope, exchange)
+            if type(step) is Wait:
+                verdict = await self.gate.finish(step.pending)
+                step = self.decided(verdict, step.context, scope, exchange)
+            if type(step) is Forward:
+                await self.forward(step, receive, send, exchange, sent, fresh)
+            elif type(step) is Refuse:
+                await self.refuse(send, exchange, *step)
+            elif step == READINESS:
+                await self.readiness(send, exchange)
+            else:
+                await self.jwks(send, exchange)
         except Exception:
             # Logged with its traceback here; the client gets a plain JSON 500 if nothing was
             # sent yet (uvicorn would otherwise answer with its own text).
@@ -85,17 +139,24 @@ class GatewayApp:
             with contextlib.suppress(Exception):
                 await errors.send_error(send, 500, "internal_error", new_request_id())
         finally:
-            if metrics is not None:
-                metrics.in_flight -= 1
-            exchange.report(
-                scope,
-                started,
-                time.perf_counter() - clock,
-                metrics,
-                self.access_log,
-                self.access_query,
-                self.usage,
-            )
+            self.closed(scope, exchange, started, clock)
+
+    def closed(
+        self, scope: dict[str, Any], exchange: Exchange, started: float, clock: float
+    ) -> None:
+        """The exchange is over: the metrics, the key's usage and the access log are told."""
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight -= 1
+        exchange.report(
+            scope,
+            started,
+            time.perf_counter() - clock,
+            metrics,
+            self.access_log,
+            self.access_query,
+            self.usage,
+        )
 
     async def other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The scopes that are not HTTP requests: WebSockets and the lifespan."""
@@ -201,13 +262,13 @@ class GatewayApp:
             send, status, reason, request_id, message=message, extra=extra
         )
 
-    async def handle(
-        self, scope: dict[str, Any], receive: Any, send: Any, exchange: Exchange
-    ) -> None:
+    def prepare(self, scope: dict[str, Any], exchange: Exchange) -> Step:
+        """What to do with a request, decided by plain calls: the probes, the route, the key
+        (a cache miss or Redis limits leave a `Wait`), the body's limit, the headers."""
         if self.health_path and scope["path"] == self.health_path:
-            return await self.readiness(send, exchange)
+            return READINESS
         if self.jwks_path and scope["path"] == self.jwks_path:
-            return await self.jwks(send, exchange)
+            return JWKS
         headers = split_request(scope["headers"], self.marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
@@ -215,73 +276,98 @@ class GatewayApp:
         exchange.request_id, exchange.path = request_id, path
         match = self.router.match(path)
         if match is None:
-            return await self.refuse(send, exchange, 404, "no_route", request_id)
+            return Refuse(404, "no_route", request_id)
         route, upstream_path = match
         exchange.route = route.prefix
-
         client = scope.get("client")
         # The peer's address, or X-Forwarded-For's where [server] trusted_proxies allows:
         # uvicorn's proxy-headers middleware has put it in the scope already.
         client_ip = client[0] if client else "unknown"
+        context = Context(headers, request_id, route, upstream_path, client_ip)
         verdict = self.gate.admit(route, headers.tokens, scope["method"], client_ip)
         if isinstance(verdict, Pending):
-            verdict = await self.gate.finish(verdict)
+            return Wait(verdict, context)
+        return self.decided(verdict, context, scope, exchange)
+
+    def decided(
+        self,
+        verdict: Admitted | Refusal,
+        context: Context,
+        scope: dict[str, Any],
+        exchange: Exchange,
+    ) -> Forward | Refuse:
+        """The gate's answer: a refusal, or the request as it goes upstream."""
+        headers, request_id, route, upstream_path, client_ip = context
         identity = verdict.identity
         exchange.identity = identity
         if isinstance(verdict, Refusal):
-            return await self.refuse(
-                send,
-                exchange,
-                verdict.status,
-                verdict.reason,
-                request_id,
-                verdict.headers,
-                verdict.message,
+            return Refuse(
+                verdict.status, verdict.reason, request_id, verdict.headers, verdict.message
             )
         returned = [(b"x-request-id", request_id.encode("ascii")), *verdict.headers]
-
-        body: RequestBody | None = None
-        if headers.content_length is not None or headers.chunked:
-            if headers.content_length is not None:
-                if not headers.content_length.isdigit():
-                    return await self.refuse(send, exchange, 400, "bad_content_length", request_id)
-                if int(headers.content_length) > route.max_body_bytes:
-                    return await self.refuse(send, exchange, 413, "body_too_large", request_id)
-            body = RequestBody(receive, route.max_body_bytes)
-
+        if headers.content_length is not None:
+            if not headers.content_length.isdigit():
+                return Refuse(400, "bad_content_length", request_id)
+            if int(headers.content_length) > route.max_body_bytes:
+                return Refuse(413, "body_too_large", request_id)
         forward = self.trusted(
             headers, headers.forward, identity, route, request_id, client_ip, scope
         )
         if forward is None:
-            return await self.refuse(send, exchange, 503, "assertion_unavailable", request_id)
-
+            return Refuse(503, "assertion_unavailable", request_id)
         query = scope.get("query_string", b"")
-        target = upstream_path.encode("ascii") + (b"?" + query if query else b"")
-        forwarded = time.perf_counter()
+        return Forward(
+            route,
+            self.origins[route.prefix],
+            scope["method"],
+            upstream_path.encode("ascii") + (b"?" + query if query else b""),
+            forward,
+            returned,
+            headers.content_length is not None or headers.chunked,
+            headers.content_length is None and headers.chunked,
+            request_id,
+        )
+
+    async def forward(
+        self,
+        step: Forward,
+        receive: Any,
+        send: Any,
+        exchange: Exchange,
+        sent: Connection | None = None,
+        fresh: bool = False,
+    ) -> None:
+        """The request upstream and its answer back, or the refusal its failure calls for."""
+        route = step.route
+        body = RequestBody(receive, route.max_body_bytes) if step.framed else None
+        if not exchange.forwarded:  # else a relay sent it and handed it over (gateway.relay)
+            exchange.forwarded = time.perf_counter()
         try:
             await self.upstream.forward(
-                method=scope["method"],
-                where=self.origins[route.prefix],
-                target=target,
-                headers=forward,
+                method=step.method,
+                where=step.where,
+                target=step.target,
+                headers=step.headers,
                 body=body,
-                chunked=headers.content_length is None and headers.chunked,
+                chunked=step.chunked,
                 timeout=route.timeout_seconds,
-                response_headers=returned,
+                response_headers=step.returned,
                 receive=receive,
                 send=send,
                 exchange=exchange,
+                sent=sent,
+                fresh=fresh,
             )
         except BodyTooLarge:
-            await self.refuse(send, exchange, 413, "body_too_large", request_id)
+            await self.refuse(send, exchange, 413, "body_too_large", step.request_id)
         except ClientGone:
             return
         except UpstreamError as exc:
             if exc.timeout:
-                await self.refuse(send, exchange, 504, "upstream_timeout", request_id)
+                await self.refuse(send, exchange, 504, "upstream_timeout", step.request_id)
             else:
                 log.warning("upstream %s failed: %s", route.upstream, exc)
-                await self.refuse(send, exchange, 502, "upstream_unreachable", request_id)
+                await self.refuse(send, exchange, 502, "upstream_unreachable", step.request_id)
         finally:
-            exchange.upstream_seconds = time.perf_counter() - forwarded
+            exchange.upstream_seconds = time.perf_counter() - exchange.forwarded
             exchange.request_bytes = body.received if body is not None else 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -105,12 +105,13 @@ class Cycle:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def run(self, app: Any, tasks: set[asyncio.Task[None]]) -> None:
-        """Run the app for this request; ``tasks`` is the server's set of request tasks (the
-        drain waits for it), which this one leaves when it ends: a done callback would cost a
-        handle on the loop per request."""
+    async def run(self, work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
+        """Run the app for this request (``work``: the app called with this cycle's scope,
+        ``receive`` and ``send``, or what it handed over to a task); ``tasks`` is the server's
+        set of request tasks (the drain waits for it), which this one leaves when it ends: a
+        done callback would cost a handle on the loop per request."""
         try:
-            await app(self.scope, self.receive, self.send)
+            await work
         except BaseException:
             log.exception("unhandled error answering %s", self.scope.get("method"))
             if not self.response_started:

@@ -15,6 +15,7 @@ class Exchange:
     """What the access log and the metrics say of one request, filled in as it goes."""
 
     __slots__ = (
+        "forwarded",
         "identity",
         "path",
         "reason",
@@ -35,6 +36,7 @@ class Exchange:
         self.identity: Identity | None = None
         self.request_bytes = self.response_bytes = 0
         self.upstream_seconds: float | None = None
+        self.forwarded = 0.0  # perf_counter() when the request went upstream
 
     def report(
         self,

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import urllib.parse
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 import httptools
@@ -67,6 +68,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.keep_alive_timeout: float = config.timeout_keep_alive
         self.root_path: str = config.root_path
         self.websocket_class = config.ws_protocol_class  # None: no WebSockets on this listener
+        # The app's callback way in (GatewayApp.fast), unless a middleware wraps it (the
+        # proxy headers of [server] trusted_proxies): then every request is an ASGI call.
+        self.fast = getattr(self.app, "fast", None)
         self.parser = httptools.HttpRequestParser(self)
         # A complete request followed by bytes the parser would refuse after "Connection:
         # close" still gets its answer (as uvicorn).
@@ -229,7 +233,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         current = self.cycle
         if current is None or current.response_complete:
             self.cycle = cycle
-            self._start(cycle)
+            self._serve(cycle)
         else:
             # Pipelined behind a request still being answered: read no more until it is.
             self.flow.pause_reading()
@@ -253,8 +257,15 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     # -- requests
 
-    def _start(self, cycle: Cycle) -> None:
-        self.tasks.add(self.loop.create_task(cycle.run(self.app, self.tasks)))
+    def _serve(self, cycle: Cycle) -> None:
+        if self.fast is not None:
+            # Served by callbacks where it can be; what cannot comes back through _start.
+            self.fast(cycle.scope, cycle, self._start)
+        else:
+            self._start(cycle, self.app(cycle.scope, cycle.receive, cycle.send))
+
+    def _start(self, cycle: Cycle, work: Coroutine[Any, Any, None]) -> None:
+        self.tasks.add(self.loop.create_task(cycle.run(work, self.tasks)))
 
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
@@ -266,7 +277,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.flow.resume_reading()
         if self.pipeline:
             self.cycle = self.pipeline.popleft()
-            self._start(self.cycle)
+            self._serve(self.cycle)
         else:
             self.idle_since = self.loop.time()
             self._ensure_timer(self.idle_since + self.keep_alive_timeout)

@@ -168,13 +168,17 @@ class Upstream:
         receive: Any,
         send: Any,
         exchange: Exchange | None = None,
+        sent: Connection | None = None,
+        fresh: bool = False,
     ) -> None:
         """Send the request upstream and stream the answer to the client.
 
         Raises UpstreamError (nothing sent to the client yet), BodyTooLarge or ClientGone.
         After the response has started, an upstream failure aborts the client stream instead.
         ``chunked``: the client's body had no length; it goes upstream chunked. ``exchange``
-        has the status and the bytes answered noted as they are sent.
+        has the status and the bytes answered noted as they are sent. ``sent``: the request
+        was sent on this connection already and its response head has arrived (a relay's
+        hand-over, ``gateway.relay``); ``fresh``: not on a kept-alive connection.
         """
         dog = self.watchdog
         timer = dog.watch(timeout)
@@ -186,14 +190,18 @@ class Upstream:
             head = head[:-2] + b"transfer-encoding: chunked\r\n\r\n"
         held: list[Connection] = []  # the connection to close if the exchange fails
         try:
-            connection = await _send(pool, method, head, body, chunked, dog, timer, held)
+            if sent is None:
+                connection = await _send(pool, method, head, body, chunked, dog, timer, held, fresh)
+            else:
+                connection = sent
+                held.append(connection)
             dog.progress(timer)
             start = {
                 "type": "http.response.start",
                 "status": connection.status,
                 "headers": filter_response(connection.headers) + response_headers,
             }
-            if _small(connection):
+            if small(connection):
                 # Read before starting, so a failure here can still be a clean 502.
                 parts = []
                 while part := await connection.read():
@@ -244,9 +252,10 @@ async def _send(
     dog: Watchdog,
     timer: Watch,
     held: list[Connection],
+    fresh: bool,
 ) -> Connection:
-    """The request sent and its response head read, on a pooled connection or a new one."""
-    fresh = False
+    """The request sent and its response head read, on a pooled connection or a new one
+    (``fresh``: a new one)."""
     while True:
         connection, reused = await pool.acquire(fresh)
         held[:] = [connection]
@@ -268,7 +277,7 @@ async def _send(
             fresh = True
 
 
-def _small(connection: Connection) -> bool:
+def small(connection: Connection) -> bool:
     """Whether the body is small enough to read whole before answering: all arrived already,
     or a Content-Length of at most ``SMALL_BODY``."""
     if connection.complete:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from typing import Any
+from typing import Any, Protocol
 
 import httptools
 
@@ -45,6 +45,17 @@ class UpstreamBroken(ConnectionError):
     """The response was malformed, or ended before its framing said it would."""
 
 
+class Listener(Protocol):
+    """Told of an exchange's progress instead of awaiting it (``gateway.relay``): each once,
+    and never from inside the parser (the listener may put the connection back in the pool)."""
+
+    def on_head(self) -> None: ...  # the final head, the body still to come
+
+    def on_done(self) -> None: ...  # the whole response has arrived
+
+    def on_error(self, error: Exception) -> None: ...  # it failed (UpstreamClosed, ...)
+
+
 class Connection(asyncio.Protocol):
     """One connection to an upstream, carrying one exchange at a time."""
 
@@ -57,16 +68,21 @@ class Connection(asyncio.Protocol):
         self.parser: Any = None  # httptools.HttpResponseParser, one per exchange
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
-        self._begin(False)
+        self.feeding = False  # in the parser's callbacks: a listener is told after them
+        self._begin(False, None)
 
-    def _begin(self, head_only: bool) -> None:
+    def _begin(self, head_only: bool, listener: Listener | None) -> None:
         self.head_only = head_only
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.framed = False  # Content-Length or chunked: an early close is a broken body
         self.interim = False
         self.received = False
-        self.head: asyncio.Future[None] = self.loop.create_future()
+        self.headed = False  # the final head has arrived
+        self.listener = listener
+        self.told = False  # the listener knows of the head
+        if listener is None:  # awaited; a listener is called instead
+            self.head: asyncio.Future[None] = self.loop.create_future()
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.complete = False
@@ -74,9 +90,10 @@ class Connection(asyncio.Protocol):
         self.error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
 
-    def begin(self, head_only: bool) -> None:
-        """A new exchange on this connection (``head_only``: the request is a HEAD)."""
-        self._begin(head_only)
+    def begin(self, head_only: bool, listener: Listener | None = None) -> None:
+        """A new exchange on this connection (``head_only``: the request is a HEAD), awaited
+        through ``head`` and `read`, or told to ``listener``."""
+        self._begin(head_only, listener)
         self.parser = httptools.HttpResponseParser(self)
 
     # -- asyncio.Protocol
@@ -90,12 +107,17 @@ class Connection(asyncio.Protocol):
             # Bytes nobody asked for (a pooled connection): the stream is out of step.
             self._close()
             return
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamBroken("the upstream switched protocols unasked"))
         except httptools.HttpParserError as exc:
             self._fail(UpstreamBroken(f"malformed response: {exc}"))
+        finally:
+            self.feeding = False
+        if self.listener is not None:
+            self._tell()
 
     def eof_received(self) -> bool:
         self._lost()
@@ -127,7 +149,8 @@ class Connection(asyncio.Protocol):
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
-        if not self.head.done():
+        self.headed = True
+        if self.listener is None and not self.head.done():
             self.head.set_result(None)
         if self.head_only:
             self._done()
@@ -151,6 +174,7 @@ class Connection(asyncio.Protocol):
         self.complete = True
         self.parser = None
         self._wake()
+        self._tell()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -161,18 +185,34 @@ class Connection(asyncio.Protocol):
         if self.complete or self.error is not None:
             return
         self.error = error
-        if not self.head.done():
+        if self.listener is None and not self.head.done():
             self.head.set_exception(error)
             self.head.exception()  # retrieved: the caller may be gone already
         self._wake()
         self._close()
+        self._tell()
+
+    def _tell(self) -> None:
+        """The listener hears what happened, once the parser has returned."""
+        listener = self.listener
+        if listener is None or self.feeding:
+            return
+        if self.complete:
+            self.listener = None
+            listener.on_done()
+        elif self.error is not None:
+            self.listener = None
+            listener.on_error(self.error)
+        elif self.headed and not self.told:
+            self.told = True
+            listener.on_head()
 
     def _lost(self) -> None:
         if self.closed:
             return
         self.closed = True
         if self.parser is not None and not self.complete:
-            if self.head.done() and not self.framed:
+            if self.headed and not self.framed:
                 self._done()  # a body delimited by the close (RFC 9112 §6.3, rule 8)
             elif not self.received:
                 self._fail(UpstreamClosed("the upstream closed the connection"))
@@ -238,15 +278,21 @@ class Pool:
         self.loop = asyncio.get_running_loop()
         self.idle: list[Connection] = []
 
+    def take(self) -> Connection | None:
+        """A kept-alive connection from an earlier exchange, if one is idle."""
+        now = self.loop.time()
+        while self.idle:
+            connection = self.idle.pop()
+            if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            connection.abort()
+        return None
+
     async def acquire(self, fresh: bool = False) -> tuple[Connection, bool]:
         """A connection, and whether it was kept alive from an earlier exchange (``fresh``:
         a new one whatever the pool holds)."""
-        now = self.loop.time()
-        while self.idle and not fresh:
-            connection = self.idle.pop()
-            if not connection.closed and now - connection.idle_since < IDLE_SECONDS:
-                return connection, True
-            connection.abort()
+        if not fresh and (kept := self.take()) is not None:
+            return kept, True
         _, connection = await self.loop.create_connection(
             lambda: Connection(self),
             self.host,

@@ -24,20 +24,29 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 
 
 class Watch:
     """One exchange: ``last`` is when the upstream last made progress (``inf``: not waiting);
-    ``cancelling`` is how many cancel requests its task had pending when the watch began."""
+    ``cancelling`` is how many cancel requests its task had pending when the watch began. An
+    exchange run by callbacks (``gateway.relay``) has no task: ``expiry`` is called instead."""
 
-    __slots__ = ("cancelling", "expired", "last", "task", "timeout")
+    __slots__ = ("cancelling", "expired", "expiry", "last", "task", "timeout")
 
-    def __init__(self, task: asyncio.Task[object] | None, timeout: float, now: float) -> None:
+    def __init__(
+        self,
+        task: asyncio.Task[object] | None,
+        timeout: float,
+        now: float,
+        expiry: Callable[[], None] | None = None,
+    ) -> None:
         self.task = task
         self.timeout = timeout
         self.last = now
         self.expired = False
         self.cancelling = task.cancelling() if task is not None else 0
+        self.expiry = expiry
 
 
 class Watchdog:
@@ -47,14 +56,18 @@ class Watchdog:
         self.tick = 0.1
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def watch(self, timeout: float) -> Watch:
+    def watch(self, timeout: float, expiry: Callable[[], None] | None = None) -> Watch:
+        """Watch the exchange of the running task, or (``expiry``) one run by callbacks."""
         loop = self._loop
         if loop is None or not loop.is_running():  # the first watch, or a new loop (tests)
             loop = self._loop = asyncio.get_running_loop()
-        # current_task(loop), not current_task(): without its loop it asks get_running_loop(),
-        # which on Python 3.11 calls getpid() (a fork check): a system call per request, 4.5% of
-        # the event loop's time in row 5 under py-spy.
-        watch = Watch(asyncio.current_task(loop), timeout, loop.time())
+        if expiry is None:
+            # current_task(loop), not current_task(): without its loop it asks
+            # get_running_loop(), which on Python 3.11 calls getpid() (a fork check): a system
+            # call per request, 4.5% of the event loop's time in row 5 under py-spy.
+            watch = Watch(asyncio.current_task(loop), timeout, loop.time())
+        else:
+            watch = Watch(None, timeout, loop.time(), expiry)
         self._active[id(watch)] = watch
         if timeout / 10 < self.tick:
             self.tick = max(0.005, timeout / 10)
@@ -99,6 +112,8 @@ class Watchdog:
                 expired += 1
                 if watch.task is not None:
                     watch.task.cancel()
+                elif watch.expiry is not None:
+                    watch.expiry()
         return expired
 
     async def _run(self) -> None:

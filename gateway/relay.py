@@ -1,0 +1,185 @@
+"""A request served by callbacks: `gateway serve`'s fast path for what most requests are.
+
+A request without a body that the gate let through by plain calls (a cached key, local rate
+limits: ``GatewayApp.prepare``) goes upstream on a kept-alive connection from the pool, and its
+response, once whole, leaves for the client in one write through the request's ``Cycle``. No
+task, no coroutine, no future, no ASGI message: the connection tells the relay (its
+``Listener``), and the watchdog calls it when the route timeout passes.
+
+Measured (row 5, the gateway with a key, against the same code through the ASGI path in a task):
+docs/architecture.md, "The fast path".
+
+Whatever it does not finish itself, it hands to ``GatewayApp.resume`` in a task before a byte has
+been written to the client, with what was decided so far (nothing is checked or counted twice):
+- **no idle connection** in the pool: `begin` says so, and the request takes the ASGI path;
+- **a large response** (no length, or more than ``SMALL_BODY``): at its head, the stream and its
+  flow control are the engine's (``Upstream.forward`` with the connection it has);
+- **the keep-alive race** (``gateway.upstream``): an idempotent request on a connection the
+  upstream closed before a byte came back is sent again once, on a new connection;
+- **any other failure**: 502, and **the route timeout**: 504.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from gateway.cycle import Cycle
+from gateway.exchange import Exchange
+from gateway.headers import filter_response
+from gateway.plan import Forward, Refuse, Start
+from gateway.proxy import head_of, small
+from gateway.upstream import IDEMPOTENT, Connection, UpstreamClosed
+from gateway.watchdog import Watch
+
+if TYPE_CHECKING:
+    from gateway.app import GatewayApp
+
+log = logging.getLogger("gateway.app")
+
+
+class Relay:
+    """One request and its upstream exchange, told of its progress (``upstream.Listener``)."""
+
+    __slots__ = (
+        "app",
+        "clock",
+        "connection",
+        "cycle",
+        "exchange",
+        "scope",
+        "start",
+        "started",
+        "step",
+        "watch",
+    )
+
+    def __init__(
+        self,
+        app: GatewayApp,
+        step: Forward,
+        scope: dict[str, Any],
+        cycle: Cycle,
+        start: Start,
+        exchange: Exchange,
+        started: float,
+        clock: float,
+    ) -> None:
+        self.app = app
+        self.step = step
+        self.scope = scope
+        self.cycle = cycle
+        self.start = start
+        self.exchange = exchange
+        self.started = started
+        self.clock = clock
+        self.connection: Connection | None = None
+        self.watch: Watch | None = None
+
+    def begin(self) -> bool:
+        """Send the request on an idle kept-alive connection; False when none is idle (nothing
+        was done: the caller takes the ASGI path)."""
+        step = self.step
+        upstream = self.app.upstream
+        connection = upstream.pool(step.where).take()
+        if connection is None:
+            return False
+        self.connection = connection
+        self.watch = upstream.watchdog.watch(step.route.timeout_seconds, self.expired)
+        head = head_of(step.method, step.target, step.where.authority, step.headers)
+        self.exchange.forwarded = time.perf_counter()
+        connection.begin(step.method == "HEAD", self)
+        connection.write(head)
+        return True
+
+    # -- the connection's news
+
+    def on_head(self) -> None:
+        connection = self.connection
+        assert connection is not None and self.watch is not None
+        if small(connection):
+            self.app.upstream.watchdog.progress(self.watch)
+            return  # read whole before answering, as the engine does
+        # A stream: the engine copies it with its flow control, in a task.
+        connection.listener = None
+        self._unwatch()
+        self._hand_over(self.step, sent=connection)
+
+    def on_done(self) -> None:
+        connection = self.connection
+        assert connection is not None
+        self._unwatch()
+        chunks = connection.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        connection.buffered = 0
+        status = connection.status
+        headers = filter_response(connection.headers)
+        headers += self.step.returned
+        connection.release()
+        exchange = self.exchange
+        exchange.status, exchange.response_bytes = status, len(body)
+        exchange.upstream_seconds = time.perf_counter() - exchange.forwarded
+        cycle = self.cycle
+        try:
+            if not cycle.disconnected:
+                # As Cycle.send would with start and body: one write.
+                cycle.head = cycle.head_of(status, headers)
+                cycle.response_started = True
+                cycle.waiting_for_continue = False
+                cycle.body_part(body, False)
+        except Exception:
+            log.exception("unhandled error answering %s %s", self.step.method, exchange.path)
+            exchange.status = 500
+            if not cycle.response_complete:
+                cycle.fail()
+        finally:
+            self.app.closed(self.scope, exchange, self.started, self.clock)
+
+    def on_error(self, error: Exception) -> None:
+        connection = self.connection
+        assert connection is not None
+        self._unwatch()
+        connection.abort()
+        step = self.step
+        if isinstance(error, UpstreamClosed) and step.method in IDEMPOTENT:
+            # The keep-alive race: no byte came back on a kept-alive connection and the
+            # request has no body: sent again, once, on a new connection.
+            self._hand_over(step, fresh=True)
+            return
+        log.warning("upstream %s failed: %s", step.route.upstream, error)
+        self._hand_over(Refuse(502, "upstream_unreachable", step.request_id))
+
+    def expired(self) -> None:
+        """The watchdog's: the upstream was silent past the route timeout."""
+        self.watch = None  # the watchdog has let it go
+        connection = self.connection
+        assert connection is not None
+        connection.listener = None
+        connection.abort()
+        self._hand_over(Refuse(504, "upstream_timeout", self.step.request_id))
+
+    # --
+
+    def _unwatch(self) -> None:
+        if self.watch is not None:
+            self.app.upstream.watchdog.done(self.watch)
+            self.watch = None
+
+    def _hand_over(
+        self, step: Forward | Refuse, sent: Connection | None = None, fresh: bool = False
+    ) -> None:
+        cycle = self.cycle
+        work = self.app.resume(
+            step,
+            self.scope,
+            cycle.receive,
+            cycle.send,
+            self.exchange,
+            self.started,
+            self.clock,
+            sent,
+            fresh,
+        )
+        self.start(cycle, work)
