@@ -22,6 +22,7 @@ from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
 
+from gateway.batch import Batched
 from gateway.refusals import internal_error
 
 log = logging.getLogger("gateway.http")
@@ -69,7 +70,7 @@ class Cycle:
     def __init__(
         self,
         scope: dict[str, Any],
-        transport: asyncio.Transport,
+        transport: Batched,
         flow: FlowControl,
         loop: asyncio.AbstractEventLoop,
         keep_alive: bool,

@@ -37,6 +37,7 @@ import httptools
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
+from gateway.batch import Batched, Flusher
 from gateway.cycle import Cycle
 from gateway.refusals import AUTHORITY, MAX_HEAD_BYTES, Refused, refusal
 
@@ -75,7 +76,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         # A complete request followed by bytes the parser would refuse after "Connection:
         # close" still gets its answer (as uvicorn).
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.transport: Batched = None  # type: ignore[assignment]
         self.flow: FlowControl = None  # type: ignore[assignment]
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
@@ -104,7 +105,12 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.connections.add(self)
-        self.transport = transport
+        # Every write to the client waits for the end of the loop iteration (gateway.batch),
+        # held by one flusher for all the server's connections.
+        flusher = getattr(self.server_state, "flusher", None)
+        if flusher is None or flusher.loop is not self.loop:
+            flusher = self.server_state.flusher = Flusher(self.loop)
+        self.transport = Batched(transport, flusher)
         self.flow = FlowControl(transport)
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
@@ -335,9 +341,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         protocol = self.websocket_class(
             config=self.config, server_state=self.server_state, app_state=self.app_state
         )
-        protocol.connection_made(self.transport)
+        self.transport.flush()
+        transport = self.transport.transport
+        protocol.connection_made(transport)
         protocol.data_received(b"".join(lines))
-        self.transport.set_protocol(protocol)
+        transport.set_protocol(protocol)
 
     def _serve_plainly(self) -> None:
         """The parser stopped at the head of an Upgrade request without a body: serve it as a

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 import httptools
 
+from gateway.batch import Batched, Flusher
+
 HIGH_WATER = 256 * 1024  # response bytes held for a slow client before reading stops
 LOW_WATER = 64 * 1024
 IDLE_SECONDS = 30.0
@@ -62,7 +64,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.loop = pool.loop
-        self.transport: asyncio.Transport | None = None
+        self.transport: Batched | None = None
         self.closed = False
         self.idle_since = 0.0
         self.parser: Any = None  # httptools.HttpResponseParser, one per exchange
@@ -99,7 +101,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: Any) -> None:
-        self.transport = transport
+        # Request heads and bodies wait for the end of the loop iteration (gateway.batch).
+        self.transport = Batched(transport, self.pool.flusher)
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -277,6 +280,7 @@ class Pool:
         self.host, self.port, self.context = host, port, context
         self.loop = asyncio.get_running_loop()
         self.idle: list[Connection] = []
+        self.flusher = Flusher(self.loop)
 
     def take(self) -> Connection | None:
         """A kept-alive connection from an earlier exchange, if one is idle."""
