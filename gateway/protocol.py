@@ -21,6 +21,12 @@ per-request path is ours (docs/architecture.md, "The server side", has the measu
   be read. Without a body the request is served as a plain one and the connection closed after
   it; with a body it is 400.
 
+- **The app's callback way in**: an app with a ``fast`` method (``GatewayApp.fast``) is handed
+  each request with a way to start a task for it, and answers what it can by callbacks
+  (``gateway.relay``); any other app is called as ASGI, in a task per request.
+- **Writes wait for the end of the loop iteration** (``gateway.batch``): the answers of one
+  iteration leave together, one wake-up of their reader instead of one each.
+
 Refusals (`gateway.refusals`) are answered with the same JSON error shape as everything else.
 """
 

@@ -7,7 +7,7 @@ task, no coroutine, no future, no ASGI message: the connection tells the relay (
 ``Listener``), and the watchdog calls it when the route timeout passes.
 
 Measured (row 5, the gateway with a key, against the same code through the ASGI path in a task):
-docs/architecture.md, "The fast path".
+docs/architecture.md, "The fast path: a request answered by callbacks".
 
 Whatever it does not finish itself, it hands to ``GatewayApp.resume`` in a task before a byte has
 been written to the client, with what was decided so far (nothing is checked or counted twice):
