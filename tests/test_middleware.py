@@ -64,6 +64,8 @@ def test_through_the_asgi_transport(tmp_path: Path, loop_thread: LoopThread) -> 
     inner = Starlette(routes=[Route("/{path:path}", echo, methods=["GET", "POST"])])
     app = APIKeyMiddleware(inner, config=config, exempt=["/healthz"])
     secret = init["secret_key"]
+    # The last character changed: to "x", unless it was one already (then the key was valid).
+    wrong = secret[:-1] + ("y" if secret.endswith("x") else "x")
 
     async def exchange() -> dict[str, httpx.Response]:
         transport = httpx.ASGITransport(app=app)
@@ -81,7 +83,7 @@ def test_through_the_asgi_transport(tmp_path: Path, loop_thread: LoopThread) -> 
                 "bearer": await client.get(
                     "/orders", headers={"Authorization": f"Bearer {secret}"}
                 ),
-                "wrong": await client.get("/orders", headers={"X-Auth-Token": secret[:-1] + "x"}),
+                "wrong": await client.get("/orders", headers={"X-Auth-Token": wrong}),
                 "exempt": await client.get("/healthz", headers=forged),
                 "optional": await client.get("/public/x"),
             }
