@@ -12,6 +12,7 @@ import pytest
 from admin import access
 from admin import usage as admin_usage
 from core.store import StoreUnavailable
+from core.store import keys as store_keys
 from core.store import usage as store_usage
 from tests.support import BOTH_STORES, Gateway, Upstream
 
@@ -175,3 +176,38 @@ def test_usage_is_seen_only_by_who_may_see_the_key(counted: Gateway) -> None:
     with counted.admin(mine.secret_key) as admin:
         assert admin.get(f"/v1/api-keys/{mine.key.access_key}/usage").status_code == 200
         assert admin.get(f"/v1/api-keys/{counted.access_key}/usage").status_code == 404
+
+
+def test_a_large_batch_is_written_whole_in_few_statements(gateway: Gateway) -> None:
+    """2,500 usage rows and last-used times in one flush: every row added (sums, never a time
+    moved backwards), and on SQLite in one statement per thousand rows, not one step per row
+    (core.store.database.json_batches says why)."""
+    db = gateway.resources.db
+    statements: list[str] = []
+    if db.dialect == "sqlite":
+        writer = db._writer  # type: ignore[attr-defined]
+        gateway.loop.run(writer.set_trace_callback(statements.append))
+    hour = int(gateway.clock() // 3600)
+    rows = [(f"GWKBATCH{n:012d}", hour, n % 3, 1, 0) for n in range(2500)]
+    key, when = gateway.access_key, 1_700_000_000.123456
+    uses = [(when, key)] + [(when, f"GWKNONE{n:013d}") for n in range(2499)]
+
+    async def write() -> None:
+        for _ in range(2):
+            async with db.transaction() as w:
+                await store_usage.add(w, rows)
+        async with db.transaction() as w:
+            await store_keys.touch_last_used(w, uses)
+            await store_keys.touch_last_used(w, [(when - 60, key)])  # older: ignored
+
+    gateway.loop.run(write())
+    if db.dialect == "sqlite":
+        gateway.loop.run(writer.set_trace_callback(None))
+        writes = [s for s in statements if s.startswith(("INSERT INTO key_usage", "UPDATE"))]
+        assert len(writes) == 2 * 3 + 3 + 1, writes
+    found = gateway.loop.run(store_usage.since(db, "GWKBATCH000000000007", hour))
+    assert found == {hour: (2 * (7 % 3), 2, 0)}
+    stored = gateway.loop.run(
+        db.fetchone("SELECT last_used_at FROM api_keys WHERE access_key = ?", (key,))
+    )
+    assert stored is not None and stored[0] == when

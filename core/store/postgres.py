@@ -88,6 +88,8 @@ def _count(status: str) -> int:
 
 
 class PostgresWriter(Writer):
+    dialect = "postgresql"
+
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 

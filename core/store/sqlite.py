@@ -219,6 +219,8 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
 class SQLiteWriter(Writer):
     """The statements available inside a write transaction."""
 
+    dialect = "sqlite"
+
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
