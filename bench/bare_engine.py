@@ -6,6 +6,8 @@ The same uvicorn settings as the gateway (``gatewaycli.server.uvicorn_config``) 
 upstream engine (``gateway.proxy.Upstream`` over ``gateway.upstream``), with nothing else: no
 routing, no token, no identity or forwarding headers added, hop-by-hop headers dropped. Row 5
 (the gateway with one key) is held to 0.95 of this: what auth and the contract cost on the engine.
+Like the gateway under `gateway serve`, a request without a body on a kept-alive connection is
+answered by callbacks (``gateway.relay``), the rest as ASGI in a task.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from typing import Any
 import uvicorn
 
 from core.config import Route, parse_listen
+from gateway.cycle import Cycle
+from gateway.exchange import Exchange
 from gateway.headers import HOP_BY_HOP
+from gateway.plan import Forward, Start, Step
 from gateway.proxy import RequestBody, Upstream, origin
+from gateway.relay import Relay
+from gateway.upstream import Connection
 from gatewaycli import server
 
 DROPPED = HOP_BY_HOP | {b"host"}
@@ -25,27 +32,63 @@ DROPPED = HOP_BY_HOP | {b"host"}
 
 class BareEngine:
     def __init__(self, upstream: str) -> None:
-        self.where = origin(Route(prefix="/", upstream=upstream))
+        self.route = Route(prefix="/", upstream=upstream)
+        self.where = origin(self.route)
         self.upstream = Upstream()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
+    def step(self, scope: dict[str, Any]) -> Forward:
         headers = [(k, v) for k, v in scope["headers"] if k not in DROPPED]
         chunked = any(k == b"transfer-encoding" for k, _ in scope["headers"])
         framed = chunked or any(k == b"content-length" for k, _ in headers)
         query = scope["query_string"]
+        target = scope["raw_path"] + (b"?" + query if query else b"")
+        return Forward(
+            self.route, self.where, scope["method"], target, headers, [], framed, chunked, ""
+        )
+
+    def fast(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
+        """`GatewayApp.fast` without the gateway: the relay, or a task."""
+        step = self.step(scope)
+        if not step.framed and Relay(self, step, scope, cycle, start, Exchange(), 0, 0).begin():
+            return
+        start(cycle, self.resume(step, scope, cycle.receive, cycle.send, Exchange(), 0, 0))
+
+    def closed(
+        self, scope: dict[str, Any], exchange: Exchange, started: float, clock: float
+    ) -> None:
+        pass  # nothing counted
+
+    async def resume(
+        self,
+        step: Step | None,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        exchange: Exchange,
+        started: float,
+        clock: float,
+        sent: Connection | None = None,
+        fresh: bool = False,
+    ) -> None:
+        assert isinstance(step, Forward), step  # a failure in the bench is an error
         await self.upstream.forward(
-            method=scope["method"],
-            where=self.where,
-            target=scope["raw_path"] + (b"?" + query if query else b""),
-            headers=headers,
-            body=RequestBody(receive, 1 << 40) if framed else None,
-            chunked=chunked,
+            method=step.method,
+            where=step.where,
+            target=step.target,
+            headers=step.headers,
+            body=RequestBody(receive, 1 << 40) if step.framed else None,
+            chunked=step.chunked,
             timeout=30.0,
             response_headers=[],
             receive=receive,
             send=send,
+            sent=sent,
+            fresh=fresh,
         )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        await self.resume(self.step(scope), scope, receive, send, Exchange(), 0, 0)
 
 
 async def main(upstream: str, listen: str) -> None:

@@ -23,20 +23,41 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from gateway.cycle import Cycle
 from gateway.exchange import Exchange
 from gateway.headers import filter_response
-from gateway.plan import Forward, Refuse, Start
-from gateway.proxy import head_of, small
+from gateway.plan import Forward, Refuse, Start, Step
+from gateway.proxy import Upstream, head_of, small
 from gateway.upstream import IDEMPOTENT, Connection, UpstreamClosed
 from gateway.watchdog import Watch
 
-if TYPE_CHECKING:
-    from gateway.app import GatewayApp
-
 log = logging.getLogger("gateway.app")
+
+
+class Owner(Protocol):
+    """The app a relay works for: ``GatewayApp`` (and the bench's bare engine, row 3e)."""
+
+    upstream: Upstream
+
+    def closed(
+        self, scope: dict[str, Any], exchange: Exchange, started: float, clock: float
+    ) -> None: ...
+
+    def resume(
+        self,
+        step: Step | None,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        exchange: Exchange,
+        started: float,
+        clock: float,
+        sent: Connection | None = None,
+        fresh: bool = False,
+    ) -> Coroutine[Any, Any, None]: ...
 
 
 class Relay:
@@ -57,7 +78,7 @@ class Relay:
 
     def __init__(
         self,
-        app: GatewayApp,
+        app: Owner,
         step: Forward,
         scope: dict[str, Any],
         cycle: Cycle,
