@@ -16,7 +16,9 @@ for our identity headers are removed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
@@ -85,14 +87,77 @@ class GatewayApp:
         step: Step
         try:
             step = self.prepare(scope, exchange)
-            if type(step) is Forward and not step.framed:
-                relay = Relay(self, step, scope, cycle, start, exchange, started, clock)
-                if relay.begin():
-                    return
+            if type(step) is Wait and step.pending.digest is not None:
+                # The key is not cached: go on when its lookup settles (Redis limits: a task).
+                lookup = self.gate.verifier.lookup(step.pending.digest)
+                later = functools.partial(
+                    self._looked_up, step, scope, cycle, start, exchange, started, clock
+                )
+                lookup.add_done_callback(later)
+                return
+            if self._by_callbacks(step, scope, cycle, start, exchange, started, clock):
+                return
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             step = Refuse(500, "internal_error", exchange.request_id or new_request_id())
         start(cycle, self.resume(step, scope, cycle.receive, cycle.send, exchange, started, clock))
+
+    def _looked_up(
+        self,
+        waited: Wait,
+        scope: dict[str, Any],
+        cycle: Cycle,
+        start: Start,
+        exchange: Exchange,
+        started: float,
+        clock: float,
+        lookup: asyncio.Future[Identity | str],
+    ) -> None:
+        """`fast`, once the lookup of an uncached key has settled (a done callback)."""
+        step: Step
+        try:
+            verdict = self.gate.looked_up(waited.pending, lookup)
+            if isinstance(verdict, Pending):  # the key's rate limits are in Redis
+                step = Wait(verdict, waited.context)
+            else:
+                step = self.decided(verdict, waited.context, scope, exchange)
+            if self._by_callbacks(step, scope, cycle, start, exchange, started, clock):
+                return
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            step = Refuse(500, "internal_error", exchange.request_id or new_request_id())
+        start(cycle, self.resume(step, scope, cycle.receive, cycle.send, exchange, started, clock))
+
+    def _by_callbacks(
+        self,
+        step: Step,
+        scope: dict[str, Any],
+        cycle: Cycle,
+        start: Start,
+        exchange: Exchange,
+        started: float,
+        clock: float,
+    ) -> bool:
+        """Carry ``step`` out without a task where that can be done: a refusal is answered
+        now, a request without a body goes to the relay; False for the rest (a task)."""
+        if type(step) is Refuse:
+            status, reason, request_id, extra, message = step
+            headers, body = errors.error_response(status, reason, request_id, message, extra)
+            exchange.reason, exchange.status = step.reason, step.status
+            exchange.response_bytes = len(body)
+            try:
+                cycle.answer(step.status, headers, body)
+            except Exception:
+                log.exception("unhandled error answering %s", step.reason)
+                exchange.status = 500
+                if not cycle.response_complete:
+                    cycle.fail()
+            finally:
+                self.closed(scope, exchange, started, clock)
+            return True
+        if type(step) is Forward and not step.framed:
+            return Relay(self, step, scope, cycle, start, exchange, started, clock).begin()
+        return False
 
     async def resume(
         self,

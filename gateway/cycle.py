@@ -189,6 +189,17 @@ class Cycle:
 
     # -- the response
 
+    def answer(self, status: int, headers: Any, body: bytes) -> None:
+        """A whole response at once, as `send` makes it of a start and one body message: one
+        write (``gateway.relay``, and refusals answered by callbacks). Nothing when the client
+        is gone; a header that is not valid HTTP raises RuntimeError, as in `send`."""
+        if self.disconnected:
+            return
+        self.head = self.head_of(status, headers)
+        self.response_started = True
+        self.waiting_for_continue = False
+        self.body_part(body, False)
+
     def head_of(self, status: int, headers: Any) -> bytes:
         lines = [STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status]
         close = False

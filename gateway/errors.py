@@ -17,6 +17,20 @@ async def send_error(
     extra: tuple[tuple[bytes, bytes], ...] = (),
 ) -> int:
     """Send the error; returns the body's length (for the access log)."""
+    headers, body = error_response(status, reason, request_id, message, extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return len(body)
+
+
+def error_response(
+    status: int,
+    reason: str,
+    request_id: str,
+    message: str | None = None,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The error's headers and body."""
     body = error_json(status, reason, request_id, message)
     headers = [
         (b"content-type", b"application/json"),
@@ -27,6 +41,4 @@ async def send_error(
     if status == 401:
         headers.append((b"www-authenticate", b"X-Auth-Token"))
     headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-    return len(body)
+    return headers, body

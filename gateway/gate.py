@@ -15,6 +15,7 @@ Only a cache miss (the store) or Redis rate limits return a :class:`Pending`, wh
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import NamedTuple
@@ -59,6 +60,11 @@ class Pending(NamedTuple):
 ANONYMOUS = Admitted(None)
 
 
+def _store_unavailable(exc: StoreUnavailable) -> Refusal:
+    log.warning("uncached key rejected with 503: %s", exc)
+    return Refusal(503, "store_unavailable")
+
+
 class Gate:
     def __init__(
         self,
@@ -97,8 +103,7 @@ class Gate:
             try:
                 found = await self.verifier.load(pending.digest)
             except StoreUnavailable as exc:
-                log.warning("uncached key rejected with 503: %s", exc)
-                return Refusal(503, "store_unavailable")
+                return _store_unavailable(exc)
             verdict = self._held(
                 found, pending.route, pending.method, pending.client, pending.limited
             )
@@ -109,6 +114,19 @@ class Gate:
         assert isinstance(self.limiter, RedisLimiter)
         decision = await self.limiter.check(pending.limits, self.clock())
         return self._decided(decision, pending.identity)
+
+    def looked_up(
+        self, pending: Pending, lookup: asyncio.Future[Identity | str]
+    ) -> Admitted | Refusal | Pending:
+        """The first half of `finish` for a caller told by a callback that ``pending``'s lookup
+        (``Verifier.lookup``) has settled; a Pending left holds the Redis limits."""
+        error = lookup.exception()
+        if isinstance(error, StoreUnavailable):
+            return _store_unavailable(error)
+        if error is not None:
+            raise error
+        found = lookup.result()
+        return self._held(found, pending.route, pending.method, pending.client, pending.limited)
 
     def _held(
         self, found: Identity | str, route: Route, method: str, client: str, limited: bool = True

@@ -144,12 +144,7 @@ class Relay:
         exchange.upstream_seconds = time.perf_counter() - exchange.forwarded
         cycle = self.cycle
         try:
-            if not cycle.disconnected:
-                # As Cycle.send would with start and body: one write.
-                cycle.head = cycle.head_of(status, headers)
-                cycle.response_started = True
-                cycle.waiting_for_continue = False
-                cycle.body_part(body, False)
+            cycle.answer(status, headers, body)
         except Exception:
             log.exception("unhandled error answering %s %s", self.step.method, exchange.path)
             exchange.status = 500

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core.tokens import SecretFormat
 from tests.support import Gateway, LoopThread, Running, build_gateway, free_socket, wait_for
 from tests.test_upstream_engine import OK, Scripted, keep_alive, read_request, use
 
@@ -215,3 +216,44 @@ def test_a_route_with_keep_alive_answers_keeps_using_one_connection(
         for _ in range(20):
             assert client.get("/s/x").text == "ok"
     assert upstream.connections == 1 and request_tasks(running) == 0
+
+
+def test_refusals_and_lookups_are_answered_without_a_task_each(
+    relayed: tuple[Gateway, Scripted, Running],
+) -> None:
+    """A refusal is answered as soon as it is decided, and a request whose key is not cached
+    goes on when the store's answer comes (a done callback): the only tasks made are the
+    verifier's, one per store query, however many requests wait on them."""
+    gateway, upstream, _ = relayed
+    use(gateway, upstream, keep_alive(OK))
+    secret = {"X-Auth-Token": gateway.secret_key}
+    made: list[str] = []
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def factory(on: bool) -> None:
+        asyncio.get_running_loop().set_task_factory(counting if on else None)
+
+    async def forget() -> None:
+        gateway.resources.verifier.clear()  # the key must be looked up again
+
+    unknown = [SecretFormat().generate() for _ in range(5)]
+    with httpx.Client(base_url=gateway.url) as client:
+        assert client.get("/echo/warm", headers=secret).status_code == 200  # pooled, cached
+        gateway.loop.run(forget())
+        gateway.loop.run(factory(True))
+        try:
+            statuses = [client.get("/nowhere").status_code, client.get("/echo/x").status_code]
+            statuses += [
+                client.get("/echo/x", headers={"X-Auth-Token": token}).status_code
+                for token in unknown
+            ]
+            answer = client.get("/echo/x", headers=secret)  # looked up, then relayed
+        finally:
+            gateway.loop.run(factory(False))
+    assert statuses == [404, 401] + [401] * 5
+    assert answer.status_code == 200 and answer.text == "ok"
+    made.remove(factory.__qualname__)  # the test's own call that turns the counting off
+    assert made and set(made) == {"Verifier._run_queries"}, made
