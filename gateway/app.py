@@ -75,11 +75,12 @@ class GatewayApp:
 
     def fast(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
         """`gateway serve`'s way in (``gateway.protocol``): the request is decided by plain calls
-        (`prepare`), and a request without a body that is let through goes upstream on a kept-
-        alive connection and is answered by callbacks (``gateway.relay``): no task, no
-        coroutine, no ASGI message on a cache hit. Anything else (a body, a refusal, a cache
-        miss, no idle connection, a large response) is handed to `resume` in a task started
-        by ``start``, with what was decided so far: nothing is checked or counted twice."""
+        (`prepare`); a refusal is answered at once, a key that is not cached is waited for by a
+        callback on its lookup, and a request without a body that is let through goes upstream
+        on a kept-alive connection and is answered by callbacks (``gateway.relay``): no task,
+        no coroutine, no ASGI message. Anything else (a body, Redis rate limits, no idle
+        connection, a large response) is handed to `resume` in a task started by ``start``,
+        with what was decided so far: nothing is checked or counted twice."""
         exchange = Exchange()
         started, clock = time.time(), time.perf_counter()
         if self.metrics is not None:
