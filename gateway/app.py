@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core.assertion_keys import JWKS_PATH
@@ -85,11 +86,25 @@ class GatewayApp:
         started, clock = time.time(), time.perf_counter()
         if self.metrics is not None:
             self.metrics.in_flight += 1
+        decide = functools.partial(self.prepare, scope, exchange)
+        self._go(decide, scope, cycle, start, exchange, started, clock)
+
+    def _go(
+        self,
+        decide: Callable[[], Step],
+        scope: dict[str, Any],
+        cycle: Cycle,
+        start: Start,
+        exchange: Exchange,
+        started: float,
+        clock: float,
+    ) -> None:
+        """`fast`'s steps: what ``decide`` says, carried out by callbacks where that can be
+        done, else in a task; an uncached key's lookup is waited for by a done callback."""
         step: Step
         try:
-            step = self.prepare(scope, exchange)
+            step = decide()
             if type(step) is Wait and step.pending.digest is not None:
-                # The key is not cached: go on when its lookup settles (Redis limits: a task).
                 lookup = self.gate.verifier.lookup(step.pending.digest)
                 later = functools.partial(
                     self._looked_up, step, scope, cycle, start, exchange, started, clock
@@ -114,20 +129,15 @@ class GatewayApp:
         clock: float,
         lookup: asyncio.Future[Identity | str],
     ) -> None:
-        """`fast`, once the lookup of an uncached key has settled (a done callback)."""
-        step: Step
-        try:
+        """`fast`, once the lookup of an uncached key has settled (its done callback)."""
+
+        def decide() -> Step:
             verdict = self.gate.looked_up(waited.pending, lookup)
-            if isinstance(verdict, Pending):  # the key's rate limits are in Redis
-                step = Wait(verdict, waited.context)
-            else:
-                step = self.decided(verdict, waited.context, scope, exchange)
-            if self._by_callbacks(step, scope, cycle, start, exchange, started, clock):
-                return
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            step = Refuse(500, "internal_error", exchange.request_id or new_request_id())
-        start(cycle, self.resume(step, scope, cycle.receive, cycle.send, exchange, started, clock))
+            if isinstance(verdict, Pending):  # the key's rate limits are in Redis: a task
+                return Wait(verdict, waited.context)
+            return self.decided(verdict, waited.context, scope, exchange)
+
+        self._go(decide, scope, cycle, start, exchange, started, clock)
 
     def _by_callbacks(
         self,

@@ -16,31 +16,38 @@ import httpx
 import pytest
 
 from core.tokens import SecretFormat
-from tests.support import Gateway, LoopThread, Running, build_gateway, free_socket, wait_for
-from tests.test_upstream_engine import OK, Scripted, keep_alive, read_request, use
+from tests.support import Gateway, Running, wait_for
+from tests.test_upstream_engine import (
+    OK,
+    Script,
+    Scripted,
+    keep_alive,
+    read_request,
+    scripted_gateway,
+    use,
+)
 
 
 @pytest.fixture(scope="module")
 def relayed(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Gateway, Scripted, Running]]:
-    upstream = Scripted()
-    loop = LoopThread()
-    sock = free_socket()
-    server = loop.run(asyncio.start_server(upstream.serve, sock=sock))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    extra = f"""
-[[routes]]
-prefix = "/s"
-upstream = "{url}"
-auth = "none"
-timeout_seconds = 0.5
-"""
-    gateway, running = build_gateway(Path(tmp_path_factory.mktemp("relay")), url, extra)
-    yield gateway, upstream, running
-    running.stop()
-    server.close()
-    loop.close()
+    with scripted_gateway(Path(tmp_path_factory.mktemp("relay")), timeout=0.5) as started:
+        yield started
+
+
+def holding(release: threading.Event) -> Script:
+    """Answer OK to every request, but to one for /held only once ``release`` is set."""
+
+    async def script(reader: Any, writer: asyncio.StreamWriter, upstream: Scripted) -> None:
+        while head := await read_request(reader, upstream):
+            if b"/held" in head:
+                while not release.is_set():  # the test's thread says when
+                    await asyncio.sleep(0.01)
+            writer.write(OK)
+            await writer.drain()
+
+    return script
 
 
 def request_tasks(running: Running) -> int:
@@ -63,15 +70,7 @@ def test_a_kept_alive_request_is_answered_without_a_task(
     gateway, upstream, running = relayed
     release = threading.Event()
 
-    async def script(reader: Any, writer: asyncio.StreamWriter, upstream: Scripted) -> None:
-        while head := await read_request(reader, upstream):
-            if b"/held" in head:
-                while not release.is_set():  # the test's thread says when
-                    await asyncio.sleep(0.01)
-            writer.write(OK)
-            await writer.drain()
-
-    use(gateway, upstream, script)
+    use(gateway, upstream, holding(release))
     with (
         httpx.Client(base_url=gateway.url) as client,
         concurrent.futures.ThreadPoolExecutor() as pool,
@@ -159,15 +158,7 @@ def test_a_client_gone_before_the_answer_leaves_the_connection_reusable(
     gateway, upstream, _ = relayed
     release = threading.Event()
 
-    async def script(reader: Any, writer: asyncio.StreamWriter, upstream: Scripted) -> None:
-        while head := await read_request(reader, upstream):
-            if b"/held" in head:
-                while not release.is_set():  # the test's thread says when
-                    await asyncio.sleep(0.01)
-            writer.write(OK)
-            await writer.drain()
-
-    use(gateway, upstream, script)
+    use(gateway, upstream, holding(release))
     with httpx.Client(base_url=gateway.url) as client:
         assert client.get("/s/warm").status_code == 200
     host, port = gateway.url.removeprefix("http://").split(":")

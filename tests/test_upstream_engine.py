@@ -4,6 +4,7 @@ scripts them: framing, keep-alive and its race, interim answers, flow control.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -15,7 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Gateway, LoopThread, build_gateway, free_socket, send_raw, wait_for
+from tests.support import (
+    Gateway,
+    LoopThread,
+    Running,
+    build_gateway,
+    free_socket,
+    send_raw,
+    wait_for,
+)
 from tests.test_operations import self_signed
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Scripted"], Awaitable[None]]
@@ -67,12 +76,14 @@ async def read_request(reader: asyncio.StreamReader, upstream: Scripted) -> byte
     return head
 
 
-@pytest.fixture(scope="module")
-def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Scripted]]:
+@contextlib.contextmanager
+def scripted_gateway(
+    directory: Path, timeout: float
+) -> Iterator[tuple[Gateway, Scripted, Running]]:
+    """A gateway whose route /s (auth "none", ``timeout`` seconds) goes to a scripted upstream."""
     upstream = Scripted()
     loop = LoopThread()
     sock = free_socket()
-
     server = loop.run(asyncio.start_server(upstream.serve, sock=sock))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     extra = f"""
@@ -80,13 +91,21 @@ def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway
 prefix = "/s"
 upstream = "{url}"
 auth = "none"
-timeout_seconds = 2
+timeout_seconds = {timeout}
 """
-    gateway, running = build_gateway(Path(tmp_path_factory.mktemp("engine")), url, extra)
-    yield gateway, upstream
-    running.stop()
-    server.close()
-    loop.close()
+    gateway, running = build_gateway(directory, url, extra)
+    try:
+        yield gateway, upstream, running
+    finally:
+        running.stop()
+        server.close()
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Scripted]]:
+    with scripted_gateway(Path(tmp_path_factory.mktemp("engine")), timeout=2) as started:
+        yield started[0], started[1]
 
 
 def use(gateway: Gateway, upstream: Scripted, script: Script) -> None:
