@@ -131,19 +131,20 @@ class Relay:
         connection = self.connection
         assert connection is not None
         self._unwatch()
-        chunks = connection.chunks
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        connection.buffered = 0
-        status = connection.status
-        headers = filter_response(connection.headers)
-        headers += self.step.returned
-        connection.release()
-        exchange = self.exchange
-        exchange.status, exchange.response_bytes = status, len(body)
-        exchange.upstream_seconds = time.perf_counter() - exchange.forwarded
-        cycle = self.cycle
+        exchange, cycle = self.exchange, self.cycle
+        # Everything in the try: this runs in the upstream connection's data_received, where an
+        # error would leave the client unanswered and the exchange never counted.
         try:
+            chunks = connection.chunks
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            connection.buffered = 0
+            status = connection.status
+            headers = filter_response(connection.headers)
+            headers += self.step.returned
+            connection.release()
+            exchange.status, exchange.response_bytes = status, len(body)
+            exchange.upstream_seconds = time.perf_counter() - exchange.forwarded
             cycle.answer(status, headers, body)
         except Exception:
             log.exception("unhandled error answering %s %s", self.step.method, exchange.path)

@@ -23,8 +23,11 @@ same moment as a timeout is then re-raised, never swallowed as an upstream timeo
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable
+
+log = logging.getLogger("gateway.watchdog")
 
 
 class Watch:
@@ -113,7 +116,10 @@ class Watchdog:
                 if watch.task is not None:
                     watch.task.cancel()
                 elif watch.expiry is not None:
-                    watch.expiry()
+                    try:
+                        watch.expiry()
+                    except Exception:  # one exchange's failure must not stop every timeout
+                        log.exception("an exchange's timeout failed")
         return expired
 
     async def _run(self) -> None:

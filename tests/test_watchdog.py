@@ -130,3 +130,28 @@ def test_a_watchdog_still_times_out_exchanges_on_a_later_event_loop() -> None:
 
     assert asyncio.run(one_exchange()) == "timed out"
     assert asyncio.run(one_exchange()) == "timed out"
+
+
+def test_an_exchange_run_by_callbacks_is_called_back_and_a_failing_one_stops_no_other(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A relayed exchange (no task) is told by its callback; one whose callback fails is logged
+    and the others still expire: the ticker is shared by every exchange in flight."""
+    told: list[str] = []
+
+    def failing() -> None:
+        told.append("failing")
+        raise RuntimeError("the relay broke")
+
+    async def scenario() -> None:
+        dog = Watchdog()
+        loop = asyncio.get_running_loop()
+        first = dog.watch(1.0, failing)
+        second = dog.watch(1.0, lambda: told.append("second"))
+        assert first.task is None and second.task is None
+        assert dog.expire(loop.time() + 2.0) == 2
+        await dog.close()
+
+    asyncio.run(scenario())
+    assert told == ["failing", "second"]
+    assert "an exchange's timeout failed" in caplog.text
