@@ -23,7 +23,8 @@ per-request path is ours (docs/architecture.md, "The server side", has the measu
 
 - **The app's callback way in**: an app with a ``fast`` method (``GatewayApp.fast``) is handed
   each request with a way to start a task for it, and answers what it can by callbacks
-  (``gateway.relay``); any other app is called as ASGI, in a task per request.
+  (``gateway.relay``), behind uvicorn's proxy-headers middleware too (run on the scope first);
+  any other app is called as ASGI, in a task per request.
 - **Writes wait for the end of the loop iteration** (``gateway.batch``): the answers of one
   iteration leave together, one wake-up of their reader instead of one each.
 
@@ -37,9 +38,10 @@ import logging
 import urllib.parse
 from collections import deque
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 import httptools
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
@@ -75,9 +77,14 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.keep_alive_timeout: float = config.timeout_keep_alive
         self.root_path: str = config.root_path
         self.websocket_class = config.ws_protocol_class  # None: no WebSockets on this listener
-        # The app's callback way in (GatewayApp.fast), unless a middleware wraps it (the
-        # proxy headers of [server] trusted_proxies): then every request is an ASGI call.
+        # The app's callback way in (GatewayApp.fast). Behind uvicorn's proxy-headers middleware
+        # ([server] trusted_proxies) the middleware's own rewrite of the scope is run first
+        # (`_believe_proxy`); under any other wrapper every request is an ASGI call.
         self.fast = getattr(self.app, "fast", None)
+        self.proxy_headers: ProxyHeadersMiddleware | None = None
+        if isinstance(self.app, ProxyHeadersMiddleware) and hasattr(self.app.app, "fast"):
+            self.fast = self.app.app.fast
+            self.proxy_headers = ProxyHeadersMiddleware(_as_is, config.forwarded_allow_ips)
         self.parser = httptools.HttpRequestParser(self)
         # A complete request followed by bytes the parser would refuse after "Connection:
         # close" still gets its answer (as uvicorn).
@@ -271,6 +278,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def _serve(self, cycle: Cycle) -> None:
         if self.fast is not None:
+            if self.proxy_headers is not None:
+                self._believe_proxy(cycle.scope)
             # Served by callbacks where it can be; what cannot comes back through _start.
             self.fast(cycle.scope, cycle, self._start)
         else:
@@ -278,6 +287,19 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def _start(self, cycle: Cycle, work: Coroutine[Any, Any, None]) -> None:
         self.tasks.add(self.loop.create_task(cycle.run(work, self.tasks)))
+
+    def _believe_proxy(self, scope: dict[str, Any]) -> None:
+        """uvicorn's proxy-headers middleware on ``scope``, run to its end at once: it sets the
+        client and the scheme from a trusted peer's X-Forwarded-For and -Proto, then calls an
+        app that awaits nothing (uvicorn's own rules, whatever its version, not a copy)."""
+        assert self.proxy_headers is not None
+        rewrite = self.proxy_headers(cast(Any, scope), cast(Any, _nothing), cast(Any, _nothing))
+        try:
+            rewrite.send(None)
+        except StopIteration:
+            return
+        rewrite.close()
+        raise RuntimeError("uvicorn's proxy-headers middleware waited on something")
 
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
@@ -416,6 +438,14 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.write(self.failed)
             self.transport.close()
+
+
+async def _as_is(scope: Any, receive: Any, send: Any) -> None:
+    """The app behind `_believe_proxy`'s middleware: the scope, rewritten in place, is all."""
+
+
+async def _nothing() -> Any:
+    raise AssertionError("not called")
 
 
 assert issubclass(httptools.HttpParserCallbackError, httptools.HttpParserError)
