@@ -16,12 +16,10 @@ for our identity headers are removed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from core.assertion_keys import JWKS_PATH
@@ -36,7 +34,7 @@ from gateway.gate import Admitted, Pending, Refusal
 from gateway.headers import RequestHeaders, split_request
 from gateway.plan import JWKS, READINESS, Context, Forward, Refuse, Start, Step, Wait
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError, origin
-from gateway.relay import Relay
+from gateway.relay import carry_out
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
 from gateway.upstream import Connection
@@ -87,88 +85,7 @@ class GatewayApp:
         if self.metrics is not None:
             self.metrics.in_flight += 1
         decide = functools.partial(self.prepare, scope, exchange)
-        self._go(decide, scope, cycle, start, exchange, started, clock)
-
-    def _go(
-        self,
-        decide: Callable[[], Step],
-        scope: dict[str, Any],
-        cycle: Cycle,
-        start: Start,
-        exchange: Exchange,
-        started: float,
-        clock: float,
-    ) -> None:
-        """`fast`'s steps: what ``decide`` says, carried out by callbacks where that can be
-        done, else in a task; an uncached key's lookup is waited for by a done callback."""
-        step: Step
-        try:
-            step = decide()
-            if type(step) is Wait and step.pending.digest is not None:
-                lookup = self.gate.verifier.lookup(step.pending.digest)
-                later = functools.partial(
-                    self._looked_up, step, scope, cycle, start, exchange, started, clock
-                )
-                lookup.add_done_callback(later)
-                return
-            if self._by_callbacks(step, scope, cycle, start, exchange, started, clock):
-                return
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            step = Refuse(500, "internal_error", exchange.request_id or new_request_id())
-        start(cycle, self.resume(step, scope, cycle.receive, cycle.send, exchange, started, clock))
-
-    def _looked_up(
-        self,
-        waited: Wait,
-        scope: dict[str, Any],
-        cycle: Cycle,
-        start: Start,
-        exchange: Exchange,
-        started: float,
-        clock: float,
-        lookup: asyncio.Future[Identity | str],
-    ) -> None:
-        """`fast`, once the lookup of an uncached key has settled (its done callback)."""
-
-        def decide() -> Step:
-            verdict = self.gate.looked_up(waited.pending, lookup)
-            if isinstance(verdict, Pending):  # the key's rate limits are in Redis: a task
-                return Wait(verdict, waited.context)
-            return self.decided(verdict, waited.context, scope, exchange)
-
-        self._go(decide, scope, cycle, start, exchange, started, clock)
-
-    def _by_callbacks(
-        self,
-        step: Step,
-        scope: dict[str, Any],
-        cycle: Cycle,
-        start: Start,
-        exchange: Exchange,
-        started: float,
-        clock: float,
-    ) -> bool:
-        """Carry ``step`` out without a task where that can be done: a refusal is answered
-        now, a request without a body goes to the relay; False for the rest (a task)."""
-        if type(step) is Refuse:
-            status, reason, request_id, extra, message = step
-            headers, body = errors.error_response(status, reason, request_id, message, extra)
-            exchange.reason, exchange.status = step.reason, step.status
-            exchange.response_bytes = len(body)
-            try:
-                cycle.answer(step.status, headers, body)
-            except Exception:
-                log.exception("unhandled error answering %s", step.reason)
-                exchange.status = 500
-                if not cycle.response_complete:
-                    cycle.fail()
-            finally:
-                self.closed(scope, exchange, started, clock)
-            return True
-        if type(step) is Forward and not step.framed:
-            return Relay(self, step, scope, cycle, start, exchange, started, clock).begin()
-        return False
+        carry_out(self, decide, scope, cycle, start, exchange, started, clock)
 
     async def resume(
         self,
