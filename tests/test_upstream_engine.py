@@ -98,8 +98,18 @@ timeout_seconds = {timeout}
         yield gateway, upstream, running
     finally:
         running.stop()
-        server.close()
+        loop.run(finish(server))
         loop.close()
+
+
+async def finish(server: asyncio.Server) -> None:
+    """Stop the scripted upstream and end the connections it still serves (a script may be
+    waiting on a read), before its loop closes under them."""
+    server.close()
+    serving = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in serving:
+        task.cancel()
+    await asyncio.gather(*serving, return_exceptions=True)
 
 
 @pytest.fixture(scope="module")
