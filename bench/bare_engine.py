@@ -49,13 +49,11 @@ class BareEngine:
     def fast(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
         """`GatewayApp.fast` without the gateway: the relay, or a task."""
         step = self.step(scope)
-        if not step.framed and Relay(self, step, scope, cycle, start, Exchange(), 0, 0).begin():
+        if not step.framed and Relay(self, step, scope, cycle, start, Exchange()).begin():
             return
-        start(cycle, self.resume(step, scope, cycle.receive, cycle.send, Exchange(), 0, 0))
+        start(cycle, self.resume(step, scope, cycle.receive, cycle.send, Exchange()))
 
-    def closed(
-        self, scope: dict[str, Any], exchange: Exchange, started: float, clock: float
-    ) -> None:
+    def closed(self, scope: dict[str, Any], exchange: Exchange) -> None:
         pass  # nothing counted
 
     async def resume(
@@ -65,8 +63,6 @@ class BareEngine:
         receive: Any,
         send: Any,
         exchange: Exchange,
-        started: float,
-        clock: float,
         sent: Connection | None = None,
         fresh: bool = False,
     ) -> None:
@@ -88,7 +84,7 @@ class BareEngine:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
-        await self.resume(self.step(scope), scope, receive, send, Exchange(), 0, 0)
+        await self.resume(self.step(scope), scope, receive, send, Exchange())
 
 
 async def main(upstream: str, listen: str) -> None:

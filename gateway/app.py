@@ -70,7 +70,7 @@ class GatewayApp:
             return await self.other(scope, receive, send)
         if self.metrics is not None:
             self.metrics.in_flight += 1
-        await self.resume(None, scope, receive, send, Exchange(), time.time(), time.perf_counter())
+        await self.resume(None, scope, receive, send, Exchange())
 
     def fast(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
         """`gateway serve`'s way in (``gateway.protocol``): the request is decided by plain calls
@@ -81,11 +81,10 @@ class GatewayApp:
         connection, a large response) is handed to `resume` in a task started by ``start``,
         with what was decided so far: nothing is checked or counted twice."""
         exchange = Exchange()
-        started, clock = time.time(), time.perf_counter()
         if self.metrics is not None:
             self.metrics.in_flight += 1
         decide = functools.partial(self.prepare, scope, exchange)
-        carry_out(self, decide, scope, cycle, start, exchange, started, clock)
+        carry_out(self, decide, scope, cycle, start, exchange)
 
     async def resume(
         self,
@@ -94,8 +93,6 @@ class GatewayApp:
         receive: Any,
         send: Any,
         exchange: Exchange,
-        started: float,
-        clock: float,
         sent: Connection | None = None,
         fresh: bool = False,
     ) -> None:
@@ -132,19 +129,15 @@ class GatewayApp:
             with contextlib.suppress(Exception):
                 await errors.send_error(send, 500, "internal_error", new_request_id())
         finally:
-            self.closed(scope, exchange, started, clock)
+            self.closed(scope, exchange)
 
-    def closed(
-        self, scope: dict[str, Any], exchange: Exchange, started: float, clock: float
-    ) -> None:
+    def closed(self, scope: dict[str, Any], exchange: Exchange) -> None:
         """The exchange is over: the metrics, the key's usage and the access log are told."""
         metrics = self.metrics
         if metrics is not None:
             metrics.in_flight -= 1
         exchange.report(
             scope,
-            started,
-            time.perf_counter() - clock,
             metrics,
             self.access_log,
             self.access_query,

@@ -3,6 +3,7 @@ over (whatever happened: refused, forwarded, failed, or the client gone)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from core.identity import Identity
@@ -15,6 +16,7 @@ class Exchange:
     """What the access log and the metrics say of one request, filled in as it goes."""
 
     __slots__ = (
+        "clock",
         "forwarded",
         "identity",
         "path",
@@ -23,11 +25,15 @@ class Exchange:
         "request_id",
         "response_bytes",
         "route",
+        "started",
         "status",
         "upstream_seconds",
     )
 
     def __init__(self) -> None:
+        # When it began: the wall clock for the access log, the monotonic one for durations.
+        self.started = time.time()
+        self.clock = time.perf_counter()
         self.request_id: str | None = None
         self.path = ""
         self.route: str | None = None
@@ -41,8 +47,6 @@ class Exchange:
     def report(
         self,
         scope: dict[str, Any],
-        started: float,
-        seconds: float,
         metrics: Metrics | None,
         access_log: AccessLog | None,
         access_query: bool,
@@ -50,6 +54,7 @@ class Exchange:
     ) -> None:
         """Count it (metrics, the key's usage) and queue its line (access log): plain calls, no
         I/O."""
+        seconds = time.perf_counter() - self.clock
         identity = self.identity
         if identity is not None:
             usage.count(identity.access_key, self.status)
@@ -63,7 +68,7 @@ class Exchange:
             upstream = self.upstream_seconds
             access_log.record(
                 (
-                    started,
+                    self.started,
                     self.request_id,
                     client[0] if client else None,
                     scope.get("method"),

@@ -23,7 +23,6 @@ or a private network), and the proxy must clear client-sent identity headers bef
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from core.config import Config, ForwardAuthConfig
@@ -83,15 +82,12 @@ class ForwardAuthApp:
         if scope["type"] != "http":
             return
         exchange = Exchange()
-        started, clock = time.time(), time.perf_counter()
         resources = self.resources
         try:
             await self.check(scope, send, exchange)
         finally:
             exchange.report(
                 scope,
-                started,
-                time.perf_counter() - clock,
                 resources.metrics,
                 resources.access_log,
                 False,

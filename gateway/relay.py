@@ -52,9 +52,7 @@ class Owner(Protocol):
 
     upstream: Upstream
 
-    def closed(
-        self, scope: dict[str, Any], exchange: Exchange, started: float, clock: float
-    ) -> None: ...
+    def closed(self, scope: dict[str, Any], exchange: Exchange) -> None: ...
 
     def resume(
         self,
@@ -63,8 +61,6 @@ class Owner(Protocol):
         receive: Any,
         send: Any,
         exchange: Exchange,
-        started: float,
-        clock: float,
         sent: Connection | None = None,
         fresh: bool = False,
     ) -> Coroutine[Any, Any, None]: ...
@@ -75,13 +71,11 @@ class Relay:
 
     __slots__ = (
         "app",
-        "clock",
         "connection",
         "cycle",
         "exchange",
         "scope",
         "start",
-        "started",
         "step",
         "watch",
     )
@@ -94,8 +88,6 @@ class Relay:
         cycle: Cycle,
         start: Start,
         exchange: Exchange,
-        started: float,
-        clock: float,
     ) -> None:
         self.app = app
         self.step = step
@@ -103,8 +95,6 @@ class Relay:
         self.cycle = cycle
         self.start = start
         self.exchange = exchange
-        self.started = started
-        self.clock = clock
         self.connection: Connection | None = None
         self.watch: Watch | None = None
 
@@ -162,7 +152,7 @@ class Relay:
             if not cycle.response_complete:
                 cycle.fail()
         finally:
-            self.app.closed(self.scope, exchange, self.started, self.clock)
+            self.app.closed(self.scope, exchange)
 
     def on_error(self, error: Exception) -> None:
         connection = self.connection
@@ -204,8 +194,6 @@ class Relay:
             cycle.receive,
             cycle.send,
             self.exchange,
-            self.started,
-            self.clock,
             sent,
             fresh,
         )
@@ -219,8 +207,6 @@ def carry_out(
     cycle: Cycle,
     start: Start,
     exchange: Exchange,
-    started: float,
-    clock: float,
 ) -> None:
     """`GatewayApp.fast`'s steps: what ``decide`` says, carried out by callbacks where that can
     be done (`_by_callbacks`), else in a task; an uncached key's lookup is waited for by a
@@ -230,17 +216,15 @@ def carry_out(
         step = decide()
         if type(step) is Wait and step.pending.digest is not None:
             lookup = app.gate.verifier.lookup(step.pending.digest)
-            later = functools.partial(
-                _looked_up, app, step, scope, cycle, start, exchange, started, clock
-            )
+            later = functools.partial(_looked_up, app, step, scope, cycle, start, exchange)
             lookup.add_done_callback(later)
             return
-        if _by_callbacks(app, step, scope, cycle, start, exchange, started, clock):
+        if _by_callbacks(app, step, scope, cycle, start, exchange):
             return
     except Exception:
         log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
         step = Refuse(500, "internal_error", exchange.request_id or new_request_id())
-    start(cycle, app.resume(step, scope, cycle.receive, cycle.send, exchange, started, clock))
+    start(cycle, app.resume(step, scope, cycle.receive, cycle.send, exchange))
 
 
 def _looked_up(
@@ -250,8 +234,6 @@ def _looked_up(
     cycle: Cycle,
     start: Start,
     exchange: Exchange,
-    started: float,
-    clock: float,
     lookup: asyncio.Future[Identity | str],
 ) -> None:
     """`carry_out`, once the lookup of an uncached key has settled (its done callback)."""
@@ -262,7 +244,7 @@ def _looked_up(
             return Wait(verdict, waited.context)
         return app.decided(verdict, waited.context, scope, exchange)
 
-    carry_out(app, decide, scope, cycle, start, exchange, started, clock)
+    carry_out(app, decide, scope, cycle, start, exchange)
 
 
 def _by_callbacks(
@@ -272,8 +254,6 @@ def _by_callbacks(
     cycle: Cycle,
     start: Start,
     exchange: Exchange,
-    started: float,
-    clock: float,
 ) -> bool:
     """Carry ``step`` out without a task where that can be done: a refusal is answered now,
     a request without a body goes to a `Relay`; False for the rest (a task)."""
@@ -290,8 +270,8 @@ def _by_callbacks(
             if not cycle.response_complete:
                 cycle.fail()
         finally:
-            app.closed(scope, exchange, started, clock)
+            app.closed(scope, exchange)
         return True
     if type(step) is Forward and not step.framed:
-        return Relay(app, step, scope, cycle, start, exchange, started, clock).begin()
+        return Relay(app, step, scope, cycle, start, exchange).begin()
     return False

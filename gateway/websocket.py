@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +135,6 @@ class WebSocketProxy:
         """One session, told to the access log, the metrics and the key's usage when it is over
         (status 101 for a session, or the refusal's; the bytes of the messages both ways)."""
         exchange = Exchange()
-        started, clock = time.time(), time.perf_counter()
 
         async def counted(message: dict[str, Any]) -> None:
             kind = message["type"]
@@ -154,8 +152,6 @@ class WebSocketProxy:
         finally:
             exchange.report(
                 {**scope, "method": "GET"},
-                started,
-                time.perf_counter() - clock,
                 resources.metrics,
                 resources.access_log,
                 resources.config.access_query,
