@@ -27,6 +27,8 @@ import logging
 import math
 from collections.abc import Callable
 
+from gateway.loop import RunningLoop
+
 log = logging.getLogger("gateway.watchdog")
 
 
@@ -57,17 +59,14 @@ class Watchdog:
         self._active: dict[int, Watch] = {}
         self._ticker: asyncio.Task[None] | None = None
         self.tick = 0.1
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = RunningLoop()
 
     def watch(self, timeout: float, expiry: Callable[[], None] | None = None) -> Watch:
         """Watch the exchange of the running task, or (``expiry``) one run by callbacks."""
-        loop = self._loop
-        if loop is None or not loop.is_running():  # the first watch, or a new loop (tests)
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop()
         if expiry is None:
             # current_task(loop), not current_task(): without its loop it asks
-            # get_running_loop(), which on Python 3.11 calls getpid() (a fork check): a system
-            # call per request, 4.5% of the event loop's time in row 5 under py-spy.
+            # get_running_loop(), a system call (gateway.loop).
             watch = Watch(asyncio.current_task(loop), timeout, loop.time())
         else:
             watch = Watch(None, timeout, loop.time(), expiry)
@@ -79,8 +78,8 @@ class Watchdog:
         return watch
 
     def progress(self, watch: Watch) -> None:
-        assert self._loop is not None
-        watch.last = self._loop.time()
+        assert self._loop.held is not None
+        watch.last = self._loop.held.time()
 
     @staticmethod
     def pause(watch: Watch) -> None:
@@ -123,11 +122,11 @@ class Watchdog:
         return expired
 
     async def _run(self) -> None:
-        assert self._loop is not None
+        loop = self._loop()
         try:
             while self._active:
                 await asyncio.sleep(self.tick)
-                self.expire(self._loop.time())
+                self.expire(loop.time())
         finally:
             self._ticker = None
 
