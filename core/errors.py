@@ -85,13 +85,28 @@ def request_id_of(value: bytes | None) -> str:
 
 
 def error_json(status: int, reason: str, request_id: str, message: str | None = None) -> bytes:
+    """The body: ``json.dumps`` of the four fields, the request id last. What comes before it is
+    the same for every refusal with a reason's own message, so it is made once (bench row 7
+    answers every request with a 401: ``json.dumps`` per answer was 4.5% of its CPU)."""
+    start = _STARTS.get((status, reason)) if not message else None
+    if start is None:
+        start = _before_request_id(status, reason, message or MESSAGES[reason])
+        if not message:
+            _STARTS[(status, reason)] = start
+    # What json.dumps does to a str (ensure_ascii), in C.
+    return start + json.encoder.encode_basestring_ascii(request_id).encode() + b"}"
+
+
+_STARTS: dict[tuple[int, str], bytes] = {}  # bounded: the statuses and reasons above
+
+
+def _before_request_id(status: int, reason: str, message: str) -> bytes:
     body: dict[str, Any] = {
         "type": REASON_TYPES.get(reason) or TYPES[status],
         "reason": reason,
-        "message": message or MESSAGES[reason],
-        "request_id": request_id,
+        "message": message,
     }
-    return json.dumps(body).encode()
+    return json.dumps(body)[:-1].encode() + b', "request_id": '
 
 
 # Why a process should not get traffic (its readiness probe answers 503 with one of these).
