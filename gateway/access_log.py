@@ -1,7 +1,7 @@
 """The access log: one JSON line per request on the proxy listener, written off the request path.
 
 The request path only appends a tuple to a list (no formatting, no I/O). Every 20 ms the event
-loop turns what gathered into JSON lines in one go and hands the text to a thread of its own,
+loop turns what gathered into JSON lines in one go and hands the bytes to a thread of its own,
 which only writes it: a slow disk, a full disk or a closed stdout never blocks the event loop,
 and the thread, blocked in ``write`` with the GIL released, does not compete with the loop for it
 (formatting in the thread did: with a line per request it cost 15-40% of the requests per second
@@ -24,29 +24,39 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import msgspec
 
 log = logging.getLogger("gateway.access")
 
 MAX_PENDING = 100_000  # lines handed to the writer and not yet written
 HAND_OVER_SECONDS = 0.02
-FIELDS = (
-    "time",
-    "request_id",
-    "client",
-    "method",
-    "path",
-    "route",
-    "status",
-    "reason",
-    "access_key",
-    "project_id",
-    "request_bytes",
-    "response_bytes",
-    "total_ms",
-    "upstream_ms",
-)
-Entry = tuple[object, ...]  # the values of FIELDS, "time" as epoch seconds
+
+
+class Line(msgspec.Struct):
+    """One line, its fields in this order. Encoded by msgspec, a batch at a time
+    (``encode_lines``): ~1 us a line where ``json.dumps`` of a dict and ``datetime.isoformat``
+    took 7.6 us, on the event loop (bench row 5a, the access log on, was 0.84 of row 5)."""
+
+    time: str  # ISO 8601, UTC, milliseconds
+    request_id: str | None
+    client: str | None
+    method: str | None
+    path: str
+    route: str | None
+    status: int | None
+    reason: str | None
+    access_key: str | None
+    project_id: str | None
+    request_bytes: int
+    response_bytes: int
+    total_ms: float
+    upstream_ms: float | None
+
+
+FIELDS = Line.__struct_fields__
+Entry = tuple[Any, ...]  # the values of FIELDS, "time" as epoch seconds
 
 
 class AccessLog:
@@ -54,7 +64,7 @@ class AccessLog:
 
     def __init__(self, destination: str) -> None:
         self.destination = destination  # "stdout" or a file path ("off" makes no AccessLog)
-        self._queue: queue.SimpleQueue[tuple[str, int] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[bytes, int] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._gathered: list[Entry] = []
         self._in_writer = 0  # lines handed over and not yet written (approximate, for the bound)
@@ -77,7 +87,7 @@ class AccessLog:
             self.dropped += len(entries)
             return
         self._in_writer += len(entries)
-        self._queue.put_nowait(("".join(map(_line, entries)), len(entries)))
+        self._queue.put_nowait((_lines(entries), len(entries)))
 
     def reopen(self) -> None:
         """SIGUSR1: the file was rotated; write to a new one at the same path."""
@@ -115,7 +125,7 @@ class AccessLog:
             if item is None:
                 _close(out)
                 return
-            text, count = item
+            lines, count = item
             if self._reopen.is_set():
                 self._reopen.clear()
                 _close(out)
@@ -123,7 +133,7 @@ class AccessLog:
             try:
                 if out is None:
                     raise OSError("not open")
-                out.write(text.encode())
+                out.write(lines)
                 out.flush()
                 self.written += count
                 if failing:
@@ -144,8 +154,43 @@ def _close(out: IO[bytes] | None) -> None:
             out.close()
 
 
-def _line(entry: Entry) -> str:
+_ENCODER = msgspec.json.Encoder()
+
+
+def _lines(entries: list[Entry]) -> bytes:
+    """The JSON lines of ``entries``. A string msgspec cannot encode (a lone surrogate: none of
+    the gateway's fields can hold one today) sends the batch through ``json.dumps``, which
+    escapes it, rather than lose it."""
+    stamp = Stamp()
+    try:
+        return _ENCODER.encode_lines([Line(stamp(entry[0]), *entry[1:]) for entry in entries])
+    except (UnicodeEncodeError, msgspec.EncodeError):
+        return "".join(_line(stamp, entry) for entry in entries).encode()
+
+
+def _line(stamp: Stamp, entry: Entry) -> str:
     record = dict(zip(FIELDS, entry, strict=True))
-    stamp = datetime.fromtimestamp(float(record["time"]), UTC)  # type: ignore[arg-type]
-    record["time"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    record["time"] = stamp(entry[0])
     return json.dumps(record, separators=(",", ":")) + "\n"
+
+
+class Stamp:
+    """Epoch seconds as ``2026-12-06T17:37:16.843Z``: what ``datetime.isoformat`` makes of
+    them (microseconds rounded half to even, then cut to milliseconds), with the date and time
+    of day made once per second; the lines of a batch share a few seconds at most."""
+
+    __slots__ = ("second", "text")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, time: float) -> str:
+        second = int(time)
+        micro = round((time - second) * 1_000_000)
+        if micro == 1_000_000:
+            second, micro = second + 1, 0
+        if second != self.second:
+            self.second = second
+            self.text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        return f"{self.text}{micro // 1000:03d}Z"

@@ -4,9 +4,12 @@ request path, and a log that cannot be written never stops the proxy."""
 from __future__ import annotations
 
 import json
+import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.access_log import Stamp, _lines
 from tests.support import Gateway, wait_for
 
 EXTRA = """
@@ -115,3 +118,63 @@ def test_reopen_writes_to_a_new_file_after_rotation(make_gateway: Any) -> None:
         gateway.resources.access_log.reopen()  # type: ignore[union-attr]  # what SIGUSR1 does
         client.get("/echo/after", headers={"X-Auth-Token": gateway.secret_key})
     assert [e["path"] for e in lines(log_path, 1)] == ["/echo/after"]
+
+
+def test_the_time_of_a_line_is_what_isoformat_says_to_the_millisecond() -> None:
+    """The stamp is made once per second and the milliseconds by arithmetic: it must agree
+    with ``datetime`` (microseconds rounded half to even, then cut), next to second
+    boundaries too."""
+    rng = random.Random(12)
+    stamp = Stamp()
+    times = [rng.uniform(0, 4e9) for _ in range(5000)]
+    times += [
+        second + fraction
+        for second in (0, 1764000000, 1764000001)
+        for fraction in (0.0, 0.0004999, 0.0005, 0.9994999, 0.9995, 0.9999995, 0.999999)
+    ]
+    for when in sorted(times) + times:  # in order (the usual batch) and out of it
+        expected = datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
+        assert stamp(when) == expected.replace("+00:00", "Z"), when
+
+
+def test_lines_are_the_fields_in_order_and_a_string_msgspec_refuses_loses_no_line() -> None:
+    entry = (
+        1764000000.25,
+        "0f" * 16,
+        "127.0.0.1",
+        "GET",
+        "/caf\u00e9",
+        "/api",
+        200,
+        None,
+        "AK0123",
+        "project-1",
+        0,
+        42,
+        0.312,
+        0.2,
+    )
+    expected = {
+        "time": "2025-11-24T16:00:00.250Z",
+        "request_id": "0f" * 16,
+        "client": "127.0.0.1",
+        "method": "GET",
+        "path": "/caf\u00e9",
+        "route": "/api",
+        "status": 200,
+        "reason": None,
+        "access_key": "AK0123",
+        "project_id": "project-1",
+        "request_bytes": 0,
+        "response_bytes": 42,
+        "total_ms": 0.312,
+        "upstream_ms": 0.2,
+    }
+    text = _lines([entry, entry]).decode()
+    assert text.endswith("\n") and len(text.splitlines()) == 2
+    for line in text.splitlines():
+        assert list(json.loads(line).items()) == list(expected.items())
+    # A lone surrogate (no field can hold one today): the batch is written whole, escaped.
+    odd = (*entry[:4], "/\udcff", *entry[5:])
+    written = _lines([entry, odd]).decode("ascii").splitlines()
+    assert [json.loads(line)["path"] for line in written] == ["/caf\u00e9", "/\udcff"]
