@@ -114,13 +114,17 @@ def decision(
 ) -> Decision:
     """The answer and its fields (IETF httpapi ratelimit-headers draft, structured-field lists):
     ``RateLimit-Policy: "name";q=LIMIT;w=WINDOW`` and ``RateLimit: "name";r=LEFT;t=RESET``, where
-    RESET is the seconds until the oldest counted request leaves the window."""
-    state = ", ".join(
-        [
-            f"{lim.field}{max(0, lim.rule.limit - count)};t={math.ceil(reset) if reset > 0 else 0}"
-            for lim, count, reset in zip(limits.items, counts, resets, strict=True)
-        ]
-    )
+    RESET is the seconds until the oldest counted request leaves the window.
+
+    Plain loops, not comprehensions: one per limited request, and each comprehension is a
+    function call of its own on Python 3.11 (1.5 -> 0.8 us for one limit)."""
+    fields = []
+    for lim, count, reset in zip(limits.items, counts, resets, strict=True):
+        left = lim.rule.limit - count
+        fields.append(
+            f"{lim.field}{left if left > 0 else 0};t={math.ceil(reset) if reset > 0 else 0}"
+        )
+    state = fields[0] if len(fields) == 1 else ", ".join(fields)
     headers: tuple[Header, ...] = (limits.policy, (b"ratelimit", state.encode()))
     if retry > 0:
         seconds = max(1, math.ceil(retry))
@@ -155,14 +159,13 @@ class LocalLimiter:
                 # The request passes once enough of the oldest have left the window.
                 retry = max(retry, entries[len(entries) - lim.rule.limit] - start)
             logs.append(entries)
-        if retry <= 0:
-            for entries in logs:
+        counts = []
+        resets = []
+        for lim, entries in zip(limits.items, logs, strict=True):
+            if retry <= 0:
                 entries.append(now)
-        counts = [len(entries) for entries in logs]
-        resets = [
-            entries[0] - now + lim.window if entries else 0.0
-            for lim, entries in zip(limits.items, logs, strict=True)
-        ]
+            counts.append(len(entries))
+            resets.append(entries[0] - now + lim.window if entries else 0.0)
         return decision(limits, counts, resets, retry)
 
     def trim(self, now: float) -> None:
