@@ -2,7 +2,7 @@
 
 The request path only appends a tuple to a list (no formatting, no I/O). Every 20 ms the event
 loop turns what gathered into JSON lines in one go and hands the bytes to a thread of its own,
-which only writes it: a slow disk, a full disk or a closed stdout never blocks the event loop,
+which only writes them: a slow disk, a full disk or a closed stdout never blocks the event loop,
 and the thread, blocked in ``write`` with the GIL released, does not compete with the loop for it
 (formatting in the thread did: with a line per request it cost 15-40% of the requests per second
 on this 2-core machine, bench row 5a). When the writer falls behind by ``MAX_PENDING`` lines, new

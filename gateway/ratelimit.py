@@ -116,8 +116,9 @@ def decision(
     ``RateLimit-Policy: "name";q=LIMIT;w=WINDOW`` and ``RateLimit: "name";r=LEFT;t=RESET``, where
     RESET is the seconds until the oldest counted request leaves the window.
 
-    Plain loops, not comprehensions: one per limited request, and each comprehension is a
-    function call of its own on Python 3.11 (1.5 -> 0.8 us for one limit)."""
+    Plain loops, not comprehensions: this runs for every limited request, and each
+    comprehension is a function call of its own on Python 3.11 (with `LocalLimiter.check`'s,
+    a check of one limit went from 2.82 to 2.25 us in a loop)."""
     fields = []
     for lim, count, reset in zip(limits.items, counts, resets, strict=True):
         left = lim.rule.limit - count
