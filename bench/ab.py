@@ -1,14 +1,18 @@
-"""Row 5 on two trees, interleaved: did a change make the gateway faster?
+"""Rows of the benchmark on two trees, interleaved: did a change make the gateway faster?
 
     git worktree add /tmp/before <commit>
-    .venv/bin/python bench/ab.py /tmp/before [--seconds 5] [--rounds 8]
+    .venv/bin/python bench/ab.py /tmp/before [--rows 5,5a] [--seconds 5] [--rounds 8]
 
-Starts one nginx upstream and two gateways as `make bench` does (`bench/gateway_server.py`, one
-worker, the same config), one from the tree given (imports from it) and one from this one, and
-runs row 5 (one key, cache hits, wrk -t1 -c32) against each in turn, the order swapped each
-round. Prints each one's median requests per second and CPU per request (user and system, read
-from /proc), and the ratio of the two in each round. Measured apart, minutes away from each
-other, the same code moved by half on this VM; side by side, round by round, it does not.
+Starts one nginx upstream and, for each tree (the one given, imported from it, and this one), the
+processes the rows need, as `make bench` does (`bench/gateway_server.py`, one worker, the same
+routes): a gateway; a second one writing its access log to a file for row 5a; the bare engine
+(`bench/bare_engine.py`) for row 3e. Then each row runs with wrk -t1 -c32 against each tree in
+turn, the order swapped each round. Rows: 3e, 4 (auth "none"), 5 (one key), 5a (access log on),
+5l (a local rate limit that never bites), 7 (unknown tokens, all different). Prints, per row and
+tree, the median requests per second and CPU per request (user and system, read from /proc), the
+median of the per-round ratios this tree / before, and each row's ratio to row 5 of its own tree
+(what the paired targets of `make bench` hold). Measured apart, minutes away from each other, the
+same code moved by half on this VM; side by side, round by round, it does not.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from pathlib import Path
 import run as bench
 
 HERE = Path(__file__).resolve().parent.parent
+ROWS = ("3e", "4", "5", "5a", "5l", "7")
+PATHS = {"4": "/open/small.json", "5": "/api/small.json", "5a": "/api/small.json"}
+PATHS |= {"5l": "/limited/small.json", "7": "/api/small.json", "3e": "/small.json"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -32,74 +39,125 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main(before: Path, seconds: int, rounds: int) -> None:
+def start(processes: bench.Processes, tree: Path, *args: str) -> tuple[str, int]:
+    """One of the bench's Python servers, importing from ``tree``: its address and pid."""
+    process = subprocess.Popen(
+        [bench.PYTHON, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tree,
+        env=dict(os.environ, PYTHONPATH=str(tree)),
+    )
+    processes.started.append(process)
+    assert process.stdout is not None
+    address = process.stdout.readline().strip()
+    if "gateway_server.py" in args[0]:
+        process.stdout.readline()  # the stats port
+    return address, process.pid
+
+
+def main(before: Path, rows: list[str], seconds: int, rounds: int) -> None:
     bench.check_tools(quick=False)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     processes = bench.Processes()
+    trees = {"before": before.resolve(), "this tree": HERE}
+    rps: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="gateway-ab-") as tmp:
         work = Path(tmp)
         www = work / "www"
         www.mkdir()
         (www / "small.json").write_text('{"ok": true, "service": "bench-upstream"}\n')
         secrets, _ = bench.fill_store(work / "store.db", 1, random.Random(4))
+        tokens = bench.write_lines(work / "tokens.txt", secrets)
+        rng = random.Random(7)
+        unknown = [bench.fast_secret(rng) for _ in range(80_000)]
+        tokens_of = {row: tokens for row in ROWS}
+        tokens_of["7"] = bench.write_lines(work / "unknown.txt", unknown)
         try:
             port = bench.free_port()
             server = f"server {{ listen 127.0.0.1:{port}; root {www}; }}"
             conf = bench.nginx_conf(work, "up", server)
             processes.start(nginx, "-e", str(work / "up.err"), "-c", str(conf))
-            config = work / "gateway.toml"
-            config.write_text(
+            upstream = f"http://127.0.0.1:{port}"
+            text = (
                 f'[server]\nlisten = "127.0.0.1:0"\nworkers = 1\n[admin]\nlisten = ""\n'
                 f'[store]\npath = "{work / "store.db"}"\n[log]\naccess = "off"\n'
-                f'[cache]\nttl_seconds = 3600\n[[routes]]\nprefix = "/api"\n'
-                f'upstream = "http://127.0.0.1:{port}"\n'
+                f"[cache]\nttl_seconds = 3600\n"
+                f'[[routes]]\nprefix = "/api"\nupstream = "{upstream}"\n'
+                f'[[routes]]\nprefix = "/open"\nupstream = "{upstream}"\nauth = "none"\n'
+                f'[[routes]]\nprefix = "/limited"\nupstream = "{upstream}"\n{bench.LIMITED_ROUTE}\n'
             )
-            gateways: dict[str, tuple[str, int]] = {}
-            for name, tree in (("before", before.resolve()), ("this tree", HERE)):
-                process = subprocess.Popen(
-                    [bench.PYTHON, str(tree / "bench" / "gateway_server.py"), str(config)],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    cwd=tree,
-                    env=dict(os.environ, PYTHONPATH=str(tree)),
-                )
-                processes.started.append(process)
-                assert process.stdout is not None
-                url = process.stdout.readline().strip() + "/api/small.json"
-                process.stdout.readline()  # the stats port
-                gateways[name] = (url, process.pid)
-            tokens = bench.write_lines(work / "tokens.txt", secrets)
-            for url, _ in gateways.values():
+            config, logged = work / "gateway.toml", work / "logged.toml"
+            config.write_text(text)
+            logged.write_text(text.replace('access = "off"', f'access = "{work / "access.log"}"'))
+            targets: dict[tuple[str, str], tuple[str, int]] = {}
+            for name, tree in trees.items():
+                gateway = start(processes, tree, str(tree / "bench/gateway_server.py"), str(config))
+                for row in rows:
+                    if row == "3e":
+                        engine = tree / "bench/bare_engine.py"
+                        server_of = start(processes, tree, str(engine), upstream, "127.0.0.1:0")
+                    elif row == "5a":
+                        server_of = start(
+                            processes, tree, str(tree / "bench/gateway_server.py"), str(logged)
+                        )
+                    else:
+                        server_of = gateway
+                    targets[(row, name)] = (server_of[0] + PATHS[row], server_of[1])
+            for (row, _), (url, _) in targets.items():
                 bench.wait_http(url, {"X-Auth-Token": secrets[0]})
-                bench.wrk(url, 32, 1, tokens, False)  # the key cached, the code warm
-            rps: dict[str, list[float]] = {name: [] for name in gateways}
-            cpu: dict[str, list[float]] = {name: [] for name in gateways}
+                bench.wrk(url, 32, 1, tokens_of[row], False)  # keys cached, code warm
             for n in range(rounds):
-                for name in list(gateways)[:: 1 if n % 2 == 0 else -1]:
-                    url, pid = gateways[name]
-                    started = cpu_seconds(pid)
-                    result = bench.wrk(url, 32, seconds, tokens, False)
-                    rps[name].append(result["rps"])
-                    cpu[name].append((cpu_seconds(pid) - started) / result["requests"] * 1e6)
+                for row in rows:
+                    for name in list(trees)[:: 1 if n % 2 == 0 else -1]:
+                        url, pid = targets[(row, name)]
+                        started = cpu_seconds(pid)
+                        result = bench.wrk(url, 32, seconds, tokens_of[row], False)
+                        rps.setdefault((row, name), []).append(result["rps"])
+                        used = (cpu_seconds(pid) - started) / result["requests"] * 1e6
+                        cpu.setdefault((row, name), []).append(used)
         finally:
             processes.stop()
-    for name in gateways:
+    report(rows, list(trees), rps, cpu, rounds)
+
+
+def report(
+    rows: list[str],
+    names: list[str],
+    rps: dict[tuple[str, str], list[float]],
+    cpu: dict[tuple[str, str], list[float]],
+    rounds: int,
+) -> None:
+    for row in rows:
+        for name in names:
+            line = (
+                f"row {row}, {name}: {statistics.median(rps[(row, name)]):,.0f} req/s, "
+                f"{statistics.median(cpu[(row, name)]):.1f} us of CPU a request"
+            )
+            if row != "5" and ("5", name) in rps:
+                paired = [a / b for a, b in zip(rps[(row, name)], rps[("5", name)], strict=True)]
+                line += f", {statistics.median(paired):.3f} of its row 5"
+            print(line)
+        ratios = [
+            new / old
+            for new, old in zip(rps[(row, "this tree")], rps[(row, "before")], strict=True)
+        ]
         print(
-            f"{name}: {statistics.median(rps[name]):,.0f} req/s, "
-            f"{statistics.median(cpu[name]):.1f} us of CPU a request (medians of {rounds} rounds)"
+            f"row {row}, this tree / before, each round: {', '.join(f'{r:.3f}' for r in ratios)}; "
+            f"median {statistics.median(ratios):.3f} ({rounds} rounds)"
         )
-    ratios = [new / old for new, old in zip(rps["this tree"], rps["before"], strict=True)]
-    print(
-        f"this tree / before, each round: {', '.join(f'{r:.3f}' for r in ratios)}; "
-        f"median {statistics.median(ratios):.3f}"
-    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before", type=Path, help="a checkout of the tree to compare against")
+    parser.add_argument("--rows", default="5", help=f"comma-separated, of {', '.join(ROWS)}")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=8)
     arguments = parser.parse_args()
-    main(arguments.before, arguments.seconds, arguments.rounds)
+    chosen = arguments.rows.split(",")
+    if unknown_rows := [row for row in chosen if row not in ROWS]:
+        parser.error(f"unknown rows {unknown_rows}: choose from {', '.join(ROWS)}")
+    main(arguments.before, chosen, arguments.seconds, arguments.rounds)
