@@ -24,7 +24,6 @@ from gateway.headers import HOP_BY_HOP
 from gateway.plan import Forward, Start, Step
 from gateway.proxy import RequestBody, Upstream, origin
 from gateway.relay import Relay
-from gateway.upstream import Connection
 from gatewaycli import server
 
 DROPPED = HOP_BY_HOP | {b"host"}
@@ -63,8 +62,6 @@ class BareEngine:
         receive: Any,
         send: Any,
         exchange: Exchange,
-        sent: Connection | None = None,
-        fresh: bool = False,
     ) -> None:
         assert isinstance(step, Forward), step  # a failure in the bench is an error
         await self.upstream.forward(
@@ -78,8 +75,8 @@ class BareEngine:
             response_headers=[],
             receive=receive,
             send=send,
-            sent=sent,
-            fresh=fresh,
+            sent=step.sent,
+            fresh=step.fresh,
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -37,7 +37,6 @@ from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError, 
 from gateway.relay import carry_out
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
-from gateway.upstream import Connection
 from gateway.websocket import WebSocketProxy
 
 log = logging.getLogger("gateway.app")
@@ -93,13 +92,10 @@ class GatewayApp:
         receive: Any,
         send: Any,
         exchange: Exchange,
-        sent: Connection | None = None,
-        fresh: bool = False,
     ) -> None:
         """Serve the request from ``step`` (None: from the start), then tell the access log and
-        the metrics, once the exchange is over, whatever happened. ``sent``: the request is
-        upstream already and this connection has its response head; ``fresh``: go upstream
-        on a new connection (the keep-alive race of ``gateway.upstream``).
+        the metrics, once the exchange is over, whatever happened. A `Forward` a relay hands
+        over may be upstream already, or due on a new connection (its ``sent`` and ``fresh``).
 
         The status and the bytes answered are noted where the response is made (`refuse`, the
         engine, the probes), not by wrapping ``send`` in a coroutine of its own: each coroutine
@@ -112,7 +108,7 @@ class GatewayApp:
                 verdict = await self.gate.finish(step.pending)
                 step = self.decided(verdict, step.context, scope, exchange)
             if type(step) is Forward:
-                await self.forward(step, receive, send, exchange, sent, fresh)
+                await self.forward(step, receive, send, exchange)
             elif type(step) is Refuse:
                 await self.refuse(send, exchange, *step)
             elif step == READINESS:
@@ -320,8 +316,6 @@ class GatewayApp:
         receive: Any,
         send: Any,
         exchange: Exchange,
-        sent: Connection | None = None,
-        fresh: bool = False,
     ) -> None:
         """The request upstream and its answer back, or the refusal its failure calls for."""
         route = step.route
@@ -341,8 +335,8 @@ class GatewayApp:
                 receive=receive,
                 send=send,
                 exchange=exchange,
-                sent=sent,
-                fresh=fresh,
+                sent=step.sent,
+                fresh=step.fresh,
             )
         except BodyTooLarge:
             await self.refuse(send, exchange, 413, "body_too_large", step.request_id)

@@ -11,6 +11,7 @@ from core.config import Route
 from gateway.gate import Pending
 from gateway.headers import RequestHeaders
 from gateway.proxy import Origin
+from gateway.upstream import Connection
 
 if TYPE_CHECKING:
     from gateway.cycle import Cycle
@@ -38,6 +39,10 @@ class Forward(NamedTuple):
     framed: bool  # the request has a body (Content-Length or chunked)
     chunked: bool  # ... without a length: it goes upstream chunked
     request_id: str
+    # How a relay hands it over (gateway.relay): already upstream on this connection, which
+    # has its response head; or to be sent on a new connection (the keep-alive race).
+    sent: Connection | None = None
+    fresh: bool = False
 
 
 class Refuse(NamedTuple):

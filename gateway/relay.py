@@ -61,8 +61,6 @@ class Owner(Protocol):
         receive: Any,
         send: Any,
         exchange: Exchange,
-        sent: Connection | None = None,
-        fresh: bool = False,
     ) -> Coroutine[Any, Any, None]: ...
 
 
@@ -125,7 +123,7 @@ class Relay:
         # A stream: the engine copies it with its flow control, in a task.
         connection.listener = None
         self._unwatch()
-        self._hand_over(self.step, sent=connection)
+        self._hand_over(self.step._replace(sent=connection))
 
     def on_done(self) -> None:
         connection = self.connection
@@ -163,7 +161,7 @@ class Relay:
         if isinstance(error, UpstreamClosed) and step.method in IDEMPOTENT:
             # The keep-alive race: no byte came back on a kept-alive connection and the
             # request has no body: sent again, once, on a new connection.
-            self._hand_over(step, fresh=True)
+            self._hand_over(step._replace(fresh=True))
             return
         log.warning("upstream %s failed: %s", step.route.upstream, error)
         self._hand_over(Refuse(502, "upstream_unreachable", step.request_id))
@@ -184,19 +182,9 @@ class Relay:
             self.app.upstream.watchdog.done(self.watch)
             self.watch = None
 
-    def _hand_over(
-        self, step: Forward | Refuse, sent: Connection | None = None, fresh: bool = False
-    ) -> None:
+    def _hand_over(self, step: Forward | Refuse) -> None:
         cycle = self.cycle
-        work = self.app.resume(
-            step,
-            self.scope,
-            cycle.receive,
-            cycle.send,
-            self.exchange,
-            sent,
-            fresh,
-        )
+        work = self.app.resume(step, self.scope, cycle.receive, cycle.send, self.exchange)
         self.start(cycle, work)
 
 
