@@ -3,7 +3,7 @@
     python bench/bare_engine.py UPSTREAM_URL HOST:PORT
 
 The same uvicorn settings as the gateway (``gatewaycli.server.uvicorn_config``) and the same
-upstream engine (``gateway.proxy.Upstream`` over ``gateway.upstream``), with nothing else: no
+upstream engine (``gateway.proxy.Upstream`` over ``gateway.http.upstream``), with nothing else: no
 routing, no token, no identity or forwarding headers added, hop-by-hop headers dropped. Row 5
 (the gateway with one key) is held to 0.95 of this: what auth and the contract cost on the engine.
 Like the gateway under `gateway serve`, a request without a body on a kept-alive connection is
@@ -18,9 +18,9 @@ from typing import Any
 import uvicorn
 
 from core.config import Route, parse_listen
-from gateway.cycle import Cycle
 from gateway.exchange import Exchange
 from gateway.headers import HOP_BY_HOP
+from gateway.http.cycle import Cycle
 from gateway.plan import Forward, Start, Step
 from gateway.proxy import RequestBody, Upstream, origin
 from gateway.relay import Relay

@@ -3,7 +3,7 @@
     python bench/bare_proxy.py UPSTREAM_URL HOST:PORT
 
 A raw ASGI app with one aiohttp session (the gateway's upstream client until its own engine,
-``gateway.upstream``, replaced it: this row keeps that floor visible), served by uvicorn with
+``gateway.http.upstream``, replaced it: this row keeps that floor visible), served by uvicorn with
 exactly the gateway's settings (``gatewaycli.server.uvicorn_config``: uvloop, httptools, no
 access log). It forwards method, path,
 headers and body, streams the answer back, and does nothing else: no routing, no token, no

@@ -28,10 +28,10 @@ from core.errors import new_request_id, readiness_json
 from core.identity import Identity
 from gateway import errors
 from gateway.assertions import HEADER as ASSERTION
-from gateway.cycle import Cycle
 from gateway.exchange import Exchange
 from gateway.gate import Admitted, Pending, Refusal
 from gateway.headers import RequestHeaders, split_request
+from gateway.http.cycle import Cycle
 from gateway.plan import JWKS, READINESS, Context, Forward, Refuse, Start, Step, Wait
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError, origin
 from gateway.relay import carry_out
@@ -72,7 +72,7 @@ class GatewayApp:
         await self.resume(None, scope, receive, send, Exchange())
 
     def fast(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
-        """`gateway serve`'s way in (``gateway.protocol``): the request is decided by plain calls
+        """`gateway serve`'s way in (``gateway.http.server``): the request is decided by plain calls
         (`prepare`); a refusal is answered at once, a key that is not cached is waited for by a
         callback on its lookup, and a request without a body that is let through goes upstream
         on a kept-alive connection and is answered by callbacks (``gateway.relay``): no task,

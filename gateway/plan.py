@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from core.config import Route
 from gateway.gate import Pending
 from gateway.headers import RequestHeaders
+from gateway.http.upstream import Connection
 from gateway.proxy import Origin
-from gateway.upstream import Connection
 
 if TYPE_CHECKING:
-    from gateway.cycle import Cycle
+    from gateway.http.cycle import Cycle
 
 
 class Context(NamedTuple):
@@ -65,5 +65,5 @@ class Wait(NamedTuple):
 READINESS: Literal["readiness"] = "readiness"  # [server] health_path
 JWKS: Literal["jwks"] = "jwks"  # [assertion] jwks_on_proxy
 Step = Forward | Refuse | Wait | Literal["readiness", "jwks"]
-# The server's: run this coroutine for that request in a task (gateway.protocol).
+# The server's: run this coroutine for that request in a task (gateway.http.server).
 Start = Callable[["Cycle", Coroutine[Any, Any, None]], None]

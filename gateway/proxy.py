@@ -1,4 +1,4 @@
-"""The upstream client: one exchange with an upstream, on the engine of ``gateway.upstream``.
+"""The upstream client: one exchange with an upstream, on the engine of ``gateway.http.upstream``.
 
 One ``Upstream`` per process, owned by ``Resources``: the pools of kept-alive connections, one per
 origin. What a proxy must not do, it does not: no cookies, no redirects followed, bodies passed
@@ -8,7 +8,8 @@ but ``Host`` (the upstream's) and the body's framing; header bytes go upstream a
 Bodies stream both ways with bounded memory. The route timeout bounds every wait on the upstream
 (connecting, sending, each read), not the whole exchange, so a long download that keeps flowing is
 fine, and a slow client is never blamed on the upstream. It is enforced by one shared watchdog
-(``gateway.watchdog``), not a timer per request and per read (its docstring has the measurement).
+(``gateway.http.watchdog``), not a timer per request and per read (its docstring has the
+measurement).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any, NamedTuple
 from core.config import Route
 from gateway.exchange import Exchange
 from gateway.headers import filter_response
-from gateway.upstream import IDEMPOTENT, Connection, Pool, UpstreamClosed
-from gateway.watchdog import Watch, Watchdog
+from gateway.http.upstream import IDEMPOTENT, Connection, Pool, UpstreamClosed
+from gateway.http.watchdog import Watch, Watchdog
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -269,7 +270,7 @@ async def _send(
                 await _send_body(connection, body, chunked, dog, timer)
             return connection
         except UpstreamClosed:
-            # The keep-alive race (gateway.upstream): tried again on a new connection only
+            # The keep-alive race (gateway.http.upstream): tried again on a new connection only
             # where that is safe; a new connection that closes at once is the upstream's answer.
             if not reused or body is not None or method not in IDEMPOTENT:
                 raise

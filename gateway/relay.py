@@ -15,7 +15,7 @@ been written to the client, with what was decided so far (nothing is checked or 
 - **no idle connection** in the pool: `begin` says so, and the request takes the ASGI path;
 - **a large response** (no length, or more than ``SMALL_BODY``): at its head, the stream and its
   flow control are the engine's (``Upstream.forward`` with the connection it has);
-- **the keep-alive race** (``gateway.upstream``): an idempotent request on a connection the
+- **the keep-alive race** (``gateway.http.upstream``): an idempotent request on a connection the
   upstream closed before a byte came back is sent again once, on a new connection;
 - **any other failure**: 502, and **the route timeout**: 504.
 """
@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from core.errors import new_request_id
 from core.identity import Identity
 from gateway import errors
-from gateway.cycle import Cycle
 from gateway.exchange import Exchange
 from gateway.gate import Pending
 from gateway.headers import filter_response
+from gateway.http.cycle import Cycle
+from gateway.http.upstream import IDEMPOTENT, Connection, UpstreamClosed
+from gateway.http.watchdog import Watch
 from gateway.plan import Forward, Refuse, Start, Step, Wait
 from gateway.proxy import Upstream, head_of, small
-from gateway.upstream import IDEMPOTENT, Connection, UpstreamClosed
-from gateway.watchdog import Watch
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp

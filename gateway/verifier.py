@@ -26,7 +26,7 @@ from core.store import Database, StoreUnavailable
 from core.store import keys as store_keys
 from core.store.records import KeyLookup
 from core.tokens import SecretFormat, hash_secret
-from gateway.loop import RunningLoop
+from gateway.http.loop import RunningLoop
 from gateway.metrics import LAG_BUCKETS, Histogram
 from gateway.ttl import TTLMap, front
 

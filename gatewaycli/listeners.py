@@ -23,7 +23,7 @@ import uvloop
 
 from core import config as config_module
 from core.config import ConfigError, Listen, TLSFiles
-from gateway.protocol import GatewayHttpProtocol
+from gateway.http.server import GatewayHttpProtocol
 from gateway.resources import Resources
 from gatewaycli.scrape import answer
 
@@ -91,9 +91,9 @@ def uvicorn_config(
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=list(trusted_proxies) or None,
         loop="none",
-        http=protocol,  # the gateway's own HTTP/1.1 protocol (gateway.protocol, gateway.cycle)
+        http=protocol,  # the gateway's own HTTP/1.1 protocol (gateway.http.server, .cycle)
         # WebSockets on the proxy listener (gateway.websocket); elsewhere an Upgrade is served as a
-        # plain request (gateway.protocol).
+        # plain request (gateway.http.server).
         ws="websockets-sansio" if websockets else "none",
         lifespan="off",  # `run_listeners` owns the resources' life cycle
         access_log=False,

@@ -1,11 +1,11 @@
-"""Writes held to the end of the loop iteration (gateway.batch), on real loopback sockets."""
+"""Writes held to the end of the loop iteration (gateway.http.batch), on real loopback sockets."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 
-from gateway.batch import LIMIT, Batched, Flusher
+from gateway.http.batch import LIMIT, Batched, Flusher
 
 
 async def connected() -> tuple[Batched, socket.socket, asyncio.Transport]:

@@ -97,8 +97,8 @@ def test_upstream_reset_mid_body_aborts_the_stream(make_gateway: Any, bad_upstre
 def test_upstream_stalling_mid_body_is_cut_at_the_route_timeout(
     make_gateway: Any, bad_upstream: str
 ) -> None:
-    """The route timeout (0.5 s) bounds each wait on the upstream, mid-body too (gateway.watchdog):
-    the client sees a short body soon after, not a hang."""
+    """The route timeout (0.5 s) bounds each wait on the upstream, mid-body too
+    (gateway.http.watchdog): the client sees a short body soon after, not a hang."""
     gateway: Gateway = make_gateway(BAD_ROUTE.replace("{bad}", bad_upstream))
     with gateway.client() as client:
         started = time.monotonic()

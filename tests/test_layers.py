@@ -39,6 +39,25 @@ def test_each_package_imports_only_the_layers_below_it(package: str) -> None:
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
 
 
+def gateway_modules(path: Path) -> set[str]:
+    """The modules of ``gateway`` that ``path`` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("gateway"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gateway"):
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_http_engine_knows_nothing_of_keys_or_routes() -> None:
+    """gateway/http/ (server, exchange, upstream pool, watchdog, write batching) imports only
+    itself and core: a reader learns HTTP there, admission in gateway/gate.py."""
+    for path in sorted((ROOT / "gateway" / "http").rglob("*.py")):
+        wrong = {name for name in gateway_modules(path) if not name.startswith("gateway.http")}
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
+
+
 def test_the_data_plane_loads_without_the_control_plane() -> None:
     probe = (
         "import sys, gateway.app, gateway.verifier, gateway.resources; "

@@ -1,4 +1,4 @@
-"""The running loop held by what asks for it per request (gateway.loop)."""
+"""The running loop held by what asks for it per request (gateway.http.loop)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.loop import RunningLoop
+from gateway.http.loop import RunningLoop
 
 
 def test_the_running_loop_is_asked_for_once_per_loop(monkeypatch: pytest.MonkeyPatch) -> None:

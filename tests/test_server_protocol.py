@@ -1,5 +1,5 @@
-"""The server side of every listener (gateway.protocol, gateway.cycle) with a plain ASGI app: how
-responses are framed and written, what a failing app leaves the client, idle connections.
+"""The server side of every listener (gateway.http.server, gateway.http.cycle) with a plain ASGI
+app: how responses are framed and written, what a failing app leaves the client, idle connections.
 (The hostile table, tests/test_hostile.py, holds the requests a client can get wrong.)"""
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def test_each_request_task_leaves_the_servers_set_when_it_ends(served: Any) -> N
 
 
 def test_a_host_is_checked_again_whenever_it_changes_on_a_connection(served: Any) -> None:
-    """Host is checked once per connection while it stays the same (gateway.protocol)."""
+    """Host is checked once per connection while it stays the same (gateway.http.server)."""
     data = exchange(
         served,
         b"GET /fixed HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -1,4 +1,4 @@
-"""The upstream engine (gateway.upstream) against upstreams that answer byte for byte as a test
+"""The upstream engine (gateway.http.upstream) against upstreams that answer byte for byte as a test
 scripts them: framing, keep-alive and its race, interim answers, flow control."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 
-from gateway.watchdog import Watchdog
+from gateway.http.watchdog import Watchdog
 
 
 async def exchange(dog: Watchdog, timeout: float, started: asyncio.Event) -> str:

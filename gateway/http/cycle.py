@@ -1,4 +1,4 @@
-"""One request on a connection of ``gateway.protocol``: the ASGI ``receive`` and ``send`` of an
+"""One request on a connection of ``gateway.http.server``: the ASGI ``receive`` and ``send`` of an
 HTTP/1.1 exchange, and the task that runs the app for it.
 
 What makes it cheaper than uvicorn's cycle, which it replaces (issue figures in
@@ -22,8 +22,8 @@ from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
 
-from gateway.batch import Batched
-from gateway.refusals import internal_error
+from gateway.http.batch import Batched
+from gateway.http.refusals import internal_error
 
 log = logging.getLogger("gateway.http")
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import httptools
 
-from gateway.batch import Batched, Flusher
+from gateway.http.batch import Batched, Flusher
 
 HIGH_WATER = 256 * 1024  # response bytes held for a slow client before reading stops
 LOW_WATER = 64 * 1024
@@ -101,7 +101,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: Any) -> None:
-        # Request heads and bodies wait for the end of the loop iteration (gateway.batch).
+        # Request heads and bodies wait for the end of the loop iteration (gateway.http.batch).
         self.transport = Batched(transport, self.pool.flusher)
 
     def data_received(self, data: bytes) -> None:

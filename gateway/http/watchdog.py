@@ -27,9 +27,9 @@ import logging
 import math
 from collections.abc import Callable
 
-from gateway.loop import RunningLoop
+from gateway.http.loop import RunningLoop
 
-log = logging.getLogger("gateway.watchdog")
+log = logging.getLogger("gateway.http.watchdog")
 
 
 class Watch:
@@ -66,7 +66,7 @@ class Watchdog:
         loop = self._loop()
         if expiry is None:
             # current_task(loop), not current_task(): without its loop it asks
-            # get_running_loop(), a system call (gateway.loop).
+            # get_running_loop(), a system call (gateway.http.loop).
             watch = Watch(asyncio.current_task(loop), timeout, loop.time())
         else:
             watch = Watch(None, timeout, loop.time(), expiry)

@@ -1,4 +1,4 @@
-"""What the server protocol (``gateway.protocol``) answers on its own: a request refused before
+"""What the server protocol (``gateway.http.server``) answers on its own: a request refused before
 any app sees it (a head too large, malformed or late, a Host that does not hold), and the 500
 for an app that failed before answering. The same JSON error shape as everything else the
 gateway says (``core.errors``), then the connection is closed (after such a request, where the

@@ -1,7 +1,8 @@
-"""The HTTP/1.1 server protocol of every listener: httptools parsing, one ``gateway.cycle.Cycle``
-per request, held to what a security boundary needs. uvicorn's ``Server`` runs it (sockets, TLS,
-signals, graceful shutdown) and uvicorn's WebSocket protocol takes over upgraded connections; the
-per-request path is ours (docs/architecture.md, "The server side", has the measurement).
+"""The HTTP/1.1 server protocol of every listener: httptools parsing, one
+``gateway.http.cycle.Cycle`` per request, held to what a security boundary needs. uvicorn's
+``Server`` runs it (sockets, TLS, signals, graceful shutdown) and uvicorn's WebSocket protocol
+takes over upgraded connections; the per-request path is ours (docs/architecture.md, "The
+server side", has the measurement).
 
 - **A bounded head**: the request line and headers are counted as the parser hands them over,
   and past ``MAX_HEAD_BYTES`` the connection gets 431 (RFC 6585 §5) and is closed.
@@ -25,10 +26,10 @@ per-request path is ours (docs/architecture.md, "The server side", has the measu
   each request with a way to start a task for it, and answers what it can by callbacks
   (``gateway.relay``), behind uvicorn's proxy-headers middleware too (run on the scope first);
   any other app is called as ASGI, in a task per request.
-- **Writes wait for the end of the loop iteration** (``gateway.batch``): the answers of one
+- **Writes wait for the end of the loop iteration** (``gateway.http.batch``): the answers of one
   iteration leave together, one wake-up of their reader instead of one each.
 
-Refusals (`gateway.refusals`) are answered with the same JSON error shape as everything else.
+Refusals (`gateway.http.refusals`) are answered with the same JSON error shape as everything else.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
-from gateway.batch import Batched, Flusher
-from gateway.cycle import Cycle
-from gateway.refusals import AUTHORITY, MAX_HEAD_BYTES, Refused, refusal
+from gateway.http.batch import Batched, Flusher
+from gateway.http.cycle import Cycle
+from gateway.http.refusals import AUTHORITY, MAX_HEAD_BYTES, Refused, refusal
 
 log = logging.getLogger("gateway.http")
 
@@ -118,7 +119,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.connections.add(self)
-        # Every write to the client waits for the end of the loop iteration (gateway.batch),
+        # Every write to the client waits for the end of the loop iteration (gateway.http.batch),
         # held by one flusher for all the server's connections.
         flusher = getattr(self.server_state, "flusher", None)
         if flusher is None or flusher.loop is not self.loop:

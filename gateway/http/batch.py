@@ -27,7 +27,7 @@ LIMIT = 64 * 1024  # held for one transport before it is written at once
 
 class Flusher:
     """The transports with writes held, written at the end of this loop iteration. One per
-    owner of connections: the server's connections (``gateway.protocol``), each upstream pool."""
+    owner of connections: the server's connections (``gateway.http.server``), each upstream pool."""
 
     __slots__ = ("held", "loop")
 
