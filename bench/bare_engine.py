@@ -19,10 +19,11 @@ import uvicorn
 
 from core.config import Route, parse_listen
 from gateway.exchange import Exchange
-from gateway.headers import HOP_BY_HOP
+from gateway.headers import HOP_BY_HOP, filter_response
+from gateway.http.client import RequestBody, Upstream
 from gateway.http.cycle import Cycle
 from gateway.plan import Forward, Start, Step
-from gateway.proxy import RequestBody, Upstream, origin
+from gateway.proxy import origin
 from gateway.relay import Relay
 from gatewaycli import server
 
@@ -72,7 +73,7 @@ class BareEngine:
             body=RequestBody(receive, 1 << 40) if step.framed else None,
             chunked=step.chunked,
             timeout=30.0,
-            response_headers=[],
+            shape=filter_response,
             receive=receive,
             send=send,
             sent=step.sent,

@@ -70,6 +70,10 @@ class Route:
     # message either way.
     websocket: bool = False
     websocket_idle_timeout_seconds: float = 300.0
+    # How long a kept-alive upstream connection may wait idle for the next request: below the
+    # upstream server's own bound (uvicorn and Node close at 5 s, gunicorn at 2 s), or a
+    # request sent as it closes meets the keep-alive race, which a POST cannot be retried out of.
+    upstream_keepalive_seconds: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,13 @@ class Config:
     shutdown_timeout_seconds: int = 30
     # A request's line and headers must arrive whole within this long (408 otherwise).
     header_timeout_seconds: float = 10.0
+    # Every other wait on a client is bounded too (60 s each by default, as nginx's
+    # client_body_timeout and send_timeout): between two reads of a request body the app asked
+    # for (408 before any response, else the connection is closed), between two writes a slow
+    # reader accepted (closed), and a kept-alive connection idle between requests (closed).
+    body_timeout_seconds: float = 60.0
+    send_timeout_seconds: float = 60.0
+    keepalive_timeout_seconds: float = 30.0
     # A path on the proxy listener answering like the admin listener's /readyz ("" = none), for a
     # load balancer that only sees the proxy port.
     health_path: str = ""
@@ -288,6 +299,7 @@ def _route(source: Path, index: int, raw: object) -> Route:
             "ca_file",
             "websocket",
             "websocket_idle_timeout_seconds",
+            "upstream_keepalive_seconds",
         }
     )
     if "prefix" not in section.data or "upstream" not in section.data:
@@ -333,6 +345,7 @@ def _route(source: Path, index: int, raw: object) -> Route:
         websocket_idle_timeout_seconds=float(
             section.number("websocket_idle_timeout_seconds", 300.0, 0.1)
         ),
+        upstream_keepalive_seconds=float(section.number("upstream_keepalive_seconds", 4.0, 0)),
     )
 
 
@@ -511,6 +524,9 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
             "trusted_proxies",
             "shutdown_timeout_seconds",
             "header_timeout_seconds",
+            "body_timeout_seconds",
+            "send_timeout_seconds",
+            "keepalive_timeout_seconds",
             "health_path",
             "tls_cert_file",
             "tls_key_file",
@@ -576,6 +592,9 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         admin_tls=_tls(admin),
         shutdown_timeout_seconds=server.number("shutdown_timeout_seconds", 30, 1, integer=True),
         header_timeout_seconds=float(server.number("header_timeout_seconds", 10.0, 0.1)),
+        body_timeout_seconds=float(server.number("body_timeout_seconds", 60.0, 0.1)),
+        send_timeout_seconds=float(server.number("send_timeout_seconds", 60.0, 0.1)),
+        keepalive_timeout_seconds=float(server.number("keepalive_timeout_seconds", 30.0, 0.1)),
         health_path=health_path,
         pid_file=_relative(source, server.get("pid_file", str, "")),
         access_log=access,

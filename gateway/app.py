@@ -30,10 +30,11 @@ from gateway import errors
 from gateway.assertions import HEADER as ASSERTION
 from gateway.exchange import Exchange
 from gateway.gate import Admitted, Pending, Refusal
-from gateway.headers import RequestHeaders, split_request
+from gateway.headers import RequestHeaders, shaped, split_request
+from gateway.http.client import BodyTooLarge, ClientGone, RequestBody, UpstreamError
 from gateway.http.cycle import Cycle
 from gateway.plan import JWKS, READINESS, Context, Forward, Refuse, Start, Step, Wait
-from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError, origin
+from gateway.proxy import origin
 from gateway.relay import carry_out
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
@@ -331,10 +332,10 @@ class GatewayApp:
                 body=body,
                 chunked=step.chunked,
                 timeout=route.timeout_seconds,
-                response_headers=step.returned,
+                shape=functools.partial(shaped, step.returned),
                 receive=receive,
                 send=send,
-                exchange=exchange,
+                tally=exchange,
                 sent=step.sent,
                 fresh=step.fresh,
             )

@@ -113,6 +113,16 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
     return RequestHeaders(forward, tokens, host, forwarded_for, request_id, content_length, chunked)
 
 
+def shaped(
+    returned: list[tuple[bytes, bytes]], raw: Iterable[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The client's response headers: the upstream's filtered, then what the gateway adds
+    (``returned``: X-Request-ID, RateLimit)."""
+    out = filter_response(raw)
+    out += returned
+    return out
+
+
 def filter_response(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Upstream response headers minus hop-by-hop ones and the upstream's own X-Request-ID.
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from core.config import Route
 from gateway.gate import Pending
 from gateway.headers import RequestHeaders
+from gateway.http.client import Origin
 from gateway.http.upstream import Connection
-from gateway.proxy import Origin
 
 if TYPE_CHECKING:
     from gateway.http.cycle import Cycle

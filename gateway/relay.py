@@ -35,11 +35,12 @@ from gateway import errors
 from gateway.exchange import Exchange
 from gateway.gate import Pending
 from gateway.headers import filter_response
+from gateway.http.client import Upstream, head_of, small
 from gateway.http.cycle import Cycle
-from gateway.http.upstream import IDEMPOTENT, Connection, UpstreamClosed
+from gateway.http.exchange import UpstreamClosed, UpstreamExchange
+from gateway.http.upstream import IDEMPOTENT, Connection
 from gateway.http.watchdog import Watch
 from gateway.plan import Forward, Refuse, Start, Step, Wait
-from gateway.proxy import Upstream, head_of, small
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
@@ -75,6 +76,7 @@ class Relay:
         "scope",
         "start",
         "step",
+        "upstream_exchange",
         "watch",
     )
 
@@ -94,6 +96,7 @@ class Relay:
         self.start = start
         self.exchange = exchange
         self.connection: Connection | None = None
+        self.upstream_exchange: UpstreamExchange | None = None
         self.watch: Watch | None = None
 
     def begin(self) -> bool:
@@ -108,22 +111,24 @@ class Relay:
         self.watch = upstream.watchdog.watch(step.route.timeout_seconds, self.expired)
         head = head_of(step.method, step.target, step.where.authority, step.headers)
         self.exchange.forwarded = time.perf_counter()
-        connection.begin(step.method == "HEAD", self)
+        self.upstream_exchange = connection.begin(step.method == "HEAD", self)
         connection.write(head)
+        # A client that goes away ends the exchange at once, not at the route timeout.
+        self.cycle.on_disconnect = self.client_gone
         return True
 
     # -- the connection's news
 
     def on_head(self) -> None:
-        connection = self.connection
-        assert connection is not None and self.watch is not None
-        if small(connection):
+        upstream_exchange = self.upstream_exchange
+        assert upstream_exchange is not None and self.watch is not None
+        if small(upstream_exchange):
             self.app.upstream.watchdog.progress(self.watch)
             return  # read whole before answering, as the engine does
         # A stream: the engine copies it with its flow control, in a task.
-        connection.listener = None
+        upstream_exchange.listener = None
         self._unwatch()
-        self._hand_over(self.step._replace(sent=connection))
+        self._hand_over(self.step._replace(sent=self.connection))
 
     def on_done(self) -> None:
         connection = self.connection
@@ -133,12 +138,11 @@ class Relay:
         # Everything in the try: this runs in the upstream connection's data_received, where an
         # error would leave the client unanswered and the exchange never counted.
         try:
-            chunks = connection.chunks
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
-            connection.buffered = 0
-            status = connection.status
-            headers = filter_response(connection.headers)
+            upstream_exchange = self.upstream_exchange
+            assert upstream_exchange is not None
+            body = upstream_exchange.take_body()
+            status = upstream_exchange.status
+            headers = filter_response(upstream_exchange.headers)
             headers += self.step.returned
             connection.release()
             exchange.status, exchange.response_bytes = status, len(body)
@@ -169,15 +173,25 @@ class Relay:
     def expired(self) -> None:
         """The watchdog's: the upstream was silent past the route timeout."""
         self.watch = None  # the watchdog has let it go
+        self.cycle.on_disconnect = None
         connection = self.connection
         assert connection is not None
-        connection.listener = None
         connection.abort()
         self._hand_over(Refuse(504, "upstream_timeout", self.step.request_id))
+
+    def client_gone(self) -> None:
+        """The cycle's: the client went away before its answer; the upstream connection is
+        closed now, not at the route timeout."""
+        connection = self.connection
+        assert connection is not None
+        self._unwatch()
+        connection.abort()
+        self.app.closed(self.scope, self.exchange)
 
     # --
 
     def _unwatch(self) -> None:
+        self.cycle.on_disconnect = None
         if self.watch is not None:
             self.app.upstream.watchdog.done(self.watch)
             self.watch = None

@@ -21,8 +21,8 @@ from gateway.access_log import AccessLog
 from gateway.assertions import Assertions
 from gateway.gate import Gate
 from gateway.housekeeping import Housekeeping
+from gateway.http.client import Upstream
 from gateway.metrics import Metrics, Snapshot
-from gateway.proxy import Upstream
 from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import Verifier

@@ -77,10 +77,16 @@ def uvicorn_config(
     tls: TLSFiles | None = None,
     header_timeout: float = 10.0,
     websockets: bool = False,
+    body_timeout: float = 60.0,
+    send_timeout: float = 60.0,
+    keepalive_timeout: float = 30.0,
 ) -> uvicorn.Config:
-    protocol = type(
-        "ListenerHttpProtocol", (GatewayHttpProtocol,), {"header_timeout": header_timeout}
-    )
+    timeouts = {
+        "header_timeout": header_timeout,
+        "body_timeout": body_timeout,
+        "send_timeout": send_timeout,
+    }
+    protocol = type("ListenerHttpProtocol", (GatewayHttpProtocol,), timeouts)
     return uvicorn.Config(
         app,
         # HTTPS on this listener: uvicorn sets the ASGI scheme to https, so X-Forwarded-Proto is.
@@ -100,7 +106,7 @@ def uvicorn_config(
         server_header=False,  # the upstream's Server and Date headers pass through
         date_header=False,
         log_config=None,
-        timeout_keep_alive=30,
+        timeout_keep_alive=keepalive_timeout,  # type: ignore[arg-type]
         # SIGTERM: requests and streams in flight get this long to finish, then the process exits.
         timeout_graceful_shutdown=shutdown_timeout,
     )
@@ -148,10 +154,20 @@ async def run_listeners(
     gc.freeze()
     trusted = resources.config.trusted_proxies
     timeout = resources.config.shutdown_timeout_seconds
-    head = resources.config.header_timeout_seconds
+    config = resources.config
     servers = [
         _Server(
-            uvicorn_config(listener.app, trusted, timeout, listener.tls, head, listener.websockets)
+            uvicorn_config(
+                listener.app,
+                trusted,
+                timeout,
+                listener.tls,
+                config.header_timeout_seconds,
+                listener.websockets,
+                config.body_timeout_seconds,
+                config.send_timeout_seconds,
+                config.keepalive_timeout_seconds,
+            )
         )
         for listener in listeners
     ]

@@ -10,6 +10,11 @@ docs/architecture.md, "The server side"):
 - **One check per head, not two regular expressions per header**: the header block is checked
   once for what could split a response (a control character, CR or LF inside a name or value).
 - **No event object per request**: ``receive`` makes a future only when it has to wait.
+
+Every wait on the client is bounded by the connection's one timer (``gateway.http.server``): a
+``receive`` that waits for body bytes tells it when it began (`Connection.body_wait`); a body
+that turns out malformed, or late, ends the request with the refusal it calls for (`end`): the
+app sees the client as gone, and the refusal is the answer when the app has not started one.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import http
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from uvicorn.protocols.http.flow_control import FlowControl
 
@@ -41,15 +46,26 @@ SMALL_WRITE = 16 * 1024  # joined into one bytes object below this; written as a
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+class Connection(Protocol):
+    """What a cycle tells its connection (``gateway.http.server``)."""
+
+    def on_response_complete(self) -> None: ...
+
+    def body_wait(
+        self, since: float | None
+    ) -> None: ...  # receive waits for the body (None: no more)
+
+
 class Cycle:
-    """One request and its response. ``on_response`` is the connection's, called once the
-    response is complete."""
+    """One request and its response on ``connection``, told once the response is complete."""
 
     __slots__ = (
         "body",
         "chunked",
+        "connection",
         "delivered",
         "disconnected",
+        "ended",
         "flow",
         "head",
         "head_only",
@@ -57,7 +73,7 @@ class Cycle:
         "keep_alive",
         "loop",
         "more_body",
-        "on_response",
+        "on_disconnect",
         "remaining",
         "response_complete",
         "response_started",
@@ -75,16 +91,17 @@ class Cycle:
         loop: asyncio.AbstractEventLoop,
         keep_alive: bool,
         expect_continue: bool,
-        on_response: Callable[[], None],
+        connection: Connection,
     ) -> None:
         self.scope = scope
         self.transport = transport
         self.flow = flow
         self.loop = loop
         self.keep_alive = keep_alive
-        self.waiting_for_continue = expect_continue
-        self.on_response: Callable[[], None] | None = on_response
         self.http10 = scope["http_version"] == "1.0"
+        # RFC 9110 §10.1.1: an HTTP/1.0 client cannot be sent a 1xx answer.
+        self.waiting_for_continue = expect_continue and not self.http10
+        self.connection: Connection | None = connection
         self.head_only = scope["method"] == "HEAD"
         # The request body: what arrived and was not handed over yet.
         self.body = bytearray()
@@ -92,12 +109,31 @@ class Cycle:
         self.delivered = False  # the last of the body was handed over
         self.waiter: asyncio.Future[None] | None = None
         self.disconnected = False
+        # The refusal that ended the request while its body was read (malformed, late).
+        self.ended: bytes | None = None
+        # Called once if the client goes away before the response is complete: whoever runs
+        # the exchange (the relay, the engine) closes its upstream connection at once.
+        self.on_disconnect: Callable[[], None] | None = None
         # The response.
         self.response_started = False
         self.response_complete = False
         self.head: bytes | None = None  # a head not written yet
         self.chunked = False
         self.remaining: int | None = None  # Content-Length not sent yet
+
+    def gone(self) -> None:
+        """The connection was lost before the response was complete."""
+        self.disconnected = True
+        self.wake()
+        hook, self.on_disconnect = self.on_disconnect, None
+        if hook is not None:
+            hook()
+
+    def end(self, refusal: bytes) -> None:
+        """The body turned out malformed or late: the app hears the client is gone, and
+        ``refusal`` is the answer if it has not started one (else the connection is closed)."""
+        self.ended = refusal
+        self.gone()
 
     def wake(self) -> None:
         """Something ``receive`` waits for happened: body bytes, its end, a disconnect, or the
@@ -113,14 +149,20 @@ class Cycle:
         done callback would cost a handle on the loop per request."""
         try:
             await work
-        except BaseException:
+        except asyncio.CancelledError:
+            # A shutdown past its grace: not an error of the app's, and not to be swallowed.
+            self.transport.close()
+            raise
+        except Exception:
             log.exception("unhandled error answering %s", self.scope.get("method"))
             if not self.response_started:
                 self.fail()
             else:
                 self.transport.close()
         else:
-            if not self.response_started and not self.disconnected:
+            if self.ended is not None:
+                self.refuse_ended()
+            elif not self.response_started and not self.disconnected:
                 log.error("the application returned without starting a response")
                 self.fail()
             elif not self.response_complete and not self.disconnected:
@@ -128,10 +170,20 @@ class Cycle:
                 self.flush()
                 self.transport.close()
         finally:
-            self.on_response = None
+            self.connection = None
+            self.on_disconnect = None
             task = asyncio.current_task(self.loop)
             if task is not None:
                 tasks.discard(task)
+
+    def refuse_ended(self) -> None:
+        """The refusal of a request whose body broke: its answer if none started, then the
+        connection closed (where the next request would start is not known)."""
+        if not self.transport.is_closing():
+            if not self.response_started and self.ended:
+                self.transport.write(self.ended)
+            self.transport.close()
+        self.response_started = self.response_complete = True
 
     def fail(self) -> None:
         """A 500 when the app failed before answering, and the connection closed."""
@@ -152,10 +204,15 @@ class Cycle:
             self.flow.resume_reading()
             if self.delivered or (self.more_body and not self.body):
                 self.waiter = self.loop.create_future()
+                connection = self.connection if self.more_body else None
+                if connection is not None:
+                    connection.body_wait(self.loop.time())
                 try:
                     await self.waiter
                 finally:
                     self.waiter = None
+                    if connection is not None:
+                        connection.body_wait(None)
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
         self.delivered = not self.more_body
@@ -274,7 +331,8 @@ class Cycle:
                 raise RuntimeError("response body shorter than its Content-Length")
             self.response_complete = True
             self.wake()
+            self.on_disconnect = None
             if not self.keep_alive:
                 self.transport.close()
-            if self.on_response is not None:
-                self.on_response()
+            if self.connection is not None:
+                self.connection.on_response_complete()

@@ -36,6 +36,10 @@ REFUSALS = {
         "This server does not switch protocols for this request, and an Upgrade request with a "
         "body cannot be served as a plain one; send it without Upgrade.",
     ),
+    "body_timeout": (
+        b"408 Request Timeout",
+        "The request body stopped arriving; [server] body_timeout_seconds bounds each wait.",
+    ),
     "header_timeout": (
         b"408 Request Timeout",
         "The request line and headers did not arrive in time.",

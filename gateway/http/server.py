@@ -48,16 +48,23 @@ from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
 from gateway.http.batch import Batched, Flusher
 from gateway.http.cycle import Cycle
-from gateway.http.refusals import AUTHORITY, MAX_HEAD_BYTES, Refused, refusal
+from gateway.http.refusals import AUTHORITY, MAX_HEAD_BYTES, Refused, internal_error, refusal
 
 log = logging.getLogger("gateway.http")
+
+# The body of a request answered before it was read is read and dropped up to this much, so the
+# answer is not lost to a reset (nginx's lingering close); past it the connection is closed.
+DISCARD_BYTES = 1024 * 1024
 
 
 class GatewayHttpProtocol(asyncio.Protocol):
     """One connection. Made by uvicorn's server with its config and shared state (the set of
     connections and of request tasks it drains at shutdown)."""
 
-    header_timeout = 10.0  # set per listener by gatewaycli.listeners.uvicorn_config
+    # Set per listener by gatewaycli.listeners.uvicorn_config ([server] *_timeout_seconds).
+    header_timeout = 10.0
+    body_timeout = 60.0
+    send_timeout = 60.0
 
     def __init__(
         self,
@@ -106,12 +113,19 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.head_bytes = 0
         self.trailers = False  # the head is complete: what the parser calls a header is a trailer
         self.refused: str | None = None  # why the request being parsed is refused
+        self.in_body = False  # the head being read was accepted: its body is being read
+        self.discarded = 0  # body bytes of a request already answered, read and dropped
+        # Serving a pipelined request: its answer, if given at once, comes back to `_next`.
+        self.serving = False
+        self.answered = False
         # The refusal to send once the requests before it are answered.
         self.failed: bytes | None = None
         # What the timer checks (loop time): since when a head is being read, or the
         # connection has been idle.
         self.head_since: float | None = None
         self.idle_since: float | None = None
+        self.body_since: float | None = None  # the app waits for body bytes (Cycle.receive)
+        self.send_since: float | None = None  # a slow reader holds our writes back
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
 
@@ -137,8 +151,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._disarm()
         for cycle in (self.cycle, *self.pipeline):
             if cycle is not None and not cycle.response_complete:
-                cycle.disconnected = True
-                cycle.wake()
+                cycle.gone()
         if self.flow is not None:
             self.flow.resume_writing()
         if exc is None:
@@ -150,7 +163,6 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.failed is not None:
             return  # the parser has failed: nothing after the bad request is read
-        self.idle_since = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -158,14 +170,30 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 self._hand_over()
             else:
                 self._serve_plainly()
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, Refused):
+                self.send_400_response()
+            else:
+                # A fault of ours in a callback, not the client's: a 500, with its traceback.
+                log.error("unhandled error reading a request", exc_info=exc.__context__)
+                self._fail_with(internal_error())
         except httptools.HttpParserError:
             self.send_400_response()
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
+        self.send_since = self.loop.time()
+        self._ensure_timer(self.send_since + self.send_timeout)
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
+        self.send_since = None
+
+    def body_wait(self, since: float | None) -> None:
+        """The cycle's: the app waits for body bytes since ``since`` (None: it stopped)."""
+        self.body_since = since
+        if since is not None:
+            self._ensure_timer(since + self.body_timeout)
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: an idle connection closes now, a busy one after its
@@ -179,6 +207,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
     # -- the parser's callbacks
 
     def on_message_begin(self) -> None:
+        self.idle_since = None  # a request is being read: the head timer holds it
+        self.discarded = 0
+        self.in_body = False
         self.url = b""
         self.headers = []
         self.hosts = []
@@ -248,9 +279,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
             self.loop,
             keep_alive,
             self.expect_continue,
-            self.on_response_complete,
+            self,
         )
         current = self.cycle
+        self.in_body = True
         if current is None or current.response_complete:
             self.cycle = cycle
             self._serve(cycle)
@@ -262,6 +294,12 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
         if cycle is None or cycle.response_complete:
+            # The body of a request answered already (a refusal before it was read): dropped,
+            # up to a bound, as nginx's lingering close; the keep-alive timer runs meanwhile.
+            self.discarded += len(body)
+            if self.discarded > DISCARD_BYTES:
+                self.failed = b""
+                self.transport.close()
             return
         cycle.body += body
         if len(cycle.body) > HIGH_WATER_LIMIT:
@@ -269,6 +307,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         cycle.wake()
 
     def on_message_complete(self) -> None:
+        self.in_body = False
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
         if cycle is None or cycle.response_complete:
             return
@@ -278,13 +317,19 @@ class GatewayHttpProtocol(asyncio.Protocol):
     # -- requests
 
     def _serve(self, cycle: Cycle) -> None:
-        if self.fast is not None:
-            if self.proxy_headers is not None:
-                self._believe_proxy(cycle.scope)
-            # Served by callbacks where it can be; what cannot comes back through _start.
-            self.fast(cycle.scope, cycle, self._start)
-        else:
-            self._start(cycle, self.app(cycle.scope, cycle.receive, cycle.send))
+        try:
+            if self.fast is not None:
+                if self.proxy_headers is not None:
+                    self._believe_proxy(cycle.scope)
+                # Served by callbacks where it can be; what cannot comes back through _start.
+                self.fast(cycle.scope, cycle, self._start)
+            else:
+                self._start(cycle, self.app(cycle.scope, cycle.receive, cycle.send))
+        except Exception:
+            # A fault of the app's (or of ours) while deciding: a 500, never the client's 400.
+            log.exception("unhandled error serving %s", cycle.scope.get("method"))
+            if not cycle.response_complete:
+                cycle.fail()
 
     def _start(self, cycle: Cycle, work: Coroutine[Any, Any, None]) -> None:
         self.tasks.add(self.loop.create_task(cycle.run(work, self.tasks)))
@@ -303,19 +348,38 @@ class GatewayHttpProtocol(asyncio.Protocol):
         raise RuntimeError("uvicorn's proxy-headers middleware waited on something")
 
     def on_response_complete(self) -> None:
+        """The cycle's: its response is complete."""
         self.server_state.total_requests += 1
-        if self.failed is not None and not self.pipeline:
-            self._send_failure()
+        if self.serving:
+            self.answered = True  # answered at once: `_next`'s loop goes on
             return
-        if self.transport.is_closing():
-            return
-        self.flow.resume_reading()
-        if self.pipeline:
-            self.cycle = self.pipeline.popleft()
-            self._serve(self.cycle)
-        else:
-            self.idle_since = self.loop.time()
-            self._ensure_timer(self.idle_since + self.keep_alive_timeout)
+        self._next()
+
+    def _next(self) -> None:
+        """Serve the pipelined requests in order. One answered at once is followed by the next
+        in this loop, not from inside its answer: a deep pipeline of refusals would recurse."""
+        while True:
+            if self.failed is not None and not self.pipeline:
+                self._send_failure()
+                return
+            if self.transport.is_closing():
+                return
+            self.flow.resume_reading()
+            if not self.pipeline:
+                self.idle_since = self.loop.time()
+                self._ensure_timer(self.idle_since + self.keep_alive_timeout)
+                return
+            cycle = self.cycle = self.pipeline.popleft()
+            if cycle.ended is not None:  # its body broke before its turn came
+                cycle.refuse_ended()
+                return
+            self.serving, self.answered = True, False
+            try:
+                self._serve(cycle)
+            finally:
+                self.serving = False
+            if not self.answered:
+                return  # answered later: on_response_complete comes back
 
     def _check_host(self) -> None:
         hosts = self.hosts
@@ -405,6 +469,23 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             return
         now = self.loop.time()
+        if self.send_since is not None:
+            deadline = self.send_since + self.send_timeout
+            if now >= deadline:
+                # A reader that took nothing for that long: what we hold for it is dropped
+                # (close would wait to send it), the exchange ends (Cycle.gone).
+                self.transport.abort()
+                return
+            self._ensure_timer(deadline)
+        if self.body_since is not None and self.cycle is not None:
+            deadline = self.body_since + self.body_timeout
+            if now >= deadline:
+                self.body_since = None
+                self.failed = b""  # nothing after it is read: the connection closes
+                self.flow.pause_reading()
+                self.cycle.end(refusal("body_timeout"))
+                return
+            self._ensure_timer(deadline)
         if self.head_since is not None and self.header_timeout:
             deadline = self.head_since + self.header_timeout
             if now >= deadline:
@@ -423,11 +504,28 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def send_400_response(self) -> None:
         reason = self.refused or "malformed_request"
-        self.failed = refusal(reason)
-        self._disarm()
-        self.head_since = self.idle_since = None
         if reason == "malformed_request":
             log.info("refused a malformed request from %s", self.client and self.client[0])
+        self._fail_with(refusal(reason))
+
+    def _fail_with(self, failure: bytes) -> None:
+        """The request being read cannot be: ``failure`` is its answer, after those before it,
+        and the connection is closed after it. A request whose head was read and whose body
+        broke gets it as its only answer (`Cycle.end`): its app may have sent the head
+        upstream already, and hears the client is gone."""
+        self._disarm()
+        self.head_since = self.idle_since = self.body_since = None
+        cycle = self.pipeline[-1] if self.pipeline else self.cycle
+        if self.in_body and cycle is not None:  # the head was accepted: its body broke
+            self.failed = b""  # nothing more to say after its own answer
+            if cycle.response_complete:
+                self.transport.close()  # answered already: one response, then the close
+            elif cycle is self.cycle:
+                cycle.end(failure)
+            else:
+                cycle.ended = failure  # answered when its turn comes (`_next`)
+            return
+        self.failed = failure
         if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
             # Requests before this one are in flight or queued: answer them first, in order.
             self.flow.pause_reading()

@@ -482,6 +482,9 @@ def start_gateway(config: Config, clock: FakeClock | None = None) -> Running:
                 app,
                 config.trusted_proxies,
                 header_timeout=config.header_timeout_seconds,
+                body_timeout=config.body_timeout_seconds,
+                send_timeout=config.send_timeout_seconds,
+                keepalive_timeout=config.keepalive_timeout_seconds,
                 websockets=isinstance(app, GatewayApp),
             )
         )
