@@ -46,8 +46,8 @@ class BareEngine:
             self.route, self.where, scope["method"], target, headers, [], framed, chunked, ""
         )
 
-    def fast(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
-        """`GatewayApp.fast` without the gateway: the relay, or a task."""
+    def serve_by_callbacks(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
+        """`GatewayApp.serve_by_callbacks` without the gateway: the relay, or a task."""
         step = self.step(scope)
         if not step.framed and Relay(self, step, scope, cycle, start, Exchange()).begin():
             return

@@ -35,7 +35,7 @@ from gateway.http.client import BodyTooLarge, ClientGone, RequestBody, UpstreamE
 from gateway.http.cycle import Cycle
 from gateway.plan import JWKS, READINESS, Context, Forward, Refuse, Start, Step, Wait
 from gateway.proxy import origin
-from gateway.relay import carry_out
+from gateway.relay import serve_step
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
 from gateway.websocket import WebSocketProxy
@@ -65,14 +65,14 @@ class GatewayApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """`resume` from the start for HTTP, the ASGI way in (any ASGI server, and `gateway
-        serve` for what `fast` hands over); WebSockets and the lifespan in `other`."""
+        serve` for what `serve_by_callbacks` hands over); WebSockets and the lifespan in `other`."""
         if scope["type"] != "http":
             return await self.other(scope, receive, send)
         if self.metrics is not None:
             self.metrics.in_flight += 1
         await self.resume(None, scope, receive, send, Exchange())
 
-    def fast(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
+    def serve_by_callbacks(self, scope: dict[str, Any], cycle: Cycle, start: Start) -> None:
         """`gateway serve`'s way in (``gateway.http.server``): the request is decided by plain calls
         (`prepare`); a refusal is answered at once, a key that is not cached is waited for by a
         callback on its lookup, and a request without a body that is let through goes upstream
@@ -84,7 +84,7 @@ class GatewayApp:
         if self.metrics is not None:
             self.metrics.in_flight += 1
         decide = functools.partial(self.prepare, scope, exchange)
-        carry_out(self, decide, scope, cycle, start, exchange)
+        serve_step(self, decide, scope, cycle, start, exchange)
 
     async def resume(
         self,
@@ -107,7 +107,7 @@ class GatewayApp:
                 step = self.prepare(scope, exchange)
             if type(step) is Wait:
                 verdict = await self.gate.finish(step.pending)
-                step = self.decided(verdict, step.context, scope, exchange)
+                step = self.step_after_gate(verdict, step.context, scope, exchange)
             if type(step) is Forward:
                 await self.forward(step, receive, send, exchange)
             elif type(step) is Refuse:
@@ -270,9 +270,9 @@ class GatewayApp:
         verdict = self.gate.admit(route, headers.tokens, scope["method"], client_ip)
         if isinstance(verdict, Pending):
             return Wait(verdict, context)
-        return self.decided(verdict, context, scope, exchange)
+        return self.step_after_gate(verdict, context, scope, exchange)
 
-    def decided(
+    def step_after_gate(
         self,
         verdict: Admitted | Refusal,
         context: Context,

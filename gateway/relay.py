@@ -1,6 +1,6 @@
 """A request served by callbacks: `gateway serve`'s fast path for what most requests are.
 
-`carry_out` takes what ``GatewayApp.prepare`` decided by plain calls: a refusal is answered at
+`serve_step` takes what ``GatewayApp.prepare`` decided by plain calls: a refusal is answered at
 once; a key that is not cached is waited for by a done callback on its lookup; a request
 without a body that is let through goes to a `Relay`: upstream on a kept-alive connection from
 the pool, its response, once whole, sent to the client in one write through the request's
@@ -35,7 +35,7 @@ from gateway import errors
 from gateway.exchange import Exchange
 from gateway.gate import Pending
 from gateway.headers import filter_response
-from gateway.http.client import Upstream, head_of, small
+from gateway.http.client import Upstream, head_of, read_whole_first
 from gateway.http.cycle import Cycle
 from gateway.http.exchange import UpstreamClosed, UpstreamExchange
 from gateway.http.upstream import IDEMPOTENT, Connection
@@ -122,7 +122,7 @@ class Relay:
     def on_head(self) -> None:
         upstream_exchange = self.upstream_exchange
         assert upstream_exchange is not None and self.watch is not None
-        if small(upstream_exchange):
+        if read_whole_first(upstream_exchange):
             self.app.upstream.watchdog.progress(self.watch)
             return  # read whole before answering, as the engine does
         # A stream: the engine copies it with its flow control, in a task.
@@ -202,7 +202,7 @@ class Relay:
         self.start(cycle, work)
 
 
-def carry_out(
+def serve_step(
     app: GatewayApp,
     decide: Callable[[], Step],
     scope: dict[str, Any],
@@ -210,9 +210,9 @@ def carry_out(
     start: Start,
     exchange: Exchange,
 ) -> None:
-    """`GatewayApp.fast`'s steps: what ``decide`` says, carried out by callbacks where that can
-    be done (`_by_callbacks`), else in a task; an uncached key's lookup is waited for by a
-    done callback, and the steps go on from there."""
+    """`GatewayApp.serve_by_callbacks`'s steps: what ``decide`` says, carried out by callbacks
+    where that can be done (`_by_callbacks`), else in a task; an uncached key's lookup is
+    waited for by a done callback, and the steps go on from there."""
     step: Step
     try:
         step = decide()
@@ -238,15 +238,15 @@ def _looked_up(
     exchange: Exchange,
     lookup: asyncio.Future[Identity | str],
 ) -> None:
-    """`carry_out`, once the lookup of an uncached key has settled (its done callback)."""
+    """`serve_step`, once the lookup of an uncached key has settled (its done callback)."""
 
     def decide() -> Step:
         verdict = app.gate.looked_up(waited.pending, lookup)
         if isinstance(verdict, Pending):  # the key's rate limits are in Redis: a task
             return Wait(verdict, waited.context)
-        return app.decided(verdict, waited.context, scope, exchange)
+        return app.step_after_gate(verdict, waited.context, scope, exchange)
 
-    carry_out(app, decide, scope, cycle, start, exchange)
+    serve_step(app, decide, scope, cycle, start, exchange)
 
 
 def _by_callbacks(

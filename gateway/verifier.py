@@ -124,7 +124,7 @@ class Verifier:
     def lookup(self, digest: bytes) -> asyncio.Future[Identity | str]:
         """The lookup of a digest no cache holds, shared by every request that waits on it:
         an identity or a rejection reason, or StoreUnavailable. Callers must not cancel it
-        (`load` shields it; ``GatewayApp.fast`` only adds a done callback).
+        (`load` shields it; ``GatewayApp.serve_by_callbacks`` only adds a done callback).
 
         Misses are looked up in batches, one query in flight at a time: those that arrive while
         a query runs go together in the next (a flood of unknown tokens then costs one thread

@@ -34,7 +34,7 @@ def test_writes_wait_for_the_end_of_the_iteration_and_leave_together() -> None:
         batched.writelines([b"content-length: 2\r\n\r\n", b"ok"])
         second.write(b"two")
         assert pending(theirs) == b"" and pending(other) == b""
-        assert len(batched.flusher.held) == 2  # one entry per transport, one call_soon
+        assert len(batched.flusher.waiting) == 2  # one entry per transport, one call_soon
         await asyncio.sleep(0)  # the flusher ran before this task resumed
         assert pending(theirs) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
         assert pending(other) == b"two"

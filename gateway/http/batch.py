@@ -29,22 +29,22 @@ class Flusher:
     """The transports with writes held, written at the end of this loop iteration. One per
     owner of connections: the server's connections (``gateway.http.server``), each upstream pool."""
 
-    __slots__ = ("held", "loop")
+    __slots__ = ("loop", "waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.held: list[Batched] = []
+        self.waiting: list[Batched] = []
 
     def hold(self, batched: Batched) -> None:
-        if not self.held:
+        if not self.waiting:
             # Runs after the callbacks of this iteration's events: what they wrote goes in one
             # burst.
             self.loop.call_soon(self.flush)
-        self.held.append(batched)
+        self.waiting.append(batched)
 
     def flush(self) -> None:
-        held, self.held = self.held, []
-        for batched in held:
+        waiting, self.waiting = self.waiting, []
+        for batched in waiting:
             batched.flush()
 
 

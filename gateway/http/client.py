@@ -112,7 +112,7 @@ def head_of(method: str, target: bytes, authority: bytes, headers: Headers) -> b
     return b"".join(lines)
 
 
-def small(exchange: UpstreamExchange) -> bool:
+def read_whole_first(exchange: UpstreamExchange) -> bool:
     """Whether the body is small enough to read whole before answering: all arrived already,
     or a Content-Length of at most ``SMALL_BODY``."""
     if exchange.complete:
@@ -221,13 +221,13 @@ class _Run:
     what ends it early (a client gone or whose body broke, an upload refused as too large)."""
 
     def __init__(
-        self, dog: Watchdog, timeout: float, body: RequestBody | None, receive: Any
+        self, watchdog: Watchdog, timeout: float, body: RequestBody | None, receive: Any
     ) -> None:
-        self.dog = dog
-        self.timer = dog.watch(timeout)
+        self.watchdog = watchdog
+        self.timer = watchdog.watch(timeout)
         self.body = body
         if body is not None:
-            body.timer = (dog, self.timer)
+            body.timer = (watchdog, self.timer)
         self.connection: Connection | None = None
         self.upload: asyncio.Task[None] | None = None
         self.started = False  # the response's head went to the client
@@ -258,7 +258,7 @@ class _Run:
         """On a CancelledError: the exception to raise when the cancellation was this
         exchange's own (a timeout, a client gone, an upload refused), None when it must
         propagate (a shutdown)."""
-        if not self.dog.ours(self.timer, others=self.cancels):
+        if not self.watchdog.ours(self.timer, others=self.cancels):
             return None
         if self.failure is not None:
             return self.failure
@@ -266,7 +266,7 @@ class _Run:
 
     def end(self) -> None:
         self.task = None  # a late callback (an upload that failed as it ended) stops nothing
-        self.dog.done(self.timer)
+        self.watchdog.done(self.timer)
         if self.cycle is not None:
             self.cycle.on_disconnect = None
         if self.upload is not None and not self.upload.done():
@@ -279,11 +279,11 @@ class _Run:
     async def send(self, pool: Pool, method: str, head: bytes, chunked: bool, fresh: bool) -> None:
         """The request sent and its response head read, on a pooled connection or a new one
         (``fresh``: a new one); the upload (if any) goes on in its own task."""
-        dog, timer, body = self.dog, self.timer, self.body
+        watchdog, timer, body = self.watchdog, self.timer, self.body
         while True:
             connection, reused = await pool.acquire(fresh)
             self.connection = connection
-            dog.progress(timer)
+            watchdog.progress(timer)
             exchange = connection.begin(method == "HEAD", None, body is not None)
             connection.write(head)
             if body is not None:
@@ -319,8 +319,8 @@ class _Run:
         connection = self.connection
         assert connection is not None and connection.exchange is not None
         exchange = connection.exchange
-        dog, timer = self.dog, self.timer
-        dog.progress(timer)
+        watchdog, timer = self.watchdog, self.timer
+        watchdog.progress(timer)
         if not exchange.keep_alive:
             self._stop_upload()  # RFC 9112 §9.3: the upstream will close; stop sending
         start = {
@@ -328,13 +328,13 @@ class _Run:
             "status": exchange.status,
             "headers": shape(exchange.headers),
         }
-        if small(exchange):
+        if read_whole_first(exchange):
             # Read before starting, so a failure here can still be a clean 502.
             parts = []
             while part := await exchange.read():
-                dog.progress(timer)
+                watchdog.progress(timer)
                 parts.append(part)
-            dog.pause(timer)
+            watchdog.pause(timer)
             self._finish_upload()
             connection.release()
             self.connection = None
@@ -345,7 +345,7 @@ class _Run:
             await send(start)
             await send({"type": "http.response.body", "body": whole})
             return
-        dog.pause(timer)
+        watchdog.pause(timer)
         if tally is not None:
             tally.status = exchange.status
         self.started = True
@@ -355,14 +355,14 @@ class _Run:
         else:
             watcher = None
         try:
-            dog.progress(timer)
+            watchdog.progress(timer)
             while chunk := await exchange.read():
-                dog.pause(timer)  # a slow reader is the client's business, not the upstream's
+                watchdog.pause(timer)  # a slow reader is the client's business, not the upstream's
                 if tally is not None:
                     tally.response_bytes += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                dog.progress(timer)
-            dog.pause(timer)
+                watchdog.progress(timer)
+            watchdog.pause(timer)
         except (ConnectionError, OSError):
             # The response has started: all we can do is end the stream short, which the
             # server does when the app returns without completing the body.
@@ -400,12 +400,12 @@ async def _upload(
     """Stream the client's body upstream, while the response is awaited and read: an upstream
     may answer (413, 401) before it has read everything, or as it reads (an echo)."""
     assert body.timer is not None
-    dog, timer = body.timer
+    watchdog, timer = body.timer
     try:
         async for chunk in body:
             connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             await connection.drain()
-            dog.progress(timer)
+            watchdog.progress(timer)
         if chunked:
             connection.write(b"0\r\n\r\n")
         exchange.sent()

@@ -16,13 +16,13 @@ class RunningLoop:
     """The loop taken once, and again when the one held is no longer running (tests run one
     gateway object on several loops in turn)."""
 
-    __slots__ = ("held",)
+    __slots__ = ("loop",)
 
     def __init__(self) -> None:
-        self.held: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def __call__(self) -> asyncio.AbstractEventLoop:
-        loop = self.held
+        loop = self.loop
         if loop is None or not loop.is_running():
-            loop = self.held = asyncio.get_running_loop()
+            loop = self.loop = asyncio.get_running_loop()
         return loop

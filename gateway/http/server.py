@@ -22,10 +22,11 @@ server side", has the measurement).
   be read. Without a body the request is served as a plain one and the connection closed after
   it; with a body it is 400.
 
-- **The app's callback way in**: an app with a ``fast`` method (``GatewayApp.fast``) is handed
-  each request with a way to start a task for it, and answers what it can by callbacks
-  (``gateway.relay``), behind uvicorn's proxy-headers middleware too (run on the scope first);
-  any other app is called as ASGI, in a task per request.
+- **The app's callback way in**: an app with a ``serve_by_callbacks`` method
+  (``GatewayApp.serve_by_callbacks``) is handed each request with a way to start a task for
+  it, and answers what it can by callbacks (``gateway.relay``), behind uvicorn's proxy-headers
+  middleware too (run on the scope first); any other app is called as ASGI, in a task per
+  request.
 - **Writes wait for the end of the loop iteration** (``gateway.http.batch``): the answers of one
   iteration leave together, one wake-up of their reader instead of one each.
 
@@ -85,13 +86,16 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.keep_alive_timeout: float = config.timeout_keep_alive
         self.root_path: str = config.root_path
         self.websocket_class = config.ws_protocol_class  # None: no WebSockets on this listener
-        # The app's callback way in (GatewayApp.fast). Behind uvicorn's proxy-headers middleware
-        # ([server] trusted_proxies) the middleware's own rewrite of the scope is run first
-        # (`_believe_proxy`); under any other wrapper every request is an ASGI call.
-        self.fast = getattr(self.app, "fast", None)
+        # The app's callback way in (GatewayApp.serve_by_callbacks). Behind uvicorn's
+        # proxy-headers middleware ([server] trusted_proxies) the middleware's own rewrite of
+        # the scope is run first (`_believe_proxy`); under any other wrapper every request is
+        # an ASGI call.
+        self.by_callbacks = getattr(self.app, "serve_by_callbacks", None)
         self.proxy_headers: ProxyHeadersMiddleware | None = None
-        if isinstance(self.app, ProxyHeadersMiddleware) and hasattr(self.app.app, "fast"):
-            self.fast = self.app.app.fast
+        if isinstance(self.app, ProxyHeadersMiddleware) and hasattr(
+            self.app.app, "serve_by_callbacks"
+        ):
+            self.by_callbacks = self.app.app.serve_by_callbacks
             self.proxy_headers = ProxyHeadersMiddleware(_as_is, config.forwarded_allow_ips)
         self.parser = httptools.HttpRequestParser(self)
         # A complete request followed by bytes the parser would refuse after "Connection:
@@ -318,11 +322,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def _serve(self, cycle: Cycle) -> None:
         try:
-            if self.fast is not None:
+            if self.by_callbacks is not None:
                 if self.proxy_headers is not None:
                     self._believe_proxy(cycle.scope)
                 # Served by callbacks where it can be; what cannot comes back through _start.
-                self.fast(cycle.scope, cycle, self._start)
+                self.by_callbacks(cycle.scope, cycle, self._start)
             else:
                 self._start(cycle, self.app(cycle.scope, cycle.receive, cycle.send))
         except Exception:

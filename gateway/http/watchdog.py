@@ -78,8 +78,8 @@ class Watchdog:
         return watch
 
     def progress(self, watch: Watch) -> None:
-        assert self._loop.held is not None
-        watch.last = self._loop.held.time()
+        assert self._loop.loop is not None
+        watch.last = self._loop.loop.time()
 
     @staticmethod
     def pause(watch: Watch) -> None:
