@@ -344,11 +344,9 @@ class GatewayApp:
         except ClientGone:
             return
         except UpstreamError as exc:
-            if exc.timeout:
-                await self.refuse(send, exchange, 504, "upstream_timeout", step.request_id)
-            else:
+            if not exc.timeout:
                 log.warning("upstream %s failed: %s", route.upstream, exc)
-                await self.refuse(send, exchange, 502, "upstream_unreachable", step.request_id)
+            await self.refuse(send, exchange, *exc.answer, step.request_id)
         finally:
             exchange.upstream_seconds = time.perf_counter() - exchange.forwarded
             exchange.request_bytes = body.received if body is not None else 0

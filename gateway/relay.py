@@ -35,10 +35,10 @@ from gateway import errors
 from gateway.exchange import Exchange
 from gateway.gate import Pending
 from gateway.headers import filter_response
-from gateway.http.client import Upstream, head_of, read_whole_first
+from gateway.http.client import Upstream, UpstreamError, head_of, read_whole_first
 from gateway.http.cycle import Cycle
-from gateway.http.exchange import UpstreamClosed, UpstreamExchange
-from gateway.http.upstream import IDEMPOTENT, Connection
+from gateway.http.exchange import UpstreamExchange
+from gateway.http.upstream import Connection, may_send_again
 from gateway.http.watchdog import Watch
 from gateway.plan import Forward, Refuse, Start, Step, Wait
 
@@ -162,13 +162,13 @@ class Relay:
         self._unwatch()
         connection.abort()
         step = self.step
-        if isinstance(error, UpstreamClosed) and step.method in IDEMPOTENT:
+        if may_send_again(error, step.method, True, False):
             # The keep-alive race: no byte came back on a kept-alive connection and the
             # request has no body: sent again, once, on a new connection.
             self._hand_over(step._replace(fresh=True))
             return
         log.warning("upstream %s failed: %s", step.route.upstream, error)
-        self._hand_over(Refuse(502, "upstream_unreachable", step.request_id))
+        self._hand_over(Refuse(*UpstreamError(False, str(error)).answer, step.request_id))
 
     def expired(self) -> None:
         """The watchdog's: the upstream was silent past the route timeout."""
@@ -177,7 +177,7 @@ class Relay:
         connection = self.connection
         assert connection is not None
         connection.abort()
-        self._hand_over(Refuse(504, "upstream_timeout", self.step.request_id))
+        self._hand_over(Refuse(*UpstreamError(True, "").answer, self.step.request_id))
 
     def client_gone(self) -> None:
         """The cycle's: the client went away before its answer; the upstream connection is

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol
 
 from gateway.http.cycle import Cycle
 from gateway.http.exchange import UpstreamClosed, UpstreamExchange
-from gateway.http.upstream import IDEMPOTENT, KEEPALIVE_SECONDS, Connection, Pool
+from gateway.http.upstream import KEEPALIVE_SECONDS, Connection, Pool, may_send_again
 from gateway.http.watchdog import Watch, Watchdog
 
 SMALL_BODY = 64 * 1024  # responses up to this size (known length) are sent in one message
@@ -52,6 +52,12 @@ class UpstreamError(Exception):
     def __init__(self, timeout: bool, detail: str) -> None:
         super().__init__(detail)
         self.timeout = timeout
+
+    @property
+    def answer(self) -> tuple[int, str]:
+        """What the client is told (status, reason), whichever way the request was carried:
+        504 for an upstream silent past the route timeout, 502 for every other failure."""
+        return (504, "upstream_timeout") if self.timeout else (502, "upstream_unreachable")
 
 
 class Tally(Protocol):
@@ -293,11 +299,10 @@ class _Run:
             try:
                 await exchange.head
                 return
-            except UpstreamClosed:
-                # The keep-alive race (gateway.http.upstream): tried again on a new connection
-                # only where that is safe; a new connection that closes at once is the
-                # upstream's answer.
-                if not reused or body is not None or method not in IDEMPOTENT:
+            except UpstreamClosed as error:
+                # The keep-alive race: a new connection that closes at once is the upstream's
+                # answer.
+                if not may_send_again(error, method, reused, body is not None):
                     raise
                 connection.abort()
                 fresh = True

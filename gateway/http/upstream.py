@@ -37,6 +37,14 @@ MAX_IDLE = 512  # kept-alive connections per origin
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
+def may_send_again(error: Exception, method: str, reused: bool, body: bool) -> bool:
+    """The keep-alive race: whether a request whose exchange failed with ``error`` may be sent
+    again, once, on a new connection. Only when the connection came from the pool, no byte of
+    a response arrived (`UpstreamClosed`), the request has no body and its method is idempotent
+    (RFC 9110 §9.2.2; RFC 9112 §9.3.1). One rule for both ways of carrying a request."""
+    return isinstance(error, UpstreamClosed) and reused and not body and method in IDEMPOTENT
+
+
 class Connection(asyncio.Protocol):
     """One connection to an upstream, carrying one exchange at a time."""
 
