@@ -275,5 +275,8 @@ def _by_callbacks(
             app.closed(scope, exchange)
         return True
     if type(step) is Forward and not step.framed:
+        if cycle.disconnected:  # gone while its key was looked up: nothing to send
+            app.closed(scope, exchange)
+            return True
         return Relay(app, step, scope, cycle, start, exchange).begin()
     return False

@@ -203,6 +203,8 @@ class Upstream:
         if chunked:
             head = head[:-2] + b"transfer-encoding: chunked\r\n\r\n"
         try:
+            if run.cycle is not None and run.cycle.disconnected:
+                raise ClientGone  # gone while the request was decided (a key's lookup)
             if sent is None:
                 await run.send(pool, method, head, chunked, fresh)
             else:
