@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple, Protocol
 
 from gateway.http.cycle import Cycle
-from gateway.http.exchange import UpstreamClosed, UpstreamExchange
+from gateway.http.exchange import DONE, UpstreamClosed, UpstreamExchange
 from gateway.http.upstream import KEEPALIVE_SECONDS, Connection, Pool, may_send_again
 from gateway.http.watchdog import Watch, Watchdog
 
@@ -342,15 +342,14 @@ class _Run:
                 watchdog.progress(timer)
                 parts.append(part)
             watchdog.pause(timer)
-            self._finish_upload()
-            connection.release()
-            self.connection = None
             whole = b"".join(parts)
             if tally is not None:
                 tally.status, tally.response_bytes = exchange.status, len(whole)
             self.started = True
+            reads_on = self._reads_on()
             await send(start)
             await send({"type": "http.response.body", "body": whole})
+            await self._finish(reads_on)
             return
         watchdog.pause(timer)
         if tally is not None:
@@ -377,10 +376,9 @@ class _Run:
         finally:
             if watcher is not None:
                 watcher.cancel()
-        self._finish_upload()
-        connection.release()
-        self.connection = None
+        reads_on = self._reads_on()
         await send({"type": "http.response.body", "body": b""})
+        await self._finish(reads_on)
 
     async def _watch_disconnect(self) -> None:
         """Under another ASGI server (no ``Cycle``), the disconnect is a receive() message."""
@@ -395,10 +393,31 @@ class _Run:
             assert self.connection is not None and self.connection.exchange is not None
             self.connection.exchange.abandon()
 
-    def _finish_upload(self) -> None:
-        """The response is complete: an upload still going is not wanted (the client has its
-        answer), and leaves the connection unusable."""
-        self._stop_upload()
+    def _reads_on(self) -> bool:
+        """The response is whole, the upload still going: whether it goes on. It does when the
+        upstream keeps the connection (it means to read the rest, RFC 9112 §9.3) and the client
+        can be read after its answer (our server's ``Cycle``); else it stops, and the
+        connection is closed."""
+        upload = self.upload
+        if upload is None or upload.done():
+            return False
+        connection = self.connection
+        assert connection is not None and connection.exchange is not None
+        if self.cycle is None or connection.exchange.response is not DONE:
+            self._stop_upload()
+            return False
+        self.cycle.read_after_response()
+        return True
+
+    async def _finish(self, reads_on: bool) -> None:
+        """After the response: the upload's end awaited where it goes on, then the connection
+        back to the pool if both directions are done (else closed)."""
+        if reads_on and self.upload is not None:
+            await asyncio.shield(self.upload)
+        connection = self.connection
+        assert connection is not None
+        self.connection = None
+        connection.release()
 
 
 async def _upload(

@@ -51,9 +51,11 @@ class Connection(Protocol):
 
     def on_response_complete(self) -> None: ...
 
-    def body_wait(
-        self, since: float | None
-    ) -> None: ...  # receive waits for the body (None: no more)
+    # `receive` waits for body bytes since then (None: it stopped waiting).
+    def body_wait(self, since: float | None) -> None: ...
+
+    # The body of a request answered already was read to its end.
+    def body_read(self) -> None: ...
 
 
 class Cycle:
@@ -74,6 +76,7 @@ class Cycle:
         "loop",
         "more_body",
         "on_disconnect",
+        "reading_on",
         "remaining",
         "response_complete",
         "response_started",
@@ -114,6 +117,8 @@ class Cycle:
         # Called once if the client goes away before the response is complete: whoever runs
         # the exchange (the relay, the engine) closes its upstream connection at once.
         self.on_disconnect: Callable[[], None] | None = None
+        # The app goes on reading the body after its response (`read_after_response`).
+        self.reading_on = False
         # The response.
         self.response_started = False
         self.response_complete = False
@@ -121,10 +126,32 @@ class Cycle:
         self.chunked = False
         self.remaining: int | None = None  # Content-Length not sent yet
 
+    @property
+    def reading(self) -> bool:
+        """Whether the app may still read the body: its response is not complete, or it said it
+        reads on after it."""
+        return not self.response_complete or self.reading_on
+
+    def read_after_response(self) -> None:
+        """The app will read the rest of the body after its response is complete (the engine,
+        whose upstream answered early and reads on, RFC 9112 §9.3): ``receive`` goes on
+        handing it over instead of saying the client is gone."""
+        if self.more_body or not self.delivered:
+            self.reading_on = True
+
+    def left_over(self) -> bool:
+        """Body bytes (or its end) that arrived before the client left, not handed over yet:
+        handed over all the same, unless the body broke."""
+        return self.ended is None and (
+            bool(self.body) or (not self.more_body and not self.delivered)
+        )
+
     def gone(self) -> None:
         """The connection was lost before the response was complete."""
         self.disconnected = True
         self.wake()
+        if self.reading_on and self.ended is None and not self.more_body:
+            return  # answered, and the whole body is here: the app reads it to its end
         hook, self.on_disconnect = self.on_disconnect, None
         if hook is not None:
             hook()
@@ -200,7 +227,7 @@ class Cycle:
             # app first asks for the body, so a request refused on its head never gets it.
             self.transport.write(CONTINUE)
             self.waiting_for_continue = False
-        if not self.disconnected and not self.response_complete:
+        if not self.disconnected and self.reading:
             self.flow.resume_reading()
             if self.delivered or (self.more_body and not self.body):
                 self.waiter = self.loop.create_future()
@@ -213,9 +240,13 @@ class Cycle:
                     self.waiter = None
                     if connection is not None:
                         connection.body_wait(None)
-        if self.disconnected or self.response_complete:
+        if not self.reading or (self.disconnected and not self.left_over()):
             return {"type": "http.disconnect"}
         self.delivered = not self.more_body
+        if self.delivered and self.reading_on:
+            self.reading_on = False
+            if self.connection is not None:
+                self.connection.body_read()
         message = {"type": "http.request", "body": bytes(self.body), "more_body": self.more_body}
         self.body.clear()
         return message

@@ -193,7 +193,11 @@ class UpstreamExchange:
             if not isinstance(exc.__context__, _Stop):
                 self.fail(UpstreamBroken(f"malformed response: {exc.__context__ or exc}"))
         except httptools.HttpParserError as exc:
-            self.fail(UpstreamBroken(f"malformed response: {exc}"))
+            if self.complete:  # a HEAD's answer, then what the parser took for its body
+                if self.response is DONE:
+                    self._respond(MUST_CLOSE)
+            else:
+                self.fail(UpstreamBroken(f"malformed response: {exc}"))
         self.tell()
 
     def lost(self) -> None:
@@ -224,11 +228,13 @@ class UpstreamExchange:
 
     def on_message_begin(self) -> None:
         if self.response is not SEND_HEAD:
-            # A second response in the same bytes: never this exchange's, and the stream is
-            # out of step.
-            if self.response is DONE:
-                self._respond(MUST_CLOSE)
-            raise _Stop
+            self._out_of_step()  # a second response in the same bytes: never this exchange's
+
+    def _out_of_step(self) -> None:
+        """Bytes after the whole response: the connection cannot carry another exchange."""
+        if self.response is DONE:
+            self._respond(MUST_CLOSE)
+        raise _Stop
 
     def on_status(self, status: bytes) -> None:
         self._count(len(status))
@@ -254,10 +260,15 @@ class UpstreamExchange:
         if head is not None and not head.done():
             head.set_result(None)
         if self.head_only:
-            self._complete(DONE if self.keep_alive else MUST_CLOSE)
-            raise _Stop  # a HEAD answer has no body, whatever its Content-Length says
+            # A HEAD answer has no body, whatever its framing says (RFC 9110 §9.3.2); the parser
+            # does not know the request was a HEAD, so what it reads next as a body (`on_body`)
+            # or cannot read (`feed`) is bytes nobody asked for.
+            self._respond(DONE if self.keep_alive else MUST_CLOSE)
+            self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.head_only:
+            self._out_of_step()
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > HIGH_WATER:
@@ -267,6 +278,9 @@ class UpstreamExchange:
     def on_message_complete(self) -> None:
         if self.interim:
             self.interim = False
+            return
+        if self.head_only:  # complete since its head
+            self.parser = None
             return
         self._complete(DONE if self.keep_alive else MUST_CLOSE)
 

@@ -56,6 +56,24 @@ log = logging.getLogger("gateway.http")
 # The body of a request answered before it was read is read and dropped up to this much, so the
 # answer is not lost to a reset (nginx's lingering close); past it the connection is closed.
 DISCARD_BYTES = 1024 * 1024
+# A connection closed by the gateway is closed for writing first, then read and dropped for up
+# to this long (and DISCARD_BYTES), until the client closes: closed at once with bytes unread,
+# the kernel sends a reset, which makes the client's kernel drop what it had not yet read of
+# the last answers (RFC 9112 §9.6; nginx's lingering_close, whose lingering_timeout is 5 s).
+LINGER_SECONDS = 2.0
+
+
+class ClientTransport(Batched):
+    """The client's transport: closing it lingers (`GatewayHttpProtocol.linger`)."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, transport: Any, flusher: Flusher, protocol: GatewayHttpProtocol) -> None:
+        super().__init__(transport, flusher)
+        self.protocol = protocol
+
+    def close(self) -> None:
+        self.protocol.linger()
 
 
 class GatewayHttpProtocol(asyncio.Protocol):
@@ -118,6 +136,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.trailers = False  # the head is complete: what the parser calls a header is a trailer
         self.refused: str | None = None  # why the request being parsed is refused
         self.in_body = False  # the head being read was accepted: its body is being read
+        self.lingering = False  # closed for writing, reading what the client still sends
+        self.linger_timer: asyncio.TimerHandle | None = None
         self.discarded = 0  # body bytes of a request already answered, read and dropped
         # Serving a pipelined request: its answer, if given at once, comes back to `_next`.
         self.serving = False
@@ -142,7 +162,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         flusher = getattr(self.server_state, "flusher", None)
         if flusher is None or flusher.loop is not self.loop:
             flusher = self.server_state.flusher = Flusher(self.loop)
-        self.transport = Batched(transport, flusher)
+        self.transport = ClientTransport(transport, flusher, self)
         self.flow = FlowControl(transport)
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
@@ -153,8 +173,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
         self._disarm()
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
         for cycle in (self.cycle, *self.pipeline):
-            if cycle is not None and not cycle.response_complete:
+            if cycle is not None and cycle.reading:
                 cycle.gone()
         if self.flow is not None:
             self.flow.resume_writing()
@@ -164,9 +186,38 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def eof_received(self) -> None:
         pass  # the transport closes itself
 
+    def linger(self) -> None:
+        """Close the connection once what is written is sent: for writing at once (the client
+        sees the end of the last answer), then whole when the client closes too, or after
+        ``LINGER_SECONDS``, or past ``DISCARD_BYTES`` read meanwhile."""
+        transport = self.transport
+        if self.lingering or transport.is_closing():
+            return
+        transport.flush()
+        raw = transport.transport
+        self.lingering = True
+        self.failed = b""  # nothing after this is parsed
+        self.discarded = 0
+        self._disarm()
+        if not raw.can_write_eof():  # TLS: no half-close
+            raw.close()
+            return
+        raw.write_eof()
+        self.linger_timer = self.loop.call_later(LINGER_SECONDS, raw.close)
+
+    def close_now(self) -> None:
+        """Close without lingering (nothing of an answer is left to lose)."""
+        self.transport.flush()
+        self.transport.transport.close()
+
     def data_received(self, data: bytes) -> None:
         if self.failed is not None:
-            return  # the parser has failed: nothing after the bad request is read
+            # The parser has failed, or the connection lingers: what comes now is dropped.
+            if self.lingering:
+                self.discarded += len(data)
+                if self.discarded > DISCARD_BYTES:
+                    self.transport.transport.close()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -193,6 +244,13 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.flow.resume_writing()
         self.send_since = None
 
+    def body_read(self) -> None:
+        """The cycle's: the body its app read on after the response is whole; the connection
+        idles from now (`_next` did not arm the keep-alive while it was read)."""
+        if self.cycle is not None and self.cycle.response_complete and not self.pipeline:
+            self.idle_since = self.loop.time()
+            self._ensure_timer(self.idle_since + self.keep_alive_timeout)
+
     def body_wait(self, since: float | None) -> None:
         """The cycle's: the app waits for body bytes since ``since`` (None: it stopped)."""
         self.body_since = since
@@ -204,7 +262,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         response."""
         cycle = self.cycle
         if cycle is None or cycle.response_complete:
-            self.transport.close()
+            self.close_now()
         else:
             cycle.keep_alive = False
 
@@ -297,7 +355,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
-        if cycle is None or cycle.response_complete:
+        if cycle is None or not cycle.reading:
             # The body of a request answered already (a refusal before it was read): dropped,
             # up to a bound, as nginx's lingering close; the keep-alive timer runs meanwhile.
             self.discarded += len(body)
@@ -313,7 +371,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.in_body = False
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
-        if cycle is None or cycle.response_complete:
+        if cycle is None or not cycle.reading:
             return
         cycle.more_body = False
         cycle.wake()
@@ -370,6 +428,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 return
             self.flow.resume_reading()
             if not self.pipeline:
+                if self.cycle is not None and self.cycle.reading_on:
+                    return  # its body is still read: the body timer holds it (`body_read`)
                 self.idle_since = self.loop.time()
                 self._ensure_timer(self.idle_since + self.keep_alive_timeout)
                 return
@@ -470,7 +530,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def _tick(self) -> None:
         self.timer = None
-        if self.transport.is_closing():
+        if self.lingering or self.transport.is_closing():
             return
         now = self.loop.time()
         if self.send_since is not None:
@@ -500,7 +560,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if self.idle_since is not None:
             deadline = self.idle_since + self.keep_alive_timeout
             if now >= deadline:
-                self.transport.close()
+                self.close_now()  # idle: nothing unread
                 return
             self._ensure_timer(deadline)
 
@@ -522,7 +582,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
         if self.in_body and cycle is not None:  # the head was accepted: its body broke
             self.failed = b""  # nothing more to say after its own answer
-            if cycle.response_complete:
+            if not cycle.reading:
                 self.transport.close()  # answered already: one response, then the close
             elif cycle is self.cycle:
                 cycle.end(failure)
