@@ -25,14 +25,16 @@ def scripted_gateway(
     receive_buffer: int | None = None,
     segment: int | None = None,
     read_ahead: int = 65536,
+    grace: int = 1,
 ) -> Iterator[tuple[Gateway, Scripted, Running]]:
     """A gateway whose route /s (auth "none", ``timeout`` seconds, ``route`` TOML added) goes to
-    a scripted upstream; ``server`` is TOML added to [server]. ``receive_buffer``: the
-    upstream's sockets take that few bytes before the sender must wait (SO_RCVBUF); ``segment``:
-    the largest TCP segment they accept (TCP_MAXSEG), which keeps the gateway's send buffer, sized
-    by the kernel in segments, small too; ``read_ahead``: the most the upstream's stream reader
-    takes before its script asks (twice its limit). So a test holds the gateway's writes back
-    where it chooses."""
+    a scripted upstream; ``server`` is TOML added to [server]; ``grace``: the seconds a shutdown
+    waits for connections and requests in flight (short: a test that fails may leave one
+    hanging). ``receive_buffer``: the upstream's sockets take that few bytes before the sender
+    must wait (SO_RCVBUF); ``segment``: the largest TCP segment they accept (TCP_MAXSEG), which
+    keeps the gateway's send buffer, sized by the kernel in segments, small too; ``read_ahead``:
+    the most the upstream's stream reader takes before its script asks (twice its limit). So a
+    test holds the gateway's writes back where it chooses."""
     upstream = Scripted()
     loop = LoopThread()
     sock = free_socket()
@@ -52,10 +54,13 @@ timeout_seconds = {timeout}
 {route}
 """
     gateway, running = build_gateway(directory, url, extra, server)
+    for listener, _, _ in running.servers:  # uvicorn's; `start_gateway` leaves its default
+        listener.config.timeout_graceful_shutdown = grace
     try:
         yield gateway, upstream, running
     finally:
-        running.stop()
+        if not running.loop.loop.is_closed():  # a test may have stopped it (a shutdown)
+            running.stop()
         loop.run(finish(listening))
         loop.close()
 
