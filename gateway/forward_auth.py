@@ -1,13 +1,23 @@
 """Forward-auth: the gateway's checks for a proxy that stays in front (nginx ``auth_request``,
 Caddy ``forward_auth``, Traefik ``ForwardAuth``, Envoy ``ext_authz`` as an HTTP service).
 
-The proxy asks, for each request it received, whether it may pass and as whom. The original
-request is read from ``X-Forwarded-Method`` / ``X-Forwarded-Uri`` (Traefik, Caddy), else
-``X-Original-Method`` / ``X-Original-URI`` (the nginx convention), else the check request's own
-method and path with ``[forward_auth] path_prefix`` taken off (Envoy sends the original method
-and ``path_prefix`` + the original path). The client's address is the last ``X-Forwarded-For``
-entry (the one the proxy added), else the peer's. The key is read from its usual carriers, and
-the routes and the key's policies are held exactly as on the proxy (``gateway.gate``).
+The proxy asks, for each request it received, whether it may pass and as whom. The endpoint
+believes exactly one proxy's way of saying the original request, ``[forward_auth] shape``
+(no guessing: a client's own headers reach the check too, so believing a second shape would
+let a client say another request than the one the proxy serves):
+
+- ``nginx``: ``X-Original-Method`` and ``X-Original-URI`` (the auth subrequest's
+  ``proxy_set_header``), the client's address in ``X-Real-IP`` (``$remote_addr``);
+- ``traefik`` (Traefik's ForwardAuth, and Caddy's forward_auth, which asks the same way):
+  ``X-Forwarded-Method`` and ``X-Forwarded-Uri``, the client's address the last
+  ``X-Forwarded-For`` entry (the one the proxy set or appended);
+- ``envoy``: the check request's own method and path, less ``[forward_auth] path_prefix``,
+  the client's address the last ``X-Forwarded-For`` entry (``use_remote_address``).
+
+Every other shape's headers are ignored; a check request without its shape's headers (or with
+one of them twice) is 400 ``bad_check_request``: the proxy is not configured as documented.
+The key is read from its usual carriers, and the routes and the key's policies are held exactly
+as on the proxy (``gateway.gate``).
 
 Allowed: exactly 200, empty, with the identity headers (and the RateLimit fields, and on an
 `assertion = true` route the X-Auth-Assertion) for the proxy to copy upstream; Envoy denies on
@@ -18,14 +28,14 @@ turns every status but 401 and 403 into a 500). No route for the path is 403
 
 This listener believes the headers it is sent: it must be reachable by the proxy alone (loopback,
 or a private network), and the proxy must clear client-sent identity headers before copying ours
-(every configuration in ``docs/`` does).
+(every configuration in ``docs/forward-auth/`` does).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.config import Config, ForwardAuthConfig
+from core.config import Config, ConfigError, ForwardAuthConfig, forward_auth_shape_error
 from core.errors import new_request_id
 from gateway import errors
 from gateway.assertions import HEADER as ASSERTION
@@ -35,35 +45,58 @@ from gateway.headers import split_request
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
 
-# The headers a proxy says the original request in, by precedence.
-ORIGINAL = (
-    (b"x-forwarded-method", b"x-forwarded-uri"),
-    (b"x-original-method", b"x-original-uri"),
-)
+BAD_CHECK = "The check request is not shaped like [forward_auth] shape's proxy sends it"
+# Where each shape says the original method and target; None: the check request's own.
+ORIGINAL = {
+    "nginx": (b"x-original-method", b"x-original-uri"),
+    "traefik": (b"x-forwarded-method", b"x-forwarded-uri"),
+    "envoy": None,
+}
+BAD_CHECK = "The check request is not shaped like [forward_auth] shape's proxy sends it"
+# Where each shape says the client's address: one value, or the last entry of a list.
+CLIENT = {"nginx": b"x-real-ip", "traefik": b"x-forwarded-for", "envoy": b"x-forwarded-for"}
+
+
+class BadCheck(Exception):
+    """The check request lacks what its proxy's shape always sends."""
 
 
 def original_request(scope: dict[str, Any], settings: ForwardAuthConfig) -> tuple[str, bytes, str]:
-    """The original request's method, raw path (no query) and client address."""
-    found = {name.lower(): value for name, value in scope["headers"]}
-    method, target = scope["method"], None
-    for method_header, uri_header in ORIGINAL:
-        if uri_header in found:
-            method = found.get(method_header, method.encode()).decode("latin-1")
-            target = found[uri_header]
-            break
-    if target is None:
+    """The original request's method, raw path (no query) and client address, read the way
+    ``settings.shape`` sends them; BadCheck when they are not there."""
+    found: dict[bytes, list[bytes]] = {}
+    for name, value in scope["headers"]:
+        found.setdefault(name.lower(), []).append(value)
+    shape = settings.shape
+    names = ORIGINAL[shape]
+    if names is None:
+        method = scope["method"]
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         target = raw.split(b"?", 1)[0]
         prefix = settings.path_prefix.encode()
-        if prefix and (target == prefix or target.startswith(prefix + b"/")):
+        if prefix:
+            if not (target == prefix or target.startswith(prefix + b"/")):
+                raise BadCheck(f"the check path does not start with path_prefix {prefix!r}")
             target = target[len(prefix) :] or b"/"
-    forwarded = found.get(b"x-forwarded-for")
-    if forwarded:
-        client = forwarded.decode("latin-1").rsplit(",", 1)[-1].strip()
     else:
-        peer = scope.get("client")
-        client = peer[0] if peer else "unknown"
+        method = _one(found, names[0]).decode("latin-1")
+        target = _one(found, names[1])
+    where = CLIENT[shape]
+    if where == b"x-real-ip":
+        client = _one(found, where).decode("latin-1").strip()
+    else:
+        chain = b",".join(found.get(where, ()))
+        client = chain.decode("latin-1").rsplit(",", 1)[-1].strip()
+    if not client:
+        raise BadCheck(f"no client address in {where.decode()}")
     return method.upper(), target.split(b"?", 1)[0], client
+
+
+def _one(found: dict[bytes, list[bytes]], name: bytes) -> bytes:
+    values = found.get(name, [])
+    if len(values) != 1:
+        raise BadCheck(f"{name.decode()} must be sent exactly once, not {len(values)} times")
+    return values[0]
 
 
 class ForwardAuthApp:
@@ -75,6 +108,8 @@ class ForwardAuthApp:
         self.gate = resources.gate  # one per process: one LimitsCache
 
     def apply(self, config: Config) -> None:
+        if config.forward_auth.shape not in ORIGINAL:
+            raise ConfigError(forward_auth_shape_error(config.source))
         self.router = Router(config.routes)
         self.settings = config.forward_auth
 
@@ -97,7 +132,11 @@ class ForwardAuthApp:
     async def check(self, scope: dict[str, Any], send: Any, exchange: Exchange) -> None:
         headers = split_request(scope["headers"], self.marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
-        method, target, client = original_request(scope, self.settings)
+        try:
+            method, target, client = original_request(scope, self.settings)
+        except BadCheck as exc:
+            refusal = Refusal(400, "bad_check_request", f"{BAD_CHECK} ({exc}).")
+            return await self.refuse(send, exchange, refusal, request_id)
         exchange.request_id = request_id
         exchange.path = path = normalise_path(target)
         match = self.router.match(path)

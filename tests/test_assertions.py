@@ -46,6 +46,9 @@ upstream = "{upstream.url}"
 assertion = true
 audience = "https://billing.internal"
 
+[forward_auth]
+shape = "nginx"
+
 [assertion]
 issuer = "{ISSUER}"
 ttl_seconds = {TTL}
@@ -224,6 +227,7 @@ def test_forward_auth_hands_the_assertion_to_the_proxy(signed: Gateway, upstream
             headers={
                 "X-Original-Method": "GET",
                 "X-Original-URI": "/signed/x",
+                "X-Real-IP": "192.0.2.1",
                 "X-Auth-Token": signed.secret_key,
             },
         )
