@@ -49,6 +49,8 @@ MESSAGES = {
     "ip_not_allowed": "This key may not be used from this address: it is limited to the "
     "networks in its allowed_ips.",
     "no_route": "No route matches this path.",
+    "ambiguous_path": "The path could name different resources to different servers (a "
+    "segment with ;parameters, a trailing dot, or escapes that are not UTF-8); send it plainly.",
     "bad_check_request": "The forward-auth check request is not shaped like the requests of "
     "the proxy [forward_auth] shape names; configure that proxy as docs/forward-auth/ shows.",
     "websocket_not_allowed": "This route does not take WebSockets (its websocket setting is off).",

@@ -14,8 +14,11 @@ headers. Whatever the client sent under those names, and the key itself (``X-Aut
 Which rules apply to a path: the config's ``[[routes]]`` (their ``upstream`` is not used here;
 ``auth``, ``projects``, ``resource`` and ``rate_limits`` are), and on paths no route matches, a
 key is required. ``exempt`` paths (a path, or a prefix at a segment boundary) pass without a key,
-identity headers still removed. The store is opened at the app's lifespan startup, or at the first
-request when the server runs no lifespan (httpx's ASGI transport, for one).
+identity headers still removed. The app is handed the normalised path the decision was made on
+(``path`` and ``raw_path``), never the path as sent, so it cannot route a request elsewhere than
+where it was checked; a path whose escapes are not UTF-8 is refused. The store is opened at the
+app's lifespan startup, or at the first request when the server runs no lifespan (httpx's ASGI
+transport, for one).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from core import config as config_module
 from core.config import Config, Route
@@ -34,6 +38,16 @@ from gateway.gate import Pending, Refusal
 from gateway.headers import AUTHORIZATION, TOKEN_HEADER, is_spoofable, split_request
 from gateway.resources import Resources
 from gateway.routing import Router, normalise_path
+
+
+def decided_paths(path: str) -> tuple[str, bytes] | None:
+    """The ASGI ``path`` (percent-decoded, as servers make it) and ``raw_path`` of a normalised
+    path; None when its escapes do not decode to UTF-8 (no path an app could route)."""
+    try:
+        return unquote(path, errors="strict"), path.encode("ascii")
+    except UnicodeDecodeError:
+        return None
+
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 ELSEWHERE = Route(prefix="/", upstream="http://unused.invalid")  # no route matched: key required
@@ -67,9 +81,15 @@ class APIKeyMiddleware:
             await self.start()
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = normalise_path(raw.split(b"?", 1)[0])
+        # The app routes what the decision was made on, not the path as sent: else
+        # `/protected/../healthz` is let through as exempt and served by the protected handler.
+        decided = decided_paths(path)
+        if decided is None:
+            return await self.refuse_path(scope, send, "ambiguous_path")
         headers = split_request(scope["headers"], self.marks)
         kept = [(n, v) for n, v in scope["headers"] if not self._ours(n, v)]
         state = dict(scope.get("state") or {})
+        scope = {**scope, "path": decided[0], "raw_path": decided[1]}
         if self._exempt(path):
             state[self.state_key] = None
             return await self.app({**scope, "headers": kept, "state": state}, receive, send)
@@ -109,6 +129,12 @@ class APIKeyMiddleware:
             await send(message)
 
         await self.app(inner, receive, with_fields)
+
+    async def refuse_path(self, scope: dict[str, Any], send: Any, reason: str) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await errors.send_error(send, 400, reason, new_request_id())
 
     def _ours(self, name: bytes, value: bytes) -> bool:
         """A key carrier, or a header that could pass for one of our identity headers."""
