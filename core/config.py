@@ -70,6 +70,8 @@ class Route:
     # message either way.
     websocket: bool = False
     websocket_idle_timeout_seconds: float = 300.0
+    # The upstream ignores case in paths: matched and forwarded lower-cased (gateway.routing).
+    case_insensitive: bool = False
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,7 @@ def _route(source: Path, index: int, raw: object) -> Route:
             "ca_file",
             "websocket",
             "websocket_idle_timeout_seconds",
+            "case_insensitive",
         }
     )
     if "prefix" not in section.data or "upstream" not in section.data:
@@ -349,6 +352,7 @@ def _route(source: Path, index: int, raw: object) -> Route:
         websocket_idle_timeout_seconds=float(
             section.number("websocket_idle_timeout_seconds", 300.0, 0.1)
         ),
+        case_insensitive=section.get("case_insensitive", bool, False),
     )
 
 

@@ -36,7 +36,7 @@ from gateway.plan import JWKS, READINESS, Context, Forward, Refuse, Start, Step,
 from gateway.proxy import BodyTooLarge, ClientGone, RequestBody, UpstreamError, origin
 from gateway.relay import carry_out
 from gateway.resources import Resources
-from gateway.routing import Router, normalise_path
+from gateway.routing import Router, is_ambiguous, normalise_path
 from gateway.websocket import WebSocketProxy
 
 log = logging.getLogger("gateway.app")
@@ -256,6 +256,8 @@ class GatewayApp:
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = normalise_path(raw_path.split(b"?", 1)[0])
         exchange.request_id, exchange.path = request_id, path
+        if is_ambiguous(path):
+            return Refuse(400, "ambiguous_path", request_id)
         match = self.router.match(path)
         if match is None:
             return Refuse(404, "no_route", request_id)

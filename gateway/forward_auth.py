@@ -43,7 +43,7 @@ from gateway.exchange import Exchange
 from gateway.gate import Pending, Refusal
 from gateway.headers import split_request
 from gateway.resources import Resources
-from gateway.routing import Router, normalise_path
+from gateway.routing import Router, is_ambiguous, normalise_path
 
 BAD_CHECK = "The check request is not shaped like [forward_auth] shape's proxy sends it"
 # Where each shape says the original method and target; None: the check request's own.
@@ -139,6 +139,8 @@ class ForwardAuthApp:
             return await self.refuse(send, exchange, refusal, request_id)
         exchange.request_id = request_id
         exchange.path = path = normalise_path(target)
+        if is_ambiguous(path):
+            return await self.refuse(send, exchange, Refusal(400, "ambiguous_path"), request_id)
         match = self.router.match(path)
         if match is None:
             return await self.refuse(send, exchange, Refusal(403, "no_route"), request_id)

@@ -37,7 +37,7 @@ from gateway import errors
 from gateway.gate import Pending, Refusal
 from gateway.headers import AUTHORIZATION, TOKEN_HEADER, is_spoofable, split_request
 from gateway.resources import Resources
-from gateway.routing import Router, normalise_path
+from gateway.routing import Router, is_ambiguous, normalise_path
 
 
 def decided_paths(path: str) -> tuple[str, bytes] | None:
@@ -84,7 +84,7 @@ class APIKeyMiddleware:
         # The app routes what the decision was made on, not the path as sent: else
         # `/protected/../healthz` is let through as exempt and served by the protected handler.
         decided = decided_paths(path)
-        if decided is None:
+        if decided is None or is_ambiguous(path):
             return await self.refuse_path(scope, send, "ambiguous_path")
         headers = split_request(scope["headers"], self.marks)
         kept = [(n, v) for n, v in scope["headers"] if not self._ours(n, v)]

@@ -245,6 +245,9 @@ def test_every_refusal(checked: tuple[Gateway, Endpoint]) -> None:
     assert unknown.status_code == 401 and unknown.json()["reason"] == "invalid_token"
     project = ask("/elsewhere/x", gateway.secret_key)
     assert project.status_code == 403 and project.json()["reason"] == "project_not_allowed"
+    for ambiguous in ("/open/internal;x/y", "/open/x.", "/open/x%3Bv=1"):
+        answer = ask(ambiguous, gateway.secret_key)
+        assert answer.status_code == 400 and answer.json()["reason"] == "ambiguous_path"
     nowhere = ask("/nowhere", gateway.secret_key)
     assert nowhere.status_code == 403 and nowhere.json()["reason"] == "no_route"
     assert ask("/limited/x", gateway.secret_key).status_code == 200

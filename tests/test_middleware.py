@@ -241,11 +241,13 @@ def test_the_app_routes_the_path_the_decision_was_made_on(
             answers = [await asgi(app, raw, []) for raw in TRAVERSALS]
             answers.append(await asgi(app, b"/api/a%20b/./c", key))
             answers.append(await asgi(app, b"/api/%FF", key))  # no UTF-8 path to route
+            answers.append(await asgi(app, b"/api/internal;x/y", key))
+            answers.append(await asgi(app, b"/healthz.", []))
             return answers
         finally:
             await app.resources.stop()
 
-    *escapes, keyed, undecodable = loop_thread.run(run())
+    *escapes, keyed, undecodable, parameters, dotted = loop_thread.run(run())
     for raw, answer in zip(TRAVERSALS, escapes, strict=True):
         # The exempt path's own handler, never the protected one without a key.
         assert answer == {
@@ -256,4 +258,5 @@ def test_the_app_routes_the_path_the_decision_was_made_on(
         }, raw
     assert keyed["handler"] == "/api/{rest:path}" and keyed["path"] == "/api/a b/c"
     assert keyed["access_key"] == init["access_key"]
-    assert undecodable["status"] == 400 and undecodable["reason"] == "ambiguous_path"
+    for ambiguous in (undecodable, parameters, dotted):
+        assert ambiguous["status"] == 400 and ambiguous["reason"] == "ambiguous_path"
