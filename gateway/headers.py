@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from core.credentials import bearer_secret
+from core.credentials import bearer_secret, carries_secret
 from core.errors import REQUEST_ID
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the obsolete Proxy-Connection and the proxy auth fields,
@@ -76,7 +76,8 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
 
     ``tokens`` holds every value that carries a key: each ``X-Auth-Token`` and each
     ``Authorization: Bearer`` whose credentials start with one of ``marks`` (our secret's shape).
-    Neither is ever forwarded; any other ``Authorization`` is.
+    Neither is ever forwarded, nor an ``Authorization`` holding one of ``marks`` anywhere; any
+    other ``Authorization`` is. (``Proxy-Authorization`` is this hop's: never forwarded.)
     """
     dropped: frozenset[bytes] | tuple[()] = ()
     for name, _ in headers:
@@ -106,6 +107,8 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
         elif name == AUTHORIZATION and (secret := bearer_secret(value, marks)) is not None:
             tokens.append(secret)
+        elif name == AUTHORIZATION and carries_secret(value, marks):
+            continue  # our secret in a form not read as a key: dropped all the same
         else:
             if name == b"content-length":
                 content_length = value

@@ -31,7 +31,7 @@ from urllib.parse import unquote
 
 from core import config as config_module
 from core.config import Config, Route
-from core.credentials import bearer_secret
+from core.credentials import carries_secret
 from core.errors import new_request_id
 from gateway import errors
 from gateway.gate import Pending, Refusal
@@ -50,6 +50,7 @@ def decided_paths(path: str) -> tuple[str, bytes] | None:
 
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+_AUTHORIZATIONS = (AUTHORIZATION, b"proxy-authorization")
 ELSEWHERE = Route(prefix="/", upstream="http://unused.invalid")  # no route matched: key required
 
 
@@ -141,7 +142,8 @@ class APIKeyMiddleware:
         lower = name.lower()
         if lower == TOKEN_HEADER or is_spoofable(lower):
             return True
-        return lower == AUTHORIZATION and bearer_secret(value, self.marks) is not None
+        # Ours in any form (Bearer, or our secret's shape anywhere in the value).
+        return lower in _AUTHORIZATIONS and carries_secret(value, self.marks)
 
     def _exempt(self, path: str) -> bool:
         return any(

@@ -84,6 +84,14 @@ def test_through_the_asgi_transport(tmp_path: Path, loop_thread: LoopThread) -> 
                     "/orders", headers={"Authorization": f"Bearer {secret}"}
                 ),
                 "wrong": await client.get("/orders", headers={"X-Auth-Token": wrong}),
+                "odd": await client.get(
+                    "/orders",
+                    headers={
+                        "X-Auth-Token": secret,
+                        "Authorization": f"Token {secret}",
+                        "Proxy-Authorization": f"Bearer {secret}",
+                    },
+                ),
                 "exempt": await client.get("/healthz", headers=forged),
                 "optional": await client.get("/public/x"),
             }
@@ -105,6 +113,8 @@ def test_through_the_asgi_transport(tmp_path: Path, loop_thread: LoopThread) -> 
         assert "x-auth-token" not in seen and "authorization" not in seen
         assert "x_auth_bearer_id" not in seen and "GWKFORGED" not in json.dumps(seen)
     assert answers["wrong"].json()["reason"] == "malformed_token"
+    odd = answers["odd"].json()
+    assert answers["odd"].status_code == 200 and secret[9:] not in json.dumps(odd["headers"])
     exempt = answers["exempt"].json()
     assert answers["exempt"].status_code == 200 and exempt["access_key"] is None
     assert "x-auth-access-key" not in exempt["headers"]  # forged ones removed even here
