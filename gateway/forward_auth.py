@@ -156,7 +156,7 @@ class ForwardAuthApp:
         if verdict.identity is not None:
             answer += verdict.identity.headers
             if route.assertion:
-                assertion = self.resources.assertions.sign(verdict.identity, route, request_id)
+                assertion = self.resources.assertions.sign(verdict.identity, route)
                 if assertion is None:
                     refusal = Refusal(503, "assertion_unavailable")
                     return await self.refuse(send, exchange, refusal, request_id)

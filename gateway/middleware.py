@@ -35,7 +35,7 @@ from core.credentials import carries_secret
 from core.errors import new_request_id
 from gateway import errors
 from gateway.gate import Pending, Refusal
-from gateway.headers import AUTHORIZATION, TOKEN_HEADER, is_spoofable, split_request
+from gateway.headers import AUTHORIZATION, OVERRIDES, TOKEN_HEADER, is_spoofable, split_request
 from gateway.resources import Resources
 from gateway.routing import Router, is_ambiguous, normalise_path
 
@@ -140,7 +140,7 @@ class APIKeyMiddleware:
     def _ours(self, name: bytes, value: bytes) -> bool:
         """A key carrier, or a header that could pass for one of our identity headers."""
         lower = name.lower()
-        if lower == TOKEN_HEADER or is_spoofable(lower):
+        if lower == TOKEN_HEADER or is_spoofable(lower) or lower in OVERRIDES:
             return True
         # Ours in any form (Bearer, or our secret's shape anywhere in the value).
         return lower in _AUTHORIZATIONS and carries_secret(value, self.marks)

@@ -207,6 +207,38 @@ CASES: dict[str, Case] = {
         (200,),
         "/priv/s",
     ),
+    # -- what would make the upstream do another thing than the gate decided -------------------
+    "method and URL overrides are dropped": Case(
+        get(
+            "/public/o",
+            "X-HTTP-Method-Override: DELETE",
+            "X-HTTP-Method: DELETE",
+            "X-Method-Override: DELETE",
+            "X-Original-URL: /private/x",
+            "X-Rewrite-URL: /private/x",
+            "X_HTTP_Method_Override: DELETE",
+        ),
+        (200,),
+        "/pub/o",
+        absent="DELETE",
+    ),
+    "overrides are dropped with a key too": Case(
+        get("/private/o", KEY, "X-HTTP-Method-Override: DELETE", "X-Original-URL: /x"),
+        (200,),
+        "/priv/o",
+        absent="override",
+    ),
+    "the client's address headers are replaced": Case(
+        get("/public/a", "Forwarded: for=6.6.6.6;proto=https", "X-Real-IP: 6.6.6.6"),
+        (200,),
+        "/pub/a",
+        absent="6.6.6.6",
+        present="('forwarded', 'for=127.0.0.1;proto=http'), ('x-real-ip', '127.0.0.1')",
+    ),
+    "CONNECT is never forwarded": Case(
+        "CONNECT 127.0.0.1:9 HTTP/1.1\nHost: 127.0.0.1:9\n\n", (405, 400), None
+    ),
+    "CONNECT to a route's path": Case("CONNECT /public/c HTTP/1.1\nHost: gw\n\n", (405,), None),
     "spoof alone is not a key": Case(
         get("/private/s", "X-Auth-Access-Key: {access_key}"), (401,), None
     ),
