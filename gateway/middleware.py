@@ -29,11 +29,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
 from core import config as config_module
 from core.config import Config, Route
 from core.credentials import carries_secret
-from core.errors import new_request_id
+from core.errors import MESSAGES, new_request_id
 from gateway import errors
+from gateway.errors import error_response
 from gateway.gate import Pending, Refusal
 from gateway.headers import AUTHORIZATION, OVERRIDES, TOKEN_HEADER, is_spoofable, split_request
 from gateway.resources import Resources
@@ -47,6 +52,25 @@ def decided_paths(path: str) -> tuple[str, bytes] | None:
         return unquote(path, errors="strict"), path.encode("ascii")
     except UnicodeDecodeError:
         return None
+
+
+class KeyRefused(HTTPException):
+    """What ``gateway.dependency.require_key`` raises; the gateway's JSON error by
+    `answer_refusal`, which the middleware registers on the app it wraps."""
+
+    def __init__(self, status: int, reason: str, message: str | None = None) -> None:
+        headers = {"WWW-Authenticate": "X-Auth-Token"} if status == 401 else None
+        super().__init__(status, message or MESSAGES[reason], headers)
+        self.reason = reason
+        self.message = message
+
+
+async def answer_refusal(request: Request, exc: Exception) -> Response:
+    """The gateway's JSON error for a `KeyRefused` (an exception handler of the app)."""
+    assert isinstance(exc, KeyRefused)
+    headers, body = error_response(exc.status_code, exc.reason, new_request_id(), exc.message)
+    kept = {k.decode(): v.decode() for k, v in headers if k != b"content-length"}
+    return Response(body, exc.status_code, headers=kept)
 
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -64,6 +88,8 @@ class APIKeyMiddleware:
         state_key: str = "api_key",
     ) -> None:
         self.app = app
+        if hasattr(app, "add_exception_handler"):  # Starlette, FastAPI: require_key's refusals
+            app.add_exception_handler(KeyRefused, answer_refusal)
         loaded = config if isinstance(config, Config) else config_module.load(Path(config))
         self.resources = Resources(loaded)
         self.router = Router(loaded.routes)
