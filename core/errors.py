@@ -52,7 +52,8 @@ MESSAGES = {
     "no_route": "No route matches this path.",
     "method_not_allowed": "The gateway does not tunnel: CONNECT is never forwarded.",
     "ambiguous_path": "The path could name different resources to different servers (a "
-    "segment with ;parameters, a trailing dot, or escapes that are not UTF-8); send it plainly.",
+    "segment with ;parameters or a trailing dot, dot segments or encoded slashes where the "
+    "server in front forwards the path as sent, escapes that are not UTF-8); send it plainly.",
     "bad_check_request": "The forward-auth check request is not shaped like the requests of "
     "the proxy [forward_auth] shape names; configure that proxy as docs/forward-auth/ shows.",
     "websocket_not_allowed": "This route does not take WebSockets (its websocket setting is off).",

@@ -16,6 +16,10 @@ let a client say another request than the one the proxy serves):
 
 Every other shape's headers are ignored; a check request without its shape's headers (or with
 one of them twice) is 400 ``bad_check_request``: the proxy is not configured as documented.
+The proxy forwards the path as it received it, so a path that normalising would change (dot
+segments, encoded slashes, ``//``) is 400 ``ambiguous_path`` here, as is one the proxy would
+refuse too (``gateway.routing.is_ambiguous``): the decision is only ever made on the path the
+upstream will see.
 The key is read from its usual carriers, and the routes and the key's policies are held exactly
 as on the proxy (``gateway.gate``).
 
@@ -33,6 +37,7 @@ or a private network), and the proxy must clear client-sent identity headers bef
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from core.config import Config, ConfigError, ForwardAuthConfig, forward_auth_shape_error
@@ -55,6 +60,9 @@ ORIGINAL = {
 BAD_CHECK = "The check request is not shaped like [forward_auth] shape's proxy sends it"
 # Where each shape says the client's address: one value, or the last entry of a list.
 CLIENT = {"nginx": b"x-real-ip", "traefik": b"x-forwarded-for", "envoy": b"x-forwarded-for"}
+
+
+_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
 
 
 class BadCheck(Exception):
@@ -90,6 +98,12 @@ def original_request(scope: dict[str, Any], settings: ForwardAuthConfig) -> tupl
     if not client:
         raise BadCheck(f"no client address in {where.decode()}")
     return method.upper(), target.split(b"?", 1)[0], client
+
+
+def as_sent(target: bytes) -> str:
+    """The raw path as text, its escapes' hex upper-cased (``%2f`` and ``%2F`` are the same
+    octet, RFC 3986 §6.2.2.1): what a plain path normalises to."""
+    return _ESCAPE.sub(lambda m: m.group(0).upper(), target.decode("latin-1"))
 
 
 def _one(found: dict[bytes, list[bytes]], name: bytes) -> bytes:
@@ -139,7 +153,10 @@ class ForwardAuthApp:
             return await self.refuse(send, exchange, refusal, request_id)
         exchange.request_id = request_id
         exchange.path = path = normalise_path(target)
-        if is_ambiguous(path):
+        # The proxy in front forwards the path as it received it, not this normalised one: a
+        # path that normalising changes (`/api/x/..%2F..%2Fopen`) would be decided here as one
+        # path and served upstream as another, so only a path already plain is answered.
+        if is_ambiguous(path) or path != as_sent(target):
             return await self.refuse(send, exchange, Refusal(400, "ambiguous_path"), request_id)
         match = self.router.match(path)
         if match is None:
