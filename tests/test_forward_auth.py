@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import yaml
 
 from core import assertion_keys
 from core import config as config_module
@@ -454,3 +455,34 @@ def test_a_real_proxy_in_front(
             process.terminate()
             process.wait(10)
         endpoint.stop()
+
+
+OVERRIDE_HEADERS = (
+    "x-http-method-override",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+)
+
+
+def test_the_traefik_and_envoy_files_hold_what_their_shape_needs() -> None:
+    """Neither proxy is packaged here: their files are read for the settings the endpoint's
+    shape relies on (its check requests are sent as they send them above)."""
+    cleared = {*(h.lower() for h in IDENTITY), "x-auth-assertion", *OVERRIDE_HEADERS}
+    traefik = yaml.safe_load((DOCS / "traefik.yml").read_text())["http"]
+    assert traefik["routers"]["api"]["middlewares"] == ["strip-identity", "gateway-auth"]
+    emptied = traefik["middlewares"]["strip-identity"]["headers"]["customRequestHeaders"]
+    assert {k.lower() for k, v in emptied.items() if v == ""} >= cleared
+    assert traefik["middlewares"]["gateway-auth"]["forwardAuth"]["trustForwardHeader"] is False
+
+    envoy = yaml.safe_load((DOCS / "envoy.yaml").read_text())["static_resources"]
+    manager = envoy["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert manager["use_remote_address"] is True  # the last X-Forwarded-For entry is Envoy's
+    filters = {f["name"].rsplit(".", 1)[1]: f["typed_config"] for f in manager["http_filters"]}
+    assert list(filters) == ["header_mutation", "ext_authz", "router"]  # cleared, then asked
+    removed = {m["remove"] for m in filters["header_mutation"]["mutations"]["request_mutations"]}
+    assert removed >= cleared
+    assert filters["ext_authz"]["http_service"]["path_prefix"] == "/check"
+    assert filters["ext_authz"]["failure_mode_allow"] is False
+    route = manager["route_config"]["virtual_hosts"][0]["routes"][0]
+    assert {"x-auth-token", "authorization"} <= set(route["request_headers_to_remove"])
