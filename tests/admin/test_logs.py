@@ -121,18 +121,19 @@ def ws_echo(loop: LoopThread) -> tuple[str, Any]:
     return f"http://127.0.0.1:{sock.getsockname()[1]}", server
 
 
-@pytest.mark.parametrize("level", ["debug", "info"])
+@pytest.mark.parametrize(("level", "access_query"), [("debug", False), ("info", True)])
 def test_no_secret_in_any_line_of_the_key_carriers(
-    tmp_path: Path, upstream: Upstream, level: str
+    tmp_path: Path, upstream: Upstream, level: str, access_query: bool
 ) -> None:
     """Every place a client may put a secret (both carriers, odd Authorization values, the query
-    string, a WebSocket handshake), at debug and at info with `access_query = false`: no line
-    of stderr, stdout or the access log carries one."""
+    string, a WebSocket handshake), at debug, and at info with the query in the access log: no
+    line of stderr, stdout or the access log carries one."""
     loop = LoopThread()
     ws_url, ws_server = ws_echo(loop)
     extra = f'[[routes]]\nprefix = "/ws"\nupstream = "{ws_url}"\nwebsocket = true\n'
     path = write_config(tmp_path, upstream.url, extra=extra)
-    path.write_text(path.read_text().replace("[log]\n", f'[log]\nlevel = "{level}"\n'))
+    logged = f'[log]\nlevel = "{level}"\naccess_query = {str(access_query).lower()}\n'
+    path.write_text(path.read_text().replace("[log]\n", logged))
     init = json.loads(run_cli("--config", str(path), "init", "--json").stdout)
     secret = init["secret_key"]
     other = SecretFormat().generate()  # well-formed, unknown
@@ -175,7 +176,9 @@ def test_no_secret_in_any_line_of_the_key_carriers(
             loop.close()
     access = (tmp_path / "access.log").read_text()
     output = log_file.read_text() + stdout + access
-    assert '"/ws/x"' in access and '"/echo/x"' in access  # the lines were written
+    assert '"/ws/x' in access and '"/echo/x' in access  # the lines were written
+    if access_query:  # the query is there, less the secrets
+        assert "token=gws_live_[redacted]" in access and "&a=1" in access
     if level == "debug":  # uvicorn's handshake lines were logged, without what they carried
         assert "< GET /ws/x?[query] HTTP/1.1" in output and "< x-auth-token: [redacted]" in output
     for used in (secret, other):
