@@ -37,6 +37,8 @@ or a private network), and the proxy must clear client-sent identity headers bef
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
 from typing import Any
 
@@ -50,6 +52,7 @@ from gateway.headers import split_request
 from gateway.resources import Resources
 from gateway.routing import Router, is_ambiguous, normalise_path
 
+log = logging.getLogger("gateway.forward_auth")
 BAD_CHECK = "The check request is not shaped like [forward_auth] shape's proxy sends it"
 # Where each shape says the original method and target; None: the check request's own.
 ORIGINAL = {
@@ -57,7 +60,6 @@ ORIGINAL = {
     "traefik": (b"x-forwarded-method", b"x-forwarded-uri"),
     "envoy": None,
 }
-BAD_CHECK = "The check request is not shaped like [forward_auth] shape's proxy sends it"
 # Where each shape says the client's address: one value, or the last entry of a list.
 CLIENT = {"nginx": b"x-real-ip", "traefik": b"x-forwarded-for", "envoy": b"x-forwarded-for"}
 
@@ -102,7 +104,7 @@ def original_request(scope: dict[str, Any], settings: ForwardAuthConfig) -> tupl
 
 def as_sent(target: bytes) -> str:
     """The raw path as text, its escapes' hex upper-cased (``%2f`` and ``%2F`` are the same
-    octet, RFC 3986 §6.2.2.1): what a plain path normalises to."""
+    octet, RFC 3986 §6.2.2.1): a plain path normalises to exactly this."""
     return _ESCAPE.sub(lambda m: m.group(0).upper(), target.decode("latin-1"))
 
 
@@ -116,16 +118,24 @@ def _one(found: dict[bytes, list[bytes]], name: bytes) -> bytes:
 class ForwardAuthApp:
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
+        if resources.config.forward_auth.shape not in ORIGINAL:
+            raise ConfigError(forward_auth_shape_error(resources.config.source))
+        self.settings = resources.config.forward_auth
         self.apply(resources.config)
         resources.on_reload.append(self.apply)
         self.marks = resources.secret_format.marks
         self.gate = resources.gate  # one per process: one LimitsCache
 
     def apply(self, config: Config) -> None:
-        if config.forward_auth.shape not in ORIGINAL:
-            raise ConfigError(forward_auth_shape_error(config.source))
+        """At start and at a reload; a reload whose file names no shape keeps the running one
+        (the endpoint stays open until a restart, and must not start guessing)."""
+        settings = config.forward_auth
+        if settings.shape not in ORIGINAL:
+            running = self.settings.shape
+            log.error("%s; keeping shape = %r", forward_auth_shape_error(config.source), running)
+            settings = dataclasses.replace(settings, shape=running)
         self.router = Router(config.routes)
-        self.settings = config.forward_auth
+        self.settings = settings
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -5,6 +5,7 @@ configuration in docs/forward-auth/ as written (with this test's ports)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
@@ -486,3 +487,16 @@ def test_the_traefik_and_envoy_files_hold_what_their_shape_needs() -> None:
     assert filters["ext_authz"]["failure_mode_allow"] is False
     route = manager["route_config"]["virtual_hosts"][0]["routes"][0]
     assert {"x-auth-token", "authorization"} <= set(route["request_headers_to_remove"])
+
+
+def test_a_reload_without_a_shape_keeps_the_running_one(
+    checked: tuple[Gateway, Endpoint], caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway, _ = checked
+    app = ForwardAuthApp(gateway.resources)
+    unnamed = dataclasses.replace(
+        gateway.config, forward_auth=dataclasses.replace(gateway.config.forward_auth, shape="")
+    )
+    app.apply(unnamed)
+    assert app.settings.shape == "traefik"
+    assert "shape is required" in caplog.text
