@@ -470,7 +470,12 @@ def test_the_traefik_and_envoy_files_hold_what_their_shape_needs() -> None:
     """Neither proxy is packaged here: their files are read for the settings the endpoint's
     shape relies on (its check requests are sent as they send them above)."""
     cleared = {*(h.lower() for h in IDENTITY), "x-auth-assertion", *OVERRIDE_HEADERS}
-    traefik = yaml.safe_load((DOCS / "traefik.yml").read_text())["http"]
+    static = yaml.safe_load((DOCS / "traefik.yml").read_text())
+    assert static["entryPoints"]["web"]["address"] == "127.0.0.1:8000"
+    assert "forwardedHeaders" not in static["entryPoints"]["web"]  # a client's X-Forwarded-*: no
+    dynamic = static["providers"]["file"]["filename"]
+    traefik = yaml.safe_load((DOCS / dynamic).read_text())["http"]
+    assert traefik["routers"]["api"]["entryPoints"] == ["web"]
     assert traefik["routers"]["api"]["middlewares"] == ["strip-identity", "gateway-auth"]
     emptied = traefik["middlewares"]["strip-identity"]["headers"]["customRequestHeaders"]
     assert {k.lower() for k, v in emptied.items() if v == ""} >= cleared
