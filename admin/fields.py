@@ -231,6 +231,25 @@ class Field:
         return self.parse(name, raw)
 
 
+def _unicode(value: Any) -> bool:
+    """Can ``value`` (a parsed JSON value) be written as UTF-8?"""
+    if isinstance(value, str):
+        return value.isascii() or _encodes(value)
+    if isinstance(value, list):
+        return all(_unicode(item) for item in value)
+    if isinstance(value, dict):
+        return all(_unicode(k) and _unicode(v) for k, v in value.items())
+    return True
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Body:
     """A JSON object body: its fields, the required ones, and fields of which at most one may be
@@ -264,10 +283,23 @@ class Body:
                 body = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 raise Invalid("the body is not valid JSON", "body") from None
+            except RecursionError:  # nesting deeper than the parser's stack: no body we declare
+                raise Invalid("the body nests arrays or objects too deeply", "body") from None
         else:
             body = {}
         if not isinstance(body, dict):
             raise Invalid("the body must be a JSON object", "body")
+        for name, value in body.items():
+            # JSON may escape a lone surrogate (\ud800), which no UTF-8 text (the store, the
+            # answer) can hold: refused here, without echoing it.
+            if not _unicode(name):
+                raise Invalid("a field name is not valid Unicode text (a lone surrogate)", "body")
+            try:
+                readable = _unicode(value)
+            except RecursionError:
+                raise Invalid(f"{name} nests arrays or objects too deeply", name) from None
+            if not readable:
+                raise Invalid(f"{name} is not valid Unicode text (a lone surrogate)", name)
         for name in body:
             if name not in self.fields:
                 accepted = ", ".join(self.fields) or "nothing"

@@ -512,15 +512,26 @@ def run(scale: Scale) -> dict[str, Any]:
                 ),
             )
             nginx_proxy = f"http://127.0.0.1:{proxy_port}"
-            # Row 5f: nginx asking the gateway about every request, with the documented file.
-            site = (
+            # Row 5f: nginx asking the gateway about every request, with the documented file
+            # (a whole configuration, its paths under the -p prefix) as written, our ports in.
+            fwd = work / "fwd"
+            fwd.mkdir(exist_ok=True)
+            (fwd / "nginx.conf").write_text(
                 FORWARD_AUTH_NGINX.read_text()
                 .replace("127.0.0.1:8000", f"127.0.0.1:{front_port}")
                 .replace("127.0.0.1:9000", f"127.0.0.1:{up_port}")
                 .replace("127.0.0.1:8082", f"127.0.0.1:{auth_port}")
             )
             processes.start(
-                nginx_bin, "-e", str(work / "fwd.err"), "-c", str(nginx_conf(work, "fwd", site))
+                nginx_bin,
+                "-p",
+                f"{fwd}/",
+                "-e",
+                str(work / "fwd.err"),
+                "-c",
+                str(fwd / "nginx.conf"),
+                "-g",
+                "daemon off;" + (" user root root;" if os.geteuid() == 0 else ""),
             )
             nginx_front = f"http://127.0.0.1:{front_port}"
             _, (bare,) = processes.start(
@@ -579,7 +590,11 @@ upstream = "{ws_echo}"
 websocket = true
 """
             # Only this gateway answers forward-auth checks (row 5f): the others share no port.
-            config.write_text(base_text + f'[forward_auth]\nlisten = "127.0.0.1:{auth_port}"\n')
+            config.write_text(
+                base_text
+                + f'[forward_auth]\nlisten = "127.0.0.1:{auth_port}"\nshape = "nginx"\n'
+                + "rate_limited_status = 403\n"
+            )
             gateway_process, (gateway, stats) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(config), lines=2
             )

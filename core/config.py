@@ -74,6 +74,8 @@ class Route:
     # upstream server's own bound (uvicorn and Node close at 5 s, gunicorn at 2 s), or a
     # request sent as it closes meets the keep-alive race, which a POST cannot be retried out of.
     upstream_keepalive_seconds: float = 4.0
+    # The upstream ignores case in paths: matched and forwarded lower-cased (gateway.routing).
+    case_insensitive: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,22 @@ class ForwardAuthConfig:
     # reaches it: it believes the X-Forwarded-* / X-Original-* headers it is sent)
     path_prefix: str = ""  # Envoy's http_service path_prefix, taken off the path it checks
     rate_limited_status: int = 429  # nginx turns all but 401/403 into 500: 403 there
+    # Whose headers say the original request (gateway.forward_auth): one of FORWARD_AUTH_SHAPES,
+    # "" when the config names none (then no forward-auth endpoint can be made).
+    shape: str = ""
+
+
+# The proxies whose check requests the forward-auth endpoint reads (Caddy asks as Traefik does).
+FORWARD_AUTH_SHAPES = ("nginx", "traefik", "envoy")
+
+
+def forward_auth_shape_error(source: Path) -> str:
+    """What a config that enables forward-auth without naming the proxy in front is told."""
+    return (
+        f'{source}, [forward_auth]: shape is required with a forward-auth endpoint: "nginx" '
+        '(auth_request), "traefik" (Traefik ForwardAuth or Caddy forward_auth) or "envoy" '
+        "(ext_authz); the endpoint believes only that proxy's headers"
+    )
 
 
 @dataclass(frozen=True)
@@ -300,6 +318,7 @@ def _route(source: Path, index: int, raw: object) -> Route:
             "websocket",
             "websocket_idle_timeout_seconds",
             "upstream_keepalive_seconds",
+            "case_insensitive",
         }
     )
     if "prefix" not in section.data or "upstream" not in section.data:
@@ -346,6 +365,7 @@ def _route(source: Path, index: int, raw: object) -> Route:
             section.number("websocket_idle_timeout_seconds", 300.0, 0.1)
         ),
         upstream_keepalive_seconds=float(section.number("upstream_keepalive_seconds", 4.0, 0)),
+        case_insensitive=section.get("case_insensitive", bool, False),
     )
 
 
@@ -379,11 +399,19 @@ def _rate_limits(section: _Section) -> tuple[RateLimit, ...]:
 
 
 def _forward_auth(section: _Section) -> ForwardAuthConfig:
-    section.check_unknown({"listen", "path_prefix", "rate_limited_status"})
+    section.check_unknown({"listen", "path_prefix", "rate_limited_status", "shape"})
     listen = section.get("listen", str, "")
+    shape = section.get("shape", str, "")
+    if shape and shape not in FORWARD_AUTH_SHAPES:
+        names = ", ".join(FORWARD_AUTH_SHAPES)
+        raise section.fail("shape", f"must be one of {names}, not {shape!r}")
+    if listen and not shape:
+        raise ConfigError(forward_auth_shape_error(section.source))
     prefix = section.get("path_prefix", str, "")
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise section.fail("path_prefix", f"{prefix!r} must start with '/' and not end with one")
+    if prefix and shape != "envoy":
+        raise section.fail("path_prefix", 'is Envoy\'s ext_authz path_prefix: for shape = "envoy"')
     status = section.get("rate_limited_status", int, 429)
     if status not in (429, 403):
         raise section.fail("rate_limited_status", f"must be 429 or 403 (for nginx), not {status}")
@@ -391,6 +419,7 @@ def _forward_auth(section: _Section) -> ForwardAuthConfig:
         parse_listen(listen, f"{section.source}, [forward_auth]") if listen else None,
         prefix,
         status,
+        shape,
     )
 
 

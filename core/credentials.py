@@ -4,7 +4,10 @@ Two carriers, checked alike: ``X-Auth-Token: <secret>`` and ``Authorization: Bea
 (the form Stripe, GitHub and Unkey clients send). An ``Authorization`` header is ours only when its
 credentials have our secret's shape (``<prefix>_live_`` / ``<prefix>_test_``): any other
 ``Authorization`` (Basic, someone else's bearer token) belongs to the upstream and is passed
-through untouched; ours is never forwarded, on any route, valid or not.
+through untouched; ours is never forwarded, on any route, valid or not. Nor is any
+``Authorization`` or ``Proxy-Authorization`` that holds a string of our secret's shape in a form
+that is not read as a key (``Bearer\t<secret>``, ``Bearer "<secret>"``, ``Token <secret>``): a
+client that sends its key twice, once oddly, must not hand it to the upstream (`carries_secret`).
 
 Leading and trailing whitespace is not part of a field value (RFC 9110 §5.5); the auth scheme is
 case-insensitive (RFC 9110 §11.1).
@@ -25,6 +28,11 @@ def bearer_secret(value: bytes, marks: tuple[bytes, ...]) -> bytes | None:
         return None
     credentials = credentials.strip(_OWS)
     return credentials if credentials.startswith(marks) else None
+
+
+def carries_secret(value: bytes, marks: tuple[bytes, ...]) -> bool:
+    """Does a header value hold a string of our secret's shape anywhere?"""
+    return any(mark in value for mark in marks)
 
 
 def pick(values: list[bytes]) -> tuple[str | None, str | None]:

@@ -24,6 +24,7 @@ TYPES = {
     401: "denied_authentication",
     403: "permission_denied",
     404: "not_found",
+    405: "method_not_allowed",
     408: "request_timeout",
     413: "payload_too_large",
     429: "rate_limited",
@@ -49,6 +50,12 @@ MESSAGES = {
     "ip_not_allowed": "This key may not be used from this address: it is limited to the "
     "networks in its allowed_ips.",
     "no_route": "No route matches this path.",
+    "method_not_allowed": "The gateway does not tunnel: CONNECT is never forwarded.",
+    "ambiguous_path": "The path could name different resources to different servers (a "
+    "segment with ;parameters or a trailing dot, dot segments or encoded slashes where the "
+    "server in front forwards the path as sent, escapes that are not UTF-8); send it plainly.",
+    "bad_check_request": "The forward-auth check request is not shaped like the requests of "
+    "the proxy [forward_auth] shape names; configure that proxy as docs/forward-auth/ shows.",
     "websocket_not_allowed": "This route does not take WebSockets (its websocket setting is off).",
     "bad_content_length": "The Content-Length header is not a number.",
     "body_too_large": "The request body is larger than this route accepts.",

@@ -37,10 +37,20 @@ from gateway.plan import JWKS, READINESS, Context, Forward, Refuse, Start, Step,
 from gateway.proxy import origin
 from gateway.relay import serve_step
 from gateway.resources import Resources
-from gateway.routing import Router, normalise_path
+from gateway.routing import Router, is_ambiguous, normalise_path
 from gateway.websocket import WebSocketProxy
 
 log = logging.getLogger("gateway.app")
+# RFC 9110 §15.5.6: a 405 says what is allowed.
+NOT_CONNECT = ((b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),)
+
+
+def replaced_address(peer: bytes, secure: bool) -> tuple[tuple[bytes, bytes], ...]:
+    """Forwarded (RFC 7239 §4; an IPv6 node quoted, §6) and X-Real-IP, the client's address as
+    the gateway knows it, in place of the client's own (``gateway.headers`` drops those)."""
+    node = b'"[' + peer + b']"' if b":" in peer else peer
+    proto = b"https" if secure else b"http"
+    return ((b"forwarded", b"for=" + node + b";proto=" + proto), (b"x-real-ip", peer))
 
 
 class GatewayApp:
@@ -185,7 +195,7 @@ class GatewayApp:
         if identity is not None:
             forward.extend(identity.headers)
             if route.assertion:
-                assertion = self.assertions.sign(identity, route, request_id)
+                assertion = self.assertions.sign(identity, route)
                 if assertion is None:
                     return None
                 forward.append((ASSERTION, assertion.encode("ascii")))
@@ -194,6 +204,7 @@ class GatewayApp:
         forward.append((b"x-forwarded-for", chain))
         secure = scope.get("scheme") in ("https", "wss")
         forward.append((b"x-forwarded-proto", b"https" if secure else b"http"))
+        forward.extend(replaced_address(peer, secure))
         if headers.host is not None:
             forward.append((b"x-forwarded-host", headers.host))
         forward.append((b"x-request-id", request_id.encode("ascii")))
@@ -257,6 +268,10 @@ class GatewayApp:
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = normalise_path(raw_path.split(b"?", 1)[0])
         exchange.request_id, exchange.path = request_id, path
+        if scope["method"] == "CONNECT":  # a tunnel would carry anything past the gate
+            return Refuse(405, "method_not_allowed", request_id, NOT_CONNECT)
+        if is_ambiguous(path):
+            return Refuse(400, "ambiguous_path", request_id)
         match = self.router.match(path)
         if match is None:
             return Refuse(404, "no_route", request_id)

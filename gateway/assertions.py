@@ -11,16 +11,16 @@ upstream verifies with the gateway's public keys, served as a JWKS (RFC 7517) at
 - ``sub``: the bearer's id; ``bearer_type``, ``organization_id``, ``project_id``, ``access_key``,
   ``mode``: as the identity headers say them.
 - ``iat``, ``exp`` = ``iat`` + `[assertion] ttl_seconds` (default 60).
-- ``jti``: the X-Request-ID of the request it was signed for.
+- ``jti``: a random id the gateway makes when it signs (never the client's X-Request-ID, which
+  a client could choose to collide with another's).
 
 Signing costs ~75 µs (76 µs signed, 0.4 µs reused, in one process), some 40% of a proxied
 request's CPU. So an assertion is reused for the same
 identity on the same route until ``REUSE_FRACTION`` of its life has gone (an upstream always gets
-one valid for at least a quarter of ``ttl_seconds``), and a request that reuses one carries the
-``jti`` of the request that first got it: ``jti`` names the assertion, not the request (X-Request-ID
-does that). A changed identity (an edit: the verifier's new ``Identity`` differs) or a new
-signing key gets a new assertion at once; a revoked key gets no assertion at all, since it never
-passes the gate.
+one valid for at least a quarter of ``ttl_seconds``): ``jti`` names the assertion, not the
+request (X-Request-ID does that). A changed identity (an edit: the verifier's new ``Identity``
+differs) or a new signing key gets a new assertion at once; a revoked key gets no assertion at
+all, since it never passes the gate.
 
 The keys come from the key file (``core.assertion_keys``), re-read when it changes: at a reload,
 every housekeeping round, and for each JWKS request.
@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from core.assertion_keys import KeyFileError, SigningKey, b64url, load, public_keys, signing_key
 from core.config import Config, Route
+from core.errors import new_request_id
 from core.identity import Identity
 
 log = logging.getLogger("gateway.assertions")
@@ -108,7 +109,7 @@ class Assertions:
         keys = public_keys(self.keys, self.clock(), self.ttl)
         return json.dumps({"keys": keys}).encode()
 
-    def sign(self, identity: Identity, route: Route, request_id: str) -> str | None:
+    def sign(self, identity: Identity, route: Route) -> str | None:
         """The assertion for this identity on this route: the one held, or a new one. None when
         there is no key to sign with."""
         now = self.clock()
@@ -135,7 +136,7 @@ class Assertions:
             "mode": identity.mode,
             "iat": issued,
             "exp": issued + self.ttl,
-            "jti": request_id,
+            "jti": new_request_id(),  # made here: never the client's X-Request-ID
         }
         payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
         signing_input = f"{self._header}.{payload}"

@@ -9,6 +9,7 @@ from typing import Any
 from core.identity import Identity
 from gateway.access_log import AccessLog
 from gateway.metrics import Metrics
+from gateway.redaction import redact
 from gateway.usage import Usage
 
 
@@ -64,6 +65,7 @@ class Exchange:
             )
         if access_log is not None:
             client = scope.get("client")
+            # `[log] access_query`: the query, with any secret of our shape in it cut short.
             query = scope.get("query_string", b"") if access_query else b""
             upstream = self.upstream_seconds
             access_log.record(
@@ -72,7 +74,7 @@ class Exchange:
                     self.request_id,
                     client[0] if client else None,
                     scope.get("method"),
-                    self.path + ("?" + query.decode("latin-1") if query else ""),
+                    self.path + ("?" + redact(query.decode("latin-1")) if query else ""),
                     self.route,
                     self.status,
                     self.reason,

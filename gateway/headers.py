@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from core.credentials import bearer_secret
+from core.credentials import bearer_secret, carries_secret
 from core.errors import REQUEST_ID
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the obsolete Proxy-Connection and the proxy auth fields,
@@ -36,11 +36,28 @@ _SET_BY_GATEWAY = frozenset(
     {b"host", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"expect"}
 )
 _IDENTITY_EXACT = (b"x-project-id", b"x-organization-id")
+# Headers that make frameworks serve another method or path than the request line's (Symfony,
+# Laravel, Express's method-override, IIS/Zend URL rewrites): the gate decided on the request
+# line, so the upstream must not be told another. Dropped on every route, for every key.
+OVERRIDES = frozenset(
+    {
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
+        b"x-original-url",
+        b"x-rewrite-url",
+    }
+)
 # The message's framing and target: never removable by naming them in Connection (which would
 # drop a Content-Length and skip the route's body limit), and their `_` spellings are dropped.
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
+# Set by the gateway in place of the client's (RFC 7239 Forwarded, nginx's X-Real-IP): an
+# upstream reading the first `for=` of a list would otherwise believe the client.
+_REPLACED = frozenset({b"forwarded", b"x-real-ip"})
 _LOOKALIKE = frozenset(
-    name.replace(b"-", b"_") for name in HOP_BY_HOP | _FRAMING | _SET_BY_GATEWAY if b"-" in name
+    name.replace(b"-", b"_")
+    for name in HOP_BY_HOP | _FRAMING | _SET_BY_GATEWAY | OVERRIDES | _REPLACED
+    if b"-" in name
 )
 _RESPONSE_DROP = HOP_BY_HOP | {b"x-request-id"}
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
@@ -76,7 +93,8 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
 
     ``tokens`` holds every value that carries a key: each ``X-Auth-Token`` and each
     ``Authorization: Bearer`` whose credentials start with one of ``marks`` (our secret's shape).
-    Neither is ever forwarded; any other ``Authorization`` is.
+    Neither is ever forwarded, nor an ``Authorization`` holding one of ``marks`` anywhere; any
+    other ``Authorization`` is. (``Proxy-Authorization`` is this hop's: never forwarded.)
     """
     dropped: frozenset[bytes] | tuple[()] = ()
     for name, _ in headers:
@@ -98,14 +116,18 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
                 host = value
             elif name == b"x-request-id" and REQUEST_ID.fullmatch(value):
                 request_id = value
-        elif name[:1] in b"xX" and is_spoofable(name):
+        elif name[:1] in b"xX" and (is_spoofable(name) or name in OVERRIDES):
             continue
+        elif name in _REPLACED:
+            continue  # the gateway's to say: the client's address as it knows it
         elif name in _LOOKALIKE:
             continue  # Transfer_Encoding beside Transfer-Encoding: a CGI upstream merges them
         elif name == b"x-forwarded-for":
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
         elif name == AUTHORIZATION and (secret := bearer_secret(value, marks)) is not None:
             tokens.append(secret)
+        elif name == AUTHORIZATION and carries_secret(value, marks):
+            continue  # our secret in a form not read as a key: dropped all the same
         else:
             if name == b"content-length":
                 content_length = value

@@ -14,8 +14,11 @@ headers. Whatever the client sent under those names, and the key itself (``X-Aut
 Which rules apply to a path: the config's ``[[routes]]`` (their ``upstream`` is not used here;
 ``auth``, ``projects``, ``resource`` and ``rate_limits`` are), and on paths no route matches, a
 key is required. ``exempt`` paths (a path, or a prefix at a segment boundary) pass without a key,
-identity headers still removed. The store is opened at the app's lifespan startup, or at the first
-request when the server runs no lifespan (httpx's ASGI transport, for one).
+identity headers still removed. The app is handed the normalised path the decision was made on
+(``path`` and ``raw_path``), never the path as sent, so it cannot route a request elsewhere than
+where it was checked; a path whose escapes are not UTF-8 is refused. The store is opened at the
+app's lifespan startup, or at the first request when the server runs no lifespan (httpx's ASGI
+transport, for one).
 """
 
 from __future__ import annotations
@@ -24,18 +27,54 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
 from core import config as config_module
 from core.config import Config, Route
-from core.credentials import bearer_secret
-from core.errors import new_request_id
+from core.credentials import carries_secret
+from core.errors import MESSAGES, new_request_id
 from gateway import errors
+from gateway.errors import error_response
 from gateway.gate import Pending, Refusal
-from gateway.headers import AUTHORIZATION, TOKEN_HEADER, is_spoofable, split_request
+from gateway.headers import AUTHORIZATION, OVERRIDES, TOKEN_HEADER, is_spoofable, split_request
 from gateway.resources import Resources
-from gateway.routing import Router, normalise_path
+from gateway.routing import Router, is_ambiguous, normalise_path
+
+
+def decided_paths(path: str) -> tuple[str, bytes] | None:
+    """The ASGI ``path`` (percent-decoded, as servers make it) and ``raw_path`` of a normalised
+    path; None when its escapes do not decode to UTF-8 (no path an app could route)."""
+    try:
+        return unquote(path, errors="strict"), path.encode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+class KeyRefused(HTTPException):
+    """What ``gateway.dependency.require_key`` raises; the gateway's JSON error by
+    `answer_refusal`, which the middleware registers on the app it wraps."""
+
+    def __init__(self, status: int, reason: str, message: str | None = None) -> None:
+        headers = {"WWW-Authenticate": "X-Auth-Token"} if status == 401 else None
+        super().__init__(status, message or MESSAGES[reason], headers)
+        self.reason = reason
+        self.message = message
+
+
+async def answer_refusal(request: Request, exc: Exception) -> Response:
+    """The gateway's JSON error for a `KeyRefused` (an exception handler of the app)."""
+    assert isinstance(exc, KeyRefused)
+    headers, body = error_response(exc.status_code, exc.reason, new_request_id(), exc.message)
+    kept = {k.decode(): v.decode() for k, v in headers if k != b"content-length"}
+    return Response(body, exc.status_code, headers=kept)
+
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+_AUTHORIZATIONS = (AUTHORIZATION, b"proxy-authorization")
 ELSEWHERE = Route(prefix="/", upstream="http://unused.invalid")  # no route matched: key required
 
 
@@ -49,6 +88,8 @@ class APIKeyMiddleware:
         state_key: str = "api_key",
     ) -> None:
         self.app = app
+        if hasattr(app, "add_exception_handler"):  # Starlette, FastAPI: require_key's refusals
+            app.add_exception_handler(KeyRefused, answer_refusal)
         loaded = config if isinstance(config, Config) else config_module.load(Path(config))
         self.resources = Resources(loaded)
         self.router = Router(loaded.routes)
@@ -67,9 +108,15 @@ class APIKeyMiddleware:
             await self.start()
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = normalise_path(raw.split(b"?", 1)[0])
+        # The app routes what the decision was made on, not the path as sent: else
+        # `/protected/../healthz` is let through as exempt and served by the protected handler.
+        decided = decided_paths(path)
+        if decided is None or is_ambiguous(path):
+            return await self.refuse_path(scope, send, "ambiguous_path")
         headers = split_request(scope["headers"], self.marks)
         kept = [(n, v) for n, v in scope["headers"] if not self._ours(n, v)]
         state = dict(scope.get("state") or {})
+        scope = {**scope, "path": decided[0], "raw_path": decided[1]}
         if self._exempt(path):
             state[self.state_key] = None
             return await self.app({**scope, "headers": kept, "state": state}, receive, send)
@@ -110,12 +157,19 @@ class APIKeyMiddleware:
 
         await self.app(inner, receive, with_fields)
 
+    async def refuse_path(self, scope: dict[str, Any], send: Any, reason: str) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await errors.send_error(send, 400, reason, new_request_id())
+
     def _ours(self, name: bytes, value: bytes) -> bool:
         """A key carrier, or a header that could pass for one of our identity headers."""
         lower = name.lower()
-        if lower == TOKEN_HEADER or is_spoofable(lower):
+        if lower == TOKEN_HEADER or is_spoofable(lower) or lower in OVERRIDES:
             return True
-        return lower == AUTHORIZATION and bearer_secret(value, self.marks) is not None
+        # Ours in any form (Bearer, or our secret's shape anywhere in the value).
+        return lower in _AUTHORIZATIONS and carries_secret(value, self.marks)
 
     def _exempt(self, path: str) -> bool:
         return any(

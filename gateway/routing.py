@@ -14,6 +14,14 @@ ASGI-decoded ``scope["path"]``, where ``%2F`` has already become ``/``):
    servlet containers do, and collapse runs of ``/``.
 
 The upstream receives that normalised path (minus the route prefix when ``strip_prefix``).
+
+A normalised path can still name different resources to different servers, so it is refused
+(``is_ambiguous``, 400 ``ambiguous_path``) when a segment has ``;`` parameters (servlet
+containers drop ``;x``: ``/api/internal;x/y`` is their ``/api/internal/y``) or ends in a dot
+(Windows and IIS drop it: ``/api/internal.`` is ``/api/internal``). Case is the route's to say:
+a ``case_insensitive`` route's upstream ignores case, so the decision is made on the lower-cased
+path, which a more specific route may claim (``/api/INTERNAL`` under ``/api`` is
+``/api/internal``'s), and that is what is forwarded.
 """
 
 from __future__ import annotations
@@ -92,6 +100,12 @@ def _remove_dot_segments(path: str) -> str:
     return result
 
 
+def is_ambiguous(path: str) -> bool:
+    """Does a segment of a normalised path have ``;`` parameters (``%3B`` too: an upstream may
+    decode before it splits) or end in a dot? (A normalised path has no dot segments.)"""
+    return ";" in path or "%3B" in path or "./" in path or path.endswith(".")
+
+
 class Router:
     """Longest prefix at a segment boundary: ``/echo`` matches ``/echo/x``, not ``/echoes``."""
 
@@ -100,12 +114,23 @@ class Router:
 
     def match(self, path: str) -> tuple[Route, str] | None:
         """The route for a normalised path and the path to forward to its upstream."""
+        found = self._longest(path)
+        if found is not None and found[0].case_insensitive:
+            # Its upstream ignores case: decide on the path it will serve, lower-cased.
+            found = self._longest(path.lower())
+        return found
+
+    def _longest(self, path: str) -> tuple[Route, str] | None:
+        lower = ""
         for route in self.routes:
-            prefix = route.prefix
+            prefix, seen = route.prefix, path
+            if route.case_insensitive:
+                lower = lower or path.lower()
+                prefix, seen = prefix.lower(), lower
             if prefix == "/":
-                return route, route.upstream_path + path
-            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return route, route.upstream_path + seen
+            if seen.startswith(prefix) and (len(seen) == len(prefix) or seen[len(prefix)] == "/"):
                 if route.strip_prefix:
-                    path = path[len(prefix) :] or "/"
-                return route, route.upstream_path + path
+                    seen = seen[len(prefix) :] or "/"
+                return route, route.upstream_path + seen
         return None

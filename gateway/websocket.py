@@ -35,7 +35,7 @@ from gateway import errors
 from gateway.exchange import Exchange
 from gateway.gate import Gate, Pending, Refusal
 from gateway.headers import split_request
-from gateway.routing import normalise_path
+from gateway.routing import is_ambiguous, normalise_path
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
@@ -170,6 +170,8 @@ class WebSocketProxy:
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         exchange.request_id = request_id
         exchange.path = normalise_path(raw_path.split(b"?", 1)[0])
+        if is_ambiguous(exchange.path):
+            return await deny(400, "ambiguous_path", request_id)
         match = app.router.match(exchange.path)
         if match is None:
             return await deny(404, "no_route", request_id)

@@ -23,6 +23,7 @@ import uvloop
 
 from core import config as config_module
 from core.config import ConfigError, Listen, TLSFiles
+from gateway import redaction
 from gateway.http.server import GatewayHttpProtocol
 from gateway.resources import Resources
 from gatewaycli.scrape import answer
@@ -237,6 +238,7 @@ def run(coro: Awaitable[None]) -> None:
 
 def setup_logging(level: int | str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    redaction.install()  # no secret in any line, uvicorn's debug lines included
     set_level(level)
 
 

@@ -46,6 +46,9 @@ upstream = "{upstream.url}"
 assertion = true
 audience = "https://billing.internal"
 
+[forward_auth]
+shape = "nginx"
+
 [assertion]
 issuer = "{ISSUER}"
 ttl_seconds = {TTL}
@@ -106,9 +109,18 @@ def test_an_upstream_verifies_who_is_calling(signed: Gateway, upstream: Upstream
     assert claims["organization_id"] == dict(response.json()["headers"])["x-organization-id"]
     assert claims["exp"] - claims["iat"] == TTL
     assert abs(claims["iat"] - signed.clock()) < 5
-    assert claims["jti"] == response.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", claims["jti"])
     # The identity headers still arrive beside it, for upstreams that do not verify.
     assert dict(response.json()["headers"])["x-auth-access-key"] == signed.access_key
+
+
+def test_the_jti_is_the_gateways_never_the_clients(signed: Gateway, upstream: Upstream) -> None:
+    fresh = signed.new_key().secret_key  # no assertion held for it yet: signed for this request
+    chosen = "a-request-id-the-client-chose"
+    response = call(signed, "/signed/x", fresh, **{"X-Request-ID": chosen})
+    assert response.headers["x-request-id"] == chosen  # the request keeps its id
+    claims = verify(signed, assertion_of(response), audience=upstream.url)
+    assert claims["jti"] != chosen and re.fullmatch(r"[0-9a-f]{32}", claims["jti"])
 
 
 def test_each_route_names_its_audience(signed: Gateway, upstream: Upstream) -> None:
@@ -224,6 +236,7 @@ def test_forward_auth_hands_the_assertion_to_the_proxy(signed: Gateway, upstream
             headers={
                 "X-Original-Method": "GET",
                 "X-Original-URI": "/signed/x",
+                "X-Real-IP": "192.0.2.1",
                 "X-Auth-Token": signed.secret_key,
             },
         )

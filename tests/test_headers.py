@@ -145,3 +145,49 @@ def test_no_spoofable_name_gets_through(name: str) -> None:
         else bool(forwarded)
         or raw in (b"te", b"trailer", b"upgrade", b"connection", b"host", b"expect")
     )
+
+
+ODD_CARRIERS = [
+    "Bearer\t{secret}",
+    'Bearer "{secret}"',
+    "Token {secret}",
+    "Basic {secret}",
+    "{secret}",
+    "Bearer other, Bearer {secret}",
+    'Digest username="x", response="{secret}"',
+]
+
+
+@pytest.mark.parametrize("template", ODD_CARRIERS)
+@pytest.mark.parametrize("name", ["Authorization", "Proxy-Authorization"])
+def test_a_secret_in_any_authorization_value_is_dropped(
+    module_gateway: Gateway, template: str, name: str
+) -> None:
+    gateway = module_gateway
+    value = template.format(secret=gateway.secret_key)
+    headers = [("X-Auth-Token", gateway.secret_key), (name, value)]
+    with gateway.client() as client:
+        response = client.get("/echo/x", headers=headers)
+    assert response.status_code == 200, response.text
+    received = response.json()["headers"]
+    assert gateway.secret_key[9:] not in str(received)
+    # Someone else's credentials still pass.
+    with gateway.client() as client:
+        theirs = client.get(
+            "/echo/x", headers=[*headers[:1], ("Authorization", "Token someone-elses")]
+        )
+    assert ("authorization", "Token someone-elses") in [tuple(h) for h in theirs.json()["headers"]]
+
+
+def test_split_request_drops_authorization_of_our_shape() -> None:
+    parsed = split_request(
+        [
+            (b"authorization", b"Bearer\tgws_live_t2"),
+            (b"authorization", b'Bearer "gws_rk_test_t3"'),
+            (b"authorization", b"Token gws_live_t4"),
+            (b"authorization", b"Token theirs"),
+        ],
+        MARKS,
+    )
+    assert parsed.tokens == []  # not read as keys: only `Bearer <secret>` is a carrier
+    assert parsed.forward == [(b"authorization", b"Token theirs")]

@@ -39,6 +39,19 @@ prefix = "/tiny"
 upstream = "{upstream}/api"
 auth = "none"
 max_body_bytes = 100
+[[routes]]
+prefix = "/public/internal"
+upstream = "{upstream}/internal"
+auth = "required"
+[[routes]]
+prefix = "/folded"
+upstream = "{upstream}/fold"
+auth = "none"
+case_insensitive = true
+[[routes]]
+prefix = "/folded/internal"
+upstream = "{upstream}/fold-internal"
+auth = "required"
 """
 
 OURS = IDENTITY_HEADERS
@@ -75,6 +88,19 @@ CASES: dict[str, Case] = {
     "doubled slashes inside": Case(get("/public//..//private/x"), (401,), None),
     "path parameter dots (Tomcat ..;)": Case(get("/public/..;/private/x"), (401,), None),
     "path parameter dot": Case(get("/public/.;x/y"), (200,), "/pub/y"),
+    # -- ambiguous paths: another server would serve another resource --------------------------
+    "servlet path parameter": Case(get("/public/internal;x/y"), (400,), None),
+    "encoded path parameter": Case(get("/public/internal%3bx/y"), (400,), None),
+    "path parameter at the end": Case(get("/public/internal;jsessionid=1"), (400,), None),
+    "trailing dot": Case(get("/public/internal."), (400,), None),
+    "trailing dot inside": Case(get("/public/internal./y"), (400,), None),
+    "encoded trailing dot": Case(get("/public/internal%2e/y"), (400,), None),
+    "case on a case-sensitive route is its own path": Case(
+        get("/public/INTERNAL"), (200,), "/pub/INTERNAL"
+    ),
+    "case folded onto the more specific route": Case(get("/FOLDED/Internal/x"), (401,), None),
+    "case folded and forwarded lower-cased": Case(get("/Folded/Open/X"), (200,), "/fold/open/x"),
+    "a dot inside a segment is plain": Case(get("/public/v1.2/x.json"), (200,), "/pub/v1.2/x.json"),
     "double encoding stays in route": Case(
         get("/public/%252e%252e/private"), (200,), "/pub/%252e%252e/private"
     ),
@@ -181,6 +207,38 @@ CASES: dict[str, Case] = {
         (200,),
         "/priv/s",
     ),
+    # -- what would make the upstream do another thing than the gate decided -------------------
+    "method and URL overrides are dropped": Case(
+        get(
+            "/public/o",
+            "X-HTTP-Method-Override: DELETE",
+            "X-HTTP-Method: DELETE",
+            "X-Method-Override: DELETE",
+            "X-Original-URL: /private/x",
+            "X-Rewrite-URL: /private/x",
+            "X_HTTP_Method_Override: DELETE",
+        ),
+        (200,),
+        "/pub/o",
+        absent="DELETE",
+    ),
+    "overrides are dropped with a key too": Case(
+        get("/private/o", KEY, "X-HTTP-Method-Override: DELETE", "X-Original-URL: /x"),
+        (200,),
+        "/priv/o",
+        absent="override",
+    ),
+    "the client's address headers are replaced": Case(
+        get("/public/a", "Forwarded: for=6.6.6.6;proto=https", "X-Real-IP: 6.6.6.6"),
+        (200,),
+        "/pub/a",
+        absent="6.6.6.6",
+        present="('forwarded', 'for=127.0.0.1;proto=http'), ('x-real-ip', '127.0.0.1')",
+    ),
+    "CONNECT is never forwarded": Case(
+        "CONNECT 127.0.0.1:9 HTTP/1.1\nHost: 127.0.0.1:9\n\n", (405, 400), None
+    ),
+    "CONNECT to a route's path": Case("CONNECT /public/c HTTP/1.1\nHost: gw\n\n", (405,), None),
     "spoof alone is not a key": Case(
         get("/private/s", "X-Auth-Access-Key: {access_key}"), (401,), None
     ),

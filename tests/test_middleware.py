@@ -84,6 +84,14 @@ def test_through_the_asgi_transport(tmp_path: Path, loop_thread: LoopThread) -> 
                     "/orders", headers={"Authorization": f"Bearer {secret}"}
                 ),
                 "wrong": await client.get("/orders", headers={"X-Auth-Token": wrong}),
+                "odd": await client.get(
+                    "/orders",
+                    headers={
+                        "X-Auth-Token": secret,
+                        "Authorization": f"Token {secret}",
+                        "Proxy-Authorization": f"Bearer {secret}",
+                    },
+                ),
                 "exempt": await client.get("/healthz", headers=forged),
                 "optional": await client.get("/public/x"),
             }
@@ -105,6 +113,8 @@ def test_through_the_asgi_transport(tmp_path: Path, loop_thread: LoopThread) -> 
         assert "x-auth-token" not in seen and "authorization" not in seen
         assert "x_auth_bearer_id" not in seen and "GWKFORGED" not in json.dumps(seen)
     assert answers["wrong"].json()["reason"] == "malformed_token"
+    odd = answers["odd"].json()
+    assert answers["odd"].status_code == 200 and secret[9:] not in json.dumps(odd["headers"])
     exempt = answers["exempt"].json()
     assert answers["exempt"].status_code == 200 and exempt["access_key"] is None
     assert "x-auth-access-key" not in exempt["headers"]  # forged ones removed even here
@@ -173,3 +183,90 @@ def test_exempt_paths_are_segments(tmp_path: Path, path: str) -> None:
     config, _ = made(tmp_path)
     app = APIKeyMiddleware(Starlette(), config=config, exempt=["/healthz/"])
     assert app._exempt(path) is (path != "/healthzz")
+
+
+async def served(request: Request) -> JSONResponse:
+    """Which handler ran, on which path, for whom."""
+    key = request.state.api_key
+    return JSONResponse(
+        {
+            "handler": request.scope["route"].path,
+            "path": request.url.path,
+            "access_key": key.access_key if key is not None else None,
+        }
+    )
+
+
+async def asgi(app: Any, raw_path: bytes, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """One request as uvicorn hands it over (``path`` the percent-decoded ``raw_path``)."""
+    from urllib.parse import unquote
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": unquote(raw_path.decode("ascii")),
+        "raw_path": raw_path,
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"app"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return {"status": sent[0]["status"], **json.loads(body)}
+
+
+TRAVERSALS = [
+    b"/api/internal/report/../../../healthz",
+    b"/api/internal/report/..%2F..%2F..%2Fhealthz",
+    b"/api/internal/report/..;/..;/..;/healthz",
+    b"/api/internal/report/%2e%2e/%2E%2E/%2e%2e/healthz",
+]
+
+
+def test_the_app_routes_the_path_the_decision_was_made_on(
+    tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    config, init = made(tmp_path)
+    inner = Starlette(
+        routes=[Route("/healthz", served), Route("/api/{rest:path}", served)],
+    )
+    app = APIKeyMiddleware(inner, config=config, exempt=["/healthz"])
+    key = [(b"x-auth-token", init["secret_key"].encode())]
+
+    async def run() -> list[dict[str, Any]]:
+        try:
+            answers = [await asgi(app, raw, []) for raw in TRAVERSALS]
+            answers.append(await asgi(app, b"/api/a%20b/./c", key))
+            answers.append(await asgi(app, b"/api/%FF", key))  # no UTF-8 path to route
+            answers.append(await asgi(app, b"/api/internal;x/y", key))
+            answers.append(await asgi(app, b"/healthz.", []))
+            return answers
+        finally:
+            await app.resources.stop()
+
+    *escapes, keyed, undecodable, parameters, dotted = loop_thread.run(run())
+    for raw, answer in zip(TRAVERSALS, escapes, strict=True):
+        # The exempt path's own handler, never the protected one without a key.
+        assert answer == {
+            "status": 200,
+            "handler": "/healthz",
+            "path": "/healthz",
+            "access_key": None,
+        }, raw
+    assert keyed["handler"] == "/api/{rest:path}" and keyed["path"] == "/api/a b/c"
+    assert keyed["access_key"] == init["access_key"]
+    for ambiguous in (undecodable, parameters, dotted):
+        assert ambiguous["status"] == 400 and ambiguous["reason"] == "ambiguous_path"

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.config import Route
-from gateway.routing import Router, normalise_path
+from gateway.routing import Router, is_ambiguous, normalise_path
 
 
 @pytest.mark.parametrize(
@@ -93,3 +93,43 @@ def test_match(path: str, upstream: str, forwarded: str) -> None:
 
 def test_no_match_without_catch_all() -> None:
     assert Router(ROUTES[1:]).match("/nothing") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "ambiguous"),
+    [
+        ("/api/internal", False),
+        ("/api/v1.2/x.json", False),
+        ("/api/internal;x/y", True),  # servlet containers drop `;x`
+        ("/api/internal%3Bx/y", True),
+        ("/api/x;", True),
+        ("/api/internal.", True),  # Windows and IIS drop a trailing dot
+        ("/api/internal./y", True),
+        ("/api/.well-known", False),
+    ],
+)
+def test_ambiguous_segments(path: str, ambiguous: bool) -> None:
+    assert is_ambiguous(normalise_path(path.encode())) is ambiguous
+
+
+FOLDED = [
+    Route(prefix="/api", upstream="http://api", case_insensitive=True),
+    Route(prefix="/api/internal", upstream="http://internal"),
+    Route(prefix="/Docs", upstream="http://docs", case_insensitive=True, strip_prefix=False),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "upstream", "forwarded"),
+    [
+        ("/api/Orders", "http://api", "/orders"),  # forwarded lower-cased
+        ("/API/x", "http://api", "/x"),
+        ("/api/INTERNAL/x", "http://internal", "/x"),  # the more specific route claims it
+        ("/Api/Internal", "http://internal", "/"),
+        ("/docs/A", "http://docs", "/docs/a"),
+    ],
+)
+def test_case_insensitive_routes(path: str, upstream: str, forwarded: str) -> None:
+    match = Router(FOLDED).match(path)
+    assert match is not None
+    assert (match[0].upstream, match[1]) == (upstream, forwarded)

@@ -117,7 +117,15 @@ def refused(gateway: Gateway, path: str, **headers: str) -> tuple[int, dict[str,
 def test_frames_flow_both_ways_as_the_key_holder(
     gateway: Gateway, ws_upstream: WebSocketUpstream
 ) -> None:
-    forged = {"X-Auth-Access-Key": "evil", "X-Project-Id": "evil", "X-Auth-Assertion": "evil"}
+    forged = {
+        "X-Auth-Access-Key": "evil",
+        "X-Project-Id": "evil",
+        "X-Auth-Assertion": "evil",
+        "X-Real-IP": "6.6.6.6",
+        "Forwarded": "for=6.6.6.6",
+        "X-HTTP-Method-Override": "DELETE",
+        "Authorization": f"Token {gateway.secret_key}",
+    }
     with connect(
         ws_url(gateway, "/ws/room?x=1"),
         additional_headers={"X-Auth-Token": gateway.secret_key, **forged},
@@ -136,6 +144,8 @@ def test_frames_flow_both_ways_as_the_key_holder(
     assert "x-auth-assertion" not in seen  # forged, and this route does not sign
     assert "x-auth-token" not in seen and gateway.secret_key not in str(seen)
     assert seen["x-forwarded-for"].endswith("127.0.0.1")
+    assert seen["x-real-ip"] == "127.0.0.1" and seen["forwarded"] == "for=127.0.0.1;proto=http"
+    assert "6.6.6.6" not in str(seen) and "x-http-method-override" not in seen
 
 
 def test_handshakes_are_refused_like_requests(gateway: Gateway) -> None:
@@ -145,6 +155,9 @@ def test_handshakes_are_refused_like_requests(gateway: Gateway) -> None:
     assert status == 403 and body["reason"] == "websocket_not_allowed"
     status, body = refused(gateway, "/nowhere", **{"X-Auth-Token": gateway.secret_key})
     assert status == 404 and body["reason"] == "no_route"
+    for ambiguous in ("/ws/room;x", "/ws/room.", "/ws/room%3Bx/y"):
+        status, body = refused(gateway, ambiguous, **{"X-Auth-Token": gateway.secret_key})
+        assert status == 400 and body["reason"] == "ambiguous_path", ambiguous
     status, body = refused(gateway, "/ws/refuse", **{"X-Auth-Token": gateway.secret_key})
     assert (status, body) == (403, {"text": "upstream says no\n"})  # the upstream's, passed on
 

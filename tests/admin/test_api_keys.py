@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
 from dataclasses import replace
 
 import jsonschema_rs
@@ -49,6 +50,37 @@ def test_create_validation(
             assert error["details"][0]["field"] == field
             assert words in error["details"][0]["message"]
         assert admin.get("/v1/api-keys").json()["total_count"] == before  # nothing was created
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "field"),
+    [
+        ("POST", "/v1/api-keys", b"[" * 100_000, "body"),  # deeper than any parser's stack
+        ("POST", "/v1/api-keys", b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, "body"),
+        ("POST", "/v1/api-keys", b'{"description": "\\ud800"}', "description"),  # lone surrogate
+        ("POST", "/v1/api-keys", b'{"description": "a\\udfffb"}', "description"),
+        ("POST", "/v1/api-keys", b'{"\\ud800": 1}', "body"),
+        ("PATCH", "/v1/api-keys/{ak}", b'{"description": "\\ud800"}', "description"),
+        ("POST", "/v1/api-keys", b'{"allowed_ips": ["\\udc80"]}', "allowed_ips"),
+        ("POST", "/v1/projects", b'{"name": "\\ud800"}', "name"),
+    ],
+)
+def test_bodies_no_parser_or_store_can_hold_are_400(
+    module_gateway: Gateway,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    raw: bytes,
+    field: str,
+) -> None:
+    with module_gateway.admin() as admin, caplog.at_level(logging.DEBUG):
+        path = path.replace("{ak}", module_gateway.access_key)
+        headers = {"Content-Type": "application/json"}
+        response = admin.request(method, path, content=raw, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["type"] == "invalid_arguments" and error["details"][0]["field"] == field
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
 
 
 SCHEMAS = document()["components"]["schemas"]

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
-from core.tokens import hash_secret
-from tests.support import ROOT, Upstream, run_cli, wait_for, write_config
+from core.tokens import SecretFormat, hash_secret
+from tests.support import (
+    ROOT,
+    LoopThread,
+    Upstream,
+    free_socket,
+    run_cli,
+    wait_for,
+    write_config,
+)
 
 
 def test_no_secret_in_logs_of_a_full_session(tmp_path: Path, upstream: Upstream) -> None:
@@ -86,5 +100,90 @@ def test_no_secret_in_logs_of_a_full_session(tmp_path: Path, upstream: Upstream)
         assert secret not in output
         assert secret[9:] not in output  # not even without its prefix
         digest = hash_secret(secret)
+        assert digest.hex() not in output and repr(digest)[2:-1] not in output
+    assert process.returncode == 0
+
+
+def ws_echo(loop: LoopThread) -> tuple[str, Any]:
+    """A WebSocket upstream that echoes, on a free loopback port."""
+
+    async def handler(connection: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in connection:
+                await connection.send(message)
+
+    sock = free_socket()
+
+    async def start() -> Any:
+        return await serve(handler, sock=sock)
+
+    server = loop.run(start())
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", server
+
+
+@pytest.mark.parametrize(("level", "access_query"), [("debug", False), ("info", True)])
+def test_no_secret_in_any_line_of_the_key_carriers(
+    tmp_path: Path, upstream: Upstream, level: str, access_query: bool
+) -> None:
+    """Every place a client may put a secret (both carriers, odd Authorization values, the query
+    string, a WebSocket handshake), at debug, and at info with the query in the access log: no
+    line of stderr, stdout or the access log carries one."""
+    loop = LoopThread()
+    ws_url, ws_server = ws_echo(loop)
+    extra = f'[[routes]]\nprefix = "/ws"\nupstream = "{ws_url}"\nwebsocket = true\n'
+    path = write_config(tmp_path, upstream.url, extra=extra)
+    logged = f'[log]\nlevel = "{level}"\naccess_query = {str(access_query).lower()}\n'
+    path.write_text(path.read_text().replace("[log]\n", logged))
+    init = json.loads(run_cli("--config", str(path), "init", "--json").stdout)
+    secret = init["secret_key"]
+    other = SecretFormat().generate()  # well-formed, unknown
+    log_file = tmp_path / "all.log"
+    with log_file.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gatewaycli", "--config", str(path), "serve"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            cwd=ROOT,
+        )
+        assert process.stdout is not None
+        proxy = process.stdout.readline().split("listening on ", 1)[1].split()[0]
+        ws = proxy.replace("http://", "ws://")
+        try:
+            for secret_used in (secret, other):
+                asks = [
+                    ({"X-Auth-Token": secret_used}, f"?token={secret_used}"),
+                    ({"Authorization": f"Bearer {secret_used}"}, f"?api_key={secret_used}&a=1"),
+                    ({"Authorization": f"Bearer\t{secret_used}"}, ""),
+                    ({"Authorization": f'Bearer "{secret_used}"'}, ""),
+                    ({"Authorization": f"Token {secret_used}"}, ""),
+                    ({"Proxy-Authorization": f"Bearer {secret_used}"}, ""),
+                ]
+                for headers, query in asks:
+                    httpx.get(proxy + "/echo/x" + query, headers=headers)
+                    httpx.get(proxy + "/open/x" + query, headers=headers)
+                for headers, query in asks[:2]:
+                    with (
+                        contextlib.suppress(InvalidStatus),
+                        connect(ws + "/ws/x" + query, additional_headers=headers) as session,
+                    ):
+                        session.send("hello")
+                        assert session.recv(timeout=5) == "hello"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            stdout, _ = process.communicate(timeout=20)
+            ws_server.close()
+            loop.close()
+    access = (tmp_path / "access.log").read_text()
+    output = log_file.read_text() + stdout + access
+    assert '"/ws/x' in access and '"/echo/x' in access  # the lines were written
+    if access_query:  # the query is there, less the secrets
+        assert "token=gws_live_[redacted]" in access and "&a=1" in access
+    if level == "debug":  # uvicorn's handshake lines were logged, without what they carried
+        assert "< GET /ws/x?[query] HTTP/1.1" in output and "< x-auth-token: [redacted]" in output
+    for used in (secret, other):
+        found = [line for line in output.splitlines() if used[9:] in line]
+        assert not found, found
+        digest = hash_secret(used)
         assert digest.hex() not in output and repr(digest)[2:-1] not in output
     assert process.returncode == 0
