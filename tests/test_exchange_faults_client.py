@@ -244,8 +244,15 @@ def test_a_body_malformed_after_the_head_went_upstream_gets_one_answer(
     with connect(gateway) as client:
         client.sendall(b"POST /s/m HTTP/1.1\r\n" + HOST + framing + b"\r\n")
         wait_for(lambda: upstream.heads, timeout=5)
+        early_answer = b""
+        if early:  # the upstream's answer reaches the client before the bad body leaves it
+            while b"\r\n\r\n" not in early_answer:
+                part = client.recv(65536)
+                assert part, early_answer
+                early_answer += part
         client.sendall(body)
         got, _ = read_until_closed(client, 3)
+        got = early_answer + got
     statuses = re.findall(rb"HTTP/1\.1 ([0-9]{3}) ", got)
     assert statuses == ([b"200"] if early else [b"400"]), got
     wait_for(lambda: upstream.sent > 0, timeout=3)

@@ -313,8 +313,10 @@ def uvicorn_upstream() -> Iterator[Uvicorn]:
         while (await receive()).get("more_body"):
             pass
         await send({"type": "http.response.start", "status": 204, "headers": []})
+        # uvicorn's idle timer starts as this answer leaves: noted before it does, or the client
+        # (on another thread) could have it and look for this note first.
+        answered[scope["server"][1]] = time.monotonic()
         await send({"type": "http.response.body", "body": b""})
-        answered[scope["server"][1]] = time.monotonic()  # uvicorn's idle timer starts now
 
     loop = LoopThread()
     socks = [free_socket() for _ in range(LANES)]

@@ -177,8 +177,9 @@ class Cycle:
         try:
             await work
         except asyncio.CancelledError:
-            # A shutdown past its grace: not an error of the app's, and not to be swallowed.
-            self.transport.close()
+            # A shutdown past its grace: not an error of the app's, and not to be swallowed; the
+            # connection is dropped at once (no lingering: the loop is about to stop).
+            self.transport.abort()
             raise
         except Exception:
             log.exception("unhandled error answering %s", self.scope.get("method"))

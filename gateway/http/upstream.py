@@ -30,7 +30,7 @@ import ssl
 from typing import Any
 
 from gateway.http.batch import Batched, Flusher
-from gateway.http.exchange import Listener, UpstreamClosed, UpstreamExchange
+from gateway.http.exchange import MUST_CLOSE, Listener, UpstreamClosed, UpstreamExchange
 
 KEEPALIVE_SECONDS = 4.0
 MAX_IDLE = 512  # kept-alive connections per origin
@@ -145,11 +145,15 @@ class Connection(asyncio.Protocol):
             self.abort()
 
     def abort(self) -> None:
-        """Closed whatever its exchange's state (a failure, a timeout, a client gone)."""
+        """Closed whatever its exchange's state (a failure, a timeout, a client gone). With a
+        request cut short, what is not yet sent of it is dropped (a reset): a close would keep
+        it queued, and the connection open, for an upstream that may never read it."""
         exchange = self.exchange
         if exchange is not None:
             exchange.listener = None
             exchange.abandon()
+            if exchange.request is MUST_CLOSE and self.transport is not None:
+                self.transport.abort()
         self._close()
 
 
