@@ -1,0 +1,170 @@
+"""The property-based campaign: random request sequences through the gateway between the two h11
+sides of the oracle, held to its rules (tests/support/oracle_rules.py) after every example.
+
+Each family draws one kind of trouble, so a fault found in one does not hide the others behind
+it. The budget is ``CAMPAIGN_EXAMPLES`` examples a family (``make fuzz`` raises it);
+``CAMPAIGN_DERANDOMIZE=1`` makes a run repeatable. The failures the campaign found are kept in
+``FOUND``, each a test of its own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.oracle import Plan
+from tests.support.oracle_rig import Ask, Rig, oracle_rig
+from tests.support.oracle_rules import Talk, play
+
+EXAMPLES = int(os.environ.get("CAMPAIGN_EXAMPLES", "25"))
+CAMPAIGN = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,  # nothing written to the tree
+    derandomize=os.environ.get("CAMPAIGN_DERANDOMIZE", "") not in ("", "0"),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with oracle_rig(Path(tmp_path_factory.mktemp("campaign"))) as started:
+        yield started
+
+
+# -- what is drawn
+
+
+SIZES = st.one_of(st.integers(0, 300), st.integers(300, 20_000), st.just(150_000))
+WITH_BODY = ("POST", "PUT", "PATCH")
+
+
+@st.composite
+def plans(draw: st.DrawFn, body: int | None, trouble: frozenset[str]) -> Plan:
+    size = draw(SIZES)
+    framing = draw(st.sampled_from(("length", "chunked", "close")))
+    plan = Plan(
+        status=draw(st.sampled_from((200, 200, 201, 204, 304, 404, 500))),
+        size=size,
+        framing=framing,
+        chunks=tuple(draw(st.lists(st.integers(1, max(size, 1)), max_size=3))),
+        interim=tuple(draw(st.lists(st.sampled_from((100, 103)), max_size=2))),
+        close=draw(st.integers(0, 4)) == 4,  # each drawn so that it shrinks to False
+        trailers="trailers" in trouble and framing == "chunked" and draw(st.booleans()),
+    )
+    changes: dict[str, object] = {}
+    if "early" in trouble and body is not None:
+        changes["early"] = draw(st.integers(0, body))
+    if "upstream faults" in trouble:
+        changes["fault"] = draw(st.sampled_from(("close", "reset")))
+        if body is not None and draw(st.booleans()):
+            changes["fault_body"] = draw(st.integers(0, body))
+        else:
+            changes["fault_answer"] = draw(st.integers(0, max(size - 1, 0)))
+    if "extra" in trouble:
+        changes["extra"] = draw(st.booleans())
+    return Plan(**{**plan.__dict__, **changes})  # type: ignore[arg-type]
+
+
+@st.composite
+def asks(draw: st.DrawFn, trouble: frozenset[str]) -> Ask:
+    method = draw(st.sampled_from(("GET", "GET", "HEAD", "DELETE", *WITH_BODY)))
+    size = draw(SIZES) if method in WITH_BODY or draw(st.integers(0, 5)) == 5 else None
+    chunks = None
+    if size is not None and draw(st.booleans()):
+        chunks = tuple(draw(st.lists(st.integers(1, max(size, 1)), max_size=4)))
+    return Ask(
+        method=method,
+        route=draw(st.sampled_from(("open", "open", "open", "keyed", "nokey", "unknown"))),
+        size=size,
+        chunks=chunks,
+        trailers=chunks is not None and draw(st.booleans()),
+        expect=size is not None and draw(st.integers(0, 3)) == 3,
+        close=draw(st.integers(0, 7)) == 7,
+        plan=draw(plans(size, trouble)),
+    )
+
+
+@st.composite
+def talks(draw: st.DrawFn, trouble: frozenset[str]) -> list[Talk]:
+    """1-3 client connections, one after another, each 1-4 pipelined requests written in
+    random pieces (and, with "client cuts", cut off part way)."""
+    played = []
+    for _ in range(draw(st.integers(1, 3))):
+        requests = tuple(draw(st.lists(asks(trouble), min_size=1, max_size=4)))
+        if "long pipelines" in trouble:
+            # Many refused requests behind the drawn ones, all in one write.
+            refused = Ask(route=draw(st.sampled_from(("unknown", "nokey"))))
+            requests += (refused,) * draw(st.integers(0, 300))
+        pieces = tuple(draw(st.lists(st.integers(1, 4096), max_size=6)))
+        stop_after = None
+        reset = False
+        if "client cuts" in trouble and draw(st.booleans()):
+            stop_after = draw(st.integers(0, 30_000))
+            reset = draw(st.booleans())
+        # The client waits for an early answer before sending the rest (drawn to shrink to
+        # that, the deterministic case), or writes everything at once.
+        duplex = not draw(st.booleans())
+        played.append(Talk(requests, pieces, stop_after, reset, duplex))
+    return played
+
+
+FAMILIES = {
+    "framing": frozenset(),
+    "answer trailers": frozenset({"trailers"}),
+    "early answers": frozenset({"early"}),
+    "upstream faults": frozenset({"upstream faults"}),
+    "two answers at once": frozenset({"extra"}),
+    "client cuts": frozenset({"client cuts"}),
+    "long pipelines": frozenset({"long pipelines"}),
+}
+
+
+@pytest.mark.parametrize("trouble", FAMILIES.values(), ids=FAMILIES.keys())
+def test_campaign(rig: Rig, trouble: frozenset[str]) -> None:
+    @CAMPAIGN
+    @given(played=talks(trouble))
+    def hold(played: list[Talk]) -> None:
+        _, problems = play(rig, played)
+        assert not problems, "\n".join([*problems, f"played: {played!r}"])
+
+    hold()
+
+
+# -- what the campaign found, kept as cases
+
+FOUND: dict[str, list[Talk]] = {
+    # A chunked answer's trailer fields (x-trailer, set-cookie) reached the client as headers.
+    "upstream trailers become headers": [
+        Talk((Ask(plan=Plan(framing="chunked", trailers=True)),)),
+    ],
+    # The upstream answers 200 before reading a byte of a 1-byte body and keeps reading: the
+    # gateway stops sending and the upstream never gets the body.
+    "an early answer ends the upload": [
+        Talk((Ask("POST", size=1, plan=Plan(size=0, early=0)),)),
+    ],
+    # Two answers in one segment: the client got both Content-Length headers (h11: conflicting).
+    "two answers in one segment are merged": [
+        Talk((Ask(plan=Plan(size=0, extra=True)),)),
+    ],
+    # ... and the connection that sent the second answer is pooled and reused for the next client.
+    "a connection out of step is reused": [
+        Talk((Ask(plan=Plan(extra=True)),)),
+        Talk((Ask(),)),
+    ],
+    # A GET and 300 refused requests in one write: a RecursionError at the 141st, then a hang.
+    "a long pipeline of refusals recurses": [
+        Talk((Ask(), *(Ask(route="unknown"),) * 300)),
+    ],
+}
+
+
+@pytest.mark.parametrize("played", FOUND.values(), ids=FOUND.keys())
+def test_found(rig: Rig, played: list[Talk]) -> None:
+    _, problems = play(rig, played)
+    assert not problems, "\n".join(problems)
