@@ -50,7 +50,7 @@ soak: $(STAMP)
 # The h11 oracle's property-based campaign with a large budget (make test runs it with a small
 # one): CAMPAIGN_EXAMPLES examples in each family of tests/test_campaign.py.
 fuzz: $(STAMP)
-	CAMPAIGN_EXAMPLES=2000 $(BIN)/pytest tests/test_campaign.py -p no:cacheprovider
+	CAMPAIGN_EXAMPLES=2000 CAMPAIGN_SHRINK=1 $(BIN)/pytest tests/test_campaign.py -p no:cacheprovider
 
 # The README's console screenshots, refreshed on purpose (make test writes no tracked file).
 screenshots: $(STAMP)

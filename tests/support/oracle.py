@@ -12,14 +12,27 @@ import asyncio
 import itertools
 import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import h11
 
 WAIT = 5.0  # seconds either side waits on the gateway before calling it a hang
+LINGER = 1.0  # seconds the upstream reads what follows an answer that closes the connection
 
 
-@dataclass(frozen=True)
+def compact(value: object) -> str:
+    """A dataclass's repr naming only the fields that differ from their defaults, so a drawn
+    example reads as what is special about it."""
+    default = type(value)()
+    changed = [
+        f"{f.name}={getattr(value, f.name)!r}"
+        for f in fields(value)  # type: ignore[arg-type]
+        if getattr(value, f.name) != getattr(default, f.name)
+    ]
+    return f"{type(value).__name__}({', '.join(changed)})"
+
+
+@dataclass(frozen=True, repr=False)
 class Plan:
     """How the upstream answers one request (found by the marker in its target)."""
 
@@ -35,6 +48,8 @@ class Plan:
     fault_body: int | None = None  # ... after reading this many request body bytes, or
     fault_answer: int | None = None  # ... after writing this many response body bytes
     extra: bool = False  # a second, unsolicited answer in the same write as the first
+
+    __repr__ = compact
 
 
 TRAILERS = [(b"x-trailer", b"late"), (b"set-cookie", b"trailer=1")]
@@ -147,6 +162,7 @@ class OracleUpstream:
                 return False
             early = plan.early is not None and len(seen.body) >= plan.early
             if early and not seen.answered and not await self._answer(conn, writer, seen, plan):
+                await self._linger(conn, reader, seen)
                 return False
             if seen.complete:
                 break
@@ -215,9 +231,22 @@ class OracleUpstream:
         seen.answered = True
         seen.answered_at = len(seen.body)
         if plan.framing == "close":
-            writer.close()
+            writer.write_eof()  # the answer ends here; the request may still be arriving
             return False
-        return True
+        return conn.our_state is not h11.MUST_CLOSE
+
+    async def _linger(self, conn: h11.Connection, reader: asyncio.StreamReader, seen: Seen) -> None:
+        """An answer that ends the connection went out before the request's end: read what
+        the gateway still sends for a while (it may stop), so the close is not a reset that
+        could take the answer with it (as a lingering close does)."""
+        while not seen.complete:
+            event = await self._next(conn, reader, seen.connection, seen, wait=LINGER)
+            if isinstance(event, h11.Data):
+                seen.body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                seen.complete = True
+            else:
+                return
 
     async def _next(
         self,
@@ -226,6 +255,7 @@ class OracleUpstream:
         number: int,
         seen: Seen | None,
         idle: bool = False,
+        wait: float | None = None,
     ) -> h11.Event | None:
         """The next event h11 parses; None (and a record of why) when the bytes are refused,
         the connection ended inside a request or the gateway kept us waiting."""
@@ -233,6 +263,8 @@ class OracleUpstream:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
+                if wait is not None:
+                    return None  # lingering: the gateway may end the request any way it likes
                 where = f"connection {number}, request {seen.marker if seen else '(head)'}"
                 if number in self.ended:
                     self.truncated.append(f"{where}: {exc}")
@@ -246,9 +278,11 @@ class OracleUpstream:
             try:
                 # Between two requests a kept-alive connection may idle as long as the pool
                 # keeps it; inside one, the gateway owes us bytes.
-                wait = None if idle and not conn.trailing_data[0] else WAIT
-                data = await asyncio.wait_for(reader.read(65536), wait)
+                bound = None if idle and not conn.trailing_data[0] else WAIT
+                data = await asyncio.wait_for(reader.read(65536), wait or bound)
             except TimeoutError:
+                if wait is not None:
+                    return None
                 self.errors.append(
                     f"the gateway stalled connection {number} mid-request "
                     f"({seen.marker if seen else 'head'}) for {WAIT} s"

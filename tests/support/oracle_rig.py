@@ -18,7 +18,7 @@ from pathlib import Path
 import h11
 
 from tests.support import Gateway, LoopThread, Running, build_gateway, free_socket
-from tests.support.oracle import OracleUpstream, Plan, filler
+from tests.support.oracle import OracleUpstream, Plan, compact, filler
 
 PREFIXES = {"open": "/o", "keyed": "/k", "nokey": "/k", "unknown": "/nowhere"}
 REFUSED = {"nokey": 401, "unknown": 404}
@@ -26,7 +26,7 @@ UPSTREAM_FAILED = (502, 504)
 IDEMPOTENT = ("GET", "HEAD", "PUT", "DELETE")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Ask:
     """One client request: its route, its body and framing, and the upstream's plan for it."""
 
@@ -38,6 +38,8 @@ class Ask:
     expect: bool = False  # Expect: 100-continue
     close: bool = False  # Connection: close
     plan: Plan = field(default_factory=Plan)
+
+    __repr__ = compact
 
     @property
     def admitted(self) -> bool:

@@ -3,7 +3,9 @@ each rule returns the violations it found, one line each, naming the request's m
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import h11
 
@@ -201,7 +203,7 @@ def judge_seen(ask: Ask, marker: str, request: Seen, others: list[str], cut: set
     return problems
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Talk:
     """One client connection to play: its requests, the sizes of the pieces it writes them in,
     and where it cuts the connection (None: it writes all and reads every answer)."""
@@ -211,6 +213,17 @@ class Talk:
     stop_after: int | None = None  # bytes written before the client closes
     reset: bool = False  # that close is a reset
     duplex: bool = True  # the client waits for an early answer before sending the rest
+
+    def __repr__(self) -> str:
+        """Only what differs from the defaults; a run of one request reads as ``x300``."""
+        runs = [(ask, len(list(group))) for ask, group in itertools.groupby(self.asks)]
+        asks = ", ".join(f"{ask!r}" + (f" x{n}" if n > 1 else "") for ask, n in runs)
+        defaults = {"pieces": (), "stop_after": None, "reset": False, "duplex": True}
+        rest = [f", {k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
+        return f"Talk([{asks}]{''.join(rest)})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # hypothesis prints a dataclass field by field otherwise
 
 
 def hold(talk: Talk, requests: list[list[h11.Event]]) -> tuple[int, int] | None:
