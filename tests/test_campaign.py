@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.support.oracle import Plan
-from tests.support.oracle_rig import Ask, Rig, oracle_rig
+from tests.support.oracle_rig import MALFORMED, Ask, Rig, oracle_rig
 from tests.support.oracle_rules import Talk, play
 
-EXAMPLES = int(os.environ.get("CAMPAIGN_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("CAMPAIGN_EXAMPLES", "40"))
 # Shrinking a failure replays it many times, each hang a WAIT: `make test` reports the failing
 # example as drawn, `make fuzz` (CAMPAIGN_SHRINK=1) its smallest form.
 SHRINK = os.environ.get("CAMPAIGN_SHRINK", "") not in ("", "0")
@@ -101,6 +101,17 @@ def talks(draw: st.DrawFn, trouble: frozenset[str]) -> list[Talk]:
     played = []
     for _ in range(draw(st.integers(1, 3))):
         requests = tuple(draw(st.lists(asks(trouble), min_size=1, max_size=4)))
+        if "malformed bodies" in trouble:
+            # The last request's body turns out broken after its head (the connection ends).
+            broken = Ask(
+                "POST",
+                route=draw(st.sampled_from(("open", "open", "keyed", "unknown"))),
+                size=3,
+                chunks=(),
+                malformed=draw(st.sampled_from(sorted(MALFORMED))),
+                plan=Plan(early=draw(st.sampled_from((None, 0)))),
+            )
+            requests = (*requests[:-1], broken)
         if "long pipelines" in trouble:
             # Many refused requests behind the drawn ones, all in one write.
             refused = Ask(route=draw(st.sampled_from(("unknown", "nokey"))))
@@ -126,6 +137,7 @@ FAMILIES = {
     "two answers at once": frozenset({"extra"}),
     "client cuts": frozenset({"client cuts"}),
     "long pipelines": frozenset({"long pipelines"}),
+    "malformed bodies": frozenset({"malformed bodies"}),
 }
 
 
@@ -169,6 +181,27 @@ FOUND: dict[str, tuple[list[Talk], int]] = {
     "a reset during the upload answers status 0": (
         [Talk((Ask("PUT", size=4_000_000, plan=Plan(fault="reset", fault_body=10)),))],
         10,
+    ),
+    # A chunk size of "0x3" after the head went upstream: the client gets "HTTP/1.1 0 " and the
+    # upstream connection is held mid-request (bare LF chunks and an overflowing size too).
+    "a malformed chunk answers status 0": (
+        [Talk((Ask("POST", size=3, chunks=(), malformed="0x-size"),))],
+        1,
+    ),
+    # The upstream answered before the broken body: the client connection is never closed.
+    "a malformed body after an early answer stays open": (
+        [Talk((Ask("POST", size=3, chunks=(), malformed="bare-lf", plan=Plan(early=0)),))],
+        1,
+    ),
+    # Two answers to one request: the upstream's, then a 400 (Transfer-Encoding: gzip) ...
+    "an early answer then a 400": (
+        [Talk((Ask("POST", size=3, chunks=(), malformed="gzip", plan=Plan(early=0)),))],
+        1,
+    ),
+    # ... or the refusal (404), then a 400 for the broken body of the same request.
+    "a refusal then a 400": (
+        [Talk((Ask("POST", route="unknown", size=3, chunks=(), malformed="0x-size"),))],
+        1,
     ),
 }
 

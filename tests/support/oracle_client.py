@@ -39,6 +39,7 @@ class Outcome:
     closed: bool = False  # the gateway closed the connection
     hung: bool = False  # nothing for WAIT seconds while an answer was owed
     extra: bytes = b""  # bytes after the last answer expected
+    stayed_open: bool = False  # not closed where it had to be
 
 
 def serialise(events: list[h11.Event]) -> bytes:
@@ -67,23 +68,45 @@ def converse(
     stop_after: int | None = None,
     reset: bool = False,
     hold: tuple[int, int] | None = None,
+    wire: list[bytes] | None = None,
+    closes: bool = False,
 ) -> Outcome | None:
     """Write the requests (pipelined) in pieces of the given sizes, then read every answer with
     h11. ``stop_after``: write that many bytes, then close (``reset``: with an RST) without
     reading; returns None then. ``hold`` (offset, n): stop writing at that offset until the
-    head of the n-th answer arrives, as a client that reads while it sends (full duplex)."""
-    stream = b"".join(serialise(events) for events in requests)
+    head of the n-th answer arrives, as a client that reads while it sends (full duplex).
+    ``wire``: the bytes to send instead of h11's framing of ``requests``; ``closes``: the
+    gateway must close the connection after the last answer (what came before the close is
+    kept in the outcome's ``extra``)."""
+    stream = b"".join(wire if wire is not None else [serialise(e) for e in requests])
     if stop_after is not None:
         stream = stream[:stop_after]
     sock = socket.create_connection(address, timeout=WAIT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setblocking(False)
     try:
-        return _converse(sock, stream, requests, pieces, stop_after, hold)
+        outcome = _converse(sock, stream, requests, pieces, stop_after, hold)
+        if closes and outcome is not None and not outcome.closed:
+            outcome.extra += _until_closed(sock, outcome)
+        return outcome
     finally:
         if reset:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
+
+
+def _until_closed(sock: socket.socket, outcome: Outcome) -> bytes:
+    """What the gateway sends until it closes the connection (bounded by WAIT)."""
+    sock.settimeout(WAIT)
+    received = b""
+    try:
+        while data := sock.recv(65536):
+            received += data
+    except TimeoutError:
+        outcome.stayed_open = True
+    except OSError:
+        pass
+    return received
 
 
 def _converse(

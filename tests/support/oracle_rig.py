@@ -19,7 +19,17 @@ import h11
 
 from tests.support import Gateway, LoopThread, Running, build_gateway, free_socket
 from tests.support.oracle import OracleUpstream, Plan, compact, filler
+from tests.support.oracle_client import serialise
 
+# Bodies that turn out malformed after the head was forwarded (``{}``: the body's bytes), and a
+# framing no server can read (RFC 9112 §6.3): the client must get exactly one answer.
+MALFORMED = {
+    "0x-size": b"0x3\r\n{}\r\n0\r\n\r\n",
+    "bare-lf": b"3\n{}\n0\n\n",
+    "size-overflow": b"fffffffffffffffffffff\r\n{}\r\n0\r\n\r\n",
+    "length-trailer": b"3\r\n{}\r\n0\r\ncontent-length: 5\r\n\r\n",
+    "gzip": b"{}",
+}
 PREFIXES = {"open": "/o", "keyed": "/k", "nokey": "/k", "unknown": "/nowhere"}
 REFUSED = {"nokey": 401, "unknown": 404}
 UPSTREAM_FAILED = (502, 504)
@@ -38,6 +48,7 @@ class Ask:
     expect: bool = False  # Expect: 100-continue
     close: bool = False  # Connection: close
     plan: Plan = field(default_factory=Plan)
+    malformed: str | None = None  # a key of MALFORMED: the chunked body (or framing) is broken
 
     __repr__ = compact
 
@@ -101,6 +112,15 @@ class Rig:
         events += [h11.Data(data=part) for part in parts if part]
         events.append(h11.EndOfMessage(headers=trailers))
         return events
+
+    def wire(self, ask: Ask, marker: str, events: list[h11.Event]) -> bytes:
+        """The request's bytes: h11's framing of ``events``, or the head and a broken body."""
+        if ask.malformed is None:
+            return serialise(events)
+        head = h11.Connection(h11.CLIENT).send(events[0]) or b""
+        if ask.malformed == "gzip":
+            head = head.replace(b"transfer-encoding: chunked", b"transfer-encoding: gzip")
+        return head + MALFORMED[ask.malformed].replace(b"{}", filler(marker, 3))
 
     # -- the process at rest
 

@@ -71,6 +71,8 @@ def judge_answers(conversation: Conversation, outcome: Outcome, everyone: list[s
             f"{name}: nothing for {WAIT} s with {len(asks) - len(answers)} of {len(asks)} "
             "answers owed"
         )
+    if outcome.stayed_open:
+        problems.append(f"{name}: the connection stayed open after a malformed request")
     if outcome.extra:
         problems.append(f"{name}: bytes after the last answer: {outcome.extra[:80]!r}")
     for ask, marker, answer in zip(asks, markers, answers, strict=False):
@@ -100,6 +102,12 @@ def judge_answer(ask: Ask, marker: str, answer: Answer, others: list[str]) -> li
     names = {name for name, _ in answer.headers}
     if names & TRAILER_NAMES:
         problems.append(f"{marker}: upstream trailers became headers: {names & TRAILER_NAMES}")
+    if ask.malformed is not None:
+        # Refused, or the upstream's answer if it came first: one answer either way.
+        allowed = {400, 501, ask.plan.status if ask.admitted else REFUSED[ask.route]}
+        if answer.status not in allowed:
+            problems.append(f"{marker}: {answer.status} to a malformed body, not {allowed}")
+        return problems
     if not ask.admitted:
         if answer.status != REFUSED[ask.route]:
             problems.append(f"{marker}: {answer.status}, expected {REFUSED[ask.route]}")
@@ -192,7 +200,13 @@ def judge_seen(ask: Ask, marker: str, request: Seen, others: list[str], cut: set
     # Only the upstream's own close (its plan) or the client's may cut a request short: an early
     # answer that keeps the connection still reads the whole body (RFC 9112 §9.3).
     plan = ask.plan
-    excused = body_fault(ask) or plan.framing == "close" or plan.close or marker in cut
+    excused = (
+        body_fault(ask)
+        or plan.framing == "close"
+        or plan.close
+        or marker in cut
+        or ask.malformed is not None
+    )
     if not request.complete and not excused:
         problems.append(
             f"{marker}: the upstream got {len(request.body)} of {ask.length} body bytes and "
@@ -259,6 +273,8 @@ def play(rig: Rig, talks: list[Talk]) -> tuple[list[Conversation], list[str]]:
             talk.stop_after,
             talk.reset,
             hold(talk, requests),
+            [rig.wire(a, m, r) for a, m, r in zip(talk.asks, markers, requests, strict=True)],
+            closes=talk.asks[-1].malformed is not None,
         )
         conversations.append(Conversation(list(talk.asks), markers, outcome))
     problems = rig.settle()
