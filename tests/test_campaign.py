@@ -174,6 +174,12 @@ FOUND: dict[str, tuple[list[Talk], int]] = {
         [Talk((Ask(plan=Plan(extra=True)),)), Talk((Ask(),))],
         1,
     ),
+    # A chunked answer and a second one in the same segment: "RuntimeError: response body
+    # longer than its Content-Length" with its traceback, and the client's answer cut short.
+    "a chunked answer then a second one raises": (
+        [Talk((Ask(plan=Plan(framing="chunked", extra=True)),))],
+        1,
+    ),
     # A GET and 300 refused requests in one write: a RecursionError at the 141st, then a hang.
     "a long pipeline of refusals recurses": ([Talk((Ask(), *(Ask(route="unknown"),) * 300))], 1),
     # The upstream resets the connection after 10 bytes of a 4 MB upload: the client gets
