@@ -1,6 +1,6 @@
-"""The gateway between the two h11 sides of the oracle, and the rules every exchange through it
-is held to: one answer per request in order, no byte where it does not belong, the upstream
-seeing exactly what was admitted, and the process back to its baseline afterwards."""
+"""The gateway built in-process between the two h11 sides of the oracle, the requests a test
+draws (`Ask`) and the process at rest: open fds, the gateway loop's tasks and the in-flight
+gauge back to where they were before each example (the rules: ``oracle_rules``)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class Ask:
 
 class Rig:
     """The gateway built in-process over the h11 upstream (routes /o with auth "none", /k with
-    a key), with what the process holds at rest measured once."""
+    a key), with what the process holds at rest measured before each example."""
 
     def __init__(self, gateway: Gateway, upstream: OracleUpstream, loop: LoopThread) -> None:
         self.gateway = gateway
