@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # gatewaycli (the `gateway` command, which alone knows both planes).
 PACKAGES := core gateway admin gatewaycli
 
-.PHONY: demo test lint typecheck pytest bench bench-quick soak screenshots clean
+.PHONY: demo test lint typecheck pytest bench bench-quick soak fuzz screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -46,6 +46,11 @@ bench-quick: $(STAMP)
 # The full soak: 60 s over 1,000 keys, 100 revoked through the admin API.
 soak: $(STAMP)
 	SOAK_SECONDS=60 SOAK_KEYS=1000 $(BIN)/pytest tests/test_soak.py
+
+# The h11 oracle's property-based campaign with a large budget (make test runs it with a small
+# one): CAMPAIGN_EXAMPLES examples in each family of tests/test_campaign.py.
+fuzz: $(STAMP)
+	CAMPAIGN_EXAMPLES=2000 CAMPAIGN_SHRINK=1 $(BIN)/pytest tests/test_campaign.py -p no:cacheprovider
 
 # The README's console screenshots, refreshed on purpose (make test writes no tracked file).
 screenshots: $(STAMP)
