@@ -246,7 +246,9 @@ class Cycle:
         self.delivered = not self.more_body
         if self.delivered and self.reading_on:
             self.reading_on = False
-            if self.connection is not None:
+            if not self.keep_alive:
+                self.transport.close()
+            elif self.connection is not None:
                 self.connection.body_read()
         message = {"type": "http.request", "body": bytes(self.body), "more_body": self.more_body}
         self.body.clear()
@@ -364,7 +366,7 @@ class Cycle:
             self.response_complete = True
             self.wake()
             self.on_disconnect = None
-            if not self.keep_alive:
-                self.transport.close()
+            if not self.keep_alive and not self.reading_on:
+                self.transport.close()  # (one read on after its answer is closed at its end)
             if self.connection is not None:
                 self.connection.on_response_complete()

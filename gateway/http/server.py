@@ -202,7 +202,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if not raw.can_write_eof():  # TLS: no half-close
             raw.close()
             return
-        raw.write_eof()
+        try:
+            raw.write_eof()
+        except OSError:  # the client is gone already (reset)
+            raw.close()
+            return
         self.linger_timer = self.loop.call_later(LINGER_SECONDS, raw.close)
 
     def close_now(self) -> None:

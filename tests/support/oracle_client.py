@@ -131,10 +131,14 @@ def _converse(
         while True:
             if sent >= len(stream) and stop_after is not None:
                 return None
-            if parser.finished():
+            done = parser.finished()
+            if done and (sent >= len(stream) or time.monotonic() - last > WAIT):
+                # Every answer is in, and the request's bytes are all written (a body the
+                # upstream answered early is still sent: it may read it all), or the gateway
+                # took none for WAIT seconds.
                 parser.outcome.extra = parser.conn.trailing_data[0]
                 return parser.outcome
-            if time.monotonic() - last > WAIT:
+            if not done and time.monotonic() - last > WAIT:
                 parser.outcome.hung = True
                 return parser.outcome
             writing = sent < len(stream)
