@@ -62,7 +62,7 @@ class GatewayApp:
         self.origins = {route.prefix: origin(route) for route in resources.config.routes}
         resources.on_reload.append(self.apply)
         self.upstream = resources.upstream
-        self.marks = resources.secret_format.marks
+        self.secret_marks = resources.secret_format.marks
         self.health_path = resources.config.health_path  # "" when the proxy has no probe
         self.access_log = resources.access_log  # None: "[log] access = off"
         self.access_query = resources.config.access_query
@@ -263,7 +263,7 @@ class GatewayApp:
             return READINESS
         if self.jwks_path and scope["path"] == self.jwks_path:
             return JWKS
-        headers = split_request(scope["headers"], self.marks)
+        headers = split_request(scope["headers"], self.secret_marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = normalise_path(raw_path.split(b"?", 1)[0])

@@ -123,7 +123,7 @@ class ForwardAuthApp:
         self.settings = resources.config.forward_auth
         self.apply(resources.config)
         resources.on_reload.append(self.apply)
-        self.marks = resources.secret_format.marks
+        self.secret_marks = resources.secret_format.marks
         self.gate = resources.gate  # one per process: one LimitsCache
 
     def apply(self, config: Config) -> None:
@@ -154,7 +154,7 @@ class ForwardAuthApp:
             )
 
     async def check(self, scope: dict[str, Any], send: Any, exchange: Exchange) -> None:
-        headers = split_request(scope["headers"], self.marks)
+        headers = split_request(scope["headers"], self.secret_marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         try:
             method, target, client = original_request(scope, self.settings)

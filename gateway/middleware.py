@@ -95,7 +95,7 @@ class APIKeyMiddleware:
         self.router = Router(loaded.routes)
         self.exempt = tuple(p.rstrip("/") or "/" for p in exempt)
         self.state_key = state_key
-        self.marks = self.resources.secret_format.marks
+        self.secret_marks = self.resources.secret_format.marks
         self.gate = self.resources.gate
         self._starting: asyncio.Lock | None = None
 
@@ -113,7 +113,7 @@ class APIKeyMiddleware:
         decided = decided_paths(path)
         if decided is None or is_ambiguous(path):
             return await self.refuse_path(scope, send, "ambiguous_path")
-        headers = split_request(scope["headers"], self.marks)
+        headers = split_request(scope["headers"], self.secret_marks)
         kept = [(n, v) for n, v in scope["headers"] if not self._ours(n, v)]
         state = dict(scope.get("state") or {})
         scope = {**scope, "path": decided[0], "raw_path": decided[1]}
@@ -169,7 +169,7 @@ class APIKeyMiddleware:
         if lower == TOKEN_HEADER or is_spoofable(lower) or lower in OVERRIDES:
             return True
         # Ours in any form (Bearer, or our secret's shape anywhere in the value).
-        return lower in _AUTHORIZATIONS and carries_secret(value, self.marks)
+        return lower in _AUTHORIZATIONS and carries_secret(value, self.secret_marks)
 
     def _exempt(self, path: str) -> bool:
         return any(

@@ -165,7 +165,7 @@ class WebSocketProxy:
             return
         deny = denial(scope, send, exchange)
         app = self.app
-        headers = split_request(scope["headers"], app.marks)
+        headers = split_request(scope["headers"], app.secret_marks)
         request_id = headers.request_id.decode("ascii") if headers.request_id else new_request_id()
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         exchange.request_id = request_id
@@ -262,7 +262,7 @@ class WebSocketProxy:
         last = [loop.time()]
         session = None
         if identity is not None:
-            tokens = split_request(scope["headers"], self.app.marks).tokens
+            tokens = split_request(scope["headers"], self.app.secret_marks).tokens
             client = scope["client"][0] if scope.get("client") else "unknown"
             session = Session(route, tokens, client, identity)
             self.sessions.add(session)
