@@ -30,12 +30,10 @@ from gateway.resources import Resources
 BODY = b'{"ok": true, "service": "bench-upstream"}\n'
 
 
-async def answer(*, send: Any, response_headers: list[tuple[bytes, bytes]], **_: Any) -> None:
+async def answer(*, send: Any, shape: Any, **_: Any) -> None:
     """The upstream exchange, answered at once: nginx's small response."""
     headers = [(b"content-type", b"application/json"), (b"content-length", b"42")]
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": headers + response_headers}
-    )
+    await send({"type": "http.response.start", "status": 200, "headers": shape(headers)})
     await send({"type": "http.response.body", "body": BODY})
 
 

@@ -45,6 +45,7 @@ log = logging.getLogger("gateway.app")
 NOT_CONNECT = ((b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),)
 
 
+@functools.lru_cache(maxsize=4096)  # a client's address repeats on each of its requests
 def replaced_address(peer: bytes, secure: bool) -> tuple[tuple[bytes, bytes], ...]:
     """Forwarded (RFC 7239 §4; an IPv6 node quoted, §6) and X-Real-IP, the client's address as
     the gateway knows it, in place of the client's own (``gateway.headers`` drops those)."""

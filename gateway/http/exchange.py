@@ -237,10 +237,16 @@ class UpstreamExchange:
         raise _Stop
 
     def on_status(self, status: bytes) -> None:
-        self._count(len(status))
+        self.head_bytes += len(status)
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self._too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
+        # Counted here, not in a method of its own: a call per header is a measurable part of
+        # the relay's few microseconds.
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self._too_large()
         if self.response is not SEND_HEAD:
             return  # a trailer field: dropped
         self.headers.append((name, value))
@@ -284,11 +290,9 @@ class UpstreamExchange:
             return
         self._complete(DONE if self.keep_alive else MUST_CLOSE)
 
-    def _count(self, size: int) -> None:
-        self.head_bytes += size
-        if self.head_bytes > MAX_HEAD_BYTES:
-            self.fail(UpstreamBroken(f"the response head exceeds {MAX_HEAD_BYTES} bytes"))
-            raise _Stop
+    def _too_large(self) -> None:
+        self.fail(UpstreamBroken(f"the response head exceeds {MAX_HEAD_BYTES} bytes"))
+        raise _Stop
 
     # -- the exchange's progress
 
