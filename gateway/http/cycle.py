@@ -228,7 +228,8 @@ class Cycle:
             # app first asks for the body, so a request refused on its head never gets it.
             self.transport.write(CONTINUE)
             self.waiting_for_continue = False
-        if not self.disconnected and self.reading:
+        reading = not self.response_complete or self.reading_on
+        if not self.disconnected and reading:
             self.flow.resume_reading()
             if self.delivered or (self.more_body and not self.body):
                 self.waiter = self.loop.create_future()
@@ -241,7 +242,8 @@ class Cycle:
                     self.waiter = None
                     if connection is not None:
                         connection.body_wait(None)
-        if not self.reading or (self.disconnected and not self.left_over()):
+                reading = not self.response_complete or self.reading_on  # as it is now
+        if not reading or (self.disconnected and not self.left_over()):
             return {"type": "http.disconnect"}
         self.delivered = not self.more_body
         if self.delivered and self.reading_on:

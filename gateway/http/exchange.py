@@ -226,20 +226,11 @@ class UpstreamExchange:
 
     # -- httptools callbacks
 
-    def on_message_begin(self) -> None:
-        if self.response is not SEND_HEAD:
-            self._out_of_step()  # a second response in the same bytes: never this exchange's
-
     def _out_of_step(self) -> None:
         """Bytes after the whole response: the connection cannot carry another exchange."""
         if self.response is DONE:
             self._respond(MUST_CLOSE)
         raise _Stop
-
-    def on_status(self, status: bytes) -> None:
-        self.head_bytes += len(status)
-        if self.head_bytes > MAX_HEAD_BYTES:
-            self._too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Counted here, not in a method of its own: a call per header is a measurable part of
@@ -255,6 +246,10 @@ class UpstreamExchange:
             self.framed = True
 
     def on_headers_complete(self) -> None:
+        if self.response is not SEND_HEAD:
+            # A second response in the same bytes (its fields were taken for trailers): never
+            # this exchange's. (No on_message_begin to see it sooner: a call per response.)
+            self._out_of_step()
         status = self.parser.get_status_code()
         if status < 200:  # 100 Continue, 103 Early Hints: the answer comes after
             self.interim, self.headers, self.framed, self.head_bytes = True, [], False, 0
@@ -273,7 +268,7 @@ class UpstreamExchange:
             self._wake()
 
     def on_body(self, body: bytes) -> None:
-        if self.head_only:
+        if self.head_only or self.response is not SEND_BODY:
             self._out_of_step()
         self.chunks.append(body)
         self.buffered += len(body)

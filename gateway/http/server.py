@@ -359,7 +359,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
-        if cycle is None or not cycle.reading:
+        if cycle is None or (cycle.response_complete and not cycle.reading_on):
             # The body of a request answered already (a refusal before it was read): dropped,
             # up to a bound, as nginx's lingering close; the keep-alive timer runs meanwhile.
             self.discarded += len(body)
@@ -375,7 +375,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.in_body = False
         cycle = self.pipeline[-1] if self.pipeline else self.cycle
-        if cycle is None or not cycle.reading:
+        if cycle is None or (cycle.response_complete and not cycle.reading_on):
             return
         cycle.more_body = False
         cycle.wake()
