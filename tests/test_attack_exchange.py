@@ -1,0 +1,107 @@
+"""Faults an outside scan found in the engine after the exchange redesign: a Content-Length the
+gateway calls "not a number" yet frames by, and an upstream timeout after a streamed head that
+is logged as an unhandled error. Raw sockets and scripted upstreams, every wait bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Gateway, Running
+from tests.support.scripted import (
+    connect,
+    read_until_closed,
+    scripted_gateway,
+    status_of,
+    until_closed,
+)
+from tests.test_upstream_engine import OK, Scripted, keep_alive, use
+
+HOST = b"Host: x\r\n"
+
+
+@pytest.fixture(scope="module")
+def scripted(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Gateway, Scripted, Running]]:
+    with scripted_gateway(Path(tmp_path_factory.mktemp("attack")), timeout=10) as started:
+        yield started
+
+
+@pytest.mark.parametrize("value", [b"5 ", b"5\t", b"  5 "], ids=["space", "tab", "both"])
+def test_a_content_length_with_whitespace_is_one_framing(
+    scripted: tuple[Gateway, Scripted, Running], value: bytes
+) -> None:
+    """Whitespace around a field value is not part of it (RFC 9110 §5.5), so ``5 `` is 5 and
+    the request is forwarded. If the gateway refuses it instead, it cannot also frame by it: a
+    refused Content-Length ends the connection (RFC 9112 §6.3). Today it answers 400
+    ``bad_content_length`` ("not a number"), skips 5 bytes anyway and runs what follows as the
+    next request, which reaches the upstream."""
+    gateway, upstream, _ = scripted
+    use(gateway, upstream, keep_alive(OK))
+    with connect(gateway) as client:
+        client.sendall(
+            b"POST /s/a HTTP/1.1\r\n" + HOST + b"Content-Length:" + value + b"\r\n\r\nhello"
+            b"GET /s/smuggled HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n"
+        )
+        got, closed = read_until_closed(client, 3)
+    statuses = [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", got)]
+    forwarded = [head.split(b" ")[1] for head in upstream.heads]
+    if statuses[:1] == [400]:
+        assert closed and statuses == [400], got
+        assert b"/smuggled" not in forwarded, forwarded
+    else:
+        assert statuses == [200, 200] and forwarded == [b"/a", b"/smuggled"], (got, forwarded)
+
+
+def silent_after(answer: bytes) -> Any:
+    """A script that reads the request head, sends ``answer`` and then neither sends nor closes
+    until the gateway ends the connection."""
+
+    async def script(reader: Any, writer: asyncio.StreamWriter, upstream: Scripted) -> None:
+        upstream.heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(answer)
+        await writer.drain()
+        await until_closed(reader, 10)
+
+    return script
+
+
+STALLS = [
+    pytest.param(b"HTTP/1.1 200 OK\r\n\r\nhello", id="close-delimited"),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n" + b"x" * 300_000,
+        id="content-length-cut",
+    ),
+]
+
+
+@pytest.mark.parametrize("answer", STALLS)
+def test_an_upstream_silent_after_its_head_went_out_is_no_unhandled_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, answer: bytes
+) -> None:
+    """The head (and some body) went to the client, then the upstream goes quiet without
+    closing: at the route timeout the client connection is closed, the body cut short, and the
+    log says so in one line. Today the gateway tries to send a 504 after the 200 head went out:
+    ``RuntimeError: expected http.response.body, got 'http.response.start'``, logged as an
+    unhandled error with its traceback, then "the application returned without completing its
+    response"."""
+    with scripted_gateway(tmp_path, timeout=0.5) as (gateway, upstream, _):
+        use(gateway, upstream, silent_after(answer))
+        caplog.set_level(logging.WARNING)
+        with connect(gateway) as client:
+            client.sendall(b"GET /s/x HTTP/1.1\r\n" + HOST + b"\r\n")
+            got, closed = read_until_closed(client, 8)
+        assert closed, "the client connection outlived the route timeout"
+        assert status_of(got.partition(b"\r\n\r\n")[0]) == 200, got[:200]
+        errors = [
+            r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("gateway")
+        ]
+        assert not [r for r in errors if r.exc_info], [r.getMessage() for r in errors]
+        assert not errors, [r.getMessage() for r in errors]
