@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,37 @@ def test_a_content_length_with_whitespace_is_one_framing(
         assert b"/smuggled" not in forwarded, forwarded
     else:
         assert statuses == [200, 200] and forwarded == [b"/a", b"/smuggled"], (got, forwarded)
+
+
+def test_the_trailer_section_of_a_request_is_bounded(
+    scripted: tuple[Gateway, Scripted, Running],
+) -> None:
+    """A request head is bounded (64 KB, then 431); its trailer section, a second head after
+    the last chunk (RFC 9112 §7.1.2), must be too: one trailer field of 8 MB is refused, the
+    connection closed. Today every byte of it is taken in and held in memory (the RSS grows
+    with it, unauthenticated, on refused requests too) until the body timeout or the field
+    ends, and then the request is served: 200."""
+    gateway, upstream, _ = scripted
+    use(gateway, upstream, keep_alive(OK))
+    with connect(gateway) as client:
+        client.sendall(
+            b"POST /s/t HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+            b"1\r\nx\r\n0\r\nX-Trailer: "
+        )
+        client.settimeout(2)
+        deadline = time.monotonic() + 10
+        try:
+            for _ in range(8):
+                if time.monotonic() > deadline:
+                    break
+                client.sendall(b"a" * (1 << 20))
+            client.sendall(b"\r\n\r\n")
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
+            pass  # refused: the gateway stopped reading
+        got, closed = read_until_closed(client, 5)
+    # None: the refusal may be lost to the reset of a close with unread bytes.
+    assert status_of(got.partition(b"\r\n\r\n")[0]) in (None, 400, 431), got[:200]
+    assert closed, "the connection outlived an 8 MB trailer section"
 
 
 def silent_after(answer: bytes) -> Any:
