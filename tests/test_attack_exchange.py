@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,3 +139,37 @@ def test_an_upstream_silent_after_its_head_went_out_is_no_unhandled_error(
         ]
         assert not [r for r in errors if r.exc_info], [r.getMessage() for r in errors]
         assert not errors, [r.getMessage() for r in errors]
+
+
+async def reset_after_close_delimited_body(
+    reader: Any, writer: asyncio.StreamWriter, upstream: Scripted
+) -> None:
+    """A response framed by the end of the connection (no Content-Length, not chunked), whose
+    end is a reset rather than a close: the body was cut, not finished."""
+    upstream.heads.append(await reader.readuntil(b"\r\n\r\n"))
+    writer.write(b"HTTP/1.1 200 OK\r\n\r\n" + b"c" * 300_000)
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_a_close_delimited_body_cut_by_a_reset_is_not_finished(
+    scripted: tuple[Gateway, Scripted, Running],
+) -> None:
+    """A close-delimited body is complete only when the connection closes cleanly; a reset
+    means it was cut (RFC 9112 §8: incomplete). The gateway re-frames it chunked for an
+    HTTP/1.1 client, so it must then close without the last chunk, as nginx does ("upstream
+    prematurely closed"). Today it sends ``0\\r\\n\\r\\n`` and keeps the connection: the cut
+    body looks whole."""
+    gateway, upstream, _ = scripted
+    use(gateway, upstream, reset_after_close_delimited_body)
+    with connect(gateway) as client:
+        client.sendall(b"GET /s/cut HTTP/1.1\r\n" + HOST + b"\r\n")
+        got, closed = read_until_closed(client, 4)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert status_of(head) == 200, got[:200]
+    assert b"transfer-encoding: chunked" in head.lower(), head
+    assert not body.endswith(b"0\r\n\r\n"), "a cut body was finished with the last chunk"
+    assert closed, "the connection was kept after a cut response"
