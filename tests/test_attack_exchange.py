@@ -5,6 +5,7 @@ is logged as an unhandled error. Raw sockets and scripted upstreams, every wait 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import socket
@@ -16,10 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.support import Gateway, Running
+from tests.support import Gateway, Running, wait_for
 from tests.support.scripted import (
     connect,
+    read_response,
     read_until_closed,
+    reason_of,
     scripted_gateway,
     status_of,
     until_closed,
@@ -173,3 +176,35 @@ def test_a_close_delimited_body_cut_by_a_reset_is_not_finished(
     assert b"transfer-encoding: chunked" in head.lower(), head
     assert not body.endswith(b"0\r\n\r\n"), "a cut body was finished with the last chunk"
     assert closed, "the connection was kept after a cut response"
+
+
+def test_a_stalled_upload_is_logged_as_the_408_it_got(tmp_path: Path) -> None:
+    """The client of a stalled upload gets 408 ``body_timeout``; the access log must say so.
+    Today its line says ``"status": null, "reason": null, "response_bytes": 0``, as for a
+    client that left without an answer."""
+    server = "body_timeout_seconds = 0.5"
+    with scripted_gateway(tmp_path, timeout=10, server=server) as (gateway, upstream, _):
+
+        async def hold(reader: Any, writer: asyncio.StreamWriter, up: Scripted) -> None:
+            up.heads.append(await reader.readuntil(b"\r\n\r\n"))
+            await until_closed(reader, 10)
+
+        use(gateway, upstream, hold)
+        with connect(gateway) as client:
+            client.sendall(b"POST /s/stalled HTTP/1.1\r\n" + HOST + b"Content-Length: 1000\r\n\r\n")
+            client.sendall(b"0123456789")
+            head, body = read_response(client, 5)
+        assert status_of(head) == 408 and reason_of(body) == "body_timeout", head
+        log = tmp_path / "access.log"
+
+        def line() -> dict[str, Any] | None:
+            for text in log.read_text().splitlines() if log.exists() else []:
+                entry: dict[str, Any] = json.loads(text)
+                if entry["path"] == "/s/stalled":
+                    return entry
+            return None
+
+        wait_for(lambda: line() is not None, timeout=5)
+        entry = line()
+        assert entry is not None
+        assert (entry["status"], entry["reason"]) == (408, "body_timeout"), entry
