@@ -305,9 +305,12 @@ class GatewayApp:
             )
         returned = [(b"x-request-id", request_id.encode("ascii")), *verdict.headers]
         if headers.content_length is not None:
-            if not headers.content_length.isdigit():
+            # Whitespace around a field value is not part of it (RFC 9110 §5.5): the parser
+            # framed the body by "5 " as by "5", and so must this check.
+            length = headers.content_length.strip(b" \t")
+            if not length.isdigit():
                 return Refuse(400, "bad_content_length", request_id)
-            if int(headers.content_length) > route.max_body_bytes:
+            if int(length) > route.max_body_bytes:
                 return Refuse(413, "body_too_large", request_id)
         forward = self.trusted(
             headers, headers.forward, identity, route, request_id, client_ip, scope
@@ -357,8 +360,9 @@ class GatewayApp:
             )
         except BodyTooLarge:
             await self.refuse(send, exchange, 413, "body_too_large", step.request_id)
-        except ClientGone:
-            return
+        except ClientGone as gone:
+            if gone.answer is not None:  # the server's own refusal ended it (a late body)
+                exchange.status, exchange.reason = gone.answer
         except UpstreamError as exc:
             if not exc.timeout:
                 log.warning("upstream %s failed: %s", route.upstream, exc)

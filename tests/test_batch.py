@@ -85,3 +85,25 @@ def test_a_large_write_is_not_held() -> None:
         await asyncio.sleep(0)
 
     asyncio.run(run())
+
+
+def test_a_write_that_fails_holds_back_no_other_connection() -> None:
+    """A transport closed for writing raises on a held write: that connection is dropped (and
+    logged), and the other connections' writes of the same round still leave."""
+
+    async def run() -> None:
+        broken, theirs, transport = await connected()
+        second, other, other_transport = await connected()
+        second.flusher = broken.flusher
+        transport.write_eof()  # a held write to it now raises RuntimeError
+        broken.write(b"too late")
+        second.write(b"still sent")
+        await asyncio.sleep(0)
+        assert pending(other) == b"still sent"
+        assert transport.is_closing()  # the broken one was dropped
+        other_transport.close()
+        theirs.close()
+        other.close()
+        await asyncio.sleep(0)
+
+    asyncio.run(run())

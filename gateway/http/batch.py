@@ -20,8 +20,10 @@ sends what it holds first. Everything else is the transport's own.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+log = logging.getLogger("gateway.http")
 LIMIT = 64 * 1024  # held for one transport before it is written at once
 
 
@@ -45,7 +47,11 @@ class Flusher:
     def flush(self) -> None:
         waiting, self.waiting = self.waiting, []
         for batched in waiting:
-            batched.flush()
+            try:
+                batched.flush()
+            except Exception:  # one connection's failure must not hold back the others' writes
+                log.exception("a held write failed")
+                batched.abort()
 
 
 class Batched:

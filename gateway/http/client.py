@@ -24,15 +24,18 @@ The relay (``gateway.relay``) carries a request without a body by callbacks on t
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple, Protocol
 
 from gateway.http.cycle import Cycle
 from gateway.http.exchange import DONE, UpstreamClosed, UpstreamExchange
+from gateway.http.refusals import status_and_reason
 from gateway.http.upstream import KEEPALIVE_SECONDS, Connection, Pool, may_send_again
 from gateway.http.watchdog import Watch, Watchdog
 
+log = logging.getLogger("gateway.upstream")
 SMALL_BODY = 64 * 1024  # responses up to this size (known length) are sent in one message
 Headers = list[tuple[bytes, bytes]]
 
@@ -43,7 +46,12 @@ class BodyTooLarge(Exception):
 
 class ClientGone(Exception):
     """The client went away, or its body cannot be read (malformed, or late): nothing more can
-    be said to it on this request."""
+    be said to it on this request. ``answer``: the server's own refusal that ended it (status,
+    reason), for the access log."""
+
+    def __init__(self, answer: tuple[int, str] | None = None) -> None:
+        super().__init__()
+        self.answer = answer
 
 
 class UpstreamError(Exception):
@@ -260,7 +268,8 @@ class _Run:
             self.task.cancel()
 
     def client_gone(self) -> None:
-        self.stop(ClientGone())
+        ended = self.cycle.ended if self.cycle is not None else None
+        self.stop(ClientGone(status_and_reason(ended) if ended else None))
 
     def ours(self) -> Exception | None:
         """On a CancelledError: the exception to raise when the cancellation was this
@@ -270,6 +279,9 @@ class _Run:
             return None
         if self.failure is not None:
             return self.failure
+        if self.started:  # the answer has begun: it can only be cut short
+            self.cut_short("fell silent past the route timeout")
+            return ClientGone()
         return UpstreamError(True, "timed out waiting on the upstream")
 
     def end(self) -> None:
@@ -369,9 +381,10 @@ class _Run:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 watchdog.progress(timer)
             watchdog.pause(timer)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError) as error:
             # The response has started: all we can do is end the stream short, which the
             # server does when the app returns without completing the body.
+            self.cut_short(str(error) or type(error).__name__)
             return
         finally:
             if watcher is not None:
@@ -379,6 +392,14 @@ class _Run:
         reads_on = self._reads_on()
         await send({"type": "http.response.body", "body": b""})
         await self._finish(reads_on)
+
+    def cut_short(self, why: str) -> None:
+        """The upstream failed mid-answer: one warning, and the client's connection closed
+        without the answer's end (our server's cycle is told it is on purpose, not an app that
+        forgot to finish)."""
+        log.warning("the upstream %s mid-answer; the client's answer is cut short", why)
+        if self.cycle is not None and self.cycle.ended is None:
+            self.cycle.ended = b""
 
     async def _watch_disconnect(self) -> None:
         """Under another ASGI server (no ``Cycle``), the disconnect is a receive() message."""

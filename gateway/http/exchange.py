@@ -200,11 +200,11 @@ class UpstreamExchange:
                 self.fail(UpstreamBroken(f"malformed response: {exc}"))
         self.tell()
 
-    def lost(self) -> None:
-        """The connection ended."""
+    def lost(self, clean: bool = True) -> None:
+        """The connection ended (``clean``: by the upstream's FIN, not a reset or an error)."""
         if self.complete or self.response is ERROR:
             return
-        if self.response is SEND_BODY and not self.framed:
+        if self.response is SEND_BODY and not self.framed and clean:
             self._complete(MUST_CLOSE)  # a body delimited by the close (RFC 9112 §6.3, rule 8)
         elif not self.received:
             self.fail(UpstreamClosed("the upstream closed the connection"))

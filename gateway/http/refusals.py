@@ -6,6 +6,7 @@ next one starts is not known)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from core.errors import error_json, new_request_id
@@ -59,6 +60,13 @@ def refusal(reason: str) -> bytes:
     """The whole response refusing a request for ``reason`` (a key of ``REFUSALS``)."""
     status, message = REFUSALS[reason]
     return closing(status, error_json(int(status[:3]), reason, new_request_id(), message))
+
+
+def status_and_reason(answer: bytes) -> tuple[int, str]:
+    """The status and the reason of a response this module made (for the access log of a
+    request ended by one)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head[9:12]), str(json.loads(body)["reason"])
 
 
 def internal_error() -> bytes:

@@ -66,11 +66,16 @@ LINGER_SECONDS = 2.0
 class ClientTransport(Batched):
     """The client's transport: closing it lingers (`GatewayHttpProtocol.linger`)."""
 
-    __slots__ = ("protocol",)
+    __slots__ = ("ended", "protocol")
 
     def __init__(self, transport: Any, flusher: Flusher, protocol: GatewayHttpProtocol) -> None:
         super().__init__(transport, flusher)
         self.protocol = protocol
+        self.ended = False  # closed for writing: a late write (a task's answer) is dropped
+
+    def write(self, data: bytes) -> None:
+        if not self.ended:
+            super().write(data)
 
     def close(self) -> None:
         self.protocol.linger()
@@ -119,7 +124,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         # A complete request followed by bytes the parser would refuse after "Connection:
         # close" still gets its answer (as uvicorn).
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-        self.transport: Batched = None  # type: ignore[assignment]
+        self.transport: ClientTransport = None  # type: ignore[assignment]
         self.flow: FlowControl = None  # type: ignore[assignment]
         self.server: tuple[str, int | None] | None = None
         self.client: tuple[str, int] | None = None
@@ -202,6 +207,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if not raw.can_write_eof():  # TLS: no half-close
             raw.close()
             return
+        transport.ended = True
         try:
             raw.write_eof()
         except OSError:  # the client is gone already (reset)
@@ -291,9 +297,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # A trailer section counts toward the head's bound too: dropped, but read.
+        self._count(len(name) + len(value) + 4)
         if self.trailers:
             return
-        self._count(len(name) + len(value) + 4)
         name = name.lower()
         if name == b"host":
             self.hosts.append(value)

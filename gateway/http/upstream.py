@@ -85,7 +85,7 @@ class Connection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lost()
+        self._lost(exc is None)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -105,12 +105,12 @@ class Connection(asyncio.Protocol):
 
     # --
 
-    def _lost(self) -> None:
+    def _lost(self, clean: bool = True) -> None:
         if self.closed:
             return
         self.closed = True
         if self.exchange is not None:
-            self.exchange.lost()
+            self.exchange.lost(clean)
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(UpstreamClosed("the upstream closed the connection"))
             self._drain.exception()
