@@ -7,13 +7,17 @@ credentials have our secret's shape (``<prefix>_live_`` / ``<prefix>_test_``): a
 through untouched; ours is never forwarded, on any route, valid or not. Nor is any
 ``Authorization`` or ``Proxy-Authorization`` that holds a string of our secret's shape in a form
 that is not read as a key (``Bearer\t<secret>``, ``Bearer "<secret>"``, ``Token <secret>``): a
-client that sends its key twice, once oddly, must not hand it to the upstream (`carries_secret`).
+client that sends its key twice, once oddly, must not hand it to the upstream (`carries_secret`),
+nor in Basic credentials, user or password (decoded to be looked at).
 
 Leading and trailing whitespace is not part of a field value (RFC 9110 §5.5); the auth scheme is
 case-insensitive (RFC 9110 §11.1).
 """
 
 from __future__ import annotations
+
+import base64
+import binascii
 
 from core.errors import DUPLICATE, MALFORMED
 
@@ -31,8 +35,18 @@ def bearer_secret(value: bytes, marks: tuple[bytes, ...]) -> bytes | None:
 
 
 def carries_secret(value: bytes, marks: tuple[bytes, ...]) -> bool:
-    """Does a header value hold a string of our secret's shape anywhere?"""
-    return any(mark in value for mark in marks)
+    """Does a header value hold a string of our secret's shape anywhere, Basic credentials
+    (RFC 7617: base64 of user:password) decoded too?"""
+    if any(mark in value for mark in marks):
+        return True
+    scheme, _, credentials = value.strip(_OWS).partition(b" ")
+    if scheme.lower() != b"basic":
+        return False
+    try:
+        decoded = base64.b64decode(credentials.strip(_OWS), validate=True)
+    except binascii.Error:
+        return False
+    return any(mark in decoded for mark in marks)
 
 
 def pick(values: list[bytes]) -> tuple[str | None, str | None]:

@@ -74,7 +74,8 @@ class Exchange:
                     self.request_id,
                     client[0] if client else None,
                     scope.get("method"),
-                    self.path + ("?" + redact(query.decode("latin-1")) if query else ""),
+                    # A secret sent in the path is cut too (a client that put its key there).
+                    redact(self.path) + ("?" + redact(query.decode("latin-1")) if query else ""),
                     self.route,
                     self.status,
                     self.reason,

@@ -54,9 +54,27 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
 # Set by the gateway in place of the client's (RFC 7239 Forwarded, nginx's X-Real-IP): an
 # upstream reading the first `for=` of a list would otherwise believe the client.
 _REPLACED = frozenset({b"forwarded", b"x-real-ip"})
+# What frameworks read as the connection's scheme, port, address or user when a proxy sets it
+# (Rack's X-Forwarded-Ssl and -Scheme, Microsoft's Front-End-Https, Akamai's True-Client-IP,
+# an auth proxy's Remote-User): only the gateway may say these, and it says none of them, so
+# a client's are dropped (X-Forwarded-Proto and -For say the scheme and the address).
+POSED = frozenset(
+    {
+        b"x-forwarded-ssl",
+        b"x-forwarded-scheme",
+        b"x-url-scheme",
+        b"front-end-https",
+        b"x-forwarded-port",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"remote-user",
+        b"x-forwarded-user",
+        b"x-forwarded-email",
+    }
+)
 _LOOKALIKE = frozenset(
     name.replace(b"-", b"_")
-    for name in HOP_BY_HOP | _FRAMING | _SET_BY_GATEWAY | OVERRIDES | _REPLACED
+    for name in HOP_BY_HOP | _FRAMING | _SET_BY_GATEWAY | OVERRIDES | _REPLACED | POSED
     if b"-" in name
 )
 _RESPONSE_DROP = HOP_BY_HOP | {b"x-request-id"}
@@ -118,8 +136,8 @@ def split_request(headers: list[tuple[bytes, bytes]], marks: tuple[bytes, ...]) 
                 request_id = value
         elif name[:1] in b"xX" and (is_spoofable(name) or name in OVERRIDES):
             continue
-        elif name in _REPLACED:
-            continue  # the gateway's to say: the client's address as it knows it
+        elif name in _REPLACED or name in POSED:
+            continue  # the gateway's to say: the client's address and scheme as it knows them
         elif name in _LOOKALIKE:
             continue  # Transfer_Encoding beside Transfer-Encoding: a CGI upstream merges them
         elif name == b"x-forwarded-for":

@@ -100,10 +100,19 @@ def _remove_dot_segments(path: str) -> str:
     return result
 
 
+# What Windows and IIS trim from the end of a segment (a space, a tab; NUL ends a C string).
+TRIMMED = ("%20", "%09", "%00")
+
+
 def is_ambiguous(path: str) -> bool:
     """Does a segment of a normalised path have ``;`` parameters (``%3B`` too: an upstream may
-    decode before it splits) or end in a dot? (A normalised path has no dot segments.)"""
-    return ";" in path or "%3B" in path or "./" in path or path.endswith(".")
+    decode before it splits) or end in a dot, or in what some servers trim (``TRIMMED``)? (A
+    normalised path has no dot segments.)"""
+    if ";" in path or "./" in path or path.endswith("."):
+        return True
+    return "%" in path and (
+        "%3B" in path or any(path.endswith(t) or t + "/" in path for t in TRIMMED)
+    )
 
 
 class Router:

@@ -58,3 +58,9 @@ def test_a_record_through_a_handler() -> None:
     finally:
         logger.removeHandler(handler)
     assert SECRET[9:] not in out.getvalue() and "gws_live_[redacted]" in out.getvalue()
+
+
+def test_a_secret_with_its_underscores_percent_encoded_is_cut() -> None:
+    """A query is logged as sent: ``gws%5Flive%5F...`` is our secret all the same."""
+    assert redact("token=gws%5Flive%5FabcDEF123&x=1") == "token=gws%5Flive%5F[redacted]&x=1"
+    assert redact("token=gws%5flive%5fabc") == "token=gws%5flive%5f[redacted]"
