@@ -103,10 +103,13 @@ class Batched:
         transport = self.transport
         if transport.is_closing():
             return
-        if len(out) == 1:
-            transport.write(out[0])
-        else:
-            transport.write(b"".join(out))
+        try:
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.write(b"".join(out))
+        except RuntimeError:
+            pass  # closed for writing already (a lingering close): a late write is dropped
 
     def close(self) -> None:
         self.flush()

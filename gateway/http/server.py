@@ -66,16 +66,11 @@ LINGER_SECONDS = 2.0
 class ClientTransport(Batched):
     """The client's transport: closing it lingers (`GatewayHttpProtocol.linger`)."""
 
-    __slots__ = ("ended", "protocol")
+    __slots__ = ("protocol",)
 
     def __init__(self, transport: Any, flusher: Flusher, protocol: GatewayHttpProtocol) -> None:
         super().__init__(transport, flusher)
         self.protocol = protocol
-        self.ended = False  # closed for writing: a late write (a task's answer) is dropped
-
-    def write(self, data: bytes) -> None:
-        if not self.ended:
-            super().write(data)
 
     def close(self) -> None:
         self.protocol.linger()
@@ -207,7 +202,6 @@ class GatewayHttpProtocol(asyncio.Protocol):
         if not raw.can_write_eof():  # TLS: no half-close
             raw.close()
             return
-        transport.ended = True
         try:
             raw.write_eof()
         except OSError:  # the client is gone already (reset)
