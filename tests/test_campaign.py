@@ -314,6 +314,27 @@ FOUND: dict[str, tuple[list[Talk], int]] = {
         ],
         4,
     ),
+    # Found on the new engine, as drawn: an upload read on after an early answer, its last bytes
+    # over the high-water mark, left the client connection paused for reading: it never saw the
+    # client close, and its descriptor outlived the example.
+    "an upload read on after its answer leaves reading paused": (
+        [
+            Talk(
+                (
+                    Ask(
+                        "PATCH",
+                        route="keyed",
+                        size=150_000,
+                        chunks=(),
+                        expect=True,
+                        plan=Plan(500, 150_000, early=65658),
+                    ),
+                ),
+                pieces=(201, 127),
+            )
+        ],
+        4,
+    ),
 }
 
 

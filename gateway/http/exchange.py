@@ -256,7 +256,7 @@ class UpstreamExchange:
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
-        self._respond(SEND_BODY)
+        self.response = SEND_BODY  # from SEND_HEAD (checked above): in the table, and hot
         head = self.head
         if head is not None and not head.done():
             head.set_result(None)
@@ -283,7 +283,10 @@ class UpstreamExchange:
         if self.head_only:  # complete since its head
             self.parser = None
             return
-        self._complete(DONE if self.keep_alive else MUST_CLOSE)
+        # From SEND_BODY (on_body and on_headers_complete make sure of it): in the table.
+        self.response = DONE if self.keep_alive else MUST_CLOSE
+        self.parser = None
+        self._wake()
 
     def _too_large(self) -> None:
         self.fail(UpstreamBroken(f"the response head exceeds {MAX_HEAD_BYTES} bytes"))

@@ -252,6 +252,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         """The cycle's: the body its app read on after the response is whole; the connection
         idles from now (`_next` did not arm the keep-alive while it was read)."""
         if self.cycle is not None and self.cycle.response_complete and not self.pipeline:
+            self.flow.resume_reading()  # paused if its last bytes came over the high-water mark
             self.idle_since = self.loop.time()
             self._ensure_timer(self.idle_since + self.keep_alive_timeout)
 
@@ -419,6 +420,14 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.server_state.total_requests += 1
         if self.serving:
             self.answered = True  # answered at once: `_next`'s loop goes on
+            return
+        cycle = self.cycle
+        if not self.pipeline and self.failed is None and cycle is not None and not cycle.reading_on:
+            # The common case, inline: nothing queued, the connection idles.
+            if not self.transport.is_closing():
+                self.flow.resume_reading()
+                self.idle_since = self.loop.time()
+                self._ensure_timer(self.idle_since + self.keep_alive_timeout)
             return
         self._next()
 

@@ -30,7 +30,7 @@ import ssl
 from typing import Any
 
 from gateway.http.batch import Batched, Flusher
-from gateway.http.exchange import MUST_CLOSE, Listener, UpstreamClosed, UpstreamExchange
+from gateway.http.exchange import DONE, MUST_CLOSE, Listener, UpstreamClosed, UpstreamExchange
 
 KEEPALIVE_SECONDS = 4.0
 MAX_IDLE = 512  # kept-alive connections per origin
@@ -138,7 +138,14 @@ class Connection(asyncio.Protocol):
         """The exchange is over: back to the pool only when both its directions are done
         (``UpstreamExchange.reusable``), else closed."""
         exchange = self.exchange
-        if exchange is not None and exchange.reusable and not self.closed:
+        # `UpstreamExchange.reusable`, inline: this runs once per exchange.
+        if (
+            exchange is not None
+            and exchange.request is DONE
+            and exchange.response is DONE
+            and not exchange.chunks
+            and not self.closed
+        ):
             self.exchange = None
             self.pool.put(self)
         else:

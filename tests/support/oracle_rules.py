@@ -33,11 +33,13 @@ def body_fault(ask: Ask) -> bool:
 
 
 def answer_fault(ask: Ask) -> bool:
-    """The upstream's plan cuts its answer short, where the framing shows it."""
+    """The upstream's plan cuts its answer short, where the framing shows it, or by a reset
+    (a body delimited by the close ends only at a clean close: the gateway cuts its client's
+    answer short too, as nginx does)."""
     plan = ask.plan
     return (
         plan.fault is not None
-        and plan.framing != "close"
+        and (plan.framing != "close" or plan.fault == "reset")
         and plan.fault_answer is not None
         and plan.fault_answer < len(expected_body(ask, "x"))
         and not body_fault(ask)
@@ -120,7 +122,12 @@ def judge_answer(ask: Ask, marker: str, answer: Answer, others: list[str]) -> li
     elif answer_fault(ask):
         allowed = set(UPSTREAM_FAILED)
     # A body delimited by the close has no wrong length: cut short, it is a shorter body.
-    cut = plan.framing == "close" and plan.fault_answer is not None and not body_fault(ask)
+    cut = (
+        plan.framing == "close"
+        and plan.fault == "close"
+        and plan.fault_answer is not None
+        and not body_fault(ask)
+    )
     if cut:
         allowed = {plan.status, *UPSTREAM_FAILED}
     if answer.status not in allowed:
