@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from core.config import Route
+from core.credentials import carries_secret
 from core.errors import new_request_id
 from core.identity import Identity
 from gateway import errors
@@ -55,6 +56,18 @@ HANDSHAKE = frozenset(
 POLICY_VIOLATION = 1008
 GOING_AWAY = 1001
 MAX_MESSAGE = 16 * 1024 * 1024  # as uvicorn's ws_max_size, for the upstream side too
+
+
+def offered(scope: dict[str, Any], secret_marks: tuple[bytes, ...]) -> list[Any] | None:
+    """The subprotocols the client offered, less any holding a string of our secret's shape:
+    browsers cannot set headers on a WebSocket, so some clients carry their key there, and it
+    must not reach the upstream (`core.credentials.carries_secret`)."""
+    kept = [
+        name
+        for name in scope.get("subprotocols") or ()
+        if not carries_secret(name.encode("latin-1"), secret_marks)
+    ]
+    return kept or None
 
 
 class Session:
@@ -204,7 +217,7 @@ class WebSocketProxy:
                     additional_headers=[
                         (k.decode("latin-1"), v.decode("latin-1")) for k, v in forward
                     ],
-                    subprotocols=scope.get("subprotocols") or None,
+                    subprotocols=offered(scope, app.secret_marks),
                     user_agent_header=None,
                     ssl=app.upstream.context(route.ca_file) if scheme == "https" else None,
                     max_size=MAX_MESSAGE,

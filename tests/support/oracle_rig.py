@@ -76,6 +76,7 @@ class Rig:
         self.baseline = (0, 0)  # open fds of the process, tasks on the gateway's loop
         self.gauge = 0  # the in-flight gauge at rest
         self.resting: list[str] = []
+        self.first_rss = resident()  # the process's memory before the first example
 
     def rebase(self) -> None:
         """What the process holds at rest, measured before an example: what an example before
@@ -179,12 +180,23 @@ class Rig:
             )
         if self.in_flight() > self.gauge:
             problems.append(f"in-flight gauge {self.in_flight()}, {self.gauge} before")
+        # Memory does not go back to the byte (the allocator keeps what it freed), but what an
+        # example holds on to adds up: bounded over the whole run.
+        if (grown := resident() - self.first_rss) > RSS_GROWTH:
+            problems.append(f"the process's memory grew {grown >> 20} MiB since the first example")
         problems += self.tracebacks
         self.tracebacks.clear()
         return problems
 
 
 SETTLE = 5.0
+RSS_GROWTH = 64 << 20  # bytes of resident memory the examples of a run may add, all told
+
+
+def resident() -> int:
+    """The process's resident memory (bytes), from /proc."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def poll(predicate: Callable[[], bool], timeout: float = SETTLE) -> bool:
