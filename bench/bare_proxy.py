@@ -1,4 +1,4 @@
-"""Row 3 of the benchmark (issue #4): the Python floor, a pass-through with no auth at all.
+"""Row 3 of the benchmark: the Python floor, a pass-through with no auth at all.
 
     python bench/bare_proxy.py UPSTREAM_URL HOST:PORT
 

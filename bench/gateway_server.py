@@ -4,7 +4,7 @@
 
 Prints the proxy address, then the address of a bench-only HTTP port that answers with the
 verifier's counters (``store_queries``: lookups sent to the store), so the harness can count the
-store queries a flood of unknown tokens costs (issue #4, row 7). Nothing else differs from
+store queries a flood of unknown tokens costs (row 7). Nothing else differs from
 ``gateway serve``: same listeners (the proxy, and forward-auth when the config has one), same
 uvicorn settings, same resources.
 """

@@ -1,4 +1,4 @@
-"""Micro-benchmark of verification without HTTP (issue #4's "cached verification <= 5 us").
+"""Micro-benchmark of verification without HTTP (the bench's target "cached verification <= 5 us").
 
     .venv/bin/python bench/micro_verify.py [--keys 200]
 

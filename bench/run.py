@@ -1,4 +1,4 @@
-"""`make bench` / `make bench-quick` (issue #4): the gateway side by side with nginx and a bare
+"""`make bench` / `make bench-quick`: the gateway side by side with nginx and a bare
 Python proxy, against one nginx upstream serving a small static body.
 
     .venv/bin/python bench/run.py [--quick]

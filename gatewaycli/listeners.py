@@ -150,7 +150,7 @@ async def run_listeners(
     # Everything made so far (modules, classes, the config, the app) lives as long as the
     # process: out of the collector's sight, so a full collection walks only what came after.
     # Full collections were the event loop's longest pauses (50-220 ms with ~50,000-90,000
-    # objects, bench row 8's p99; gc.callbacks timings, issue 12), and most of those objects
+    # objects, bench row 8's p99; gc.callbacks timings), and most of those objects
     # were these.
     gc.freeze()
     trusted = resources.config.trusted_proxies

@@ -1,4 +1,4 @@
-"""Faults (issue #5): broken upstreams, an exception inside the gateway, a store
+"""Faults: broken upstreams, an exception inside the gateway, a store
 locked by another process or made read-only.
 
 Each uses real sockets and processes; the client must get 502/504 or a cleanly aborted stream,

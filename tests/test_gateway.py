@@ -119,8 +119,9 @@ def test_concurrent_misses_cost_one_query(gateway: Gateway) -> None:
 
 
 def test_concurrent_misses_of_different_tokens_share_queries(gateway: Gateway) -> None:
-    """Misses are looked up in batches (issue #4): 200 distinct tokens at once, valid and
-    unknown mixed, each gets its own right answer from a handful of queries."""
+    """Misses are looked up in batches (a flood costs one query a batch): 200 distinct tokens
+    at once, valid and unknown mixed, each gets its own right answer from a handful of
+    queries."""
     verifier = gateway.resources.verifier
     valid = [gateway.new_key() for _ in range(20)]
     unknown = [gateway.resources.secret_format.generate() for _ in range(180)]

@@ -1,4 +1,4 @@
-"""Hostile input (issue #5): one table of raw requests, each with the statuses it may get and what
+"""Hostile input: one table of raw requests, each with the statuses it may get and what
 the upstream must or must not receive.
 
 The route table mixes auth modes and gives each route its own upstream base path, so the path the

@@ -1,4 +1,4 @@
-"""Soak (issue #5): sustained load over many keys while a tenth of them are revoked.
+"""Soak: sustained load over many keys while a tenth of them are revoked.
 
 Short by default (part of `make test`); `make soak` runs the full version: 60 s over 1,000 keys,
 100 revoked through the admin API. Loopback only, bounded in time, stops by itself.

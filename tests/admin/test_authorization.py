@@ -1,5 +1,5 @@
-"""One table: every admin endpoint x every kind of caller -> the expected status (issue #3), and
-no secret or secret hash in any response but create and roll (issue #5)."""
+"""One table: every admin endpoint x every kind of caller -> the expected status, and
+no secret or secret hash in any response but create and roll."""
 
 from __future__ import annotations
 
@@ -240,7 +240,7 @@ SECRET_SHAPE = re.compile(r"gws_[a-z0-9]+_[0-9A-Za-z]{38}")
 def _assert_no_secret_served(
     response: httpx.Response, known: set[str], issues_secret: bool
 ) -> None:
-    """Issue #5: no response but create and roll carries a secret, and no response carries a
+    """No response but create and roll carries a secret, and no response carries a
     secret's hash, in any spelling (hex, base64), in the body or a header."""
     served = response.text + "\n" + "\n".join(f"{k}: {v}" for k, v in response.headers.items())
     found = SECRET_SHAPE.findall(served)

@@ -193,7 +193,7 @@ def test_managers_open_a_users_keys_and_the_audit_log(page: Any, gateway: Gatewa
     page.get_by_role("button", name="API keys of other@example.com").click()
     expect(page.locator("#credentials-title")).to_have_text("API keys of other@example.com")
     expect(row(page, theirs.key.access_key)).to_be_visible()
-    # Nobody creates a key for another user (issue #3), so the button is not offered...
+    # Nobody creates a key for another user (admin/access.py), so the button is not offered...
     expect(page.get_by_role("button", name="Generate API key")).to_be_hidden()
     choose(page, theirs.key.access_key, "Edit")  # ...but managers edit, roll and delete theirs
     page.locator("#edit-dialog").get_by_label("Description").fill("checked by the owner")
