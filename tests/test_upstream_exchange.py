@@ -242,3 +242,25 @@ def test_reading_pauses_above_the_high_water_mark_and_resumes_when_read(
     assert channel.paused == 1
     assert len(loop.run_until_complete(exchange.read())) == size
     assert channel.paused == 0
+
+
+@pytest.mark.parametrize("take", ["read", "take_body"])
+def test_reading_resumes_when_the_body_completed_above_the_high_water_mark(
+    loop: asyncio.AbstractEventLoop, take: str
+) -> None:
+    """The body crossed the mark and ended in the same bytes: reading must still resume when
+    it is taken, or the connection goes back to the pool paused and its next exchange never
+    hears its response (a 504 at the route timeout)."""
+    size = states.HIGH_WATER + 1
+    channel = Channel()
+    exchange = UpstreamExchange(channel, loop, False, None, False)
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size
+    exchange.feed(head + b"a" * (size // 2))
+    exchange.feed(b"a" * (size - size // 2))
+    assert exchange.complete and channel.paused == 1
+    if take == "read":
+        assert len(loop.run_until_complete(exchange.read())) == size
+    else:
+        assert len(exchange.take_body()) == size
+    assert channel.paused == 0
+    assert exchange.reusable

@@ -110,6 +110,7 @@ class UpstreamExchange:
         "listener",
         "loop",
         "parser",
+        "paused",
         "received",
         "request",
         "response",
@@ -142,6 +143,9 @@ class UpstreamExchange:
         self.told = False  # the listener knows of the head
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
+        # Reading stopped for a slow consumer: undone whenever the buffer is taken, complete or
+        # not, or the connection would go back to the pool deaf to its next response.
+        self.paused = False
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
         # Awaited for the final head; a listener is called instead (the relay).
@@ -272,7 +276,8 @@ class UpstreamExchange:
             self._out_of_step()
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > HIGH_WATER:
+        if self.buffered > HIGH_WATER and not self.paused:
+            self.paused = True
             self.channel.pause_reading()
         self._wake()
 
@@ -327,8 +332,8 @@ class UpstreamExchange:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 chunks.clear()
                 self.buffered = 0
-                if not self.complete and self.error is None:
-                    self.channel.resume_reading()
+                if self.paused:
+                    self._resume()
                 return data
             if self.complete:
                 return b""
@@ -343,4 +348,10 @@ class UpstreamExchange:
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self.buffered = 0
+        if self.paused:
+            self._resume()
         return body
+
+    def _resume(self) -> None:
+        self.paused = False
+        self.channel.resume_reading()
