@@ -118,10 +118,10 @@ def test_key_life_cycle(cfg: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["keys", "create", "--user", "nobody"], "user 'nobody' does not exist"),
+        (["keys", "create", "--user", "nobody"], "no user has the id or email 'nobody'"),
         (
             ["keys", "create", "--user", "{user_id}", "--project", "nope"],
-            "project 'nope' does not exist",
+            "no project has the id or name 'nope'",
         ),
         (
             ["keys", "create", "--user", "{user_id}", "--description", "d" * 201],

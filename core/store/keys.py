@@ -269,6 +269,29 @@ async def revoked(db: Database | Writer, access_key: str) -> RevokedKey | None:
     return RevokedKey(*row) if row else None
 
 
+async def search_revoked(db: Database, f: KeyFilter) -> tuple[list[RevokedKey], int]:
+    """One page of the revoked keys matching the filter's organization and bearer (a revoked
+    key keeps no project, mode or expiry), newest revocation first, and how many in all."""
+    where, params = ["organization_id = ?"], [f.organization_id]
+    for column, value in (("user_id", f.user_id), ("application_id", f.application_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if f.bearer_type == "user":
+        where.append("user_id IS NOT NULL")
+    elif f.bearer_type == "application":
+        where.append("application_id IS NOT NULL")
+    clause = " AND ".join(where)
+    total_row = await db.fetchone(f"SELECT count(*) FROM revoked_keys WHERE {clause}", params)
+    rows = await db.fetchall(
+        "SELECT access_key, organization_id, user_id, application_id, revoked_at "
+        f"FROM revoked_keys WHERE {clause} ORDER BY revoked_at DESC, access_key ASC "
+        "LIMIT ? OFFSET ?",
+        [*params, f.page_size, (f.page - 1) * f.page_size],
+    )
+    return [RevokedKey(*r) for r in rows], int(total_row[0]) if total_row else 0
+
+
 @dataclass(frozen=True)
 class FeedRead:
     # (event id, access key, when the change was written), in id order
