@@ -146,7 +146,9 @@ def fail(
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        status = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe can be caught, not at the exit
+        return status
     except BrokenPipeError:
         # The reader went away (`gateway keys list | head -1`): nothing more to say, and no
         # traceback. stdout is pointed at /dev/null so the interpreter's final flush is quiet.
