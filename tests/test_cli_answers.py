@@ -35,6 +35,13 @@ def cli_json(cfg: Path, *args: str) -> Any:
     return json.loads(run_cli("--config", str(cfg), *args, "--json").stdout)
 
 
+def create(cfg: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`keys create` for the owner, with ``extra`` options."""
+    return run_cli(
+        "--config", str(cfg), "keys", "create", "--user", "owner@localhost", *extra, check=check
+    )
+
+
 def key_count(cfg: Path) -> int:
     with sqlite3.connect(cfg.parent / "store.db") as db:
         return int(db.execute("SELECT count(*) FROM api_keys").fetchone()[0])
@@ -53,23 +60,10 @@ def test_an_expiry_that_is_no_lifetime_is_refused(cfg: Path, expires_in: str, me
     is no more use than none; revoke to stop one now). `-5m` was taken for an option."""
     before = key_count(cfg)
     for args in (["--expires-in", expires_in], [f"--expires-in={expires_in}"]):
-        result = run_cli(
-            "--config", str(cfg), "keys", "create", "--user", "owner@localhost", *args, check=False
-        )
+        result = create(cfg, *args, check=False)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "expected one argument" not in result.stderr
-    as_json = run_cli(
-        "--config",
-        str(cfg),
-        "keys",
-        "create",
-        "--user",
-        "owner@localhost",
-        "--expires-in",
-        expires_in,
-        "--json",
-        check=False,
-    )
+    as_json = create(cfg, "--expires-in", expires_in, "--json", check=False)
     assert as_json.returncode == 2 and message in json.loads(as_json.stderr)["error"]["message"]
     assert key_count(cfg) == before
     access_key = cli_json(cfg, "keys", "list")["api_keys"][0]["access_key"]
@@ -130,62 +124,20 @@ def test_a_secret_given_for_an_access_key_is_not_repeated(cfg: Path, action: str
 def test_a_policy_in_the_wrong_form_shows_the_form(
     cfg: Path, option: str, value: str, form: str
 ) -> None:
-    result = run_cli(
-        "--config",
-        str(cfg),
-        "keys",
-        "create",
-        "--user",
-        "owner@localhost",
-        option,
-        value,
-        check=False,
-    )
+    result = create(cfg, option, value, check=False)
     assert result.returncode == 2 and form in result.stderr and repr(value) in result.stderr
 
 
 def test_a_permission_no_route_names_is_warned_about(cfg: Path) -> None:
     """Warned, not refused: routes may come later, or live in another gateway's config."""
-    result = run_cli(
-        "--config",
-        str(cfg),
-        "keys",
-        "create",
-        "--user",
-        "owner@localhost",
-        "--permission",
-        "billng:read",
-        "--permission",
-        "billing:write",
-    )
+    result = create(cfg, "--permission", "billng:read", "--permission", "billing:write")
     assert "warning: no route in" in result.stderr and "billng:read" in result.stderr
     assert "billing:write" not in result.stderr and "resources of its routes: billing" in (
         result.stderr
     )
-    made = json.loads(
-        run_cli(
-            "--config",
-            str(cfg),
-            "keys",
-            "create",
-            "--user",
-            "owner@localhost",
-            "--permission",
-            "billng:read",
-            "--json",
-        ).stdout
-    )
+    made = json.loads(create(cfg, "--permission", "billng:read", "--json").stdout)
     assert made["permissions"] == ["billng:read"] and "billng:read" in made["warnings"][0]
-    quiet = run_cli(
-        "--config",
-        str(cfg),
-        "keys",
-        "create",
-        "--user",
-        "owner@localhost",
-        "--permission",
-        "billing:read",
-    )
+    quiet = create(cfg, "--permission", "billing:read")
     assert quiet.stderr == ""
 
 

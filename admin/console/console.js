@@ -767,6 +767,10 @@ function wire() {
     $("generate-custom").hidden = $("generate-expiry").value !== "custom";
   });
   $("generate-form").addEventListener("submit", submitGenerate);
+  // The Edit dialog offers the Generate dialog's expiries (after Unchanged and Never).
+  for (const option of $("generate-expiry").options) {
+    if (option.value) $("edit-expiry").append(option.cloneNode(true));
+  }
   $("edit-expiry").addEventListener("change", () => {
     $("edit-custom").hidden = $("edit-expiry").value !== "custom";
   });
