@@ -141,6 +141,7 @@ async def roll(request: Request) -> Response:
         res.secret_format,
         request.path_params["access_key"],
         body.get("expire_current_in_seconds", 0),
+        body.get("expires_at"),
     )
     return JSONResponse({**key_json(new.key), "secret_key": new.secret_key})
 

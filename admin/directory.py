@@ -171,7 +171,8 @@ async def update(
     return await get(db, actor, kind, object_id)
 
 
-async def delete(db: Database, actor: Actor, kind: str, object_id: str) -> None:
+async def delete(db: Database, actor: Actor, kind: str, object_id: str) -> list[str]:
+    """Delete it; returns the access keys revoked with it (a user's or an application's)."""
     async with audited(db, actor, f"{kind}.delete", kind, object_id):
         found = await get(db, actor, kind, object_id)
         require_manager(actor, f"deleting a {kind}")
@@ -189,9 +190,11 @@ async def delete(db: Database, actor: Actor, kind: str, object_id: str) -> None:
         if org is not None and org.default_project_id == object_id:
             raise Conflict("the organization's default project cannot be deleted", "id")
     now = time.time()
+    revoked: list[str] = []
     async with db.transaction() as w:
         if kind != "project":
-            for access_key in await store_dir.keys_of(w, f"{kind}_id", object_id):
+            revoked = await store_dir.keys_of(w, f"{kind}_id", object_id)
+            for access_key in revoked:
                 await store_keys.delete(w, access_key, now)
                 await record(
                     w,
@@ -204,3 +207,4 @@ async def delete(db: Database, actor: Actor, kind: str, object_id: str) -> None:
                 )
         await store_dir.delete(w, kind, object_id)
         await record(w, actor, found.organization_id, f"{kind}.delete", kind, object_id)
+    return revoked

@@ -94,6 +94,7 @@ class Field:
     maximum: int | None = None
     choices: tuple[str, ...] = ()
     max_items: int | None = None
+    form: str = ""  # how an entry of a list of strings is written, for the refusal's sentence
 
     def schema(self) -> Schema:
         out: Schema
@@ -156,7 +157,10 @@ class Field:
                 f"{name} must be at most {self.max_length} characters (it has {len(value)})", name
             )
         if self.pattern is not None and re.search(_python_pattern(self.pattern), value) is None:
-            raise Invalid(f"{name} {self.description or 'has the wrong form'}", name)
+            if self.form:
+                shown = value if len(value) <= 60 else value[:57] + "..."
+                raise Invalid(f"{name} {shown!r} {ENTRY}: write {self.form}", name)
+            raise Invalid(f"{name} {self.description or ENTRY}", name)
         if self.choices and value not in self.choices:
             raise Invalid(f"{name} must be one of {', '.join(self.choices)}", name)
         return value
@@ -361,6 +365,7 @@ PERMISSIONS = Field(
     "strings",
     max_items=MAX_PERMISSIONS,
     pattern="^[a-z][a-z0-9_-]{0,62}:(read|write)$",
+    form="RESOURCE:read or RESOURCE:write, RESOURCE being a route's resource (billing:read)",
     description="a restricted key's RESOURCE:read / RESOURCE:write permissions; given at "
     "creation (even empty), the key is restricted and its secret starts <prefix>_rk_",
 )
@@ -370,6 +375,8 @@ ALLOWED_IPS = Field(
     max_items=MAX_ALLOWED_IPS,
     max_length=49,
     pattern="^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$",
+    form="an IPv4 or IPv6 address or CIDR network (10.0.0.0/8, 192.0.2.7, 2001:db8::/32); "
+    "names such as localhost are not resolved",
     description="IPv4/IPv6 addresses and CIDR networks the key may be used from; empty: anywhere",
 )
 
@@ -415,7 +422,17 @@ UPDATE_KEY = Body(
         "permissions": PERMISSIONS,
     }
 )
-ROLL_KEY = Body({"expire_current_in_seconds": GRACE})
+ROLL_KEY = Body(
+    {
+        "expire_current_in_seconds": GRACE,
+        "expires_at": replace(
+            EXPIRES_AT,
+            nullable=False,
+            description="RFC 3339: the key's new expiry. Without it the key keeps its expiry, "
+            "unless it has expired: then it is renewed for the lifetime it was created with",
+        ),
+    }
+)
 CREATE = {
     "project": Body({"name": NAME}, required=("name",)),
     "user": Body({"email": EMAIL, "permission_sets": PERMISSION_SET_NAMES}, required=("email",)),

@@ -104,7 +104,9 @@ async def authenticate(request: Request) -> Actor:
             {
                 "type": "permission_denied",
                 "reason": "restricted_key",
-                "message": errors.MESSAGES["restricted_key"],
+                "message": errors.MESSAGES["restricted_key"].format(
+                    prefix=res.secret_format.prefix
+                ),
             },
         )
     client = request.client.host if request.client else "unknown"

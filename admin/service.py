@@ -9,6 +9,7 @@ API; the local operator may.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -51,6 +52,7 @@ from core.tokens import (
     SecretFormat,
     generate_access_key,
     hash_secret,
+    is_access_key,
 )
 
 
@@ -300,9 +302,28 @@ async def _create_key(
     return NewKey(key, secret)
 
 
+# Any key's secret, whatever its prefix: <prefix>_[rk_]live|test_...
+_SECRET_SHAPE = re.compile(rf"[a-z][a-z0-9]{{0,15}}_(?:{RESTRICTED}_)?(?:live|test)_")
+
+
+def check_access_key(value: str) -> str:
+    """A key is named by its access key. A secret given instead is refused without being
+    repeated, in the answer or the audit log (checked before anything is audited)."""
+    if not is_access_key(value) and _SECRET_SHAPE.search(value):
+        raise Invalid(
+            "that is a secret key, not an access key: name a key by its access key (GWK "
+            "followed by 17 letters and digits, as `keys list` shows); the secret is not repeated "
+            "or recorded",
+            "access_key",
+            reason="secret_given",
+        )
+    return value
+
+
 async def get_key(db: Database, actor: Actor, access_key: str) -> ApiKey:
     """The key if the actor may see it; otherwise NotFound, never revealing that it exists (a
     revoked key the actor could see is said to be revoked, and when)."""
+    check_access_key(access_key)
     key = await store_keys.get(db, access_key)
     if key is None or not _visible(actor, key):
         gone = await _revoked(db, actor, access_key)
@@ -338,12 +359,16 @@ async def list_keys(
     ORDER_BY.parse("order_by", f.order_by)
     PAGE_SIZE.parse("page_size", f.page_size)
     PAGE.parse("page", f.page)
-    if not actor.is_manager:  # a plain bearer sees only its own keys, whatever it asks for
-        if actor.kind == "user":
-            f = replace(f, user_id=actor.id, application_id=None, bearer_type=None)
-        else:
-            f = replace(f, application_id=actor.id, user_id=None, bearer_type=None)
-    return await store_keys.search(db, f, time.time())
+    return await store_keys.search(db, _own_only(actor, f), time.time())
+
+
+def _own_only(actor: Actor, f: store_keys.KeyFilter) -> store_keys.KeyFilter:
+    """A plain bearer sees only its own keys, whatever it asks for."""
+    if actor.is_manager:
+        return f
+    if actor.kind == "user":
+        return replace(f, user_id=actor.id, application_id=None, bearer_type=None)
+    return replace(f, application_id=actor.id, user_id=None, bearer_type=None)
 
 
 async def update_key(
@@ -361,6 +386,7 @@ async def update_key(
 ) -> ApiKey:
     """Change what is given (None: unchanged; an empty list of policies removes them). A policy
     change reaches every gateway within the revocation bound, like a revocation."""
+    check_access_key(access_key)
     async with audited(db, actor, "api_key.update", "api_key", access_key):
         key = await get_key(db, actor, access_key)
         if rate_limits is not None or allowed_ips is not None or permissions is not None:
@@ -408,6 +434,7 @@ async def update_key(
 async def revoke_key(db: Database, actor: Actor, access_key: str) -> None:
     """Revoke for good. Revoking a key that is already revoked changes nothing and says so (409
     ``already_revoked``, not audited: nothing was attempted that the rules refused)."""
+    check_access_key(access_key)
     gone = await _revoked(db, actor, access_key)
     if gone is not None:
         raise Conflict(
@@ -425,9 +452,20 @@ async def revoke_key(db: Database, actor: Actor, access_key: str) -> None:
 
 
 async def roll_key(
-    db: Database, actor: Actor, fmt: SecretFormat, access_key: str, grace_seconds: float = 0
+    db: Database,
+    actor: Actor,
+    fmt: SecretFormat,
+    access_key: str,
+    grace_seconds: float = 0,
+    expires_at: float | None = None,
 ) -> NewKey:
-    """A new secret for the same access key; older secrets keep working ``grace_seconds``."""
+    """A new secret for the same access key; older secrets keep working ``grace_seconds``.
+
+    A roll always gives a usable key. ``expires_at`` (if given) is the key's new expiry. A key
+    that has expired is renewed for the lifetime it was created with (``expires_at`` minus
+    ``created_at``) unless a new expiry is given, and its previous secrets stop at once, grace or
+    not: nothing can have been using them, and a grace would bring them back to life. A key that
+    has not expired keeps its expiry."""
     try:
         GRACE.parse("expire_current_in_seconds", grace_seconds)
     except Invalid:
@@ -435,25 +473,35 @@ async def roll_key(
             f"the grace period must be between 0 and {GRACE.maximum} seconds (7 days)",
             "expire_current_in_seconds",
         ) from None
+    check_access_key(access_key)
     async with audited(db, actor, "api_key.roll", "api_key", access_key):
         key = await get_key(db, actor, access_key)
+    now = time.time()
+    new_expiry = _check_expiry(expires_at, now)
+    expired = key.expires_at is not None and key.expires_at <= now
+    if expired:
+        grace_seconds = 0
+        if new_expiry is None:
+            assert key.expires_at is not None
+            new_expiry = now + max(key.expires_at - key.created_at, 1.0)
     secret = fmt.generate(key.mode, restricted=key.restricted)
+    detail = f"previous secret expires in {grace_seconds:g} s"
+    if new_expiry is not None:
+        detail += f"; the key now expires at {rfc3339(new_expiry)}"
     async with db.transaction() as w:
         await store_keys.roll(
-            w,
-            access_key,
-            hash_secret(secret),
-            shown(secret, key.restricted),
-            time.time(),
-            grace_seconds,
+            w, access_key, hash_secret(secret), shown(secret, key.restricted), now, grace_seconds
         )
-        await record(
-            w,
-            actor,
-            key.organization_id,
-            "api_key.roll",
-            "api_key",
-            access_key,
-            f"previous secret expires in {grace_seconds:g} s",
-        )
+        if new_expiry is not None:
+            await store_keys.update(w, access_key, {"expires_at": new_expiry}, now)
+        await record(w, actor, key.organization_id, "api_key.roll", "api_key", access_key, detail)
     return NewKey(await get_key(db, actor, access_key), secret)
+
+
+async def list_revoked_keys(
+    db: Database, actor: Actor, f: store_keys.KeyFilter
+) -> tuple[list[RevokedKey], int]:
+    """The revoked keys the actor may see (a plain bearer: its own), newest first."""
+    PAGE_SIZE.parse("page_size", f.page_size)
+    PAGE.parse("page", f.page)
+    return await store_keys.search_revoked(db, _own_only(actor, f))

@@ -155,16 +155,16 @@ def revocation_across_nodes(
         for path in configs:
             node = subprocess.Popen(
                 [*command, "--config", str(path), "serve", "--workers", "2"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # the access log's; `serve` says where on stderr
+                stderr=subprocess.PIPE,
                 text=True,
                 cwd=ROOT,
             )
             nodes.append(node)
-            assert node.stdout is not None
-            urls.append(node.stdout.readline().split("listening on ", 1)[1].split()[0])
+            assert node.stderr is not None
+            urls.append(node.stderr.readline().split("listening on ", 1)[1].split()[0])
             if path.name == "node-a.toml":
-                admin_url = node.stdout.readline().split("listening on ", 1)[1].strip()
+                admin_url = node.stderr.readline().split("listening on ", 1)[1].strip()
         headers = {"X-Auth-Token": owner["owner_secret"]}
         with httpx.Client(base_url=admin_url, headers=headers, timeout=10) as admin:
             deadline = time.monotonic() + 15

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -163,9 +164,16 @@ class StoreConfig:
         return redact(self.url)
 
     def pointing_at(self, target: str) -> StoreConfig:
-        """The same settings for another store: a PostgreSQL URL or a SQLite path."""
+        """The same settings for another store: a PostgreSQL URL or a SQLite path. Any other
+        URL is refused by its scheme (``mysql://x`` is not taken for a file named ``mysql:/x``)."""
         if is_postgres_url(target):
             return replace(self, url=target, path=None)
+        scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", target)
+        if scheme is not None:
+            raise ConfigError(
+                f"{redact(target)!r}: the {scheme.group(1)}:// scheme is not supported; a store is "
+                "a postgresql:// URL or a SQLite file path"
+            )
         return replace(self, path=Path(target), url=None)
 
 

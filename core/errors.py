@@ -17,6 +17,7 @@ MALFORMED = "malformed_token"
 INVALID = "invalid_token"
 EXPIRED = "expired_token"
 DUPLICATE = "duplicate_token"
+ACCESS_KEY_GIVEN = "access_key_as_secret"
 
 # The type for each status the gateway itself answers with.
 TYPES = {
@@ -40,12 +41,16 @@ MESSAGES = {
     "or as Authorization: Bearer <secret>.",
     MALFORMED: "The API key is not a well-formed secret key; check for a typo or a truncated copy.",
     INVALID: "The secret key is not known: it may have been revoked or rolled.",
-    EXPIRED: "The secret key has expired; create a new key or roll this one.",
+    EXPIRED: "The secret key has expired; roll the key for a new secret (a roll renews an "
+    "expired key) or create a new key.",
+    ACCESS_KEY_GIVEN: "That is the key's access key (GWK...), which names the key; send its "
+    "secret key instead, the one shown once when the key was created or rolled.",
     DUPLICATE: "The request carries more than one API key (X-Auth-Token or Authorization: "
     "Bearer) with different values; send exactly one.",
     "project_not_allowed": "This key's project may not use this route.",
     "insufficient_permissions": "This restricted key lacks the permission this request needs.",
-    "restricted_key": "A restricted key (its secret starts <prefix>_rk_) is for the proxy's "
+    # {prefix}: the configured key prefix, filled in by the listener that answers.
+    "restricted_key": "A restricted key (its secret starts {prefix}_rk_) is for the proxy's "
     "routes; the admin API takes an unrestricted key.",
     "ip_not_allowed": "This key may not be used from this address: it is limited to the "
     "networks in its allowed_ips.",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 MAX_LIMIT = 100_000  # requests per window: the sliding log holds one entry per request
@@ -178,3 +179,10 @@ def restricted(held: frozenset[str], resource: str | None, method: str) -> str |
     if missing is None:
         return None
     return f"This restricted key lacks the permission {missing!r}, which {method} here needs."
+
+
+def unknown_resources(permissions: Iterable[str], resources: Iterable[str]) -> list[str]:
+    """The permissions naming a resource no route has: they grant nothing (until a route names
+    the resource), which is most often a typo."""
+    known = set(resources)
+    return [p for p in permissions if p.partition(":")[0] not in known]

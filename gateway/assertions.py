@@ -102,7 +102,10 @@ class Assertions:
             if signer is not None:
                 header = {"alg": "ES256", "typ": "JWT", "kid": signer.kid}
                 self._header = b64url(json.dumps(header, separators=(",", ":")).encode())
-                log.info("identity assertions are signed with key %s", signer.kid)
+                # `serve` says which key signs once at start-up; a change is said here (once
+                # per process), and only where a route signs.
+                if before is not None and self.needed:
+                    log.info("identity assertions are now signed with key %s", signer.kid)
 
     def jwks(self) -> bytes:
         self.refresh()

@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 
 from core.config import CacheConfig
-from core.errors import EXPIRED, INVALID, MALFORMED
+from core.errors import ACCESS_KEY_GIVEN, EXPIRED, INVALID, MALFORMED
 from core.identity import Identity
 from core.store import Database, StoreUnavailable
 from core.store import keys as store_keys
 from core.store.records import KeyLookup
-from core.tokens import SecretFormat, hash_secret
+from core.tokens import SecretFormat, hash_secret, is_access_key
 from gateway.http.loop import RunningLoop
 from gateway.metrics import LAG_BUCKETS, Histogram
 from gateway.ttl import TTLMap, front
@@ -95,7 +95,8 @@ class Verifier:
         still never reach the store; the length test first keeps huge tokens from being hashed.
         """
         if len(token) not in self.format.lengths:
-            return MALFORMED
+            # Sending the access key instead of the secret is a common slip: say so.
+            return ACCESS_KEY_GIVEN if is_access_key(token) else MALFORMED
         try:
             digest = hash_secret(token)
         except UnicodeEncodeError:

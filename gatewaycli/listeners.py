@@ -193,7 +193,11 @@ async def run_listeners(
         if new.log_level is not None:
             set_level(new.log_level.upper())
         kept = f"; not changed until a restart: {', '.join(fixed)}" if fixed else ""
-        log.warning("reloaded %s: %d route(s)%s", source, len(new.routes), kept)
+        # A good reload is news, not trouble: INFO (WARNING when some change waits for a
+        # restart), said by the process that was signalled (`serve`); each worker it passes the
+        # signal on to says it at DEBUG only.
+        level = logging.DEBUG if parent else logging.WARNING if fixed else logging.INFO
+        log.log(level, "reloaded %s: %d route(s)%s", source, len(new.routes), kept)
         if supervisor is not None:
             supervisor.signal(signal.SIGHUP)
 

@@ -110,19 +110,27 @@ async def check_store(config: Config) -> None:
     await db.close()
 
 
-def check_assertion_keys(config: Config) -> None:
+def say(line: str) -> None:
+    """A start-up fact, once, from the process that serves (never from each worker)."""
+    print(f"gateway: {line}", file=sys.stderr, flush=True)
+
+
+def check_assertion_keys(config: Config) -> str | None:
     """Routes that sign identity assertions need a key to sign with: refuse to start without
-    one (KeyFileError), rather than answer 503 on those routes."""
-    if any(route.assertion for route in config.routes):
-        assertion_keys.load(config.assertion.key_file)
+    one (KeyFileError), rather than answer 503 on those routes. The signing key's id, said once
+    at start-up; None when no route signs (then there is nothing to say)."""
+    if not any(route.assertion for route in config.routes):
+        return None
+    signer = assertion_keys.signing_key(assertion_keys.load(config.assertion.key_file))
+    return signer.kid if signer is not None else None
 
 
 def serve(config: Config, workers: int) -> None:
     note_early_sighup()
     run(check_store(config))
-    check_assertion_keys(config)
+    signing_kid = check_assertion_keys(config)
     with pid_file(config.pid_file):
-        _serve(config, workers)
+        _serve(config, workers, signing_kid)
 
 
 @contextlib.contextmanager
@@ -138,13 +146,13 @@ def pid_file(path: Path | None) -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
-def _serve(config: Config, workers: int) -> None:
+def _serve(config: Config, workers: int, signing_kid: str | None = None) -> None:
     proxy_sock = bind(config.listen)
     admin_sock = bind(config.admin_listen) if config.admin_listen else None
     auth = config.forward_auth.listen
     auth_sock = bind(auth) if auth else None
     try:
-        _serve_on(config, workers, proxy_sock, admin_sock, auth_sock)
+        _serve_on(config, workers, proxy_sock, admin_sock, auth_sock, signing_kid)
     finally:
         for sock in (proxy_sock, admin_sock, auth_sock):
             if sock is not None:
@@ -157,13 +165,18 @@ def _serve_on(
     proxy_sock: socket.socket,
     admin_sock: socket.socket | None,
     auth_sock: socket.socket | None,
+    signing_kid: str | None = None,
 ) -> None:
+    # The process's own lines go to stderr, whatever the log level: stdout is the access log's
+    # alone (`[log] access = "stdout"`), so a log shipper reading it finds only JSON lines.
     where = address(proxy_sock, config.tls)
-    print(f"gateway: proxy listening on {where} ({workers} worker(s))", flush=True)
+    say(f"proxy listening on {where} ({workers} worker(s))")
     if admin_sock is not None:
-        print(f"gateway: admin listening on {address(admin_sock, config.admin_tls)}", flush=True)
+        say(f"admin listening on {address(admin_sock, config.admin_tls)}")
     if auth_sock is not None:
-        print(f"gateway: forward-auth listening on {address(auth_sock)}", flush=True)
+        say(f"forward-auth listening on {address(auth_sock)}")
+    if signing_kid is not None:
+        say(f"identity assertions are signed with key {signing_kid}")
     resources = Resources(config)
     if workers == 1:
         listeners = data_plane(resources, proxy_sock, auth_sock)

@@ -23,6 +23,7 @@ from tests.support import (
     BOTH_STORES,
     Gateway,
     Upstream,
+    listening,
     run_cli,
     spawn_cli,
     wait_for,
@@ -42,9 +43,7 @@ def test_sigkill_during_admin_writes_loses_nothing_acknowledged(
     )
     init = json.loads(run_cli("--config", str(path), "init", "--json").stdout)
     process = spawn_cli("--config", str(path), "serve")
-    assert process.stdout is not None
-    process.stdout.readline()
-    admin_url = process.stdout.readline().split("listening on ", 1)[1].strip()
+    admin_url = listening(process, 2)[1]
     headers = {"X-Auth-Token": init["secret_key"]}
     wait_for(lambda: httpx.get(admin_url + "/v1/whoami", headers=headers).is_success, 10, 0.1)
     acknowledged: list[str] = []

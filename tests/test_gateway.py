@@ -16,6 +16,7 @@ import uvicorn
 
 from admin import access, service
 from core import config as config_module
+from core.store import keys as store_keys
 from gateway.app import GatewayApp
 from gateway.resources import Resources
 from tests.support import (
@@ -75,6 +76,7 @@ def test_valid_key_reaches_upstream_with_identity_and_without_secret(
         ({"X-Auth-Token": ""}, "malformed_token"),
         ({"X-Auth-Token": "gws_live_" + "A" * 38}, "malformed_token"),  # checksum fails
         ({"X-Auth-Token": "sk_live_" + "A" * 39}, "malformed_token"),  # another prefix
+        ({"X-Auth-Token": "GWK" + "A" * 17}, "access_key_as_secret"),  # the key's name
     ],
 )
 def test_rejections_without_store(
@@ -92,6 +94,8 @@ def test_rejections_without_store(
     assert gateway.resources.verifier.store_queries == queries  # offline rejection
     if reason == "missing_token":  # a client that sent none learns both ways to send one
         assert "X-Auth-Token" in body["message"] and "Authorization: Bearer" in body["message"]
+    if reason == "access_key_as_secret":
+        assert "access key" in body["message"] and "typo" not in body["message"]
 
 
 def test_unknown_token_is_invalid_and_negatively_cached(gateway: Gateway) -> None:
@@ -169,6 +173,46 @@ def test_expired_key_rejected_even_from_cache(gateway: Gateway) -> None:
         gateway.clock.advance(2)
         response = client.get("/echo/x", headers=auth(gateway, new.secret_key))
     assert response.status_code == 401 and response.json()["reason"] == "expired_token"
+    assert "roll" in response.json()["message"]
+
+
+def test_a_roll_of_an_expired_key_gives_a_usable_key(gateway: Gateway) -> None:
+    """The 401 for an expired key says to roll it: the roll renews the key for the lifetime it
+    was created with, and its old secret stays dead whatever the grace."""
+    new = gateway.new_key(expires_at=time.time() + 3600)
+    db, fmt, op = gateway.resources.db, gateway.resources.secret_format, access.LOCAL_OPERATOR
+    access_key = new.key.access_key
+
+    async def backdate() -> None:  # made two hours ago, expired one hour ago
+        async with db.transaction() as w:
+            await w.execute(
+                "UPDATE api_keys SET created_at = created_at - 7200, "
+                "expires_at = expires_at - 7200 WHERE access_key = ?",
+                (access_key,),
+            )
+            await store_keys.event(w, access_key, "update", time.time())
+
+    gateway.loop.run(backdate())
+    with gateway.client() as client:
+        wait_for(
+            lambda: client.get("/echo/x", headers=auth(gateway, new.secret_key)).status_code == 401,
+            timeout=BOUND,
+        )
+        rolled = gateway.loop.run(service.roll_key(db, op, fmt, access_key, 3600))
+        assert rolled.key.expires_at is not None
+        assert 3500 < rolled.key.expires_at - time.time() <= 3600
+        wait_for(
+            lambda: (
+                client.get("/echo/x", headers=auth(gateway, rolled.secret_key)).status_code == 200
+            ),
+            timeout=BOUND,
+        )
+        old = client.get("/echo/x", headers=auth(gateway, new.secret_key))
+        assert old.status_code == 401  # no grace brings an expired key's secret back
+        given = gateway.loop.run(
+            service.roll_key(db, op, fmt, access_key, 0, expires_at=time.time() + 60)
+        )
+        assert given.key.expires_at is not None and given.key.expires_at - time.time() <= 60
 
 
 def test_roll_keeps_old_secret_for_grace_then_not(gateway: Gateway) -> None:

@@ -21,6 +21,7 @@ from tests.support import (
     BOUND,
     Gateway,
     Upstream,
+    listening,
     run_cli,
     start_serve,
     stop_serve,
@@ -174,8 +175,7 @@ def serve_with_admin(tmp_path: Path, upstream: Upstream, workers: int) -> tuple[
         config.read_text().replace('[admin]\nlisten = ""', '[admin]\nlisten = "127.0.0.1:0"')
     )
     process, url = start_serve(config, "--workers", str(workers))
-    assert process.stdout is not None
-    admin_url = process.stdout.readline().split("listening on ", 1)[1].split()[0]
+    admin_url = listening(process)[0]
     return process, url, admin_url, secret
 
 

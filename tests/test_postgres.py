@@ -22,6 +22,7 @@ from gateway.verifier import Verifier
 from tests.support import (
     Upstream,
     config_text,
+    listening,
     run_cli,
     send_raw,
     start_serve,
@@ -140,8 +141,7 @@ def test_two_nodes_refuse_a_revoked_key_within_a_second_by_notify(
     init = json.loads(run_cli("--config", str(configs[0]), "init", "--json").stdout)
     node_a, url_a = start_serve(configs[0], "--workers", "2")
     node_b, url_b = start_serve(configs[1], "--workers", "2")
-    assert node_a.stdout is not None
-    admin_url = node_a.stdout.readline().split("listening on ", 1)[1].split()[0]
+    admin_url = listening(node_a)[0]
     owner = {"X-Auth-Token": init["secret_key"]}
     stop = threading.Event()
     try:

@@ -139,6 +139,8 @@ def test_restricted_keys_stay_off_the_admin_api(
     with module_gateway_with_billing.admin(keys["write"]["secret_key"]) as admin:
         response = admin.get("/v1/whoami")
     assert response.status_code == 403 and response.json()["reason"] == "restricted_key"
+    message = response.json()["message"]
+    assert "gws_rk_" in message and "<prefix>" not in message  # the configured prefix
 
 
 def test_permissions_change_within_the_bound_and_only_on_restricted_keys(

@@ -187,11 +187,15 @@ function signOut(message) {
 
 async function showView(name) {
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
+  // Another bearer's keys are reached from the Users or Applications view: that tab stays lit.
+  const own = !state.bearer || state.bearer.id === state.me.bearer_id;
+  const lit = name === "credentials" && !own ? `${state.bearer.type}s` : name;
   for (const button of document.querySelectorAll("#nav button")) {
-    if (button.dataset.view === name) button.setAttribute("aria-current", "page");
+    if (button.dataset.view === lit) button.setAttribute("aria-current", "page");
     else button.removeAttribute("aria-current");
   }
   if (name === "credentials") await loadKeys();
+  if (name === "projects") await loadProjects();
   if (name === "users") await loadBearers("user");
   if (name === "applications") await loadBearers("application");
   if (name === "audit") await loadAudit();
@@ -311,6 +315,83 @@ function closeMenus() {
     menu.hidden = true;
     const button = menu.parentElement.querySelector(".more");
     if (button) button.setAttribute("aria-expanded", "false");
+  }
+}
+
+// -- projects -------------------------------------------------------------------------------------
+
+async function loadProjects() {
+  showError("projects-error", null);
+  try {
+    state.projects = (await api("GET", "/v1/projects")).projects;
+  } catch (error) {
+    showError("projects-error", error);
+    return;
+  }
+  const rows = state.projects.map((project) =>
+    el(
+      "tr",
+      { "data-project": project.id },
+      el("td", {}, project.name),
+      el("td", { class: "mono" }, project.id),
+      el("td", {}, when(project.created_at, "—")),
+      el(
+        "td",
+        { class: "row-actions" },
+        el("div", { class: "row-buttons" },
+          el("button", {
+            type: "button", text: "Rename", "aria-label": `Rename ${project.name}`,
+            onclick: () => openProject(project),
+          }),
+          el("button", {
+            type: "button", text: "Delete", "aria-label": `Delete ${project.name}`,
+            onclick: () => openProjectDelete(project),
+          }),
+        ),
+      ),
+    ),
+  );
+  $("projects-table").tBodies[0].replaceChildren(...rows);
+}
+
+let currentProject = null; // the project the project dialogs act on; null: a new one
+
+function openProject(project) {
+  currentProject = project;
+  $("project-title").textContent = project ? "Rename project" : "Create project";
+  $("project-submit").textContent = project ? "Rename project" : "Create project";
+  $("project-name").value = project ? project.name : "";
+  openDialog("project-dialog");
+  $("project-name").focus();
+}
+
+async function submitProject(event) {
+  event.preventDefault();
+  const body = { name: $("project-name").value.trim() };
+  try {
+    if (currentProject) await api("PATCH", `/v1/projects/${encodeURIComponent(currentProject.id)}`, body);
+    else await api("POST", "/v1/projects", body);
+    $("project-dialog").close();
+    await loadProjects();
+  } catch (error) {
+    showError("project-error", error);
+  }
+}
+
+function openProjectDelete(project) {
+  currentProject = project;
+  $("project-delete-name").textContent = `${project.name} (${project.id})`;
+  openDialog("project-delete-dialog");
+}
+
+async function submitProjectDelete(event) {
+  event.preventDefault();
+  try {
+    await api("DELETE", `/v1/projects/${encodeURIComponent(currentProject.id)}`);
+    $("project-delete-dialog").close();
+    await loadProjects();
+  } catch (error) {
+    showError("project-delete-error", error); // a 409 names the keys that hold it
   }
 }
 
@@ -443,11 +524,14 @@ function openGenerate() {
   $("generate-description").focus();
 }
 
-function expiryFromForm() {
-  const choice = $("generate-expiry").value;
-  if (choice === "") return null;
+// The expiry chosen in a form ("generate" or "edit"): an RFC 3339 time, null for never, or
+// undefined where the edit form keeps the key's own.
+function expiryFromForm(form) {
+  const choice = $(`${form}-expiry`).value;
+  if (choice === "") return form === "edit" ? undefined : null;
+  if (choice === "never") return null;
   if (choice !== "custom") return new Date(Date.now() + Number(choice) * 1000).toISOString();
-  const raw = $("generate-custom-at").value;
+  const raw = $(`${form}-custom-at`).value;
   if (!raw) throw new Error("Choose the date and time the key expires.");
   const at = new Date(raw); // datetime-local is the browser's local time
   if (Number.isNaN(at.getTime()) || at.getTime() <= Date.now()) throw new Error("The expiry must be in the future.");
@@ -463,7 +547,7 @@ async function submitGenerate(event) {
   const project = $("generate-project").value;
   if (project) body.default_project_id = project;
   try {
-    const expires = expiryFromForm();
+    const expires = expiryFromForm("generate");
     if (expires) body.expires_at = expires;
     if (state.bearer.id !== state.me.bearer_id) body[`${state.bearer.type}_id`] = state.bearer.id;
     if (isManager()) {
@@ -492,6 +576,13 @@ function openEdit(key) {
   $("edit-allowed-ips").value = key.allowed_ips.join(", ");
   $("edit-permissions-row").hidden = key.permissions === null;
   $("edit-permissions").value = (key.permissions || []).join(", ");
+  $("edit-expiry").value = "";
+  $("edit-custom").hidden = true;
+  $("edit-custom-at").value = "";
+  const expired = key.expires_at && Date.parse(key.expires_at) <= Date.now();
+  $("edit-expiry-now").textContent = key.expires_at
+    ? `${expired ? "Expired" : "Expires"} ${when(key.expires_at)}.`
+    : "Never expires now.";
   openDialog("edit-dialog");
   $("edit-description").focus();
 }
@@ -502,6 +593,8 @@ async function submitEdit(event) {
   const project = $("edit-project").value;
   if (project) body.default_project_id = project;
   try {
+    const expires = expiryFromForm("edit");
+    if (expires !== undefined) body.expires_at = expires;
     if (isManager()) {
       // Only what changed, so the audit log names what was edited.
       const limits = parseRateLimits($("edit-rate-limits").value);
@@ -674,6 +767,16 @@ function wire() {
     $("generate-custom").hidden = $("generate-expiry").value !== "custom";
   });
   $("generate-form").addEventListener("submit", submitGenerate);
+  // The Edit dialog offers the Generate dialog's expiries (after Unchanged and Never).
+  for (const option of $("generate-expiry").options) {
+    if (option.value) $("edit-expiry").append(option.cloneNode(true));
+  }
+  $("edit-expiry").addEventListener("change", () => {
+    $("edit-custom").hidden = $("edit-expiry").value !== "custom";
+  });
+  $("project-create").addEventListener("click", () => openProject(null));
+  $("project-form").addEventListener("submit", submitProject);
+  $("project-delete-form").addEventListener("submit", submitProjectDelete);
   $("generate-restricted").addEventListener("change", () => {
     $("generate-permissions-row").hidden = !$("generate-restricted").checked;
   });

@@ -26,7 +26,12 @@ class StoreUnavailable(Exception):
 
 
 class StoreMissing(StoreUnavailable):
-    """There is no store there yet: `gateway init` creates one."""
+    """There is no store there yet: `gateway init` creates one, after ``before_init`` (what the
+    operator must do first, such as creating a PostgreSQL database), said once by the CLI."""
+
+    def __init__(self, message: str, before_init: str = "") -> None:
+        super().__init__(message)
+        self.before_init = before_init
 
 
 class StoreConflict(Exception):

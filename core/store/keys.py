@@ -124,22 +124,26 @@ class KeyFilter:
     page_size: int = 20
 
 
+def _by_bearer(f: KeyFilter, table: str) -> tuple[list[str], list[str]]:
+    """The conditions (and their parameters) on organization and bearer, for the columns of
+    ``table`` (``"k."``: api_keys as k; ``""``: revoked_keys, which has the same names)."""
+    where, params = [f"{table}organization_id = ?"], [f.organization_id]
+    for column, value in (("user_id", f.user_id), ("application_id", f.application_id)):
+        if value is not None:
+            where.append(f"{table}{column} = ?")
+            params.append(value)
+    if f.bearer_type in ("user", "application"):
+        where.append(f"{table}{f.bearer_type}_id IS NOT NULL")
+    return where, params
+
+
 async def search(db: Database, f: KeyFilter, now: float) -> tuple[list[ApiKey], int]:
     """One page of keys matching the filter, and how many match in all."""
-    where, params = ["k.organization_id = ?"], [f.organization_id]
-    for column, value in (
-        ("k.user_id", f.user_id),
-        ("k.application_id", f.application_id),
-        ("k.default_project_id", f.project_id),
-        ("k.mode", f.mode),
-    ):
+    where, params = _by_bearer(f, "k.")
+    for column, value in (("k.default_project_id", f.project_id), ("k.mode", f.mode)):
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
-    if f.bearer_type == "user":
-        where.append("k.user_id IS NOT NULL")
-    elif f.bearer_type == "application":
-        where.append("k.application_id IS NOT NULL")
     if f.expired is True:
         where.append("k.expires_at IS NOT NULL AND k.expires_at <= ?")
         params.append(now)  # type: ignore[arg-type]
@@ -267,6 +271,21 @@ async def revoked(db: Database | Writer, access_key: str) -> RevokedKey | None:
         (access_key,),
     )
     return RevokedKey(*row) if row else None
+
+
+async def search_revoked(db: Database, f: KeyFilter) -> tuple[list[RevokedKey], int]:
+    """One page of the revoked keys matching the filter's organization and bearer (a revoked
+    key keeps no project, mode or expiry), newest revocation first, and how many in all."""
+    where, params = _by_bearer(f, "")
+    clause = " AND ".join(where)
+    total_row = await db.fetchone(f"SELECT count(*) FROM revoked_keys WHERE {clause}", params)
+    rows = await db.fetchall(
+        "SELECT access_key, organization_id, user_id, application_id, revoked_at "
+        f"FROM revoked_keys WHERE {clause} ORDER BY revoked_at DESC, access_key ASC "
+        "LIMIT ? OFFSET ?",
+        [*params, f.page_size, (f.page - 1) * f.page_size],
+    )
+    return [RevokedKey(*r) for r in rows], int(total_row[0]) if total_row else 0
 
 
 @dataclass(frozen=True)

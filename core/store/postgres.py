@@ -137,8 +137,8 @@ class PostgresDatabase(Database):
             )
         except asyncpg.InvalidCatalogNameError:
             raise StoreMissing(
-                f"{self.description}: the database does not exist; create it (createdb), "
-                "then run `gateway init`"
+                f"{self.description}: the database does not exist",
+                before_init="create the database (createdb)",
             ) from None
         except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"{self.description}: cannot connect ({exc})") from None

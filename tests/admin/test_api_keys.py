@@ -338,3 +338,27 @@ def test_a_body_of_white_space_is_not_taken_for_no_body(module_gateway: Gateway)
     with module_gateway.admin() as admin:
         response = admin.post("/v1/api-keys", content=b" ")
     assert response.status_code == 400 and response.json()["details"][0]["field"] == "body"
+
+
+def test_a_roll_may_set_the_expiry(gateway: Gateway) -> None:
+    new = gateway.new_key()
+    with gateway.admin() as admin:
+        path = f"/v1/api-keys/{new.key.access_key}/roll"
+        rolled = admin.post(path, json={"expires_at": "2031-01-01T00:00:00Z"})
+        assert rolled.status_code == 200 and rolled.json()["expires_at"] == "2031-01-01T00:00:00Z"
+        past = admin.post(path, json={"expires_at": "2001-01-01T00:00:00Z"})
+        assert past.status_code == 422 and past.json()["details"][0]["field"] == "expires_at"
+        assert admin.post(path, json={"expires_at": None}).status_code == 400
+
+
+def test_a_secret_in_the_path_is_not_repeated_or_audited(gateway: Gateway) -> None:
+    new = gateway.new_key()
+    with gateway.admin() as admin:
+        for method, suffix in (("GET", ""), ("DELETE", ""), ("PATCH", ""), ("POST", "/roll")):
+            answer = admin.request(method, f"/v1/api-keys/{new.secret_key}{suffix}", json={})
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["details"][0]["field"] == "access_key"
+            assert "secret key, not an access key" in answer.json()["message"]
+            assert new.secret_key not in answer.text
+        events = admin.get("/v1/audit-events").json()["audit_events"]
+    assert new.secret_key not in json.dumps(events)

@@ -192,6 +192,8 @@ def test_managers_open_a_users_keys_and_the_audit_log(page: Any, gateway: Gatewa
     page.get_by_role("button", name="Users", exact=True).click()
     page.get_by_role("button", name="API keys of other@example.com").click()
     expect(page.locator("#credentials-title")).to_have_text("API keys of other@example.com")
+    lit = page.locator('#nav button[aria-current="page"]')
+    expect(lit).to_have_text("Users")  # the view it was reached from stays lit
     expect(row(page, theirs.key.access_key)).to_be_visible()
     # Nobody creates a key for another user (admin/access.py), so the button is not offered...
     expect(page.get_by_role("button", name="Generate API key")).to_be_hidden()
@@ -203,6 +205,9 @@ def test_managers_open_a_users_keys_and_the_audit_log(page: Any, gateway: Gatewa
     robot = gateway.loop.run(directory.create_application(db, op, "billing-robot"))
     page.get_by_role("button", name="Applications", exact=True).click()
     page.get_by_role("button", name="API keys of billing-robot").click()
+    expect(page.locator("#credentials-title")).to_have_text("API keys of billing-robot")
+    expect(lit).to_have_text("Applications")
+    expect(lit).to_have_count(1)
     page.get_by_role("button", name="Generate API key").click()
     page.locator("#generate-dialog").get_by_role("button", name="Generate API key").click()
     expect(page.locator("#secret-dialog")).to_be_visible()
@@ -218,6 +223,9 @@ def test_managers_open_a_users_keys_and_the_audit_log(page: Any, gateway: Gatewa
     audit.get_by_role("button", name="Apply filters").click()
     expect(page.locator("#audit-table tbody tr")).to_have_count(1)
     expect(page.locator("#audit-table tbody")).to_contain_text("api_key.create")
+    page.get_by_role("button", name="Credentials").click()
+    expect(lit).to_have_text("Credentials")
+    expect(page.locator("#credentials-title")).to_have_text("Credentials")
 
 
 def test_api_errors_are_shown_in_words(page: Any, gateway: Gateway) -> None:
@@ -293,6 +301,16 @@ def test_usable_at_360_px(page: Any, gateway: Gateway) -> None:
     expect(
         page.locator("#generate-dialog").get_by_role("button", name="Generate API key")
     ).to_be_in_viewport()
+    page.locator("#generate-dialog").get_by_role("button", name="Cancel").click()
+    # The table scrolls sideways; its actions column stays in sight at the right edge.
+    more = row(page, gateway.access_key).get_by_role(
+        "button", name=f"More actions for {gateway.access_key}"
+    )
+    expect(more).to_be_in_viewport(ratio=1)
+    button = more.bounding_box()
+    assert button is not None and button["x"] + button["width"] <= 360
+    more.click()  # no scrolling needed: a person sees it and taps it
+    expect(page.get_by_role("menuitem", name="Edit")).to_be_in_viewport()
 
 
 def test_console_headers(gateway: Gateway) -> None:
@@ -411,4 +429,106 @@ def test_usage_chart(page: Any, gateway: Gateway) -> None:
     expect(title).to_contain_text("3 allowed")
     dialog.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
+    assert page.alerts == []
+
+
+def test_projects_view(page: Any, gateway: Gateway) -> None:
+    """List, create, rename and delete projects; a project some key prefers cannot be deleted,
+    and the refusal names the keys."""
+    sign_in(page, gateway, gateway.secret_key)
+    page.get_by_role("button", name="Projects", exact=True).click()
+    view = page.locator("#view-projects")
+    expect(view.locator("tbody tr")).to_have_count(1)  # the default project
+    expect(view.locator("tbody")).to_contain_text("default")
+
+    page.get_by_role("button", name="Create project").click()
+    dialog = page.locator("#project-dialog")
+    dialog.get_by_label("Name").fill("shop")
+    dialog.get_by_role("button", name="Create project").click()
+    expect(view.locator("tbody tr")).to_have_count(2)
+    page.get_by_role("button", name="Create project").click()
+    dialog.get_by_label("Name").fill("default")
+    dialog.get_by_role("button", name="Create project").click()
+    expect(dialog.locator("#project-error")).to_contain_text("already exists")
+    dialog.get_by_role("button", name="Cancel").click()
+
+    page.get_by_role("button", name="Rename shop").click()
+    expect(dialog.get_by_label("Name")).to_have_value("shop")
+    dialog.get_by_label("Name").fill("shop-eu")
+    dialog.get_by_role("button", name="Rename project").click()
+    expect(view.locator("tbody")).to_contain_text("shop-eu")
+    with gateway.admin() as admin:
+        projects = admin.get("/v1/projects").json()["projects"]
+    shop = next(p for p in projects if p["name"] == "shop-eu")
+
+    held = gateway.new_key(default_project_id=shop["id"], description="in the shop")
+    page.get_by_role("button", name="Delete shop-eu").click()
+    delete = page.locator("#project-delete-dialog")
+    delete.get_by_role("button", name="Delete project").click()
+    expect(delete.locator("#project-delete-error")).to_contain_text(held.key.access_key)
+    delete.get_by_role("button", name="Cancel").click()
+
+    # Moved with the Edit dialog (which offers the new name), it can go.
+    page.get_by_role("button", name="Credentials").click()
+    expect(row(page, held.key.access_key)).to_contain_text("shop-eu")
+    choose(page, held.key.access_key, "Edit")
+    page.locator("#edit-dialog").get_by_label("Preferred project").select_option(label="default")
+    page.locator("#edit-dialog").get_by_role("button", name="Validate").click()
+    expect(row(page, held.key.access_key)).not_to_contain_text("shop-eu")
+    page.get_by_role("button", name="Projects", exact=True).click()
+    page.get_by_role("button", name="Delete shop-eu").click()
+    delete.get_by_role("button", name="Delete project").click()
+    expect(delete).to_be_hidden()
+    expect(view.locator("tbody tr")).to_have_count(1)
+    with gateway.admin() as admin:
+        assert [p["name"] for p in admin.get("/v1/projects").json()["projects"]] == ["default"]
+    assert page.alerts == []
+
+
+def test_expiry_in_the_edit_dialog(page: Any, gateway: Gateway) -> None:
+    forever = gateway.new_key(description="forever")
+    lapsed = gateway.new_key(description="lapsed", expires_at=time.time() + 0.3)
+    time.sleep(0.4)
+    sign_in(page, gateway, gateway.secret_key)
+    edit = page.locator("#edit-dialog")
+
+    choose(page, forever.key.access_key, "Edit")
+    expect(edit.locator("#edit-expiry-now")).to_have_text("Never expires now.")
+    edit.get_by_label("Expires", exact=True).select_option(label="In 30 days")
+    edit.get_by_role("button", name="Validate").click()
+    expect(edit).to_be_hidden()
+    with gateway.admin() as admin:
+        key = admin.get(f"/v1/api-keys/{forever.key.access_key}").json()
+    expires = fields.parse_time(key["expires_at"])
+    assert 29.9 * 86400 < expires - time.time() <= 30 * 86400
+    expires_cell = row(page, forever.key.access_key).locator("td").nth(6)
+    expect(expires_cell).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC$"))
+
+    choose(page, forever.key.access_key, "Edit")  # unchanged unless chosen
+    edit.get_by_label("Description").fill("forever again")
+    edit.get_by_role("button", name="Validate").click()
+    expect(row(page, forever.key.access_key)).to_contain_text("forever again")
+    with gateway.admin() as admin:
+        assert (
+            admin.get(f"/v1/api-keys/{forever.key.access_key}").json()["expires_at"]
+            == (key["expires_at"])
+        )
+    choose(page, forever.key.access_key, "Edit")
+    edit.get_by_label("Expires", exact=True).select_option(label="Never")
+    edit.get_by_role("button", name="Validate").click()
+    expect(edit).to_be_hidden()
+    with gateway.admin() as admin:
+        assert admin.get(f"/v1/api-keys/{forever.key.access_key}").json()["expires_at"] is None
+
+    expect(row(page, lapsed.key.access_key).locator(".badge.expired")).to_have_text("Expired")
+    choose(page, lapsed.key.access_key, "Edit")
+    expect(edit.locator("#edit-expiry-now")).to_contain_text("Expired")
+    edit.get_by_label("Expires", exact=True).select_option(label="Custom…")
+    edit.get_by_label("New expiry (your local time)").fill("2001-01-01T00:00")
+    edit.get_by_role("button", name="Validate").click()
+    expect(edit.locator("#edit-error")).to_have_text("The expiry must be in the future.")
+    edit.get_by_label("Expires", exact=True).select_option(label="In 1 day")
+    edit.get_by_role("button", name="Validate").click()
+    expect(row(page, lapsed.key.access_key).locator(".badge.expired")).to_have_count(0)
+    wait_for(lambda: proxy_status(gateway, lapsed.secret_key) == 200, timeout=BOUND)
     assert page.alerts == []

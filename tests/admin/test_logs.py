@@ -22,6 +22,7 @@ from tests.support import (
     LoopThread,
     Upstream,
     free_socket,
+    listening,
     run_cli,
     wait_for,
     write_config,
@@ -51,9 +52,7 @@ def test_no_secret_in_logs_of_a_full_session(tmp_path: Path, upstream: Upstream)
             text=True,
             cwd=ROOT,
         )
-        assert process.stdout is not None
-        proxy = process.stdout.readline().split("listening on ", 1)[1].split()[0]
-        admin_url = process.stdout.readline().split("listening on ", 1)[1].strip()
+        proxy, admin_url = listening(process, 2, log=log_file)
         secrets = [init["secret_key"]]
         try:
             owner = {"X-Auth-Token": init["secret_key"]}
@@ -146,8 +145,7 @@ def test_no_secret_in_any_line_of_the_key_carriers(
             text=True,
             cwd=ROOT,
         )
-        assert process.stdout is not None
-        proxy = process.stdout.readline().split("listening on ", 1)[1].split()[0]
+        proxy = listening(process, log=log_file)[0]
         ws = proxy.replace("http://", "ws://")
         try:
             for secret_used in (secret, other):

@@ -627,10 +627,48 @@ def run_demo(
 def start_serve(config: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     """`gateway serve` in the background; returns it and its proxy's URL."""
     process = spawn_cli("--config", str(config), "serve", *extra)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert "proxy listening on" in line, process.stderr.read() if process.stderr else line
-    return process, line.split("listening on ", 1)[1].split()[0]
+    return process, listening(process)[0]
+
+
+def unbuffered_line(fd: int) -> str:
+    """One line, read a byte at a time: a buffered readline would take lines beyond it, which
+    `communicate` (reading the descriptor itself) would then never see."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode()
+
+
+def listening(process: subprocess.Popen[str], count: int = 1, log: Path | None = None) -> list[str]:
+    """The URLs of the first ``count`` "... listening on URL" lines of `gateway serve`, which
+    says them on stderr (its stdout is the access log's): read from its stderr pipe, or from the
+    file ``log`` its stderr goes to. Lines read from the pipe on the way are dropped."""
+    urls: list[str] = []
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    offset = 0
+    while len(urls) < count:
+        if log is not None:
+            text = log.read_text()
+            lines = text[offset:].splitlines(keepends=True)
+            lines = [line for line in lines if line.endswith("\n")]
+            offset += sum(len(line) for line in lines)
+            if not lines:
+                assert process.poll() is None and time.monotonic() < deadline, text
+                time.sleep(0.02)
+        else:
+            assert process.stderr is not None
+            line = unbuffered_line(process.stderr.fileno())
+            assert line, "".join(seen) + "(serve exited)"
+            lines = [line]
+        for line in lines:
+            seen.append(line)
+            if "listening on " in line:
+                urls.append(line.split("listening on ", 1)[1].split()[0])
+    return urls
 
 
 def stop_serve(process: subprocess.Popen[str]) -> str:
