@@ -25,8 +25,10 @@ from core.assertion_keys import KeyFileError
 from core.config import LOG_LEVELS, Config, ConfigError
 from core.policies import PolicyError, RateLimit
 from core.store import StoreMissing, StoreUnavailable
+from core.version import DISTRIBUTION, VERSION
 from gatewaycli.assertion_key import cmd_assertion_key
 from gatewaycli.commands import STORE_COMMANDS, emit, with_store
+from gatewaycli.completion import SHELLS, script
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -149,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway", parents=[common], description="API-key authentication gateway"
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"gateway {VERSION} (the {DISTRIBUTION} distribution)",
+        help="print the version and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("init", parents=[common], help="create the store and the owner key (once)")
@@ -181,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=sorted(access.PERMISSION_SETS),
             )
         actions.add_parser("list", parents=[common])
+
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description='bash: eval "$(gateway completion bash)" in ~/.bashrc; '
+        'zsh: eval "$(gateway completion zsh)" in ~/.zshrc after compinit',
+    )
+    completion.add_argument("shell", choices=SHELLS)
 
     store = sub.add_parser("store", parents=[common], help="copy or back up the whole store")
     store_actions = store.add_subparsers(dest="action", required=True)
@@ -242,7 +258,11 @@ def fail(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "completion":  # needs no config: it describes the parser
+        print(script(args.shell, parser), end="")
+        return 0
     args.json = getattr(args, "json", False)
     cfg_path = getattr(args, "config", None)
     try:
