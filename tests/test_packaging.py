@@ -12,6 +12,7 @@ every module of the project is asserted to come from the new environment.
 
 from __future__ import annotations
 
+import configparser
 import os
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
-from tests.support import ROOT, run_demo
+from core import config as config_module
+from tests.support import ROOT, run_demo, wait_for
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 VERSION = PROJECT["version"]
@@ -124,3 +127,142 @@ def test_gateway_demo_runs_from_the_installed_wheel(installed: Path) -> None:
         assert f'version="{VERSION}"' in metrics.text
 
     run_demo(demo, check, command=[str(installed / "gateway")])
+
+
+# -- deploy/: the image's install script, the systemd unit, the compose file ---------------------
+
+DEPLOY = ROOT / "deploy"
+# Fixed ports from this suite's own range: the unit's command line is run as written, and the
+# installed config's listen addresses are the only thing changed in it.
+PROXY_PORT, ADMIN_PORT = 25080, 25081
+
+
+@pytest.fixture(scope="module")
+def prefix(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """deploy/install.sh (the Dockerfile's one install step) run in a fresh directory, offline:
+    the wheel without its dependencies, which are borrowed from this test's environment."""
+    home = tmp_path_factory.mktemp("host")
+    prefix = home / "opt" / "gateway"
+    (wheel,) = dist.glob("authgateway-*.whl")
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_DEPS": "1",
+        "GATEWAY_BORROW_SITE_PACKAGES": sysconfig.get_paths()["purelib"],
+    }
+    env.pop("GATEWAY_USER", None)
+    done = subprocess.run(
+        ["sh", str(DEPLOY / "install.sh"), str(wheel), str(prefix)],
+        capture_output=True,
+        text=True,
+        cwd=home,
+        env=env,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"gateway {VERSION}" in done.stdout
+    return prefix
+
+
+def test_install_script_lays_out_the_prefix(prefix: Path) -> None:
+    config = config_module.load(prefix / "etc" / "gateway.toml")
+    assert config.store.path == prefix / "data" / "gateway.db"
+    assert config.pid_file == prefix / "data" / "gateway.pid"
+    assert (prefix / "data").stat().st_mode & 0o777 == 0o700
+    assert (
+        "complete -F _gateway gateway"
+        in (prefix / "share" / "bash-completion" / "completions" / "gateway").read_text()
+    )
+    assert (
+        (prefix / "share" / "zsh" / "site-functions" / "_gateway")
+        .read_text()
+        .startswith("#compdef gateway")
+    )
+
+
+def unit() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(DEPLOY / "gateway.service")
+    return parser
+
+
+def test_the_systemd_units_commands_serve_reload_and_stop(prefix: Path) -> None:
+    """ExecStart, Environment and WorkingDirectory as the unit says (its /opt/gateway being
+    this prefix): the gateway serves, ExecReload's SIGHUP keeps it serving, SIGTERM stops it
+    cleanly within TimeoutStopSec."""
+    service = unit()["Service"]
+
+    def here(value: str) -> str:
+        return value.replace("/opt/gateway", str(prefix))
+
+    config = prefix / "etc" / "gateway.toml"
+    config.write_text(
+        config.read_text()
+        .replace('"127.0.0.1:8080"', f'"127.0.0.1:{PROXY_PORT}"')
+        .replace('"127.0.0.1:8081"', f'"127.0.0.1:{ADMIN_PORT}"')
+    )
+    name, value = here(service["Environment"]).split("=", 1)
+    env = {**os.environ, name: value}
+    workdir = Path(here(service["WorkingDirectory"]))
+    gateway = here(service["ExecStart"]).split()
+    run(gateway[0], "--config", value, "init", cwd=workdir)  # the unit's documented first step
+    process = subprocess.Popen(
+        gateway, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        ready = f"http://127.0.0.1:{ADMIN_PORT}/readyz"
+
+        def answers() -> bool:
+            try:
+                return httpx.get(ready).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(answers, timeout=30, interval=0.1)
+        pid = int((prefix / "data" / "gateway.pid").read_text())
+        assert pid == process.pid
+        reload = service["ExecReload"].replace("$MAINPID", str(pid)).split()
+        subprocess.run(reload, check=True, timeout=10)
+        wait_for(answers, timeout=10, interval=0.1)
+        assert process.poll() is None
+        process.terminate()  # KillSignal=SIGTERM
+        process.wait(timeout=float(service["TimeoutStopSec"]))
+        assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+def test_the_unit_runs_as_its_user_and_writes_only_its_data(prefix: Path) -> None:
+    service = unit()["Service"]
+    assert service["User"] == "gateway" and service["NoNewPrivileges"] == "yes"
+    assert service["ProtectSystem"] == "strict"
+    assert service["ReadWritePaths"] == "/opt/gateway/data" == service["WorkingDirectory"]
+    # what the service writes (store, pid file) is under that directory in the installed config
+    config = config_module.load(prefix / "etc" / "gateway.toml")
+    for written in (config.store.path, config.pid_file):
+        assert written is not None and written.is_relative_to(prefix / "data")
+
+
+def test_the_image_and_compose_file_use_the_install_script_and_a_valid_config() -> None:
+    """Containers cannot run here: what is held is that the Dockerfile's install step is the
+    script tested above, and that compose mounts a config the gateway accepts where the image
+    looks for it, beside PostgreSQL and Redis."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    runs = [line for line in dockerfile.splitlines() if line.startswith("RUN ")]
+    assert len(runs) == 1 and "deploy/install.sh /src /opt/gateway" in runs[0]
+    assert "GATEWAY_CONFIG=/opt/gateway/etc/gateway.toml" in dockerfile
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"gateway", "postgres", "redis"}
+    gateway = compose["services"]["gateway"]
+    assert "./gateway.toml:/opt/gateway/etc/gateway.toml:ro" in gateway["volumes"]
+    assert gateway["build"]["dockerfile"] == "deploy/Dockerfile"
+    config = config_module.load(DEPLOY / "gateway.toml")
+    assert config.store.url == "postgresql://gateway@postgres:5432/gateway"
+    assert config.ratelimit.backend == "redis" and config.ratelimit.url.startswith("redis://redis:")
+    assert str(config.assertion.key_file).startswith("/opt/gateway/data/")
