@@ -81,3 +81,25 @@ def test_the_example_config_and_deploy_files_are_included_whole(site: Path) -> N
 def test_a_page_missing_from_the_nav_is_listed_under_more(site: Path) -> None:
     index = (site / "index.html").read_text()
     assert "unlisted-page.html" in index and "More" in index
+
+
+def slug(heading: str) -> str:
+    """The anchor MkDocs (Python-Markdown's toc) gives a heading."""
+    words = re.sub(r"[^\w\s-]", "", re.sub(r"`", "", heading)).strip().lower()
+    return re.sub(r"[-\s]+", "-", words)
+
+
+def test_the_readme_is_short_and_its_links_resolve() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert sum(link.startswith("docs/") for link in links) >= 9
+    for link in links:
+        if link.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.is_file(), f"README links to {link}, which is not a file"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(), re.M)
+            assert anchor in {slug(h) for h in headings}, f"README links to {link}: no such heading"
