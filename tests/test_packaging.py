@@ -126,7 +126,9 @@ def test_gateway_demo_runs_from_the_installed_wheel(installed: Path) -> None:
         assert 'gateway_build_info{python="' in metrics.text
         assert f'version="{VERSION}"' in metrics.text
 
-    run_demo(demo, check, command=[str(installed / "gateway")])
+    _, printed = run_demo(demo, check, command=[str(installed / "gateway")])
+    # the line that revokes the demo's key names the command that ran it, not this checkout's
+    assert f"{installed / 'gateway'} --config " in printed and ".venv/bin" not in printed
 
 
 # -- deploy/: the image's install script, the systemd unit, the compose file ---------------------
