@@ -9,11 +9,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from admin import openapi
+from core import config as config_module
 from core.config_keys import TABLES
 from gatewaycli.cli import build_parser
 from gatewaycli.completion import places
@@ -103,3 +105,18 @@ def test_the_readme_is_short_and_its_links_resolve() -> None:
         if anchor:
             headings = re.findall(r"^#+ (.+)$", target.read_text(), re.M)
             assert anchor in {slug(h) for h in headings}, f"README links to {link}: no such heading"
+
+
+def test_every_toml_block_in_the_docs_is_a_config_the_gateway_accepts(tmp_path: Path) -> None:
+    """A key renamed or a value tightened in the code fails here, not in a reader's terminal."""
+    blocks = 0
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for block in re.findall(r"```toml\n(.*?)```", page.read_text(), re.S):
+            if block.startswith("--8<--"):  # an included file: config.example.toml, deploy/
+                continue
+            try:
+                config_module.parse(tomllib.loads(block), tmp_path / "gateway.toml")
+            except (config_module.ConfigError, tomllib.TOMLDecodeError) as exc:
+                pytest.fail(f"{page.name}: {exc}\n{block}")
+            blocks += 1
+    assert blocks >= 5
