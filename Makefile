@@ -62,7 +62,7 @@ soak: $(STAMP)
 fuzz: $(STAMP)
 	CAMPAIGN_EXAMPLES=2000 CAMPAIGN_SHRINK=1 $(BIN)/pytest tests/test_campaign.py -p no:cacheprovider
 
-# The README's console screenshots, refreshed on purpose (make test writes no tracked file).
+# The console screenshots of docs/admin.md, refreshed on purpose (make test writes no tracked file).
 screenshots: $(STAMP)
 	GATEWAY_SCREENSHOTS=docs $(BIN)/pytest tests/admin/test_console.py -k 3am
 
