@@ -3,6 +3,7 @@
 Every problem stops start-up with one sentence naming the file, the key and the fix, e.g.
 ``gateway.toml, routes[2]: upstream 'htp://x' is not an http(s) URL``.
 Config path resolution: ``--config``, else ``$GATEWAY_CONFIG``, else ``./gateway.toml``.
+Which keys exist, with their defaults and meaning, is declared in ``core.config_keys``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.config_keys import (
+    ADMIN,
+    ASSERTION,
+    CACHE,
+    FORWARD_AUTH,
+    KEYS,
+    LOG,
+    METRICS,
+    RATELIMIT,
+    ROUTES,
+    SERVER,
+    STORE,
+    TABLES,
+)
 from core.policies import RESOURCE, PolicyError, RateLimit, rate_limits
 from core.tokens import DEFAULT_PREFIX, PREFIX_PATTERN
 
@@ -309,26 +324,7 @@ def parse_listen(value: str, where: str) -> Listen:
 
 def _route(source: Path, index: int, raw: object) -> Route:
     section = _Section(source, f"routes[{index}]", raw)
-    section.check_unknown(
-        {
-            "prefix",
-            "upstream",
-            "strip_prefix",
-            "auth",
-            "projects",
-            "timeout_seconds",
-            "max_body_bytes",
-            "rate_limits",
-            "resource",
-            "assertion",
-            "audience",
-            "ca_file",
-            "websocket",
-            "websocket_idle_timeout_seconds",
-            "upstream_keepalive_seconds",
-            "case_insensitive",
-        }
-    )
+    section.check_unknown(ROUTES.names())
     if "prefix" not in section.data or "upstream" not in section.data:
         raise section.fail("prefix and upstream", "are required")
     prefix = section.get("prefix", str, None)
@@ -407,7 +403,7 @@ def _rate_limits(section: _Section) -> tuple[RateLimit, ...]:
 
 
 def _forward_auth(section: _Section) -> ForwardAuthConfig:
-    section.check_unknown({"listen", "path_prefix", "rate_limited_status", "shape"})
+    section.check_unknown(FORWARD_AUTH.names())
     listen = section.get("listen", str, "")
     shape = section.get("shape", str, "")
     if shape and shape not in FORWARD_AUTH_SHAPES:
@@ -432,7 +428,7 @@ def _forward_auth(section: _Section) -> ForwardAuthConfig:
 
 
 def _assertion(section: _Section) -> AssertionConfig:
-    section.check_unknown({"key_file", "issuer", "ttl_seconds", "jwks_on_proxy"})
+    section.check_unknown(ASSERTION.names())
     issuer = section.get("issuer", str, "api-key-gateway")
     if not issuer:
         raise section.fail("issuer", "must not be empty: upstreams check the `iss` claim")
@@ -450,7 +446,7 @@ def _assertion(section: _Section) -> AssertionConfig:
 
 
 def _ratelimit(section: _Section) -> RateLimitConfig:
-    section.check_unknown({"backend", "url", "fail", "timeout_ms"})
+    section.check_unknown(RATELIMIT.names())
     backend = section.get("backend", str, "local")
     if backend not in ("local", "redis"):
         raise section.fail("backend", f"must be local or redis, not {backend!r}")
@@ -497,9 +493,7 @@ def _tls(section: _Section) -> TLSFiles | None:
 
 
 def _store(store: _Section) -> StoreConfig:
-    store.check_unknown(
-        {"path", "url", "busy_timeout_ms", "pool_min_size", "pool_max_size", "statement_timeout_ms"}
-    )
+    store.check_unknown(STORE.names())
     url = store.get("url", (str, type(None)), None)
     path: Path | None = None
     if url is not None:
@@ -527,23 +521,9 @@ def _store(store: _Section) -> StoreConfig:
 
 def parse(data: Mapping[str, Any], source: Path) -> Config:
     top = _Section(source, "top level", data)
-    top.check_unknown(
-        {
-            "server",
-            "admin",
-            "store",
-            "keys",
-            "cache",
-            "routes",
-            "log",
-            "metrics",
-            "ratelimit",
-            "forward_auth",
-            "assertion",
-        }
-    )
+    top.check_unknown({table.name for table in TABLES})
     logs = _Section(source, "[log]", data.get("log", {}))
-    logs.check_unknown({"access", "access_query", "level"})
+    logs.check_unknown(LOG.names())
     log_level = logs.get("level", (str, type(None)), None)
     if log_level is not None and log_level not in LOG_LEVELS:
         raise logs.fail("level", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -551,25 +531,10 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
     if access not in ("stdout", "off"):
         access = str(_relative(source, access))
     metrics = _Section(source, "[metrics]", data.get("metrics", {}))
-    metrics.check_unknown({"enabled", "per_project"})
+    metrics.check_unknown(METRICS.names())
 
     server = _Section(source, "[server]", data.get("server", {}))
-    server.check_unknown(
-        {
-            "listen",
-            "workers",
-            "trusted_proxies",
-            "shutdown_timeout_seconds",
-            "header_timeout_seconds",
-            "body_timeout_seconds",
-            "send_timeout_seconds",
-            "keepalive_timeout_seconds",
-            "health_path",
-            "tls_cert_file",
-            "tls_key_file",
-            "pid_file",
-        }
-    )
+    server.check_unknown(SERVER.names())
     health_path = server.get("health_path", str, "")
     if health_path and (not health_path.startswith("/") or any(c in health_path for c in "?#%")):
         raise server.fail("health_path", f"{health_path!r} must be a plain path such as '/readyz'")
@@ -585,22 +550,20 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
             ) from None
 
     admin = _Section(source, "[admin]", data.get("admin", {}))
-    admin.check_unknown({"listen", "tls_cert_file", "tls_key_file"})
+    admin.check_unknown(ADMIN.names())
     admin_value = admin.get("listen", str, "127.0.0.1:8081")
     admin_listen = parse_listen(admin_value, f"{source}, [admin]") if admin_value else None
 
     store_config = _store(_Section(source, "[store]", data.get("store", {})))
 
     keys = _Section(source, "[keys]", data.get("keys", {}))
-    keys.check_unknown({"prefix"})
+    keys.check_unknown(KEYS.names())
     prefix = keys.get("prefix", str, DEFAULT_PREFIX)
     if PREFIX_PATTERN.fullmatch(prefix) is None:
         raise keys.fail("prefix", f"{prefix!r} must be 1-16 lowercase letters or digits")
 
     cache = _Section(source, "[cache]", data.get("cache", {}))
-    cache.check_unknown(
-        {"ttl_seconds", "negative_ttl_seconds", "max_entries", "invalidation_interval_seconds"}
-    )
+    cache.check_unknown(CACHE.names())
     cache_config = CacheConfig(
         ttl_seconds=float(cache.number("ttl_seconds", 60.0, 0.001)),
         negative_ttl_seconds=float(cache.number("negative_ttl_seconds", 5.0, 0.001)),

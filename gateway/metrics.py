@@ -16,7 +16,6 @@ label only when ``[metrics] per_project = true``.
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -31,11 +30,8 @@ from prometheus_client.core import (
 )
 
 from core.identity import Identity
+from core.version import VERSION
 
-try:
-    VERSION = importlib.metadata.version("authgateway")
-except importlib.metadata.PackageNotFoundError:  # run from a source tree never installed
-    VERSION = "unknown"
 # Request and upstream latency: the gateway's own work is tens of microseconds, an upstream's
 # milliseconds to seconds; the route timeout caps the top.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

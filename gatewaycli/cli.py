@@ -25,11 +25,13 @@ from core import config as config_module
 from core.assertion_keys import KeyFileError
 from core.config import LOG_LEVELS, Config, ConfigError
 from core.store import StoreMissing, StoreUnavailable
+from core.version import DISTRIBUTION, VERSION
 from gatewaycli import entities as entities  # declares its commands
 from gatewaycli import keys as keys  # declares its commands
 from gatewaycli import registry
 from gatewaycli.assertion_key import cmd_assertion_key
 from gatewaycli.commands import with_store  # declares init and store
+from gatewaycli.completion import SHELLS, script
 from gatewaycli.options import join_dashed_values
 from gatewaycli.output import emit
 
@@ -124,10 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
     parser = _Parser(prog="gateway", parents=[common], description="API-key authentication gateway")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"gateway {VERSION} (the {DISTRIBUTION} distribution)",
+        help="print the version and exit",
+    )
     sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
     registry.add_commands(sub, common, HELP_ORDER)
+    # Needs no config and no store: it describes the parser (`_main` answers it first).
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description='bash: eval "$(gateway completion bash)" in ~/.bashrc; '
+        'zsh: eval "$(gateway completion zsh)" in ~/.zshrc after compinit',
+    )
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     return parser
 
 
@@ -158,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     raw = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(join_dashed_values(raw))
+    parser = build_parser()
+    args = parser.parse_args(join_dashed_values(raw))
+    if args.command == "completion":
+        print(script(args.shell, parser), end="")
+        return 0
     args.json = getattr(args, "json", False)
     cfg_path = getattr(args, "config", None)
     declared: registry.Command = args.declared

@@ -78,7 +78,7 @@ async def backup(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     if db.dialect != "sqlite" or cfg.store.path is None:
         raise access.Invalid(
             "gateway store backup is for SQLite stores; back up PostgreSQL with pg_dump "
-            "(see the README)",
+            "(docs/operations.md)",
             "store",
         )
     try:

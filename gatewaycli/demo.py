@@ -10,6 +10,7 @@ in a new temporary directory removed when it stops, so it never touches the conf
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +31,13 @@ def run_demo(config: Config) -> None:
         server.run(_demo(replace(config, store=config.store.pointing_at(str(folder / "demo.db")))))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _command() -> str:
+    """How this demo was started, for the line that revokes its key: `.venv/bin/gateway` from
+    `make demo`, the installed command's path elsewhere; `gateway` under `python -m gatewaycli`."""
+    invoked = sys.argv[0]
+    return invoked if Path(invoked).name == "gateway" else "gateway"
 
 
 async def _demo(config: Config) -> None:
@@ -58,7 +66,7 @@ async def _demo(config: Config) -> None:
         await resources.db.close()
         base = server.address(proxy_sock, config.tls)
         revoke = (
-            f".venv/bin/gateway --config {config.source} --store {config.store.description} "
+            f"{_command()} --config {config.source} --store {config.store.description} "
             f"keys revoke {new.key.access_key}"
         )
         console = (

@@ -343,18 +343,19 @@ def test_init_makes_the_key_and_serve_needs_it(tmp_path: Path, upstream: Upstrea
     )
 
 
-def readme_blocks() -> tuple[str, str]:
-    """The README's assertion configuration and upstream verifier, as written there."""
-    section = (ROOT / "README.md").read_text().split("## Signed identity for upstreams", 1)[1]
+def docs_blocks() -> tuple[str, str]:
+    """The docs' assertion configuration and upstream verifier, as written there."""
+    text = (ROOT / "docs" / "integration.md").read_text()
+    section = text.split("## Signed identity for upstreams", 1)[1]
     section = section.split("\n## ", 1)[0]
     toml = re.search(r"```toml\n(.*?)```", section, re.S)
     python = re.search(r"```python\n(.*?)```", section, re.S)
-    assert toml is not None and python is not None, "the README's assertion section lost a block"
+    assert toml is not None and python is not None, "the docs' assertion section lost a block"
     return toml.group(1), python.group(1)
 
 
-def test_the_readme_configuration_and_verifier(tmp_path: Path, upstream: Upstream) -> None:
-    toml, python = readme_blocks()
+def test_the_docs_configuration_and_verifier(tmp_path: Path, upstream: Upstream) -> None:
+    toml, python = docs_blocks()
     assertion_keys.create(tmp_path / "assertion-keys.json", time.time())
     extra = toml.replace("http://127.0.0.1:9000", upstream.url)
     gateway, running = build_gateway(tmp_path, upstream.url, extra)

@@ -80,12 +80,11 @@ def test_no_code_points_outside_the_repository() -> None:
                 assert needle not in text, f"{path.relative_to(ROOT)} mentions {needle!r}"
 
 
-def test_the_readme_layout_matches_the_tree() -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    layout = text[text.index("## Layout") :]
+def test_the_docs_layout_matches_the_tree() -> None:
+    layout = (ROOT / "docs" / "layout.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`([a-z_]+/[a-z_/]*(?:\.py)?)`", layout))
     for path in named:
-        assert (ROOT / path).exists(), f"README Layout names {path}, which does not exist"
+        assert (ROOT / path).exists(), f"docs/layout.md names {path}, which does not exist"
     for package in ALLOWED:
         for module in sorted((ROOT / package).rglob("*.py")):
             relative = module.relative_to(ROOT).as_posix()
@@ -94,4 +93,4 @@ def test_the_readme_layout_matches_the_tree() -> None:
             covered = relative in named or any(
                 name.endswith("/") and relative.startswith(name) for name in named
             )
-            assert covered, f"{relative} is not in the README's Layout table"
+            assert covered, f"{relative} is not in docs/layout.md's table"

@@ -1,4 +1,4 @@
-"""The ASGI middleware: a Starlette app through httpx's ASGI transport, and the README's example
+"""The ASGI middleware: a Starlette app through httpx's ASGI transport, and the docs' example
 service under uvicorn, revoked by the CLI."""
 
 from __future__ import annotations
@@ -124,18 +124,18 @@ def test_through_the_asgi_transport(tmp_path: Path, loop_thread: LoopThread) -> 
     assert answers["limited0"].headers["ratelimit-policy"] == '"route-2-per-60s";q=2;w=60'
 
 
-def readme_example() -> str:
-    """The middleware example of the README, as written there."""
-    text = (ROOT / "README.md").read_text()
+def docs_example() -> str:
+    """The middleware example of the docs (docs/integration.md), as written there."""
+    text = (ROOT / "docs" / "integration.md").read_text()
     section = text.split("## The ASGI middleware", 1)[1]
     found = re.search(r"```python\n(.*?)```", section, re.S)
-    assert found is not None, "the README's middleware section has no python example"
+    assert found is not None, "the docs' middleware section has no python example"
     return found.group(1)
 
 
-def test_the_readme_example_under_uvicorn(tmp_path: Path, upstream: Upstream) -> None:
+def test_the_docs_example_under_uvicorn(tmp_path: Path, upstream: Upstream) -> None:
     config, init = made(tmp_path)
-    (tmp_path / "service.py").write_text(readme_example())
+    (tmp_path / "service.py").write_text(docs_example())
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()

@@ -582,11 +582,13 @@ def send_raw(url: str, request: bytes, timeout: float = 5.0) -> bytes:
 
 
 def run_demo(
-    directory: Path, while_running: Callable[[str], None] | None = None
+    directory: Path,
+    while_running: Callable[[str], None] | None = None,
+    command: list[str] | None = None,
 ) -> tuple[Path, str]:
     """`gateway demo` on the example config (free ports, its echo upstream on a free one); calls
     `while_running` with what it printed, then stops it with Ctrl-C. Returns the config and the
-    text."""
+    text. ``command``: an installed `gateway` to run instead, from ``directory``."""
     sock = free_socket()
     echo_port = sock.getsockname()[1]
     sock.close()  # the demo's echo upstream takes this port
@@ -597,7 +599,17 @@ def run_demo(
         .replace("127.0.0.1:8081", "127.0.0.1:0")
         .replace("127.0.0.1:9000", f"127.0.0.1:{echo_port}")
     )
-    process = spawn_cli("--config", str(config), "demo")
+    if command is None:
+        process = spawn_cli("--config", str(config), "demo")
+    else:
+        process = subprocess.Popen(
+            [*command, "--config", str(config), "demo"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=directory,
+            env={**os.environ, "PYTHONWARNINGS": "error"},
+        )
     assert process.stdout is not None
     lines: list[str] = []
     try:
