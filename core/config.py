@@ -194,6 +194,10 @@ class Config:
     trusted_proxies: tuple[str, ...] = ()
     # On SIGTERM, how long requests and streams in flight get to finish before the process exits.
     shutdown_timeout_seconds: int = 30
+    # On SIGTERM, how long the listeners go on taking connections (and serving them) while
+    # readiness answers 503 `draining`, so a load balancer polling it stops sending first
+    # (Traefik's requestAcceptGraceTimeout); then they close and new connections are refused.
+    accept_grace_seconds: float = 0.0
     # A request's line and headers must arrive whole within this long (408 otherwise).
     header_timeout_seconds: float = 10.0
     # Every other wait on a client is bounded too (60 s each by default, as nginx's
@@ -552,6 +556,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
             "workers",
             "trusted_proxies",
             "shutdown_timeout_seconds",
+            "accept_grace_seconds",
             "header_timeout_seconds",
             "body_timeout_seconds",
             "send_timeout_seconds",
@@ -620,6 +625,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         tls=_tls(server),
         admin_tls=_tls(admin),
         shutdown_timeout_seconds=server.number("shutdown_timeout_seconds", 30, 1, integer=True),
+        accept_grace_seconds=float(server.number("accept_grace_seconds", 0.0, 0)),
         header_timeout_seconds=float(server.number("header_timeout_seconds", 10.0, 0.1)),
         body_timeout_seconds=float(server.number("body_timeout_seconds", 60.0, 0.1)),
         send_timeout_seconds=float(server.number("send_timeout_seconds", 60.0, 0.1)),
