@@ -117,9 +117,9 @@ def forward_auth_shape_error(source: Path) -> str:
 
 @dataclass(frozen=True)
 class RateLimitConfig:
-    """`[ratelimit]`: where the sliding logs live. ``local``: in each process (exact within
-    one; with N workers a client may get up to N times the limit); ``redis``: one shared
-    log for every worker and node (one script, one round trip per check)."""
+    """`[ratelimit]`: where the sliding logs live. ``local``: in the node (its workers share
+    them, ``gateway.node_limits``); ``redis``: one shared log for every worker and node (one
+    script per check)."""
 
     backend: str = "local"
     url: str = ""  # redis://host:port/db, for backend = "redis"

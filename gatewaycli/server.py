@@ -33,6 +33,7 @@ from core.store import make_store
 from gateway import metrics
 from gateway.app import GatewayApp
 from gateway.forward_auth import ForwardAuthApp
+from gateway.node_limits import NodeJournal
 from gateway.resources import Resources
 from gatewaycli.listeners import ASGIApp as ASGIApp
 from gatewaycli.listeners import Listener as Listener
@@ -77,6 +78,7 @@ def _worker(
     log_level: int,
     parent: int,
     ready: Any,
+    journal: NodeJournal | None,
 ) -> None:
     note_early_sighup()
     ready.set()  # from here on, the parent may signal this worker
@@ -87,7 +89,7 @@ def _worker(
         config = config_module.load(config.source)
     if os.getppid() != parent:  # the parent died while this worker was starting
         return
-    resources = Resources(config)
+    resources = Resources(config, node_journal=journal)
     listeners = data_plane(resources, sock, auth_sock)
     run(run_listeners(resources, listeners, parent=parent, metrics_sock=metrics_sock))
 
@@ -257,10 +259,22 @@ class Supervisor:
         pairs = [socket.socketpair() for _ in range(workers)]
         self.metrics_socks = [ours for ours, _ in pairs]  # for the Scraper
         level = logging.getLogger().level
+        # Local rate limits count per node: the workers share one journal of them. Held here for
+        # as long as the workers run: its lock's name goes when the object does.
+        self.journal = NodeJournal(context) if config.ratelimit.backend == "local" else None
         self.processes = [
             context.Process(
                 target=_worker,
-                args=(config, sock, auth_sock, theirs, level, os.getpid(), self.ready[n]),
+                args=(
+                    config,
+                    sock,
+                    auth_sock,
+                    theirs,
+                    level,
+                    os.getpid(),
+                    self.ready[n],
+                    self.journal,
+                ),
                 daemon=True,
             )
             for n, (_, theirs) in enumerate(pairs)
