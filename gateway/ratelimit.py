@@ -6,7 +6,8 @@ Two backends behind one answer (:class:`Decision`):
   workers share one journal of what each let through (``gateway.node_limits``), so a limit
   counts per node, whatever N is.
 - :class:`RedisLimiter`: one sorted set per key and limit in Redis, shared by every worker and
-  node; one Lua script checks every limit and records the request atomically (one round trip).
+  node; one Lua script checks every limit and records the request atomically, and the checks
+  of one event-loop iteration share one round trip.
   When Redis does not answer within ``timeout_ms``, ``fail = "open"`` lets the request through
   and ``"closed"`` refuses it with 503; either way it is counted, and logged once per outage.
 
@@ -27,6 +28,7 @@ from typing import NamedTuple
 
 from core.config import RateLimitConfig
 from core.policies import RateLimit
+from gateway.redis_pipe import RedisPipe, RedisReplyError
 
 log = logging.getLogger("gateway.ratelimit")
 Header = tuple[bytes, bytes]
@@ -237,18 +239,15 @@ return out
 
 
 class RedisLimiter:
-    """Sliding logs in Redis, shared by every worker and node."""
+    """Sliding logs in Redis, shared by every worker and node. The checks of one loop
+    iteration travel together, one round trip on one connection (``gateway.redis_pipe``)."""
 
     local = False
 
     def __init__(self, config: RateLimitConfig, clock: Callable[[], float]) -> None:
-        import redis.asyncio  # only a gateway configured for Redis needs the client
-
-        timeout = config.timeout_ms / 1000
-        self.client = redis.asyncio.Redis.from_url(
-            config.url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        self.script = self.client.register_script(SCRIPT)
+        self.pipe = RedisPipe(config.url, config.timeout_ms / 1000)
+        # Redis names a script by its SHA-1 (EVALSHA): a name, not a secret.
+        self.sha = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
         self.fail_open = config.fail == "open"
         self.clock = clock
         self.unavailable = 0  # checks Redis did not answer (for the metrics)
@@ -260,15 +259,19 @@ class RedisLimiter:
 
     async def check(self, limits: Limits, now: float) -> Decision | None:
         """The decision, or None when Redis did not answer (the caller applies the fail rule)."""
-        import redis.exceptions
-
-        now_ms = int(now * 1000)
-        args: list[str | int] = [now_ms, f"{self._prefix}{next(self._serial)}"]
+        args: list[str | int] = [len(limits.items)]
+        args += [f"gw:rl:{lim.key}" for lim in limits.items]
+        args += [int(now * 1000), f"{self._prefix}{next(self._serial)}"]
         for lim in limits.items:
             args += [lim.rule.limit, lim.rule.window_seconds * 1000]
         try:
-            out = await self.script(keys=[f"gw:rl:{lim.key}" for lim in limits.items], args=args)
-        except (redis.exceptions.RedisError, OSError) as exc:
+            try:
+                out = await self.pipe.call("EVALSHA", self.sha, *args)
+            except RedisReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                out = await self.pipe.call("EVAL", SCRIPT, *args)  # and Redis keeps it
+        except (RedisReplyError, OSError, TimeoutError) as exc:
             self.unavailable += 1
             if not self.failing:
                 self.failing = True
@@ -285,4 +288,4 @@ class RedisLimiter:
         return decision(limits, fields, int(out[0]) / 1000)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.pipe.close()

@@ -6,19 +6,15 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
-import re
-import socket
-import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
 from core.policies import RateLimit
 from gateway.node_limits import NodeJournal, NodeLimiter
 from gateway.ratelimit import Limits
-from tests.support import Upstream, run_cli, start_serve, stop_serve, wait_for, write_config
+from tests.support import Upstream, run_cli, start_serve, stop_serve, write_config
+from tests.support.workers import connections_to_each_worker, request
 
 CONTEXT = multiprocessing.get_context("spawn")
 
@@ -81,38 +77,8 @@ def test_a_worker_that_falls_a_journal_behind_says_so(caplog: pytest.LogCaptureF
         behind.check(unlimited, 106.0)
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "fell 2 records behind" in said[0]
-    assert (
-        len(behind.logs[unlimited.items[0].log]) == 4 + 2
-    )  # what the ring still held, and its own
-
-
-def request(sock: socket.socket, path: str, secret: str) -> int:
-    """One GET on a kept-alive connection; its status (the body, a small echo, read whole)."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {secret}\r\n\r\n".encode())
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        answer += sock.recv(65536)
-    head, body = answer.split(b"\r\n\r\n", 1)
-    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-    while len(body) < length:
-        body += sock.recv(65536)
-    return int(head.split()[1])
-
-
-def worker_of(sock: socket.socket, workers: list[int]) -> int:
-    """Which worker holds the other end of ``sock``: the server side's inode in /proc/net/tcp,
-    then the process with that inode among its open files."""
-    server_port, client_port = sock.getpeername()[1], sock.getsockname()[1]
-    ends = f"0100007F:{server_port:04X} 0100007F:{client_port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if f"{fields[1]} {fields[2]}" == ends:
-            inode = f"socket:[{fields[9]}]"
-            for pid in workers:
-                fds = Path(f"/proc/{pid}/fd")
-                if any(os.readlink(fd) == inode for fd in fds.iterdir()):
-                    return pid
-    raise AssertionError(f"no worker holds the connection from port {client_port}")
+    # What the ring still held, and its own two.
+    assert len(behind.logs[unlimited.items[0].log]) == 4 + 2
 
 
 def test_two_workers_count_one_local_limit(tmp_path: Path, upstream: Upstream) -> None:
@@ -125,24 +91,9 @@ def test_two_workers_count_one_local_limit(tmp_path: Path, upstream: Upstream) -
     config = write_config(tmp_path, upstream.url, limited)
     secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
     process, url = start_serve(config, "--workers", "2")
-    host, port = url.removeprefix("http://").split(":")
-    held: dict[int, socket.socket] = {}  # a connection per worker
-    opened: list[socket.socket] = []
     try:
-        wait_for(lambda: httpx.get(url + "/echo/x", timeout=15).status_code == 401, 15)
-        workers = [
-            int(p) for p in subprocess.check_output(["pgrep", "-P", str(process.pid)]).split()
-        ]
-        while len(held) < 2:  # the kernel hands each connection to one worker or the other
-            assert len(opened) < 200, "every connection went to one worker"
-            sock = socket.create_connection((host, int(port)), timeout=15)
-            opened.append(sock)
-            assert request(sock, "/echo/x", secret) == 200  # accepted, and served
-            held.setdefault(worker_of(sock, workers), sock)
-        first, second = held.values()
-        statuses = [request((first, second)[n % 2], "/limited/x", secret) for n in range(8)]
+        with connections_to_each_worker(process, url, secret) as held:
+            statuses = [request(held[n % 2], "/limited/x", secret) for n in range(8)]
         assert statuses == [200, 200, 200, 429, 429, 429, 429, 429]
     finally:
-        for sock in opened:
-            sock.close()
         stop_serve(process)
