@@ -16,6 +16,7 @@ Every limit that applies must hold; a refused request consumes none of them.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hashlib
 import itertools
@@ -24,11 +25,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import ceil  # a name, not an attribute: looked up per limited request
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from core.config import RateLimitConfig
 from core.policies import RateLimit
-from gateway.redis_pipe import RedisPipe, RedisReplyError
+from gateway.redis_pipe import RedisPipe, RedisReplyError, pack
 
 log = logging.getLogger("gateway.ratelimit")
 Header = tuple[bytes, bytes]
@@ -259,11 +260,7 @@ class RedisLimiter:
 
     async def check(self, limits: Limits, now: float) -> Decision | None:
         """The decision, or None when Redis did not answer (the caller applies the fail rule)."""
-        args: list[str | int] = [len(limits.items)]
-        args += [f"gw:rl:{lim.key}" for lim in limits.items]
-        args += [int(now * 1000), f"{self._prefix}{next(self._serial)}"]
-        for lim in limits.items:
-            args += [lim.rule.limit, lim.rule.window_seconds * 1000]
+        args = self.arguments(limits, now)
         try:
             try:
                 out = await self.pipe.call("EVALSHA", self.sha, *args)
@@ -272,12 +269,47 @@ class RedisLimiter:
                     raise
                 out = await self.pipe.call("EVAL", SCRIPT, *args)  # and Redis keeps it
         except (RedisReplyError, OSError, TimeoutError) as exc:
-            self.unavailable += 1
-            if not self.failing:
-                self.failing = True
-                rule = "let through" if self.fail_open else "refused with 503"
-                log.warning("rate limits: Redis does not answer (%s); requests are %s", exc, rule)
+            self.failed(exc)
             return None
+        return self.decided(limits, out)
+
+    def send(self, limits: Limits, now: float) -> asyncio.Future[Any] | None:
+        """The check sent now, for a caller told by a callback (``read`` makes the answer a
+        decision); None when there is no connection yet (then ``check`` makes one)."""
+        if self.pipe.transport is None:
+            return None
+        return self.pipe.send(pack(("EVALSHA", self.sha, *self.arguments(limits, now))))
+
+    def read(self, limits: Limits, answer: asyncio.Future[Any]) -> Decision | None:
+        """``send``'s answer, as ``check`` returns it; raises ``RedisReplyError`` for a script
+        Redis does not know (flushed): ``check`` sends it whole."""
+        error = answer.exception()
+        if isinstance(error, RedisReplyError) and str(error).startswith("NOSCRIPT"):
+            raise error
+        if isinstance(error, (RedisReplyError, OSError, TimeoutError)):
+            self.failed(error)
+            return None
+        if error is not None:
+            raise error
+        return self.decided(limits, answer.result())
+
+    def arguments(self, limits: Limits, now: float) -> list[str | int]:
+        """EVALSHA's and EVAL's after the script: the keys, then ``SCRIPT``'s ARGV."""
+        args: list[str | int] = [len(limits.items)]
+        args += [f"gw:rl:{lim.key}" for lim in limits.items]
+        args += [int(now * 1000), f"{self._prefix}{next(self._serial)}"]
+        for lim in limits.items:
+            args += [lim.rule.limit, lim.rule.window_seconds * 1000]
+        return args
+
+    def failed(self, exc: BaseException) -> None:
+        self.unavailable += 1
+        if not self.failing:
+            self.failing = True
+            rule = "let through" if self.fail_open else "refused with 503"
+            log.warning("rate limits: Redis does not answer (%s); requests are %s", exc, rule)
+
+    def decided(self, limits: Limits, out: Any) -> Decision:
         if self.failing:
             self.failing = False
             log.warning("rate limits: Redis answers again")

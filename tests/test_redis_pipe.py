@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from core.config import RateLimitConfig
 from core.policies import RateLimit
 from gateway.ratelimit import Limits, RedisLimiter
 from tests.support import (
     REDIS_URL,
+    Gateway,
     RedisServer,
     Upstream,
     require_redis,
@@ -25,6 +28,7 @@ from tests.support import (
     write_config,
 )
 from tests.support.workers import connections_to_each_worker, request
+from tests.test_rate_limits import limited
 
 
 def limiter(url: str, timeout_ms: int = 2000) -> RedisLimiter:
@@ -131,3 +135,37 @@ def test_two_nodes_of_two_workers_let_the_limit_through_once(
             stop_serve(second)
     finally:
         stop_serve(first)
+
+
+def test_a_redis_limited_request_is_served_without_a_task(
+    make_gateway: Any, upstream: Upstream
+) -> None:
+    """On a cache hit, the Redis check is sent and its answer taken by a done callback, and the
+    request then goes on by callbacks (gateway.relay): no task for the request, allowed or
+    refused."""
+    require_redis()
+    settings = f'\n[ratelimit]\nbackend = "redis"\nurl = "{REDIS_URL}"\n'
+    gateway: Gateway = make_gateway(extra=limited(upstream, settings))
+    gateway.clock.freeze()
+    made: list[str] = []
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def factory(on: bool) -> None:
+        asyncio.get_running_loop().set_task_factory(counting if on else None)
+
+    headers = {"X-Auth-Token": gateway.secret_key}
+    with httpx.Client(base_url=gateway.url, headers=headers) as client:
+        warm = client.get("/limited/x")  # the key cached, Redis and the upstream connected
+        assert warm.status_code == 200
+        gateway.loop.run(factory(True))
+        try:
+            answers = [client.get("/limited/x") for _ in range(3)]
+        finally:
+            gateway.loop.run(factory(False))
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[0].headers["ratelimit"] == '"route-3-per-10s";r=1;t=10'
+    assert answers[2].headers["retry-after"] == "10"
+    assert "Cycle.run" not in made, made
