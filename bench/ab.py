@@ -8,7 +8,8 @@ processes the rows need, as `make bench` does (`bench/gateway_server.py`, one wo
 routes): a gateway; a second one writing its access log to a file for row 5a; the bare engine
 (`bench/bare_engine.py`) for row 3e. Then each row runs with wrk -t1 -c32 against each tree in
 turn, the order swapped each round. Rows: 3e, 4 (auth "none"), 5 (one key), 5a (access log on),
-5l (a local rate limit that never bites), 7 (unknown tokens, all different). Prints, per row and
+5l (a local rate limit that never bites), 5r (the same in Redis, `$GATEWAY_TEST_REDIS_URL`), 7
+(unknown tokens, all different). Prints, per row and
 tree, the median requests per second and CPU per request (user and system, read from /proc), the
 median of the per-round ratios this tree / before, and each row's ratio to row 5 of its own tree
 (what the paired targets of `make bench` hold). Measured apart, minutes away from each other, the
@@ -29,9 +30,10 @@ from pathlib import Path
 import run as bench
 
 HERE = Path(__file__).resolve().parent.parent
-ROWS = ("3e", "4", "5", "5a", "5l", "7")
+ROWS = ("3e", "4", "5", "5a", "5l", "5r", "7")
 PATHS = {"4": "/open/small.json", "5": "/api/small.json", "5a": "/api/small.json"}
 PATHS |= {"5l": "/limited/small.json", "7": "/api/small.json", "3e": "/small.json"}
+PATHS |= {"5r": "/limited/small.json"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -92,6 +94,8 @@ def main(before: Path, rows: list[str], seconds: int, rounds: int) -> None:
             config, logged = work / "gateway.toml", work / "logged.toml"
             config.write_text(text)
             logged.write_text(text.replace('access = "off"', f'access = "{work / "access.log"}"'))
+            redis = work / "redis.toml"
+            redis.write_text(text + f'[ratelimit]\nbackend = "redis"\nurl = "{bench.REDIS_URL}"\n')
             targets: dict[tuple[str, str], tuple[str, int]] = {}
             for name, tree in trees.items():
                 gateway = start(processes, tree, str(tree / "bench/gateway_server.py"), str(config))
@@ -99,9 +103,10 @@ def main(before: Path, rows: list[str], seconds: int, rounds: int) -> None:
                     if row == "3e":
                         engine = tree / "bench/bare_engine.py"
                         server_of = start(processes, tree, str(engine), upstream, "127.0.0.1:0")
-                    elif row == "5a":
+                    elif row in ("5a", "5r"):
+                        row_config = logged if row == "5a" else redis
                         server_of = start(
-                            processes, tree, str(tree / "bench/gateway_server.py"), str(logged)
+                            processes, tree, str(tree / "bench/gateway_server.py"), str(row_config)
                         )
                     else:
                         server_of = gateway

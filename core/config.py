@@ -133,9 +133,9 @@ def forward_auth_shape_error(source: Path) -> str:
 
 @dataclass(frozen=True)
 class RateLimitConfig:
-    """`[ratelimit]`: where the sliding logs live. ``local``: in each process (exact within
-    one; with N workers a client may get up to N times the limit); ``redis``: one shared
-    log for every worker and node (one script, one round trip per check)."""
+    """`[ratelimit]`: where the sliding logs live. ``local``: in the node (its workers share
+    them, ``gateway.node_limits``); ``redis``: one shared log for every worker and node (one
+    script per check)."""
 
     backend: str = "local"
     url: str = ""  # redis://host:port/db, for backend = "redis"
@@ -217,6 +217,10 @@ class Config:
     trusted_proxies: tuple[str, ...] = ()
     # On SIGTERM, how long requests and streams in flight get to finish before the process exits.
     shutdown_timeout_seconds: int = 30
+    # On SIGTERM, how long the listeners go on taking connections (and serving them) while
+    # readiness answers 503 `draining`, so a load balancer polling it stops sending first
+    # (Traefik's requestAcceptGraceTimeout); then they close and new connections are refused.
+    accept_grace_seconds: float = 0.0
     # A request's line and headers must arrive whole within this long (408 otherwise).
     header_timeout_seconds: float = 10.0
     # Every other wait on a client is bounded too (60 s each by default, as nginx's
@@ -591,6 +595,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         tls=_tls(server),
         admin_tls=_tls(admin),
         shutdown_timeout_seconds=server.number("shutdown_timeout_seconds", 30, 1, integer=True),
+        accept_grace_seconds=float(server.number("accept_grace_seconds", 0.0, 0)),
         header_timeout_seconds=float(server.number("header_timeout_seconds", 10.0, 0.1)),
         body_timeout_seconds=float(server.number("body_timeout_seconds", 60.0, 0.1)),
         send_timeout_seconds=float(server.number("send_timeout_seconds", 60.0, 0.1)),

@@ -66,6 +66,13 @@ SERVER = Table(
             "On SIGTERM, how long requests and streams in flight may take to finish.",
         ),
         Key(
+            "accept_grace_seconds",
+            0.0,
+            "On SIGTERM, how long new connections are still served while readiness answers 503 "
+            "`draining` (for a load balancer to notice); then the listeners close and refuse new "
+            "ones.",
+        ),
+        Key(
             "header_timeout_seconds",
             10.0,
             "A request's line and headers must arrive whole within this (else 408).",
@@ -160,8 +167,8 @@ RATELIMIT = Table(
         Key(
             "backend",
             "local",
-            '"local" (each process, exact within it; with N workers a client may get up to N '
-            'times the limit) or "redis" (one count shared by every worker and node).',
+            '"local" (per node: its workers share one count, exact whatever --workers says) or '
+            '"redis" (one count shared by every worker and node).',
         ),
         Key("url", "", 'redis://host:port/db, for backend = "redis".'),
         Key(

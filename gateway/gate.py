@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from core.config import Route
 from core.credentials import pick
@@ -27,6 +27,7 @@ from core.identity import Identity
 from core.policies import allows, restricted
 from core.store import StoreUnavailable
 from gateway.ratelimit import Decision, Header, Limits, LimitsCache, LocalLimiter, RedisLimiter
+from gateway.redis_pipe import RedisReplyError
 from gateway.verifier import Verifier
 
 log = logging.getLogger("gateway.gate")
@@ -113,6 +114,25 @@ class Gate:
         assert pending.limits is not None and pending.identity is not None
         assert isinstance(self.limiter, RedisLimiter)
         decision = await self.limiter.check(pending.limits, self.clock())
+        return self._decided(decision, pending.identity)
+
+    def check_soon(self, pending: Pending) -> asyncio.Future[Any] | None:
+        """``pending``'s Redis limits sent now, for a caller told by a callback when Redis has
+        answered (then `limits_checked`); None: await `finish` instead (no connection yet)."""
+        assert pending.limits is not None and isinstance(self.limiter, RedisLimiter)
+        return self.limiter.send(pending.limits, self.clock())
+
+    def limits_checked(
+        self, pending: Pending, answer: asyncio.Future[Any]
+    ) -> Admitted | Refusal | None:
+        """The second half of `finish`, from `check_soon`'s answer; None when Redis did not
+        know the script (flushed): `finish` sends it whole."""
+        assert pending.limits is not None and pending.identity is not None
+        assert isinstance(self.limiter, RedisLimiter)
+        try:
+            decision = self.limiter.read(pending.limits, answer)
+        except RedisReplyError:
+            return None
         return self._decided(decision, pending.identity)
 
     def looked_up(

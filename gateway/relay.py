@@ -221,6 +221,12 @@ def serve_step(
             later = functools.partial(_looked_up, app, step, scope, cycle, start, exchange)
             lookup.add_done_callback(later)
             return
+        if type(step) is Wait:  # the key's rate limits are in Redis
+            answer = app.gate.check_soon(step.pending)
+            if answer is not None:
+                later = functools.partial(_checked, app, step, scope, cycle, start, exchange)
+                answer.add_done_callback(later)
+                return
         if _by_callbacks(app, step, scope, cycle, start, exchange):
             return
     except Exception:
@@ -247,6 +253,30 @@ def _looked_up(
         return app.step_after_gate(verdict, waited.context, scope, exchange)
 
     serve_step(app, decide, scope, cycle, start, exchange)
+
+
+def _checked(
+    app: GatewayApp,
+    waited: Wait,
+    scope: dict[str, Any],
+    cycle: Cycle,
+    start: Start,
+    exchange: Exchange,
+    answer: asyncio.Future[Any],
+) -> None:
+    """`serve_step`, once Redis has answered the check of the key's rate limits (its done
+    callback); a script Redis no longer knows is sent whole by a task (`Gate.finish`)."""
+    step: Step
+    try:
+        verdict = app.gate.limits_checked(waited.pending, answer)
+        if verdict is None:
+            start(cycle, app.resume(waited, scope, cycle.receive, cycle.send, exchange))
+            return
+        step = app.step_after_gate(verdict, waited.context, scope, exchange)
+    except Exception:
+        log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+        step = Refuse(500, "internal_error", exchange.request_id or new_request_id())
+    serve_step(app, lambda: step, scope, cycle, start, exchange)
 
 
 def _by_callbacks(

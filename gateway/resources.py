@@ -23,6 +23,7 @@ from gateway.gate import Gate
 from gateway.housekeeping import Housekeeping
 from gateway.http.client import Upstream
 from gateway.metrics import Metrics, Snapshot
+from gateway.node_limits import NodeJournal, NodeLimiter
 from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import Verifier
@@ -32,7 +33,14 @@ log = logging.getLogger("gateway")
 
 
 class Resources:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        node_journal: NodeJournal | None = None,
+    ) -> None:
+        """``node_journal``: the local rate limits' logs shared by the workers of a node
+        (``gateway.node_limits``); without it they are this process's alone."""
         self.config = config
         self.db = make_store(config.store)
         self.secret_format = SecretFormat(config.key_prefix)
@@ -42,6 +50,8 @@ class Resources:
             RedisLimiter(config.ratelimit, clock)
             if config.ratelimit.backend == "redis"
             else LocalLimiter()
+            if node_journal is None
+            else NodeLimiter(node_journal)
         )
         # Who may pass: asked by every form of the data plane this process serves.
         self.gate = Gate(self.verifier, self.limiter, clock, config.ratelimit.fail == "open")

@@ -1,13 +1,14 @@
 """Listeners and the event loop of one process: bind sockets, run uvicorn's server (uvloop) with
 the gateway's HTTP protocol on them, and handle the signals of a running gateway (SIGINT/SIGTERM
-drain, SIGHUP reload, SIGUSR1 log reopening), for the parent and for each worker alike
-(``gatewaycli.server``).
+drain: ``gatewaycli.drain``; SIGHUP reload, SIGUSR1 log reopening), for the parent and for each
+worker alike (``gatewaycli.server``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -26,6 +27,7 @@ from core.config import ConfigError, Listen, TLSFiles
 from gateway import redaction
 from gateway.http.server import GatewayHttpProtocol
 from gateway.resources import Resources
+from gatewaycli.drain import Drain
 from gatewaycli.scrape import answer
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ class Listener:
     sock: socket.socket
     tls: TLSFiles | None = None
     websockets: bool = False  # the proxy listener: WebSockets for the routes that allow them
+    closes_last: bool = False  # the admin listener: open until the traffic listeners drained
 
 
 def uvicorn_config(
@@ -144,8 +147,8 @@ async def run_listeners(
     metrics_sock: socket.socket | None = None,
 ) -> None:
     """Start the shared resources, serve every listener until SIGINT/SIGTERM (or, in a worker,
-    until its parent is gone; answering the parent's scrapes on ``metrics_sock``), then clean
-    up."""
+    until its parent is gone; answering the parent's scrapes on ``metrics_sock``), drain
+    (``gatewaycli.drain``), then clean up. ``parent``: this is a worker of that process."""
     await resources.start()
     # Everything made so far (modules, classes, the config, the app) lives as long as the
     # process: out of the collector's sight, so a full collection walks only what came after.
@@ -153,33 +156,65 @@ async def run_listeners(
     # objects, bench row 8's p99; gc.callbacks timings), and most of those objects
     # were these.
     gc.freeze()
-    trusted = resources.config.trusted_proxies
-    timeout = resources.config.shutdown_timeout_seconds
-    config = resources.config
-    servers = [
-        _Server(
-            uvicorn_config(
-                listener.app,
-                trusted,
-                timeout,
-                listener.tls,
-                config.header_timeout_seconds,
-                listener.websockets,
-                config.body_timeout_seconds,
-                config.send_timeout_seconds,
-                config.keepalive_timeout_seconds,
-            )
-        )
-        for listener in listeners
+    servers = [_Server(listener_config(resources, listener)) for listener in listeners]
+    front = [s for s, listener in zip(servers, listeners, strict=True) if not listener.closes_last]
+    drain = Drain(resources, front, supervisor, speaks=parent is None)
+    install_signals(resources, drain, supervisor, speaks=parent is None)
+    background = []
+    if parent:
+        stop = functools.partial(drain.begin, "the parent process is gone", grace=False)
+        background.append(asyncio.create_task(outlive_no_parent(parent, stop)))
+    if metrics_sock is not None:
+        background.append(asyncio.create_task(answer(metrics_sock, resources.snapshot)))
+    last = [
+        asyncio.create_task(server.serve(sockets=[listener.sock]))
+        for server, listener in zip(servers, listeners, strict=True)
+        if listener.closes_last
     ]
-    loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        resources.draining = True  # the readiness probes say so at once
+    try:
+        await asyncio.gather(
+            *(
+                server.serve(sockets=[listener.sock])
+                for server, listener in zip(servers, listeners, strict=True)
+                if not listener.closes_last
+            ),
+            *([supervisor.run()] if supervisor is not None else []),
+        )
+    finally:
+        # The traffic listeners are done (or the workers are): the admin listener's /readyz
+        # said "draining" until now.
         for server in servers:
             server.should_exit = True
-        if supervisor is not None:
-            supervisor.stop()
+        await asyncio.gather(*last, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await resources.stop()
+        drain.ended(failed=supervisor is not None and supervisor.failed)
+
+
+def listener_config(resources: Resources, listener: Listener) -> uvicorn.Config:
+    config = resources.config
+    return uvicorn_config(
+        listener.app,
+        config.trusted_proxies,
+        config.shutdown_timeout_seconds,
+        listener.tls,
+        config.header_timeout_seconds,
+        listener.websockets,
+        config.body_timeout_seconds,
+        config.send_timeout_seconds,
+        config.keepalive_timeout_seconds,
+    )
+
+
+def install_signals(
+    resources: Resources, drain: Drain, supervisor: Supervisor | None, speaks: bool
+) -> None:
+    """SIGINT/SIGTERM drain, SIGHUP reloads, SIGUSR1 reopens the access log; the parent passes
+    each on to its workers. ``speaks``: this process logs what it does (the parent); a worker
+    logs only what goes wrong, so a reload is one line for the whole gateway."""
+    loop = asyncio.get_running_loop()
 
     def reload() -> None:
         """SIGHUP: re-read the config; a bad file keeps the running one (one line says why)."""
@@ -196,8 +231,14 @@ async def run_listeners(
         # A good reload is news, not trouble: INFO (WARNING when some change waits for a
         # restart), said by the process that was signalled (`serve`); each worker it passes the
         # signal on to says it at DEBUG only.
-        level = logging.DEBUG if parent else logging.WARNING if fixed else logging.INFO
-        log.log(level, "reloaded %s: %d route(s)%s", source, len(new.routes), kept)
+        level = logging.WARNING if fixed else logging.INFO
+        log.log(
+            level if speaks else logging.DEBUG,
+            "reloaded %s: %d route(s)%s",
+            source,
+            len(new.routes),
+            kept,
+        )
         if supervisor is not None:
             supervisor.signal(signal.SIGHUP)
 
@@ -209,30 +250,12 @@ async def run_listeners(
             supervisor.signal(signal.SIGUSR1)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, drain.begin, sig.name)
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, reopen)
     if EARLY_SIGHUP.is_set():  # a reload asked for while this process was starting
         EARLY_SIGHUP.clear()
         reload()
-    background = []
-    if parent:
-        background.append(asyncio.create_task(outlive_no_parent(parent, stop)))
-    if metrics_sock is not None:
-        background.append(asyncio.create_task(answer(metrics_sock, resources.snapshot)))
-    try:
-        await asyncio.gather(
-            *(
-                server.serve(sockets=[listener.sock])
-                for server, listener in zip(servers, listeners, strict=True)
-            ),
-            *([supervisor.run()] if supervisor is not None else []),
-        )
-    finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        await resources.stop()
 
 
 def run(coro: Awaitable[None]) -> None:

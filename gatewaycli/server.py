@@ -33,6 +33,7 @@ from core.store import make_store
 from gateway import metrics
 from gateway.app import GatewayApp
 from gateway.forward_auth import ForwardAuthApp
+from gateway.node_limits import NodeJournal
 from gateway.resources import Resources
 from gatewaycli.listeners import ASGIApp as ASGIApp
 from gatewaycli.listeners import Listener as Listener
@@ -77,6 +78,7 @@ def _worker(
     log_level: int,
     parent: int,
     ready: Any,
+    journal: NodeJournal | None,
 ) -> None:
     note_early_sighup()
     ready.set()  # from here on, the parent may signal this worker
@@ -87,9 +89,14 @@ def _worker(
         config = config_module.load(config.source)
     if os.getppid() != parent:  # the parent died while this worker was starting
         return
-    resources = Resources(config)
+    resources = Resources(config, node_journal=journal)
     listeners = data_plane(resources, sock, auth_sock)
     run(run_listeners(resources, listeners, parent=parent, metrics_sock=metrics_sock))
+
+
+def admin_listener(app: ASGIApp, sock: socket.socket, config: Config) -> Listener:
+    """The admin listener closes last in a drain: its /readyz says "draining" throughout."""
+    return Listener(app, sock, config.admin_tls, closes_last=True)
 
 
 def data_plane(
@@ -129,34 +136,69 @@ def serve(config: Config, workers: int) -> None:
     note_early_sighup()
     run(check_store(config))
     signing_kid = check_assertion_keys(config)
-    with pid_file(config.pid_file):
-        _serve(config, workers, signing_kid)
-
-
-@contextlib.contextmanager
-def pid_file(path: Path | None) -> Iterator[None]:
-    """`[server] pid_file`: this process's id while it serves, for `gateway reload`."""
-    if path is None:
-        yield
-        return
-    path.write_text(f"{os.getpid()}\n")
+    proxy_sock, admin_sock, auth_sock = bind_all(config)
     try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _serve(config: Config, workers: int, signing_kid: str | None = None) -> None:
-    proxy_sock = bind(config.listen)
-    admin_sock = bind(config.admin_listen) if config.admin_listen else None
-    auth = config.forward_auth.listen
-    auth_sock = bind(auth) if auth else None
-    try:
-        _serve_on(config, workers, proxy_sock, admin_sock, auth_sock, signing_kid)
+        with pid_file(config.pid_file):
+            _serve_on(config, workers, proxy_sock, admin_sock, auth_sock, signing_kid)
     finally:
         for sock in (proxy_sock, admin_sock, auth_sock):
             if sock is not None:
                 sock.close()
+
+
+def bind_all(config: Config) -> tuple[socket.socket, socket.socket | None, socket.socket | None]:
+    """The proxy, admin and forward-auth sockets, bound before anything is written: a `serve`
+    that cannot listen (another gateway holds the port) leaves the running one's pid file
+    alone, and names it."""
+    bound: list[socket.socket | None] = []
+    try:
+        for listen in (config.listen, config.admin_listen, config.forward_auth.listen):
+            bound.append(bind(listen) if listen else None)
+    except SystemExit as exc:
+        for sock in bound:
+            if sock is not None:
+                sock.close()
+        running = running_pid(config.pid_file)
+        if running is not None:
+            raise SystemExit(f"{exc.code}; another gateway is running (pid {running})") from None
+        raise
+    proxy_sock, admin_sock, auth_sock = bound
+    assert proxy_sock is not None
+    return proxy_sock, admin_sock, auth_sock
+
+
+def running_pid(path: Path | None) -> int | None:
+    """The live process a pid file names (not this one), or None."""
+    if path is None:
+        return None
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except PermissionError:
+        return pid  # alive, another user's
+    except (OSError, ValueError):
+        return None
+    return pid if pid != os.getpid() else None
+
+
+@contextlib.contextmanager
+def pid_file(path: Path | None) -> Iterator[None]:
+    """`[server] pid_file`: this process's id while it serves, for `gateway reload`. Written
+    once the ports are bound (the file belongs to the process holding them), whole or not at
+    all (renamed into place), and removed on exit only while it still names this process."""
+    if path is None:
+        yield
+        return
+    mine = f"{os.getpid()}\n"
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(mine)
+    os.replace(partial, path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if path.read_text() == mine:
+                path.unlink()
 
 
 def _serve_on(
@@ -181,14 +223,20 @@ def _serve_on(
     if workers == 1:
         listeners = data_plane(resources, proxy_sock, auth_sock)
         if admin_sock is not None:
-            listeners.append(Listener(admin_app(resources), admin_sock, config.admin_tls))
+            listeners.append(admin_listener(admin_app(resources), admin_sock, config))
         run(run_listeners(resources, listeners))
         return
     supervisor = Supervisor(config, proxy_sock, auth_sock, workers)
+    # The workers hold the traffic sockets now. Kept open here too, a socket the workers have
+    # closed in a drain would still take connections into its backlog, which nobody accepts:
+    # they would hang until this process exits, then be reset.
+    proxy_sock.close()
+    if auth_sock is not None:
+        auth_sock.close()
     scraper = Scraper(resources.snapshot, supervisor.metrics_socks)
     admin: list[Listener] = []
     if admin_sock is not None:
-        admin = [Listener(admin_app(resources, scraper), admin_sock, config.admin_tls)]
+        admin = [admin_listener(admin_app(resources, scraper), admin_sock, config)]
 
     async def serve_admin() -> None:
         try:
@@ -224,10 +272,22 @@ class Supervisor:
         pairs = [socket.socketpair() for _ in range(workers)]
         self.metrics_socks = [ours for ours, _ in pairs]  # for the Scraper
         level = logging.getLogger().level
+        # Local rate limits count per node: the workers share one journal of them. Held here for
+        # as long as the workers run: its lock's name goes when the object does.
+        self.journal = NodeJournal(context) if config.ratelimit.backend == "local" else None
         self.processes = [
             context.Process(
                 target=_worker,
-                args=(config, sock, auth_sock, theirs, level, os.getpid(), self.ready[n]),
+                args=(
+                    config,
+                    sock,
+                    auth_sock,
+                    theirs,
+                    level,
+                    os.getpid(),
+                    self.ready[n],
+                    self.journal,
+                ),
                 daemon=True,
             )
             for n, (_, theirs) in enumerate(pairs)
