@@ -32,9 +32,12 @@ log = logging.getLogger("gateway")
 
 
 class Resources:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: Config, clock: Callable[[], float] = time.time, listens: bool = True
+    ) -> None:
         self.config = config
-        self.db = make_store(config.store)
+        # ``listens=False``: a worker of `serve --workers N`, told of key changes by its parent.
+        self.db = make_store(config.store, listens)
         self.secret_format = SecretFormat(config.key_prefix)
         self.clock = clock
         self.verifier = Verifier(self.db, config.cache, self.secret_format, clock)

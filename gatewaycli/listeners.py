@@ -26,6 +26,7 @@ from core.config import ConfigError, Listen, TLSFiles
 from gateway import redaction
 from gateway.http.server import GatewayHttpProtocol
 from gateway.resources import Resources
+from gatewaycli.fanout import follow_parent
 from gatewaycli.scrape import answer
 
 if TYPE_CHECKING:
@@ -142,10 +143,11 @@ async def run_listeners(
     supervisor: Supervisor | None = None,
     parent: int | None = None,
     metrics_sock: socket.socket | None = None,
+    changes_sock: socket.socket | None = None,
 ) -> None:
     """Start the shared resources, serve every listener until SIGINT/SIGTERM (or, in a worker,
-    until its parent is gone; answering the parent's scrapes on ``metrics_sock``), then clean
-    up."""
+    until its parent is gone; answering the parent's scrapes on ``metrics_sock``, told of key
+    changes on ``changes_sock``), then clean up."""
     await resources.start()
     # Everything made so far (modules, classes, the config, the app) lives as long as the
     # process: out of the collector's sight, so a full collection walks only what came after.
@@ -216,6 +218,8 @@ async def run_listeners(
         background.append(asyncio.create_task(outlive_no_parent(parent, stop)))
     if metrics_sock is not None:
         background.append(asyncio.create_task(answer(metrics_sock, resources.snapshot)))
+    if changes_sock is not None:
+        background.append(asyncio.create_task(follow_parent(changes_sock, resources.db)))
     try:
         await asyncio.gather(
             *(
