@@ -9,10 +9,11 @@
   (``core.store.listener``); a process opened with ``listens=False`` (a worker of `serve
   --workers N`) is told of them by its parent instead.
 - Behind a pooler in transaction mode (``[store] transaction_pooler``, PgBouncer): no statement
-  is kept prepared across transactions (asyncpg's cache off, each read in a transaction of its
-  own, so its parse and its execution reach the same server connection), the timeouts are set
-  per transaction (``SET LOCAL``: a pooler refuses them as startup parameters, and a session
-  ``SET`` would leak to other clients), and the LISTEN and the migrations (a session's advisory
+  is kept prepared (asyncpg's cache off; its unnamed statement is parsed and executed in one
+  exchange, a Flush and not a Sync between them, so the pooler keeps both on one server
+  connection), the timeouts are set per write transaction (``SET LOCAL``: a pooler refuses them
+  as startup parameters, and a session ``SET`` would leak to other clients) and a read is
+  bounded by asyncpg's own timeout, and the LISTEN and the migrations (a session's advisory
   lock) go straight to the server at ``listen_url``.
 - Migrations run under an advisory lock, so nodes starting together apply each one once.
 """
@@ -142,6 +143,7 @@ class PostgresDatabase(Database):
         self.timeout_ms = statement_timeout_ms
         self.idle_seconds = idle_seconds
         self.pooled = transaction_pooler
+        self._read_timeout = statement_timeout_ms / 1000 if transaction_pooler else None
         self.listens = listens
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -228,10 +230,9 @@ class PostgresDatabase(Database):
         pool = self._ready()
         for attempt in (1, 2):
             try:
-                if self.pooled:
-                    rows = await self._fetch_pooled(pool, numbered(sql), params)
-                else:
-                    rows = await pool.fetch(numbered(sql), *params)
+                # Behind a pooler, no statement_timeout on the session: asyncpg's own timeout
+                # cancels a read that runs too long.
+                rows = await pool.fetch(numbered(sql), *params, timeout=self._read_timeout)
                 break
             except UNAVAILABLE as exc:
                 # After the server restarted, the pool still holds connections to the old one:
@@ -240,13 +241,6 @@ class PostgresDatabase(Database):
                 if attempt == 2:
                     raise StoreUnavailable(f"{self.description}: cannot be read ({exc})") from None
         return [tuple(r) for r in rows]
-
-    async def _fetch_pooled(self, pool: asyncpg.Pool, sql: str, params: Params) -> list[Any]:
-        """A read in a transaction of its own: asyncpg parses, then binds and executes, each
-        ended by a Sync, and a pooler in transaction mode may hand the second to another server
-        connection, where the unnamed statement does not exist."""
-        async with pool.acquire() as conn, conn.transaction(readonly=True):
-            return list(await conn.fetch(sql, *params, timeout=self.timeout_ms / 1000))
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Writer]:
