@@ -1,0 +1,266 @@
+"""A fleet on one PostgreSQL: NODES `gateway serve` processes (small pools) on one database of the
+shared server; what they cost it at rest and how fast a revocation reaches all of them.
+
+    .venv/bin/python bench/fleet.py [--nodes 50] [--workers 1] [--revocations 10] [--json PATH]
+
+Reports (docs/fleet.md has a run's figures):
+- **connections held** at rest, by ``application_name`` (``gateway``: the pools;
+  ``gateway-listen``: one per node), against ``StoreConfig.connections``;
+- **queries per second at rest**: the database's committed and rolled-back transactions
+  (``pg_stat_database``; each statement outside a transaction is one) over ``--rest-seconds``;
+- **revocation fan-out**: a key cached on every node is revoked (one transaction, as the admin
+  API does); each node is asked on its own kept-alive connection until it refuses, and the time
+  from the commit to each refusal is kept. Median and max over every (key, node), and the median
+  and max of the slowest node per key. The probes' own pace (every node asked in turn by one
+  client) bounds the resolution at a few ms per round.
+
+The database is the server at ``$GATEWAY_TEST_POSTGRES_URL`` (default the local one); each run
+makes its own and drops it. ``--nodes 3 --rest-seconds 2`` is the quick form that
+``tests/test_bench_fleet.py`` runs in `make test`, so the script does not rot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pgbench
+from aiohttp import web
+
+from admin import access, service
+from core import config as config_module
+from core.store import make_store
+from core.tokens import SecretFormat
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pool(idle: float) -> str:
+    return f"pool_min_size = 1\npool_max_size = 2\npool_idle_seconds = {idle}"
+
+
+def config_text(store_url: str, upstream: str, idle: float) -> str:
+    return f"""
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = ""
+[store]
+url = "{store_url}"
+{pool(idle)}
+[log]
+access = "off"
+
+[[routes]]
+prefix = "/api"
+upstream = "{upstream}"
+auth = "required"
+"""
+
+
+async def upstream() -> tuple[web.AppRunner, str]:
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.create_server(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    return runner, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def held(database: str) -> Counter[str]:
+    conn = await asyncpg.connect(pgbench.SERVER)
+    try:
+        rows = await conn.fetch(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = $1", database
+        )
+    finally:
+        await conn.close()
+    return Counter(row[0] for row in rows)
+
+
+async def transactions(database: str) -> int:
+    conn = await asyncpg.connect(pgbench.SERVER)
+    try:
+        found = await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", database
+        )
+    finally:
+        await conn.close()
+    return int(found)
+
+
+async def start_nodes(config: Path, nodes: int, workers: int) -> list[tuple[Any, str]]:
+    """Every node started at once; each one's proxy address once it prints it."""
+    started = []
+    for _ in range(nodes):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gatewaycli",
+            "--config",
+            str(config),
+            "serve",
+            "--workers",
+            str(workers),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        started.append(process)
+    running = []
+    for process in started:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 300)).decode()
+        if "listening on" not in line:
+            raise RuntimeError(f"a node did not start: {line!r}")
+        running.append((process, line.split("listening on ", 1)[1].split()[0]))
+    return running
+
+
+async def status(client: httpx.AsyncClient, url: str, secret: str) -> int:
+    answer = await client.get(url + "/api/x", headers={"X-Auth-Token": secret})
+    return answer.status_code
+
+
+async def fan_out(
+    db: Any, clients: list[httpx.AsyncClient], urls: list[str], secret: str, access_key: str
+) -> list[float]:
+    """Seconds from the revocation's commit to each node's first refusal."""
+    await service.revoke_key(db, access.LOCAL_OPERATOR, access_key)
+    committed = time.monotonic()
+    refused: list[float | None] = [None] * len(urls)
+
+    async def watch(n: int) -> None:
+        while refused[n] is None:
+            if await status(clients[n], urls[n], secret) == 401:
+                refused[n] = time.monotonic() - committed
+            elif time.monotonic() - committed > 10:
+                raise RuntimeError(f"node {n} still accepts a key revoked 10 s ago")
+
+    await asyncio.gather(*(watch(n) for n in range(len(urls))))
+    return [r for r in refused if r is not None]
+
+
+async def run(args: argparse.Namespace, name: str, store_url: str) -> dict[str, Any]:
+    runner, upstream_url = await upstream()
+    nodes: list[tuple[Any, str]] = []
+    clients: list[httpx.AsyncClient] = []
+    try:
+        work = Path(tempfile.mkdtemp(prefix="gw-fleet-"))
+        config = work / "gateway.toml"
+        config.write_text(config_text(store_url, upstream_url, args.idle))
+        loaded = config_module.load(config)
+        db = await make_store(loaded.store, listens=False).open(create=True)
+        made = await service.init(db, SecretFormat())
+        keys = [
+            await service.create_key(
+                db, access.LOCAL_OPERATOR, SecretFormat(), user_id=made.user.id
+            )
+            for _ in range(args.revocations + 1)
+        ]
+        began = time.monotonic()
+        nodes = await start_nodes(config, args.nodes, args.workers)
+        urls = [url for _, url in nodes]
+        clients = [httpx.AsyncClient(timeout=30) for _ in urls]
+        for key in keys:  # every key cached on every node (every worker: several tries)
+            for _ in range(2 * args.workers):
+                answers = await asyncio.gather(
+                    *(status(c, u, key.secret_key) for c, u in zip(clients, urls, strict=True))
+                )
+                assert set(answers) == {200}, answers
+        ready = time.monotonic() - began
+
+        await db.close()  # ours would be counted with the nodes'
+        await asyncio.sleep(args.settle)  # the pools back to their floor (pool_idle_seconds)
+        at_rest = await held(name)
+        before, t0 = await transactions(name), time.monotonic()
+        await asyncio.sleep(args.rest_seconds)
+        after, t1 = await transactions(name), time.monotonic()
+        qps = (after - before - 1) / (t1 - t0)  # less our own first read
+
+        db = await make_store(loaded.store, listens=False).open(create=False)
+        per_node: list[float] = []
+        slowest: list[float] = []
+        for key in keys[: args.revocations]:
+            latencies = await fan_out(db, clients, urls, key.secret_key, key.key.access_key)
+            per_node.extend(latencies)
+            slowest.append(max(latencies))
+        assert await status(clients[0], urls[0], keys[-1].secret_key) == 200  # not revoked
+        await db.close()
+        expected = loaded.store.connections(args.workers)
+        return {
+            "nodes": args.nodes,
+            "workers": args.workers,
+            "pool": pool(args.idle).replace("\n", ", "),
+            "started_and_cached_seconds": round(ready, 1),
+            "connections_at_rest": dict(at_rest),
+            "connections_at_rest_total": sum(at_rest.values()),
+            "connections_expected": {
+                "per_node_at_rest": expected[0],
+                "per_node_most": expected[1],
+                "at_rest": expected[0] * args.nodes,
+            },
+            "queries_per_second_at_rest": round(qps, 1),
+            "rest_seconds": args.rest_seconds,
+            "revocations": args.revocations,
+            "fan_out_ms": {
+                "median": round(statistics.median(per_node) * 1000, 1),
+                "max": round(max(per_node) * 1000, 1),
+            },
+            "all_nodes_refuse_ms": {
+                "median": round(statistics.median(slowest) * 1000, 1),
+                "max": round(max(slowest) * 1000, 1),
+            },
+        }
+    finally:
+        for client in clients:
+            await client.aclose()
+        for process, _ in nodes:
+            process.terminate()
+        for process, _ in nodes:
+            await process.wait()
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="workers per node")
+    parser.add_argument("--revocations", type=int, default=10)
+    parser.add_argument("--rest-seconds", type=float, default=30.0)
+    parser.add_argument("--idle", type=float, default=5.0, help="[store] pool_idle_seconds")
+    parser.add_argument("--settle", type=float, default=8.0, help="idle seconds before counting")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    args = parser.parse_args()
+    problem = pgbench.available()
+    if problem is not None:
+        raise SystemExit(f"bench/fleet.py: {problem}")
+    name, store_url = pgbench.create_database()
+    try:
+        figures = asyncio.run(run(args, name, store_url))
+    finally:
+        pgbench.drop_database(name)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
