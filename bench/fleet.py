@@ -6,17 +6,19 @@ shared server; what they cost it at rest and how fast a revocation reaches all o
 Reports (docs/fleet.md has a run's figures):
 - **connections held** at rest, by ``application_name`` (``gateway``: the pools;
   ``gateway-listen``: one per node), against ``StoreConfig.connections``;
-- **queries per second at rest**: the database's committed and rolled-back transactions
-  (``pg_stat_database``; each statement outside a transaction is one) over ``--rest-seconds``;
+- **queries per second at rest**: the statements the database ran (``pg_stat_statements``) over
+  ``--rest-seconds``, and which ones;
 - **revocation fan-out**: a key cached on every node is revoked (one transaction, as the admin
   API does); each node is asked on its own kept-alive connection until it refuses, and the time
   from the commit to each refusal is kept. Median and max over every (key, node), and the median
   and max of the slowest node per key. The probes' own pace (every node asked in turn by one
   client) bounds the resolution at a few ms per round.
 
-The database is the server at ``$GATEWAY_TEST_POSTGRES_URL`` (default the local one); each run
-makes its own and drops it. ``--nodes 3 --rest-seconds 2`` is the quick form that
-``tests/test_bench_fleet.py`` runs in `make test`, so the script does not rot.
+The server is one of the run's own (``tests.support.pgserver``: initdb in a temporary directory,
+``max_connections`` 400), so the shared server's limit of 100 and its other users stay out of
+the figures; ``--pgbouncer`` puts Debian's PgBouncer (transaction mode, 20 server connections)
+between the nodes' pools and it, their listeners going straight to it. The quick form that
+``tests/test_bench_fleet.py`` runs in `make test`, so the script does not rot, has two nodes.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pgbench
 from aiohttp import web
 
 from admin import access, service
@@ -45,21 +46,29 @@ from core.store import make_store
 from core.tokens import SecretFormat
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the test suite's own servers: tests.support
+from tests.support.pgbouncer import PgBouncer  # noqa: E402
+from tests.support.pgserver import PgServer  # noqa: E402
 
 
 def pool(idle: float) -> str:
     return f"pool_min_size = 1\npool_max_size = 2\npool_idle_seconds = {idle}"
 
 
-def config_text(store_url: str, upstream: str, idle: float) -> str:
+def store_text(direct: str, pooled: str | None, idle: float) -> str:
+    if pooled is None:
+        return f'url = "{direct}"\n{pool(idle)}'
+    return f'url = "{pooled}"\ntransaction_pooler = true\nlisten_url = "{direct}"\n{pool(idle)}'
+
+
+def config_text(store: str, upstream: str) -> str:
     return f"""
 [server]
 listen = "127.0.0.1:0"
 [admin]
 listen = ""
 [store]
-url = "{store_url}"
-{pool(idle)}
+{store}
 [log]
 access = "off"
 
@@ -83,8 +92,9 @@ async def upstream() -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-async def held(database: str) -> Counter[str]:
-    conn = await asyncpg.connect(pgbench.SERVER)
+async def held(server: str, database: str) -> Counter[str]:
+    """Every connection to the server by application_name (PgBouncer's to ``database`` too)."""
+    conn = await asyncpg.connect(server)
     try:
         rows = await conn.fetch(
             "SELECT application_name FROM pg_stat_activity WHERE datname = $1", database
@@ -94,15 +104,21 @@ async def held(database: str) -> Counter[str]:
     return Counter(row[0] for row in rows)
 
 
-async def transactions(database: str) -> int:
-    conn = await asyncpg.connect(pgbench.SERVER)
+async def statements(server: str, database: str) -> Counter[str]:
+    """How often the database ran each statement since the server started."""
+    conn = await asyncpg.connect(server)
     try:
-        found = await conn.fetchval(
-            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", database
+        rows = await conn.fetch(
+            "SELECT query, calls FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = $1",
+            database,
         )
     finally:
         await conn.close()
-    return int(found)
+    found: Counter[str] = Counter()
+    for query, calls in rows:
+        found[" ".join(query.split())[:60]] += calls
+    return found
 
 
 async def start_nodes(config: Path, nodes: int, workers: int) -> list[tuple[Any, str]]:
@@ -157,14 +173,17 @@ async def fan_out(
     return [r for r in refused if r is not None]
 
 
-async def run(args: argparse.Namespace, name: str, store_url: str) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, server: str, name: str, pooled: str | None
+) -> dict[str, Any]:
+    store_url = server.rsplit("/", 1)[0] + "/" + name
     runner, upstream_url = await upstream()
     nodes: list[tuple[Any, str]] = []
     clients: list[httpx.AsyncClient] = []
     try:
         work = Path(tempfile.mkdtemp(prefix="gw-fleet-"))
         config = work / "gateway.toml"
-        config.write_text(config_text(store_url, upstream_url, args.idle))
+        config.write_text(config_text(store_text(store_url, pooled, args.idle), upstream_url))
         loaded = config_module.load(config)
         db = await make_store(loaded.store, listens=False).open(create=True)
         made = await service.init(db, SecretFormat())
@@ -188,11 +207,12 @@ async def run(args: argparse.Namespace, name: str, store_url: str) -> dict[str, 
 
         await db.close()  # ours would be counted with the nodes'
         await asyncio.sleep(args.settle)  # the pools back to their floor (pool_idle_seconds)
-        at_rest = await held(name)
-        before, t0 = await transactions(name), time.monotonic()
+        at_rest = await held(server, name)
+        before, t0 = await statements(server, name), time.monotonic()
         await asyncio.sleep(args.rest_seconds)
-        after, t1 = await transactions(name), time.monotonic()
-        qps = (after - before - 1) / (t1 - t0)  # less our own first read
+        after, t1 = await statements(server, name), time.monotonic()
+        ran = after - before
+        qps = sum(ran.values()) / (t1 - t0)
 
         db = await make_store(loaded.store, listens=False).open(create=False)
         per_node: list[float] = []
@@ -208,6 +228,7 @@ async def run(args: argparse.Namespace, name: str, store_url: str) -> dict[str, 
             "nodes": args.nodes,
             "workers": args.workers,
             "pool": pool(args.idle).replace("\n", ", "),
+            "pgbouncer": pooled is not None,
             "started_and_cached_seconds": round(ready, 1),
             "connections_at_rest": dict(at_rest),
             "connections_at_rest_total": sum(at_rest.values()),
@@ -217,6 +238,9 @@ async def run(args: argparse.Namespace, name: str, store_url: str) -> dict[str, 
                 "at_rest": expected[0] * args.nodes,
             },
             "queries_per_second_at_rest": round(qps, 1),
+            "queries_at_rest_by_statement": {
+                query: round(calls / (t1 - t0), 2) for query, calls in ran.most_common(8)
+            },
             "rest_seconds": args.rest_seconds,
             "revocations": args.revocations,
             "fan_out_ms": {
@@ -238,6 +262,15 @@ async def run(args: argparse.Namespace, name: str, store_url: str) -> dict[str, 
         await runner.cleanup()
 
 
+async def create(server: str, name: str) -> None:
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute("CREATE EXTENSION pg_stat_statements")  # read from here
+    finally:
+        await conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=50)
@@ -246,16 +279,22 @@ def main() -> None:
     parser.add_argument("--rest-seconds", type=float, default=30.0)
     parser.add_argument("--idle", type=float, default=5.0, help="[store] pool_idle_seconds")
     parser.add_argument("--settle", type=float, default=8.0, help="idle seconds before counting")
+    parser.add_argument("--pgbouncer", action="store_true", help="the pools through PgBouncer")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args()
-    problem = pgbench.available()
-    if problem is not None:
-        raise SystemExit(f"bench/fleet.py: {problem}")
-    name, store_url = pgbench.create_database()
+    server = PgServer()
+    bouncer: PgBouncer | None = None
     try:
-        figures = asyncio.run(run(args, name, store_url))
+        server.start(400, "shared_preload_libraries=pg_stat_statements")
+        asyncio.run(create(server.url, "fleet"))
+        if args.pgbouncer:
+            bouncer = PgBouncer("127.0.0.1", server.port, pool_size=20)
+        pooled = bouncer.url("fleet") if bouncer is not None else None
+        figures = asyncio.run(run(args, server.url, "fleet", pooled))
     finally:
-        pgbench.drop_database(name)
+        if bouncer is not None:
+            bouncer.stop()
+        server.remove()
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json is not None:

@@ -24,11 +24,11 @@ from tests.support import (
     Upstream,
     config_text,
     run_cli,
-    send_raw,
     start_serve,
     stop_serve,
     wait_for,
 )
+from tests.support.nodes import answer
 from tests.support.pgserver import PgServer
 
 INTERVAL = 1.0  # the poll: the revocation bound is this plus 0.5 s
@@ -58,12 +58,6 @@ def sql(url: str, statement: str) -> object:
             await conn.close()
 
     return asyncio.run(run())
-
-
-def answer(url: str, secret: str) -> tuple[int, bytes]:
-    request = f"GET /echo/x HTTP/1.1\r\nHost: n\r\nX-Auth-Token: {secret}\r\nConnection: close\r\n"
-    raw = send_raw(url, (request + "\r\n").encode())
-    return int(raw.split(b" ", 2)[1]), raw
 
 
 def new_keys(config: Path, user_id: str, count: int) -> list[str]:

@@ -21,11 +21,11 @@ from tests.support import (
     Upstream,
     config_text,
     run_cli,
-    send_raw,
     start_serve,
     stop_serve,
     wait_for,
 )
+from tests.support.nodes import status
 
 
 def held(database_url: str) -> Counter[str]:
@@ -45,11 +45,6 @@ def held(database_url: str) -> Counter[str]:
     return asyncio.run(count())
 
 
-def status(url: str, secret: str) -> int:  # a new connection each: either worker may answer
-    request = f"GET /echo/x HTTP/1.1\r\nHost: n\r\nX-Auth-Token: {secret}\r\nConnection: close\r\n"
-    return int(send_raw(url, (request + "\r\n").encode()).split(b" ", 2)[1])
-
-
 def test_a_node_of_two_workers_holds_its_budget_and_listens_once(
     tmp_path: Path, upstream: Upstream, database_url: str
 ) -> None:
@@ -65,7 +60,7 @@ def test_a_node_of_two_workers_holds_its_budget_and_listens_once(
     node, url = start_serve(config, "--workers", "2")
     stop = threading.Event()
     try:
-        wait_for(lambda: status(url, init["secret_key"]) == 200, timeout=10)
+        wait_for(lambda: status(url, init["secret_key"]) == 200, timeout=30)
         expected = Counter({"gateway": 3, "gateway-listen": 1})  # a pool of 1 in 3 processes
         try:
             wait_for(lambda: held(database_url) == expected, timeout=10, interval=0.2)

@@ -20,11 +20,11 @@ from tests.support import (
     Upstream,
     config_text,
     run_cli,
-    send_raw,
     start_serve,
     stop_serve,
     wait_for,
 )
+from tests.support.nodes import status
 from tests.support.pgbouncer import PgBouncer
 
 
@@ -35,12 +35,6 @@ def bouncer(database_url: str) -> Iterator[PgBouncer]:
     running = PgBouncer(direct.hostname, direct.port, pool_size=2)
     yield running
     running.stop()
-
-
-def status(url: str, secret: str) -> int:  # a new connection each: either worker may answer
-    request = f"GET /echo/x HTTP/1.1\r\nHost: n\r\nX-Auth-Token: {secret}\r\nConnection: close\r\n"
-    answer = send_raw(url, (request + "\r\n").encode(), timeout=20)
-    return int(answer.split(b" ", 2)[1]) if answer else 0
 
 
 def write_config(

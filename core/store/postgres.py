@@ -95,8 +95,16 @@ def _connect_errors(where: str) -> Iterator[None]:
         raise StoreUnavailable(f"{where}: cannot connect ({exc})") from None
 
 
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    """Behind a pooler in transaction mode a connection keeps no session state to undo."""
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection going back to the pool must undo: only a transaction a cancelled caller
+    left open. The pool's connections never hold session state (no SET, LISTEN, advisory lock
+    or cursor: the listener and the migrations have connections of their own), so asyncpg's
+    own reset, four statements after every query (``UNLISTEN *``, ``CLOSE ALL``,
+    ``pg_advisory_unlock_all()``, ``RESET ALL``), was a round trip for nothing: more than half
+    of what an idle node asked the database (``bench/fleet.py``). Behind a pooler it would
+    also land on whichever server connection the pooler chose."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 def _count(status: str) -> int:
@@ -163,9 +171,7 @@ class PostgresDatabase(Database):
         await self._migrate(create)
         pooled: dict[str, Any] = {}
         if self.pooled:
-            # A pooler accepts application_name alone at connect; a reset would run RESET ALL
-            # and UNLISTEN on whichever server connection it lands, with nothing to undo.
-            pooled = {"statement_cache_size": 0, "reset": _no_reset}
+            pooled = {"statement_cache_size": 0}  # a pooler accepts application_name alone
         with _connect_errors(self.description):
             self._pool = await asyncpg.create_pool(
                 self.url,
@@ -176,6 +182,7 @@ class PostgresDatabase(Database):
                 ),
                 timeout=10,
                 max_inactive_connection_lifetime=self.idle_seconds,
+                reset=_reset,
                 **pooled,
             )
         self.connections_opened += 1

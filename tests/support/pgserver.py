@@ -54,11 +54,12 @@ class PgServer:
             command = ["runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
-    def start(self) -> None:
+    def start(self, max_connections: int = 50, *settings: str) -> None:
+        """Start (again); ``settings``: more ``name=value`` for the server's command line."""
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=50"
-        )
+            f"-c max_connections={max_connections}"
+        ) + "".join(f" -c {setting}" for setting in settings)
         self._run(
             "pg_ctl",
             "-D",
