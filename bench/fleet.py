@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import socket
 import statistics
 import subprocess
@@ -121,32 +122,35 @@ async def statements(server: str, database: str) -> Counter[str]:
     return found
 
 
-async def start_nodes(config: Path, nodes: int, workers: int) -> list[tuple[Any, str]]:
-    """Every node started at once; each one's proxy address once it prints it."""
-    started = []
-    for _ in range(nodes):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gatewaycli",
-            "--config",
-            str(config),
-            "serve",
-            "--workers",
-            str(workers),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-        started.append(process)
-    running = []
-    for process in started:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 300)).decode()
-        if "listening on" not in line:
-            raise RuntimeError(f"a node did not start: {line!r}")
-        running.append((process, line.split("listening on ", 1)[1].split()[0]))
-    return running
+async def start_nodes(
+    config: Path, nodes: int, workers: int, started: list[tuple[Any, Path]]
+) -> list[str]:
+    """The nodes, ten at a time (fifty interpreters starting at once on two cores took long
+    enough for a store connect to time out); each one's proxy address once it prints it.
+    ``started`` gets every process as it starts, with the file its stderr goes to."""
+    urls = []
+    for first in range(0, nodes, 10):
+        batch = []
+        for n in range(first, min(first + 10, nodes)):
+            errors = config.parent / f"node-{n}.err"
+            with errors.open("wb") as stderr:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    *("-m", "gatewaycli", "--config", str(config), "serve"),
+                    *("--workers", str(workers)),
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    cwd=ROOT,
+                )
+            started.append((process, errors))
+            batch.append((process, errors))
+        for process, errors in batch:
+            assert process.stdout is not None
+            line = (await asyncio.wait_for(process.stdout.readline(), 300)).decode()
+            if "listening on" not in line:
+                raise RuntimeError(f"a node did not start: {errors.read_text()[-2000:]}")
+            urls.append(line.split("listening on ", 1)[1].split()[0])
+    return urls
 
 
 async def status(client: httpx.AsyncClient, url: str, secret: str) -> int:
@@ -178,10 +182,12 @@ async def run(
 ) -> dict[str, Any]:
     store_url = server.rsplit("/", 1)[0] + "/" + name
     runner, upstream_url = await upstream()
-    nodes: list[tuple[Any, str]] = []
+    cleanup: list[Path] = []
+    nodes: list[tuple[Any, Path]] = []
     clients: list[httpx.AsyncClient] = []
     try:
         work = Path(tempfile.mkdtemp(prefix="gw-fleet-"))
+        cleanup.append(work)
         config = work / "gateway.toml"
         config.write_text(config_text(store_text(store_url, pooled, args.idle), upstream_url))
         loaded = config_module.load(config)
@@ -194,8 +200,7 @@ async def run(
             for _ in range(args.revocations + 1)
         ]
         began = time.monotonic()
-        nodes = await start_nodes(config, args.nodes, args.workers)
-        urls = [url for _, url in nodes]
+        urls = await start_nodes(config, args.nodes, args.workers, nodes)
         clients = [httpx.AsyncClient(timeout=30) for _ in urls]
         for key in keys:  # every key cached on every node (every worker: several tries)
             for _ in range(2 * args.workers):
@@ -260,6 +265,8 @@ async def run(
         for process, _ in nodes:
             await process.wait()
         await runner.cleanup()
+        for work in cleanup:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 async def create(server: str, name: str) -> None:

@@ -28,7 +28,7 @@ from tests.support import (
     stop_serve,
     wait_for,
 )
-from tests.support.nodes import answer
+from tests.support.nodes import answer, create_key
 from tests.support.pgserver import PgServer
 
 INTERVAL = 1.0  # the poll: the revocation bound is this plus 0.5 s
@@ -100,11 +100,7 @@ def test_primary_killed_standby_promoted_under_two_nodes(
     config.write_text(text)
     init = json.loads(run_cli("--config", str(config), "init", "--json").stdout)
     cached, *uncached = new_keys(config, init["user_id"], 41)
-    doomed = json.loads(
-        run_cli(
-            "--config", str(config), "keys", "create", "--user", init["user_id"], "--json"
-        ).stdout
-    )
+    doomed = create_key(config, init["user_id"])
     nodes = [start_serve(config) for _ in range(2)]
     urls = [url for _, url in nodes]
     try:

@@ -25,7 +25,7 @@ from tests.support import (
     stop_serve,
     wait_for,
 )
-from tests.support.nodes import status
+from tests.support.nodes import create_key, status
 
 
 def held(database_url: str) -> Counter[str]:
@@ -67,14 +67,7 @@ def test_a_node_of_two_workers_holds_its_budget_and_listens_once(
         except AssertionError:
             raise AssertionError(f"at rest: {dict(held(database_url))}, not {expected}") from None
 
-        keys = [
-            json.loads(
-                run_cli(
-                    "--config", str(config), "keys", "create", "--user", init["user_id"], "--json"
-                ).stdout
-            )
-            for _ in range(2)
-        ]
+        keys = [create_key(config, init["user_id"]) for _ in range(2)]
         peak: list[int] = []
 
         def misses() -> None:  # unknown keys on both workers: lookups, while we count

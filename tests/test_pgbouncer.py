@@ -24,7 +24,7 @@ from tests.support import (
     stop_serve,
     wait_for,
 )
-from tests.support.nodes import status
+from tests.support.nodes import create_key, status
 from tests.support.pgbouncer import PgBouncer
 
 
@@ -58,14 +58,7 @@ def test_a_node_behind_pgbouncer_in_transaction_mode(
 ) -> None:
     config = write_config(tmp_path, upstream, bouncer, database_url, pooler=True)
     init = json.loads(run_cli("--config", str(config), "init", "--json").stdout)
-    keys = [
-        json.loads(
-            run_cli(
-                "--config", str(config), "keys", "create", "--user", init["user_id"], "--json"
-            ).stdout
-        )
-        for _ in range(3)
-    ]
+    keys = [create_key(config, init["user_id"]) for _ in range(3)]
     node, url = start_serve(config, "--workers", "2")
     try:
         wait_for(lambda: status(url, keys[1]["secret_key"]) == 200, timeout=20)

@@ -3,7 +3,10 @@ so any of its workers may answer."""
 
 from __future__ import annotations
 
-from tests.support import send_raw
+import json
+from pathlib import Path
+
+from tests.support import run_cli, send_raw
 
 
 def answer(url: str, secret: str, timeout: float = 20.0) -> tuple[int, bytes]:
@@ -16,3 +19,10 @@ def answer(url: str, secret: str, timeout: float = 20.0) -> tuple[int, bytes]:
 
 def status(url: str, secret: str) -> int:
     return answer(url, secret)[0]
+
+
+def create_key(config: Path, user_id: str) -> dict[str, str]:
+    """`gateway keys create --json` for the user: the new key's access and secret keys."""
+    made = run_cli("--config", str(config), "keys", "create", "--user", user_id, "--json")
+    found: dict[str, str] = json.loads(made.stdout)
+    return found
