@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import socket
@@ -67,7 +68,7 @@ def config_text(store: str, upstream: str) -> str:
 [server]
 listen = "127.0.0.1:0"
 [admin]
-listen = ""
+listen = "127.0.0.1:0"
 [store]
 {store}
 [log]
@@ -124,11 +125,12 @@ async def statements(server: str, database: str) -> Counter[str]:
 
 async def start_nodes(
     config: Path, nodes: int, workers: int, started: list[tuple[Any, Path]]
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """The nodes, ten at a time (fifty interpreters starting at once on two cores took long
     enough for a store connect to time out); each one's proxy address once it prints it.
-    ``started`` gets every process as it starts, with the file its stderr goes to."""
-    urls = []
+    ``started`` gets every process as it starts, with the file its stderr goes to. Returns
+    their proxies' and admin listeners' addresses."""
+    urls, admin_urls = [], []
     for first in range(0, nodes, 10):
         batch = []
         for n in range(first, min(first + 10, nodes)):
@@ -150,31 +152,69 @@ async def start_nodes(
             if "listening on" not in line:
                 raise RuntimeError(f"a node did not start: {errors.read_text()[-2000:]}")
             urls.append(line.split("listening on ", 1)[1].split()[0])
-    return urls
+            line = (await process.stdout.readline()).decode()
+            admin_urls.append(line.split("listening on ", 1)[1].split()[0])
+    return urls, admin_urls
 
 
-async def status(client: httpx.AsyncClient, url: str, secret: str) -> int:
-    answer = await client.get(url + "/api/x", headers={"X-Auth-Token": secret})
-    return answer.status_code
+class Probe:
+    """One kept-alive connection to a node's proxy, asked with bytes written by hand: httpx's
+    own CPU per request (hundreds of us) made the probes, not the nodes, the slow part."""
+
+    def __init__(self, url: str) -> None:
+        self.host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.port = int(port)
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def status(self, secret: str) -> int:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        writer.write(f"GET /api/x HTTP/1.1\r\nHost: b\r\nX-Auth-Token: {secret}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        await reader.readexactly(length)
+        return int(head.split(b" ", 2)[1])
+
+    async def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            with contextlib.suppress(OSError):
+                await self.streams[1].wait_closed()
 
 
-async def fan_out(
-    db: Any, clients: list[httpx.AsyncClient], urls: list[str], secret: str, access_key: str
-) -> list[float]:
+async def fan_out(db: Any, probes: list[Probe], secret: str, access_key: str) -> list[float]:
     """Seconds from the revocation's commit to each node's first refusal."""
     await service.revoke_key(db, access.LOCAL_OPERATOR, access_key)
     committed = time.monotonic()
-    refused: list[float | None] = [None] * len(urls)
+    refused: list[float | None] = [None] * len(probes)
 
     async def watch(n: int) -> None:
         while refused[n] is None:
-            if await status(clients[n], urls[n], secret) == 401:
+            if await probes[n].status(secret) == 401:
                 refused[n] = time.monotonic() - committed
             elif time.monotonic() - committed > 10:
                 raise RuntimeError(f"node {n} still accepts a key revoked 10 s ago")
 
-    await asyncio.gather(*(watch(n) for n in range(len(urls))))
+    await asyncio.gather(*(watch(n) for n in range(len(probes))))
     return [r for r in refused if r is not None]
+
+
+async def lag_buckets(admin_urls: list[str]) -> dict[str, int]:
+    """The nodes' own revocation lag (commit to eviction, ``gateway_revocation_lag_seconds``),
+    bucket counts added up over every node."""
+    total: Counter[str] = Counter()
+    async with httpx.AsyncClient(timeout=30) as client:
+        for url in admin_urls:
+            text = (await client.get(url + "/metrics")).text
+            for line in text.splitlines():
+                if line.startswith("gateway_revocation_lag_seconds_bucket"):
+                    bound = line.split('le="', 1)[1].split('"', 1)[0]
+                    total[bound] += int(float(line.rsplit(" ", 1)[1]))
+    return dict(total)
 
 
 async def run(
@@ -184,7 +224,7 @@ async def run(
     runner, upstream_url = await upstream()
     cleanup: list[Path] = []
     nodes: list[tuple[Any, Path]] = []
-    clients: list[httpx.AsyncClient] = []
+    probes: list[Probe] = []
     try:
         work = Path(tempfile.mkdtemp(prefix="gw-fleet-"))
         cleanup.append(work)
@@ -200,13 +240,11 @@ async def run(
             for _ in range(args.revocations + 1)
         ]
         began = time.monotonic()
-        urls = await start_nodes(config, args.nodes, args.workers, nodes)
-        clients = [httpx.AsyncClient(timeout=30) for _ in urls]
+        urls, admin_urls = await start_nodes(config, args.nodes, args.workers, nodes)
+        probes = [Probe(url) for url in urls]
         for key in keys:  # every key cached on every node (every worker: several tries)
             for _ in range(2 * args.workers):
-                answers = await asyncio.gather(
-                    *(status(c, u, key.secret_key) for c, u in zip(clients, urls, strict=True))
-                )
+                answers = await asyncio.gather(*(p.status(key.secret_key) for p in probes))
                 assert set(answers) == {200}, answers
         ready = time.monotonic() - began
 
@@ -223,10 +261,11 @@ async def run(
         per_node: list[float] = []
         slowest: list[float] = []
         for key in keys[: args.revocations]:
-            latencies = await fan_out(db, clients, urls, key.secret_key, key.key.access_key)
+            latencies = await fan_out(db, probes, key.secret_key, key.key.access_key)
             per_node.extend(latencies)
             slowest.append(max(latencies))
-        assert await status(clients[0], urls[0], keys[-1].secret_key) == 200  # not revoked
+        assert await probes[0].status(keys[-1].secret_key) == 200  # not revoked
+        lags = await lag_buckets(admin_urls)
         await db.close()
         expected = loaded.store.connections(args.workers)
         return {
@@ -252,14 +291,15 @@ async def run(
                 "median": round(statistics.median(per_node) * 1000, 1),
                 "max": round(max(per_node) * 1000, 1),
             },
+            "nodes_own_lag_buckets": lags,
             "all_nodes_refuse_ms": {
                 "median": round(statistics.median(slowest) * 1000, 1),
                 "max": round(max(slowest) * 1000, 1),
             },
         }
     finally:
-        for client in clients:
-            await client.aclose()
+        for probe in probes:
+            await probe.close()
         for process, _ in nodes:
             process.terminate()
         for process, _ in nodes:
