@@ -167,6 +167,14 @@ class Probe:
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def status(self, secret: str) -> int:
+        try:
+            return await self._ask(secret)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # The node closed it (idle past its keep-alive timeout, 30 s): a new one.
+            await self.close()
+            return await self._ask(secret)
+
+    async def _ask(self, secret: str) -> int:
         if self.streams is None:
             self.streams = await asyncio.open_connection(self.host, self.port)
         reader, writer = self.streams
@@ -180,10 +188,11 @@ class Probe:
         return int(head.split(b" ", 2)[1])
 
     async def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
+        streams, self.streams = self.streams, None
+        if streams is not None:
+            streams[1].close()
             with contextlib.suppress(OSError):
-                await self.streams[1].wait_closed()
+                await streams[1].wait_closed()
 
 
 async def fan_out(db: Any, probes: list[Probe], secret: str, access_key: str) -> list[float]:

@@ -100,9 +100,9 @@ async def _reset(conn: asyncpg.Connection) -> None:
     left open. The pool's connections never hold session state (no SET, LISTEN, advisory lock
     or cursor: the listener and the migrations have connections of their own), so asyncpg's
     own reset, four statements after every query (``UNLISTEN *``, ``CLOSE ALL``,
-    ``pg_advisory_unlock_all()``, ``RESET ALL``), was a round trip for nothing: more than half
-    of what an idle node asked the database (``bench/fleet.py``). Behind a pooler it would
-    also land on whichever server connection the pooler chose."""
+    ``pg_advisory_unlock_all()``, ``RESET ALL``), was a round trip for nothing, and most of what
+    an idle node asked the database (docs/fleet.md). Behind a pooler it would also land on
+    whichever server connection the pooler chose."""
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
 
@@ -171,12 +171,13 @@ class PostgresDatabase(Database):
         await self._migrate(create)
         pooled: dict[str, Any] = {}
         if self.pooled:
-            pooled = {"statement_cache_size": 0}  # a pooler accepts application_name alone
+            pooled = {"statement_cache_size": 0}  # no statement outlives its exchange
         with _connect_errors(self.description):
             self._pool = await asyncpg.create_pool(
                 self.url,
                 min_size=self.min_size,
                 max_size=self.max_size,
+                # A pooler refuses every startup parameter but a few, application_name among them.
                 server_settings=(
                     {"application_name": "gateway"} if self.pooled else self._settings()
                 ),
