@@ -165,6 +165,14 @@ class PostgresDatabase(Database):
             "application_name": role,
         }
 
+    @staticmethod
+    def _pooled_settings() -> dict[str, str]:
+        """Behind a pooler: the startup parameters it accepts. client_encoding as the server
+        spells it: asyncpg's own ``'utf-8'`` differs from the server's ``UTF8`` as a string,
+        so PgBouncer sent a ``SET client_encoding`` before every transaction (counted by
+        ``bench/fleet.py --pgbouncer``)."""
+        return {"application_name": "gateway", "client_encoding": "UTF8"}
+
     # -- life cycle ---------------------------------------------------------------------------
 
     async def open(self, create: bool = True) -> PostgresDatabase:
@@ -177,10 +185,7 @@ class PostgresDatabase(Database):
                 self.url,
                 min_size=self.min_size,
                 max_size=self.max_size,
-                # A pooler refuses every startup parameter but a few, application_name among them.
-                server_settings=(
-                    {"application_name": "gateway"} if self.pooled else self._settings()
-                ),
+                server_settings=self._pooled_settings() if self.pooled else self._settings(),
                 timeout=10,
                 max_inactive_connection_lifetime=self.idle_seconds,
                 reset=_reset,

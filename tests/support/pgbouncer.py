@@ -60,8 +60,10 @@ pidfile = {self.dir}/pid
             for name in ("users.txt", "pgbouncer.ini"):
                 shutil.chown(self.dir / name, "postgres", "postgres")
             command = ["runuser", "-u", "postgres", "--", *command]
+        # Its log is the file; what it also writes to stderr would fill an unread pipe and
+        # stop it.
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -88,6 +90,4 @@ pidfile = {self.dir}/pid
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
