@@ -1,6 +1,6 @@
 """A PgBouncer of a test's own in transaction mode, in front of a PostgreSQL server, in a
-temporary directory (Debian's `pgbouncer`, run as the `postgres` system user when the tests run
-as root: PgBouncer refuses to run as root)."""
+temporary directory (Debian's `pgbouncer`, switching to the `postgres` system user when the tests
+run as root: PgBouncer refuses to run as root)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ pidfile = {self.dir}/pid
             shutil.chown(self.dir, "postgres", "postgres")
             for name in ("users.txt", "pgbouncer.ini"):
                 shutil.chown(self.dir / name, "postgres", "postgres")
-            command = ["runuser", "-u", "postgres", "--", *command]
+            # Its own switch rather than runuser, so a signal reaches it and not a wrapper that
+            # waits seconds for its child.
+            command = [binary, "-u", "postgres", str(self.dir / "pgbouncer.ini")]
         # Its log is the file; what it also writes to stderr would fill an unread pipe and
         # stop it.
         self.process = subprocess.Popen(
