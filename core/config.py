@@ -165,11 +165,22 @@ class StoreConfig:
     path: Path | None = Path("gateway.db")
     url: str | None = None
     busy_timeout_ms: int = 5000  # SQLite: how long a call waits on a lock
-    pool_min_size: int = 2  # PostgreSQL: connections kept open per process (plus one listener)
-    pool_max_size: int = 10
+    # PostgreSQL: connections each process keeps open, and the most it opens (docs/fleet.md has
+    # the table of connections per node); one more per node LISTENs.
+    pool_min_size: int = 1
+    pool_max_size: int = 4
+    # PostgreSQL: a connection above pool_min_size idle this long is closed, so a node returns to
+    # its figure at rest after a burst of lookups.
+    pool_idle_seconds: float = 30.0
     # PostgreSQL: the longest a statement, or a transaction left idle, may last. It bounds how
     # late an event of the key feed can commit, which the followers rely on.
     statement_timeout_ms: int = 5000
+    # PostgreSQL: where the LISTEN connection and the migrations go (session features a pooler in
+    # transaction mode cannot carry); None: ``url`` itself.
+    listen_url: str | None = None
+    # PostgreSQL: ``url`` is a pooler in transaction mode (PgBouncer): no prepared statement kept
+    # across transactions, settings per transaction instead of per session.
+    transaction_pooler: bool = False
 
     @property
     def description(self) -> str:
@@ -178,18 +189,28 @@ class StoreConfig:
             return str(self.path)
         return redact(self.url)
 
+    def connections(self, workers: int) -> tuple[int, int]:
+        """PostgreSQL connections a node of ``workers`` holds: at rest, and at the most. Each
+        process has a pool (the parent of ``--workers N`` too, for the admin listener) and the
+        node one listening connection (docs/fleet.md)."""
+        processes = 1 if workers == 1 else workers + 1
+        return processes * self.pool_min_size + 1, processes * self.pool_max_size + 1
+
     def pointing_at(self, target: str) -> StoreConfig:
         """The same settings for another store: a PostgreSQL URL or a SQLite path. Any other
         URL is refused by its scheme (``mysql://x`` is not taken for a file named ``mysql:/x``)."""
+        # The config's listen_url and pooler name its own server: another store is reached
+        # directly, at the URL given.
+        direct = replace(self, listen_url=None, transaction_pooler=False)
         if is_postgres_url(target):
-            return replace(self, url=target, path=None)
+            return replace(direct, url=target, path=None)
         scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", target)
         if scheme is not None:
             raise ConfigError(
                 f"{redact(target)!r}: the {scheme.group(1)}:// scheme is not supported; a store is "
                 "a postgresql:// URL or a SQLite file path"
             )
-        return replace(self, path=Path(target), url=None)
+        return replace(direct, path=Path(target), url=None)
 
 
 def is_postgres_url(value: str) -> bool:
@@ -500,17 +521,31 @@ def _store(store: _Section) -> StoreConfig:
     store.check_unknown(STORE.names())
     url = store.get("url", (str, type(None)), None)
     path: Path | None = None
+    listen_url = store.get("listen_url", (str, type(None)), None)
+    pooler = store.get("transaction_pooler", bool, False)
     if url is not None:
         if "path" in store.data:
             raise store.fail("path and url", "name two stores: keep exactly one of them")
-        if not is_postgres_url(url) or (not urlsplit(url).hostname and "host=" not in url):
-            raise store.fail("url", f"{redact(url)!r} is not a postgresql://user@host/db URL")
+        for name, value in (("url", url), ("listen_url", listen_url)):
+            if value is not None and not _postgres_url(value):
+                raise store.fail(name, f"{redact(value)!r} is not a postgresql://user@host/db URL")
+        if pooler and listen_url is None:
+            raise store.fail(
+                "listen_url",
+                "is needed with transaction_pooler = true: LISTEN and the migrations cannot go "
+                "through a pooler in transaction mode; set it to the PostgreSQL server itself",
+            )
+    elif listen_url is not None or pooler:
+        raise store.fail(
+            "listen_url" if listen_url is not None else "transaction_pooler",
+            "applies to a PostgreSQL store only: set url too, or remove it",
+        )
     else:
         path = Path(store.get("path", str, "gateway.db"))
         if not path.is_absolute():
             path = store.source.parent / path  # relative to the config file, not the cwd
-    minimum = store.number("pool_min_size", 2, 1, integer=True)
-    maximum = store.number("pool_max_size", 10, 1, integer=True)
+    minimum = store.number("pool_min_size", 1, 1, integer=True)
+    maximum = store.number("pool_max_size", 4, 1, integer=True)
     if maximum < minimum:
         raise store.fail("pool_max_size", f"must be at least pool_min_size ({minimum})")
     return StoreConfig(
@@ -519,8 +554,15 @@ def _store(store: _Section) -> StoreConfig:
         busy_timeout_ms=store.number("busy_timeout_ms", 5000, 0, integer=True),
         pool_min_size=minimum,
         pool_max_size=maximum,
+        pool_idle_seconds=store.number("pool_idle_seconds", 30.0, 0.1),
         statement_timeout_ms=store.number("statement_timeout_ms", 5000, 100, integer=True),
+        listen_url=listen_url,
+        transaction_pooler=pooler,
     )
+
+
+def _postgres_url(url: str) -> bool:
+    return is_postgres_url(url) and bool(urlsplit(url).hostname or "host=" in url)
 
 
 def parse(data: Mapping[str, Any], source: Path) -> Config:

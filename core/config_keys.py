@@ -197,16 +197,34 @@ STORE = Table(
         Key("busy_timeout_ms", 5000, "SQLite: how long a store call waits on a lock."),
         Key(
             "pool_min_size",
-            2,
-            "PostgreSQL: connections each process keeps open (plus one that listens for key "
-            "changes).",
+            1,
+            "PostgreSQL: connections each process keeps open; a node of N workers has N + 1 "
+            "processes (1 if N = 1) and one more connection that listens for key changes.",
         ),
-        Key("pool_max_size", 10, "PostgreSQL: the most connections each process opens."),
+        Key("pool_max_size", 4, "PostgreSQL: the most connections each process opens."),
+        Key(
+            "pool_idle_seconds",
+            30.0,
+            "PostgreSQL: a connection above pool_min_size idle this long closes, so a node "
+            "returns to its figure at rest after a burst.",
+        ),
         Key(
             "statement_timeout_ms",
             5000,
             "PostgreSQL: the longest a statement, or a transaction left idle, may last on the "
             "gateway's connections; it bounds how late a key change can commit.",
+        ),
+        Key(
+            "transaction_pooler",
+            False,
+            "PostgreSQL: true when url is PgBouncer (or another pooler) in transaction mode: no "
+            "prepared statements kept, timeouts per transaction; needs listen_url.",
+        ),
+        Key(
+            "listen_url",
+            ABSENT,
+            "PostgreSQL: the server itself, for the one LISTEN per node and the migrations "
+            "(default: url); may name several hosts for failover, as url may.",
         ),
     ),
 )

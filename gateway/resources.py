@@ -38,11 +38,13 @@ class Resources:
         config: Config,
         clock: Callable[[], float] = time.time,
         node_journal: NodeJournal | None = None,
+        listens: bool = True,
     ) -> None:
         """``node_journal``: the local rate limits' logs shared by the workers of a node
         (``gateway.node_limits``); without it they are this process's alone."""
         self.config = config
-        self.db = make_store(config.store)
+        # ``listens=False``: a worker of `serve --workers N`, told of key changes by its parent.
+        self.db = make_store(config.store, listens)
         self.secret_format = SecretFormat(config.key_prefix)
         self.clock = clock
         self.verifier = Verifier(self.db, config.cache, self.secret_format, clock)

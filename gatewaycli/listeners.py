@@ -28,6 +28,7 @@ from gateway import redaction
 from gateway.http.server import GatewayHttpProtocol
 from gateway.resources import Resources
 from gatewaycli.drain import Drain
+from gatewaycli.fanout import follow_parent
 from gatewaycli.scrape import answer
 
 if TYPE_CHECKING:
@@ -145,10 +146,12 @@ async def run_listeners(
     supervisor: Supervisor | None = None,
     parent: int | None = None,
     metrics_sock: socket.socket | None = None,
+    changes_sock: socket.socket | None = None,
 ) -> None:
     """Start the shared resources, serve every listener until SIGINT/SIGTERM (or, in a worker,
-    until its parent is gone; answering the parent's scrapes on ``metrics_sock``), drain
-    (``gatewaycli.drain``), then clean up. ``parent``: this is a worker of that process."""
+    until its parent is gone; answering the parent's scrapes on ``metrics_sock``, told of key
+    changes on ``changes_sock``), drain (``gatewaycli.drain``), then clean up. ``parent``: this
+    is a worker of that process."""
     await resources.start()
     # Everything made so far (modules, classes, the config, the app) lives as long as the
     # process: out of the collector's sight, so a full collection walks only what came after.
@@ -166,6 +169,8 @@ async def run_listeners(
         background.append(asyncio.create_task(outlive_no_parent(parent, stop)))
     if metrics_sock is not None:
         background.append(asyncio.create_task(answer(metrics_sock, resources.snapshot)))
+    if changes_sock is not None:
+        background.append(asyncio.create_task(follow_parent(changes_sock, resources.db)))
     last = [
         asyncio.create_task(server.serve(sockets=[listener.sock]))
         for server, listener in zip(servers, listeners, strict=True)

@@ -6,7 +6,8 @@ listeners themselves and their signals: ``gatewaycli.listeners``).
 - ``workers = N``: the parent binds the sockets and starts N worker processes that accept on the
   proxy and forward-auth ones (uvicorn's own model); the admin listener stays in the parent, which
   asks the workers for their counts when /metrics is scraped. Each worker has its own cache, kept
-  coherent by the store's ``key_events`` feed.
+  coherent by the store's ``key_events`` feed; the parent alone LISTENs for its changes and
+  tells the workers (``gatewaycli.fanout``), so a node holds one listening connection.
 
 Sockets are bound before anything else, so ``port = 0`` works and the real address is printed.
 """
@@ -35,6 +36,7 @@ from gateway.app import GatewayApp
 from gateway.forward_auth import ForwardAuthApp
 from gateway.node_limits import NodeJournal
 from gateway.resources import Resources
+from gatewaycli.fanout import Fanout
 from gatewaycli.listeners import ASGIApp as ASGIApp
 from gatewaycli.listeners import Listener as Listener
 from gatewaycli.listeners import _Server as _Server
@@ -75,6 +77,7 @@ def _worker(
     sock: socket.socket,
     auth_sock: socket.socket | None,
     metrics_sock: socket.socket,
+    changes_sock: socket.socket,
     log_level: int,
     parent: int,
     ready: Any,
@@ -89,9 +92,18 @@ def _worker(
         config = config_module.load(config.source)
     if os.getppid() != parent:  # the parent died while this worker was starting
         return
-    resources = Resources(config, node_journal=journal)
+    # The parent listens for the node; the workers share its local rate limits.
+    resources = Resources(config, node_journal=journal, listens=False)
     listeners = data_plane(resources, sock, auth_sock)
-    run(run_listeners(resources, listeners, parent=parent, metrics_sock=metrics_sock))
+    run(
+        run_listeners(
+            resources,
+            listeners,
+            parent=parent,
+            metrics_sock=metrics_sock,
+            changes_sock=changes_sock,
+        )
+    )
 
 
 def admin_listener(app: ASGIApp, sock: socket.socket, config: Config) -> Listener:
@@ -233,6 +245,7 @@ def _serve_on(
     proxy_sock.close()
     if auth_sock is not None:
         auth_sock.close()
+    resources.db.on_signal.append(supervisor.fanout.tell)
     scraper = Scraper(resources.snapshot, supervisor.metrics_socks)
     admin: list[Listener] = []
     if admin_sock is not None:
@@ -249,6 +262,7 @@ def _serve_on(
     finally:
         supervisor.stop()
         supervisor.join()
+        supervisor.fanout.close()
     if supervisor.failed:
         raise SystemExit(1)
 
@@ -271,6 +285,8 @@ class Supervisor:
         self.ready = [context.Event() for _ in range(workers)]
         pairs = [socket.socketpair() for _ in range(workers)]
         self.metrics_socks = [ours for ours, _ in pairs]  # for the Scraper
+        changes = [socket.socketpair() for _ in range(workers)]
+        self.fanout = Fanout([ours for ours, _ in changes])  # key changes, to every worker
         level = logging.getLogger().level
         # Local rate limits count per node: the workers share one journal of them. Held here for
         # as long as the workers run: its lock's name goes when the object does.
@@ -283,6 +299,7 @@ class Supervisor:
                     sock,
                     auth_sock,
                     theirs,
+                    changes[n][1],
                     level,
                     os.getpid(),
                     self.ready[n],
@@ -292,9 +309,10 @@ class Supervisor:
             )
             for n, (_, theirs) in enumerate(pairs)
         ]
-        for process, (_, theirs) in zip(self.processes, pairs, strict=True):
+        for process, (_, theirs), (_, told) in zip(self.processes, pairs, changes, strict=True):
             process.start()
-            theirs.close()  # the worker holds its own copy now
+            theirs.close()  # the worker holds its own copies now
+            told.close()
         self.stopping = False
         self.failed = False
 

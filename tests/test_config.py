@@ -63,6 +63,22 @@ ROUTE = '[[routes]]\nprefix = "/x"\nupstream = "http://127.0.0.1:1"\n'
             '[store]\nurl = "postgresql://h/d"\npool_min_size = 5\npool_max_size = 2\n',
             "pool_max_size must be at least pool_min_size (5)",
         ),
+        (
+            '[store]\nurl = "postgresql://pgbouncer/d"\ntransaction_pooler = true\n',
+            "listen_url is needed with transaction_pooler = true: LISTEN and the migrations",
+        ),
+        (
+            '[store]\nurl = "postgresql://h/d"\nlisten_url = "h:5432"\n',
+            "listen_url 'h:5432' is not a postgresql://",
+        ),
+        (
+            '[store]\npath = "a.db"\nlisten_url = "postgresql://h/d"\n',
+            "listen_url applies to a PostgreSQL store only",
+        ),
+        (
+            '[store]\nurl = "postgresql://h/d"\npool_idle_seconds = 0\n',
+            "pool_idle_seconds must be at least 0.1",
+        ),
         ("[server\n", "is not valid TOML"),
     ],
 )

@@ -22,13 +22,22 @@ __all__ = [
 ]
 
 
-def make_store(config: StoreConfig) -> Database:
-    """The store the config names (not yet opened): PostgreSQL for ``url``, else SQLite."""
+def make_store(config: StoreConfig, listens: bool = True) -> Database:
+    """The store the config names (not yet opened): PostgreSQL for ``url``, else SQLite.
+    ``listens=False``: this process is told of key changes by another (a worker, by its
+    parent), so it holds no LISTEN connection of its own."""
     if config.url is not None:
         from core.store.postgres import PostgresDatabase  # asyncpg only where it is used
 
         return PostgresDatabase(
-            config.url, config.pool_min_size, config.pool_max_size, config.statement_timeout_ms
+            config.url,
+            config.pool_min_size,
+            config.pool_max_size,
+            config.statement_timeout_ms,
+            idle_seconds=config.pool_idle_seconds,
+            listen_url=config.listen_url,
+            transaction_pooler=config.transaction_pooler,
+            listens=listens,
         )
     from core.store.sqlite import SQLiteDatabase
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -86,6 +86,9 @@ class Database:
         self.connections_opened = 0
         # Set when the store says a key changed (PostgreSQL's NOTIFY); SQLite has no such signal.
         self.changed = asyncio.Event()
+        # Told of every such signal too: the parent of `serve --workers N` passes it on to its
+        # workers, so a node LISTENs once (``gatewaycli.fanout``).
+        self.on_signal: list[Callable[[], None]] = []
         # Counted for the metrics: reads, write transactions, and those the store failed.
         self.reads = self.writes = self.errors = 0
 
@@ -128,6 +131,12 @@ class Database:
 
     def _transaction(self) -> AbstractAsyncContextManager[Writer]:
         raise NotImplementedError
+
+    def signal(self) -> None:
+        """A key may have changed: wake the follower (and whoever else listens) now."""
+        self.changed.set()
+        for told in self.on_signal:
+            told()
 
     async def wait_for_change(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the store to say a key changed; True if it did."""

@@ -1,16 +1,20 @@
-"""The PostgreSQL store: any number of gateway nodes on one database.
+"""The PostgreSQL store: any number of gateway nodes on one database (docs/fleet.md).
 
 - One asyncpg pool per process (``[store] pool_min_size`` .. ``pool_max_size``); asyncpg
   prepares each statement once per connection, so a cache miss is one round trip.
 - Every connection runs with ``statement_timeout`` and ``idle_in_transaction_session_timeout``
   (``[store] statement_timeout_ms``): no transaction stays open longer, which bounds how late an
   event of the key feed can commit (the followers rely on it, ``gateway.verifier``).
-- One more connection, outside the pool, ``LISTEN``s on ``gateway_key_events``: every insert into
-  ``key_events`` notifies in its own transaction (a trigger), and the notification sets
-  :attr:`Database.changed`, so followers read the feed at once instead of at their next poll.
-  Notifications sent while that connection is down are lost (asyncpg #421): on every reconnect
-  it LISTENs first, then wakes the follower, which catches up from the feed where it left off
-  (the feed, not the notifications, is what is complete: ``core.store.keys.read_feed``).
+- One connection per node, outside the pool, ``LISTEN``s for key changes
+  (``core.store.listener``); a process opened with ``listens=False`` (a worker of `serve
+  --workers N`) is told of them by its parent instead.
+- Behind a pooler in transaction mode (``[store] transaction_pooler``, PgBouncer): no statement
+  is kept prepared (asyncpg's cache off; its unnamed statement is parsed and executed in one
+  exchange, a Flush and not a Sync between them, so the pooler keeps both on one server
+  connection), the timeouts are set per write transaction (``SET LOCAL``: a pooler refuses them
+  as startup parameters, and a session ``SET`` would leak to other clients) and a read is
+  bounded by asyncpg's own timeout, and the LISTEN and the migrations (a session's advisory
+  lock) go straight to the server at ``listen_url``.
 - Migrations run under an advisory lock, so nodes starting together apply each one once.
 """
 
@@ -18,10 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
@@ -29,6 +32,7 @@ from typing import Any
 import asyncpg
 
 from core.config import redact
+from core.store import listener
 from core.store.database import (
     Database,
     Params,
@@ -46,7 +50,6 @@ log = logging.getLogger("gateway.store")
 # and the request path's warnings), so only the pool's errors are shown.
 logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
 
-CHANNEL = "gateway_key_events"
 MIGRATION_LOCK = 0x6761746577617931  # "gateway1": the advisory lock taken while migrating
 # The server is away, restarting or refusing: retry later.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -59,6 +62,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.QueryCanceledError,
     asyncpg.InsufficientResourcesError,
     asyncpg.ReadOnlySQLTransactionError,
+    # A multi-host URL during a failover: no host is the read-write primary yet.
+    asyncpg.TargetServerAttributeNotMatched,
 )
 
 
@@ -77,9 +82,30 @@ def numbered(sql: str) -> str:
     return re.sub(r"\?(\d*)", number, sql)
 
 
-def _settle(future: asyncio.Future[None], *_: object) -> None:
-    if not future.done():
-        future.set_result(None)
+@contextlib.contextmanager
+def _connect_errors(where: str) -> Iterator[None]:
+    """A failed connect as the store's errors: no such database, or no server to reach."""
+    try:
+        yield
+    except asyncpg.InvalidCatalogNameError:
+        raise StoreMissing(
+            f"{where}: the database does not exist",
+            before_init="create the database (createdb)",
+        ) from None
+    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        raise StoreUnavailable(f"{where}: cannot connect ({exc})") from None
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection going back to the pool must undo: only a transaction a cancelled caller
+    left open. The pool's connections never hold session state (no SET, LISTEN, advisory lock
+    or cursor: the listener and the migrations have connections of their own), so asyncpg's
+    own reset, four statements after every query (``UNLISTEN *``, ``CLOSE ALL``,
+    ``pg_advisory_unlock_all()``, ``RESET ALL``), was a round trip for nothing, and most of what
+    an idle node asked the database (docs/fleet.md). Behind a pooler it would also land on
+    whichever server connection the pooler chose."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 def _count(status: str) -> int:
@@ -107,61 +133,92 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
 
     def __init__(
-        self, url: str, min_size: int = 2, max_size: int = 10, statement_timeout_ms: int = 5000
+        self,
+        url: str,
+        min_size: int = 1,
+        max_size: int = 4,
+        statement_timeout_ms: int = 5000,
+        *,
+        idle_seconds: float = 30.0,
+        listen_url: str | None = None,
+        transaction_pooler: bool = False,
+        listens: bool = True,
     ) -> None:
         super().__init__()
         self.url = url
+        self.listen_url = listen_url or url
         self.description = redact(url)
         self.min_size, self.max_size = min_size, max_size
         self.timeout_ms = statement_timeout_ms
+        self.idle_seconds = idle_seconds
+        self.pooled = transaction_pooler
+        self._read_timeout = statement_timeout_ms / 1000 if transaction_pooler else None
+        self.listens = listens
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncio.Task[None] | None = None
 
-    def _settings(self) -> dict[str, str]:
+    def _settings(self, role: str = "gateway") -> dict[str, str]:
+        """The session's settings, sent at connect; ``role`` names the connection in
+        ``pg_stat_activity`` (``gateway``, the pool; ``gateway-listen``, the listener)."""
         return {
             "statement_timeout": str(self.timeout_ms),
             "idle_in_transaction_session_timeout": str(self.timeout_ms),
-            "application_name": "gateway",
+            "application_name": role,
         }
+
+    @staticmethod
+    def _pooled_settings() -> dict[str, str]:
+        """Behind a pooler: the startup parameters it accepts. client_encoding as the server
+        spells it: asyncpg's own ``'utf-8'`` differs from the server's ``UTF8`` as a string,
+        so PgBouncer sent a ``SET client_encoding`` before every transaction (counted by
+        ``bench/fleet.py --pgbouncer``)."""
+        return {"application_name": "gateway", "client_encoding": "UTF8"}
 
     # -- life cycle ---------------------------------------------------------------------------
 
     async def open(self, create: bool = True) -> PostgresDatabase:
-        try:
+        await self._migrate(create)
+        pooled: dict[str, Any] = {}
+        if self.pooled:
+            pooled = {"statement_cache_size": 0}  # no statement outlives its exchange
+        with _connect_errors(self.description):
             self._pool = await asyncpg.create_pool(
                 self.url,
                 min_size=self.min_size,
                 max_size=self.max_size,
-                server_settings=self._settings(),
+                server_settings=self._pooled_settings() if self.pooled else self._settings(),
                 timeout=10,
+                max_inactive_connection_lifetime=self.idle_seconds,
+                reset=_reset,
+                **pooled,
             )
-        except asyncpg.InvalidCatalogNameError:
-            raise StoreMissing(
-                f"{self.description}: the database does not exist",
-                before_init="create the database (createdb)",
-            ) from None
-        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
-            raise StoreUnavailable(f"{self.description}: cannot connect ({exc})") from None
-        try:
-            await self._migrate(create)
-        except BaseException:
-            await self.close()
-            raise
         self.connections_opened += 1
-        self._listener = asyncio.create_task(self._listen(), name="store-listener")
+        if self.listens:
+            self._listener = asyncio.create_task(
+                listener.listen(
+                    self.listen_url, self._settings("gateway-listen"), self.signal, UNAVAILABLE
+                ),
+                name="store-listener",
+            )
         return self
 
     async def _migrate(self, create: bool) -> None:
-        assert self._pool is not None
+        """On a connection of its own, straight to the server (``listen_url``): the advisory
+        lock belongs to a session, which a pooler in transaction mode does not keep."""
+        with _connect_errors(self.description):
+            conn = await asyncpg.connect(
+                self.listen_url, server_settings=self._settings("gateway-migrate"), timeout=10
+            )
         try:
-            async with self._pool.acquire() as conn:
-                await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
-                try:
-                    await migrate(conn, create, self.description)
-                finally:
-                    await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            try:
+                await migrate(conn, create, self.description)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"{self.description}: cannot be migrated ({exc})") from None
+        finally:
+            conn.terminate()
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -176,42 +233,6 @@ class PostgresDatabase(Database):
             except (*UNAVAILABLE, asyncpg.PostgresError, asyncpg.InternalClientError):
                 pool.terminate()  # a connection was mid-query or the server is gone
 
-    async def _listen(self) -> None:
-        """Keep one LISTENing connection; after every reconnect, LISTEN first, then tell the
-        follower to catch up from the feed (what was notified meanwhile is lost)."""
-        first = True
-        while True:
-            try:
-                conn = await asyncpg.connect(self.url, server_settings=self._settings(), timeout=10)
-            except (*UNAVAILABLE, asyncpg.PostgresError):
-                await asyncio.sleep(0.5)
-                continue
-            lost = asyncio.get_running_loop().create_future()
-            try:
-                conn.add_termination_listener(functools.partial(_settle, lost))
-                await conn.add_listener(CHANNEL, self._notified)
-                if not first:
-                    # Notifications sent while it was away are lost: read the feed now. The
-                    # follower goes on from its cursor, so it catches up on every event.
-                    self.changed.set()
-                first = False
-                while not lost.done() and not conn.is_closed():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(lost), 1.0)
-                    if not lost.done():
-                        try:  # a half-open TCP connection notices nothing without a probe
-                            await conn.fetchval("SELECT 1", timeout=2)
-                        except (*UNAVAILABLE, asyncpg.PostgresError):
-                            break
-            except (*UNAVAILABLE, asyncpg.PostgresError):
-                pass
-            finally:
-                conn.terminate()  # closes the socket at once, whatever state it is in
-            await asyncio.sleep(0.2)
-
-    def _notified(self, *_: Any) -> None:
-        self.changed.set()
-
     # -- reads and writes ---------------------------------------------------------------------
 
     def _ready(self) -> asyncpg.Pool:
@@ -223,7 +244,9 @@ class PostgresDatabase(Database):
         pool = self._ready()
         for attempt in (1, 2):
             try:
-                rows = await pool.fetch(numbered(sql), *params)
+                # Behind a pooler, no statement_timeout on the session: asyncpg's own timeout
+                # cancels a read that runs too long.
+                rows = await pool.fetch(numbered(sql), *params, timeout=self._read_timeout)
                 break
             except UNAVAILABLE as exc:
                 # After the server restarted, the pool still holds connections to the old one:
@@ -237,6 +260,12 @@ class PostgresDatabase(Database):
     async def _transaction(self) -> AsyncIterator[Writer]:
         try:
             async with self._ready().acquire() as conn, conn.transaction():
+                if self.pooled:  # the session's settings, for this transaction only
+                    ms = self.timeout_ms
+                    await conn.execute(
+                        f"SET LOCAL statement_timeout = {ms}; "
+                        f"SET LOCAL idle_in_transaction_session_timeout = {ms}"
+                    )
                 yield PostgresWriter(conn)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StoreConflict(str(exc)) from None

@@ -24,7 +24,9 @@ def _binaries() -> Path | None:
 
 
 class PgServer:
-    def __init__(self) -> None:
+    def __init__(self, primary: PgServer | None = None) -> None:
+        """A new cluster (initdb), or with ``primary`` a streaming standby of that running
+        server (pg_basebackup; ``standby.signal`` and its ``primary_conninfo`` written)."""
         bin_dir = _binaries()
         if bin_dir is None:
             unavailable("no PostgreSQL server binaries (apt-get install postgresql)")
@@ -37,7 +39,14 @@ class PgServer:
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        if primary is None:
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        else:
+            self._run(
+                "pg_basebackup",
+                *("-D", str(self.data), "-h", "127.0.0.1", "-p", str(primary.port)),
+                *("-U", "postgres", "-X", "stream", "-R", "--no-sync", "-c", "fast"),
+            )
 
     def _run(self, tool: str, *args: str) -> None:
         command = [str(self.bin / tool), *args]
@@ -45,11 +54,12 @@ class PgServer:
             command = ["runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
-    def start(self) -> None:
+    def start(self, max_connections: int = 50, *settings: str) -> None:
+        """Start (again); ``settings``: more ``name=value`` for the server's command line."""
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=50"
-        )
+            f"-c max_connections={max_connections}"
+        ) + "".join(f" -c {setting}" for setting in settings)
         self._run(
             "pg_ctl",
             "-D",
@@ -61,6 +71,10 @@ class PgServer:
             "-w",
             "start",
         )
+
+    def promote(self) -> None:
+        """A standby becomes the primary (returns once it accepts writes)."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
