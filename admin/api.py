@@ -15,11 +15,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from admin import console, directory, fields, service, usage
+from admin import console, directory, fields, plans, service, usage
 from admin.access import require_manager
 from admin.http import EXCEPTION_HANDLERS, AdminContext, RequestIds, authenticate, context, queries
 from admin.openapi import document
-from admin.serialize import application_json, audit_json, key_json, project_json, user_json
+from admin.serialize import (
+    application_json,
+    audit_json,
+    key_json,
+    plan_json,
+    project_json,
+    user_json,
+)
 from core.assertion_keys import JWKS_PATH
 from core.errors import readiness_json
 from core.identity import Authenticator
@@ -77,6 +84,9 @@ async def api_keys(request: Request) -> Response:
             rate_limits=body.get("rate_limits", ()),
             allowed_ips=body.get("allowed_ips", ()),
             permissions=body.get("permissions"),
+            metadata=body.get("metadata"),
+            plan_id=body.get("plan_id"),
+            credits=body.get("credits"),
         )
         return JSONResponse({**key_json(new.key), "secret_key": new.secret_key}, 201)
     given = queries(request, fields.LIST_KEYS_QUERY)
@@ -119,6 +129,12 @@ async def api_key(request: Request) -> Response:
         rate_limits=body.get("rate_limits"),
         allowed_ips=body.get("allowed_ips"),
         permissions=body.get("permissions"),
+        disabled=body.get("disabled"),
+        metadata=body.get("metadata"),
+        plan_id=body.get("plan_id"),
+        clear_plan="plan_id" in body and body["plan_id"] is None,
+        credits=body.get("credits"),
+        clear_credits="credits" in body and body["credits"] is None,
     )
     return JSONResponse(key_json(key))
 
@@ -192,6 +208,42 @@ def item(kind: str) -> Any:
         )
 
     return handler
+
+
+# -- plans ----------------------------------------------------------------------------------------
+
+
+async def plan_collection(request: Request) -> Response:
+    actor = await authenticate(request)
+    queries(request)
+    db = context(request).db
+    if request.method == "GET":
+        found = await plans.list_plans(db, actor)
+        return JSONResponse({"plans": [plan_json(p) for p in found], "total_count": len(found)})
+    body = fields.CREATE_PLAN.parse(await request.body())
+    created = await plans.create_plan(
+        db,
+        actor,
+        body["name"],
+        body.get("rate_limits", ()),
+        body.get("credits"),
+        body.get("metadata"),
+    )
+    return JSONResponse(plan_json(created), 201)
+
+
+async def plan_item(request: Request) -> Response:
+    actor = await authenticate(request)
+    queries(request)
+    db = context(request).db
+    plan_id = request.path_params["id"]
+    if request.method == "GET":
+        return JSONResponse(plan_json(await plans.get_plan(db, actor, plan_id)))
+    if request.method == "DELETE":
+        await plans.delete_plan(db, actor, plan_id)
+        return Response(status_code=204)
+    body = fields.UPDATE_PLAN.parse(await request.body())
+    return JSONResponse(plan_json(await plans.update_plan(db, actor, plan_id, body)))
 
 
 # -- audit ----------------------------------------------------------------------------------------
@@ -277,6 +329,8 @@ def make_admin_app(
         Route("/v1/api-keys/{access_key}/roll", roll, methods=["POST"]),
         Route("/v1/api-keys/{access_key}/usage", api_key_usage),
         Route("/v1/audit-events", audit_events),
+        Route("/v1/plans", plan_collection, methods=["GET", "POST"]),
+        Route("/v1/plans/{id}", plan_item, methods=["GET", "PATCH", "DELETE"]),
         Route("/v1/openapi.json", openapi),
     ]
     for kind, plural in PLURAL.items():

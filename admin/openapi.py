@@ -57,6 +57,27 @@ KEY = obj(
             "items": {"type": "string"},
             "description": "a restricted key's permissions; null: the key is not restricted",
         },
+        "disabled": {"type": "boolean"},
+        "metadata": {"type": "object"},
+        "plan_id": NULLABLE_STRING,
+        "credits": fields.KEY_CREDITS.schema(),
+    }
+)
+BUDGET = {
+    "plan_id": NULLABLE_STRING,
+    "rate_limits": {"type": "array", "items": fields.RATE_LIMIT_SCHEMA},
+    "credits": fields.KEY_CREDITS.schema(),
+}
+PLAN = obj(
+    {
+        "id": {"type": "string"},
+        "organization_id": {"type": "string"},
+        "name": {"type": "string"},
+        "rate_limits": {"type": "array", "items": fields.RATE_LIMIT_SCHEMA},
+        "credits": fields.PLAN_CREDITS.schema(),
+        "metadata": {"type": "object"},
+        "created_at": TIME,
+        "updated_at": TIME,
     }
 )
 BUCKET = obj(
@@ -85,6 +106,7 @@ USER = obj(
         "permission_sets": PERMISSION_SETS,
         "is_owner": {"type": "boolean"},
         **STAMPS,
+        **BUDGET,
     }
 )
 APPLICATION = obj(
@@ -94,6 +116,7 @@ APPLICATION = obj(
         "name": {"type": "string"},
         "permission_sets": PERMISSION_SETS,
         **STAMPS,
+        **BUDGET,
     }
 )
 PARTY = obj({"type": NULLABLE_STRING, "id": NULLABLE_STRING})
@@ -152,6 +175,8 @@ BODIES: dict[str, Body] = {
     "ApiKeyCreate": fields.CREATE_KEY,
     "ApiKeyUpdate": fields.UPDATE_KEY,
     "ApiKeyRoll": fields.ROLL_KEY,
+    "PlanCreate": fields.CREATE_PLAN,
+    "PlanUpdate": fields.UPDATE_PLAN,
     **{f"{SCHEMA_NAMES[kind]}Create": declared for kind, declared in fields.CREATE.items()},
     **{f"{SCHEMA_NAMES[kind]}Update": declared for kind, declared in fields.UPDATE.items()},
 }
@@ -268,6 +293,7 @@ def document() -> dict[str, Any]:
         **directory_paths("projects", "Project"),
         **directory_paths("users", "User"),
         **directory_paths("applications", "Application"),
+        **directory_paths("plans", "Plan"),
     }
     return {
         "openapi": "3.1.0",
@@ -288,6 +314,7 @@ def document() -> dict[str, Any]:
                 "Project": PROJECT,
                 "User": USER,
                 "Application": APPLICATION,
+                "Plan": PLAN,
                 "AuditEvent": AUDIT,
                 "Error": ERROR,
                 **{name: declared.schema() for name, declared in BODIES.items()},

@@ -25,6 +25,7 @@ from core.assertion_keys import KeyFileError
 from core.config import LOG_LEVELS, Config, ConfigError
 from core.policies import PolicyError, RateLimit
 from core.store import StoreMissing, StoreUnavailable
+from gatewaycli import billing
 from gatewaycli.assertion_key import cmd_assertion_key
 from gatewaycli.commands import STORE_COMMANDS, emit, with_store
 
@@ -181,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=sorted(access.PERMISSION_SETS),
             )
         actions.add_parser("list", parents=[common])
+        if name != "projects":
+            billing.add_bearer_edit(actions, common, name[:-1])
+    billing.add_parsers(sub, common)
 
     store = sub.add_parser("store", parents=[common], help="copy or back up the whole store")
     store_actions = store.add_subparsers(dest="action", required=True)
@@ -206,9 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--expires-in", type=parse_duration, metavar="DURATION")
     create.add_argument("--mode", choices=["live", "test"], default="live")
     _policy_options(create)
+    billing.key_options(create)
     listing = actions.add_parser("list", parents=[common])
     listing.add_argument("--page", type=int, default=1)
-    for name in ("show", "revoke", "usage"):
+    for name in ("show", "revoke", "usage", "disable", "enable"):
         actions.add_parser(name, parents=[common]).add_argument("access_key")
     edit = actions.add_parser("edit", parents=[common])
     edit.add_argument("access_key")
@@ -216,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--project", metavar="ID")
     edit.add_argument("--expires-in", type=_expiry, metavar="DURATION|never")
     _policy_options(edit, editing=True)
+    billing.key_options(edit)
     roll = actions.add_parser("roll", parents=[common])
     roll.add_argument("access_key")
     roll.add_argument(

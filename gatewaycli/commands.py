@@ -20,6 +20,7 @@ from core.store import Database, StoreUnavailable, make_store
 from core.store.copy import TargetNotEmpty, backup_sqlite, copy_store
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
+from gatewaycli import billing
 from gatewaycli.assertion_key import first_key
 
 OPERATOR = access.LOCAL_OPERATOR
@@ -128,7 +129,10 @@ async def cmd_projects(args: argparse.Namespace, cfg: Config, db: Database) -> N
 
 
 async def cmd_users(args: argparse.Namespace, cfg: Config, db: Database) -> None:
-    if args.action == "create":
+    if args.action == "edit":
+        user = user_json(await billing.cmd_bearer_edit(args, db, "user"))
+        emit(args, user, key_text(user))
+    elif args.action == "create":
         user = user_json(
             await directory.create_user(db, OPERATOR, args.email, tuple(args.permission_set))
         )
@@ -139,7 +143,10 @@ async def cmd_users(args: argparse.Namespace, cfg: Config, db: Database) -> None
 
 
 async def cmd_applications(args: argparse.Namespace, cfg: Config, db: Database) -> None:
-    if args.action == "create":
+    if args.action == "edit":
+        app = application_json(await billing.cmd_bearer_edit(args, db, "application"))
+        emit(args, app, key_text(app))
+    elif args.action == "create":
         app = application_json(
             await directory.create_application(db, OPERATOR, args.name, tuple(args.permission_set))
         )
@@ -166,6 +173,7 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             rate_limits=args.rate_limit or (),
             allowed_ips=args.allow_ip or (),
             permissions=args.permission or ([] if args.restricted else None),
+            **await billing.key_extras(args, db),
         )
         data = {**key_json(new.key), "secret_key": new.secret_key}
         emit(args, data, key_text(key_json(new.key), new.secret_key))
@@ -223,9 +231,12 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
                 rate_limits=() if args.no_rate_limits else args.rate_limit,
                 allowed_ips=() if args.no_allowed_ips else args.allow_ip,
                 permissions=[] if args.no_permissions else args.permission,
+                **await billing.edit_extras(args, db),
             )
         )
         emit(args, key, key_text(key))
+    elif action in ("disable", "enable"):
+        emit(args, *await billing.cmd_key_switch(args, db))
     elif action == "revoke":
         await service.revoke_key(db, OPERATOR, args.access_key)
         emit(
@@ -303,4 +314,6 @@ STORE_COMMANDS: dict[str, StoreCommand] = {
     "applications": cmd_applications,
     "keys": cmd_keys,
     "store": cmd_store,
+    "plans": billing.cmd_plans,
+    "usage": billing.cmd_usage,
 }

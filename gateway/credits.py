@@ -1,0 +1,233 @@
+"""Credits spent by this process: reserved from the store in blocks, spent here without a store
+round trip, given back when no longer needed (``core.store.credits`` holds the SQL, and
+docs/plans-and-credits.md the proof that no more is admitted than a balance held).
+
+Per budget this process has a `Held`: the lease it holds in the store, what was granted to it,
+the ceiling it has written there (it spends only up to that), and what it has spent. On the
+request path `Wallet.spend` is a plain call: it spends under the ceiling, refuses at once when
+the store said the balance was empty, and otherwise asks for a `top_up` (one store write, the
+only await, once per block rather than per request). A background task (`Wallet.run`, owned by
+``Resources``) reports every ``sync_interval_seconds``: what was spent, the next block and
+ceiling (sized to twice the traffic of an interval, so the request path seldom waits), and
+lease renewals; it gives back the leases of budgets idle for a few intervals, and reclaims the
+expired leases of gateways that died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+
+from core.plans import Budget, next_refill, period
+from core.store import Database, StoreUnavailable, Writer
+from core.store import credits as store_credits
+
+log = logging.getLogger("gateway.credits")
+
+MIN_BLOCK = 16  # credits (in units of the last cost) reserved at least, per budget
+IDLE_ROUNDS = 25  # intervals without a spend before a lease is given back
+EMPTY = -1  # `spend`'s answer when the budget is spent
+
+
+class Held:
+    """This process's lease on one budget."""
+
+    __slots__ = (
+        "budget",
+        "ceiling",
+        "cost",
+        "ends",
+        "granted",
+        "idle",
+        "lease_id",
+        "period",
+        "reported",
+        "spent",
+        "store_remaining",
+    )
+
+    def __init__(self, budget: Budget, now: float) -> None:
+        self.budget = budget
+        self.lease_id = os.urandom(12).hex()
+        self.period = period(budget.interval, now)
+        # When the period ends (the lease with it); a budget that never refills never ends.
+        self.ends = math.inf if budget.refill is None else next_refill(budget.refill.interval, now)
+        self.granted = self.ceiling = self.spent = self.reported = 0
+        self.store_remaining = 0
+        self.cost = 1
+        self.idle = 0
+
+    def headroom(self) -> int:
+        """What to hold spendable beyond what is spent: twice what an interval spent, and at
+        least MIN_BLOCK of the last cost."""
+        return max(MIN_BLOCK * self.cost, 2 * (self.spent - self.reported))
+
+
+class Wallet:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], float] = time.time,
+        sync_interval: float = 0.2,
+        lease_seconds: float = 10.0,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.sync_interval = sync_interval
+        self.lease_seconds = lease_seconds
+        self.held: dict[str, Held] = {}
+        self._lock = asyncio.Lock()  # one report at a time: a top-up and the round
+        self._reclaimed_at = 0.0
+
+    # -- the request path ---------------------------------------------------------------------
+
+    def spend(self, budget: Budget, cost: int) -> int | None:
+        """The remaining count after spending ``cost`` (this process's view), EMPTY when the
+        budget is spent, or None when the store must be asked first (`top_up`)."""
+        held = self.held.get(budget.owner)
+        if held is None or held.budget != budget or self.clock() >= held.ends:
+            return None
+        if held.spent + cost <= held.ceiling:
+            held.spent += cost
+            held.cost = cost
+            return held.granted - held.spent + held.store_remaining
+        if held.store_remaining <= 0 and held.granted == held.ceiling:
+            return EMPTY
+        return None
+
+    def empty(self, budget: Budget, cost: int) -> bool:
+        """Whether the store said this budget cannot pay ``cost`` (no await)."""
+        held = self.held.get(budget.owner)
+        return (
+            held is not None
+            and held.budget == budget
+            and held.spent + cost > held.ceiling
+            and held.granted == held.ceiling
+            and held.store_remaining <= 0
+            and self.clock() < held.ends
+        )
+
+    def remaining(self, budget: Budget) -> int | None:
+        held = self.held.get(budget.owner)
+        if held is None or held.budget != budget:
+            return None
+        return held.granted - held.spent + held.store_remaining
+
+    async def top_up(self, budget: Budget, cost: int) -> int:
+        """Reserve for ``budget`` now (a request is waiting), then spend ``cost``: the
+        remaining count, or EMPTY. Raises StoreUnavailable."""
+        async with self._lock:
+            now = self.clock()
+            held = self.held.get(budget.owner)
+            if held is not None and (held.budget != budget or now >= held.ends):
+                await self._release([held])
+                held = None
+            if held is None:
+                held = self.held[budget.owner] = Held(budget, now)
+            held.cost = cost
+            async with self.db.transaction() as w:
+                await self._report(w, held, now, need=cost)
+            found = self.spend(budget, cost)
+        return EMPTY if found is None else found
+
+    # -- reports ------------------------------------------------------------------------------
+
+    async def _report(self, w: Writer, held: Held, now: float, need: int = 0) -> None:
+        """One lease's report: spent so far, the next block, the ceiling, the renewal."""
+        headroom = held.headroom() + need
+        lease = await store_credits.reserve(
+            w,
+            held.lease_id,
+            held.budget.owner,
+            held.period,
+            held.budget.initial,
+            held.spent,
+            want_granted=held.spent + 2 * headroom,
+            want_ceiling=held.spent + headroom,
+            expires_at=now + self.lease_seconds,
+            now=now,
+        )
+        if lease is None:
+            # Ended under us (reclaimed, refilled, reset): what it had spent is accounted for;
+            # start a new lease.
+            fresh = Held(held.budget, now)
+            fresh.cost = held.cost
+            self.held[held.budget.owner] = fresh
+            lease = await store_credits.reserve(
+                w,
+                fresh.lease_id,
+                fresh.budget.owner,
+                fresh.period,
+                fresh.budget.initial,
+                0,
+                want_granted=2 * headroom,
+                want_ceiling=headroom,
+                expires_at=now + self.lease_seconds,
+                now=now,
+            )
+            held = fresh
+            if lease is None:
+                return
+        # Only now that the ceiling is written may it be spent up to.
+        held.granted, held.ceiling = lease.granted, lease.ceiling
+        held.store_remaining = lease.remaining
+        held.reported = held.spent
+
+    async def sync(self) -> None:
+        """One round: report every budget in use, give back the idle ones, reclaim the
+        expired leases of others. Raises StoreUnavailable."""
+        async with self._lock:
+            now = self.clock()
+            idle: list[Held] = []
+            active: list[Held] = []
+            for held in list(self.held.values()):
+                if now >= held.ends:
+                    idle.append(held)
+                elif held.spent == held.reported and held.store_remaining > 0:
+                    held.idle += 1
+                    (idle if held.idle >= IDLE_ROUNDS else active).append(held)
+                else:  # spent since the last report, or waiting for credits to come back
+                    held.idle = 0 if held.spent != held.reported else held.idle + 1
+                    (idle if held.idle >= IDLE_ROUNDS else active).append(held)
+            if idle:
+                await self._release(idle)
+            reclaim = now - self._reclaimed_at >= self.lease_seconds / 2
+            if not active and not reclaim:
+                return  # nothing to write: a gateway without budgets in use writes nothing
+            async with self.db.transaction() as w:
+                for held in active:
+                    await self._report(w, held, now)
+                if reclaim:
+                    await store_credits.reclaim(w, now)
+                    self._reclaimed_at = now
+
+    async def _release(self, helds: list[Held]) -> None:
+        now = self.clock()
+        async with self.db.transaction() as w:
+            for held in helds:
+                await store_credits.release(w, held.lease_id, held.spent, now)
+        for held in helds:
+            if self.held.get(held.budget.owner) is held:
+                del self.held[held.budget.owner]
+
+    async def release_all(self) -> None:
+        """At shutdown: everything held and not spent goes back."""
+        async with self._lock:
+            if self.held:
+                await self._release(list(self.held.values()))
+
+    async def run(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self.sync_interval)
+            try:
+                await self.sync()
+                failing = False
+            except StoreUnavailable as exc:
+                if not failing:
+                    log.warning("cannot report credits spent: %s", exc)
+                failing = True
