@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from admin import console, directory, fields, plans, service, usage
+from admin import api_billing, console, directory, fields, service, usage
 from admin.access import require_manager
 from admin.http import EXCEPTION_HANDLERS, AdminContext, RequestIds, authenticate, context, queries
 from admin.openapi import document
@@ -23,7 +23,6 @@ from admin.serialize import (
     application_json,
     audit_json,
     key_json,
-    plan_json,
     project_json,
     user_json,
 )
@@ -34,6 +33,7 @@ from core.store import Database
 from core.store import audit as store_audit
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
+from core.verification import KeyChecker
 
 SERIALIZERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "project": project_json,
@@ -210,42 +210,6 @@ def item(kind: str) -> Any:
     return handler
 
 
-# -- plans ----------------------------------------------------------------------------------------
-
-
-async def plan_collection(request: Request) -> Response:
-    actor = await authenticate(request)
-    queries(request)
-    db = context(request).db
-    if request.method == "GET":
-        found = await plans.list_plans(db, actor)
-        return JSONResponse({"plans": [plan_json(p) for p in found], "total_count": len(found)})
-    body = fields.CREATE_PLAN.parse(await request.body())
-    created = await plans.create_plan(
-        db,
-        actor,
-        body["name"],
-        body.get("rate_limits", ()),
-        body.get("credits"),
-        body.get("metadata"),
-    )
-    return JSONResponse(plan_json(created), 201)
-
-
-async def plan_item(request: Request) -> Response:
-    actor = await authenticate(request)
-    queries(request)
-    db = context(request).db
-    plan_id = request.path_params["id"]
-    if request.method == "GET":
-        return JSONResponse(plan_json(await plans.get_plan(db, actor, plan_id)))
-    if request.method == "DELETE":
-        await plans.delete_plan(db, actor, plan_id)
-        return Response(status_code=204)
-    body = fields.UPDATE_PLAN.parse(await request.body())
-    return JSONResponse(plan_json(await plans.update_plan(db, actor, plan_id, body)))
-
-
 # -- audit ----------------------------------------------------------------------------------------
 
 
@@ -317,9 +281,11 @@ def make_admin_app(
     readiness: Callable[[], Awaitable[str | None]],
     metrics: Callable[[], Awaitable[bytes]] | None = None,
     jwks: Callable[[], bytes] | None = None,
+    verify: KeyChecker | None = None,
 ) -> RequestIds:
     """The admin app; ``metrics`` (the Prometheus text of the whole gateway) adds /metrics,
-    ``jwks`` (the assertion keys' JWKS) adds /.well-known/jwks.json."""
+    ``jwks`` (the assertion keys' JWKS) adds /.well-known/jwks.json, ``verify`` (the data
+    plane's gate) adds POST /v1/keys/verify."""
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
@@ -329,8 +295,6 @@ def make_admin_app(
         Route("/v1/api-keys/{access_key}/roll", roll, methods=["POST"]),
         Route("/v1/api-keys/{access_key}/usage", api_key_usage),
         Route("/v1/audit-events", audit_events),
-        Route("/v1/plans", plan_collection, methods=["GET", "POST"]),
-        Route("/v1/plans/{id}", plan_item, methods=["GET", "PATCH", "DELETE"]),
         Route("/v1/openapi.json", openapi),
     ]
     for kind, plural in PLURAL.items():
@@ -340,7 +304,10 @@ def make_admin_app(
         routes.append(Route("/metrics", prometheus))
     if jwks is not None:
         routes.append(Route(JWKS_PATH, jwks_document, methods=["GET", "HEAD"]))
+    routes.extend(api_billing.routes(verify is not None))
     routes.extend(console.routes())
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.context = AdminContext(db, secret_format, authenticator, readiness, metrics, jwks)
+    app.state.context = AdminContext(
+        db, secret_format, authenticator, readiness, metrics, jwks, verify
+    )
     return RequestIds(app)

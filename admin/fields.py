@@ -386,7 +386,7 @@ RATE_LIMITS = Field(
 PERMISSIONS = Field(
     "strings",
     max_items=MAX_PERMISSIONS,
-    pattern="^[a-z][a-z0-9_-]{0,62}:(read|write)$",
+    pattern="^([a-z][a-z0-9_-]{0,62}:(read|write)|keys:verify)$",
     description="a restricted key's RESOURCE:read / RESOURCE:write permissions; given at "
     "creation (even empty), the key is restricted and its secret starts <prefix>_rk_",
 )
@@ -529,4 +529,32 @@ PLAN_FIELDS = {
     "metadata": METADATA,
 }
 CREATE_PLAN = Body(PLAN_FIELDS, required=("name",))
+METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+USAGE_QUERY = {
+    "from": Field("string", pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="first day (UTC)"),
+    "to": Field("string", pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="last day (UTC)"),
+    "group_by": Field("string", choices=("key", "bearer", "plan")),
+    "format": Field("string", choices=("json", "csv")),
+}
+VERIFY_KEY = Body(
+    {
+        "secret_key": Field("string", max_length=200, description="the secret to verify"),
+        "resource": Field(
+            "string",
+            nullable=True,
+            pattern="^[a-z][a-z0-9_-]{0,62}$",
+            description="as a route's resource: what a restricted key needs permission for",
+        ),
+        "method": Field("string", choices=METHODS),
+        "cost": Field("integer", minimum=0, maximum=1_000_000, description="credits to spend"),
+        "ip": Field(
+            "string",
+            nullable=True,
+            max_length=45,
+            pattern="^[0-9A-Fa-f.:]+$",
+            description="the address the caller's client came from (for allowed_ips)",
+        ),
+    },
+    required=("secret_key",),
+)
 UPDATE_PLAN = Body(PLAN_FIELDS)

@@ -12,6 +12,7 @@ from typing import Any
 
 from admin import fields
 from admin.fields import Body, Field
+from core.verification import CODES
 
 Schema = dict[str, Any]
 
@@ -119,6 +120,39 @@ APPLICATION = obj(
         **BUDGET,
     }
 )
+USAGE_ROW = obj(
+    {
+        "day": {"type": "string"},
+        "group": {"type": "string"},
+        "allowed": {"type": "integer"},
+        "denied": {"type": "integer"},
+        "rate_limited": {"type": "integer"},
+        "credits_spent": {"type": "integer"},
+    }
+)
+USAGE_EXPORT = obj(
+    {
+        "from": {"type": "string"},
+        "to": {"type": "string"},
+        "group_by": {"type": "string"},
+        "rows": {"type": "array", "items": USAGE_ROW},
+    }
+)
+VERIFY_ANSWER = obj(
+    {
+        "valid": {"type": "boolean"},
+        "code": {"type": "string", "enum": list(CODES)},
+        "access_key": NULLABLE_STRING,
+        "project_id": NULLABLE_STRING,
+        "organization_id": NULLABLE_STRING,
+        "bearer": {"type": ["object", "null"]},
+        "plan": NULLABLE_STRING,
+        "metadata": {"type": ["object", "null"]},
+        "credits_remaining": {"type": ["integer", "null"]},
+        "rate_limit": {"type": ["object", "null"]},
+        "retry_after": {"type": ["integer", "null"]},
+    }
+)
 PARTY = obj({"type": NULLABLE_STRING, "id": NULLABLE_STRING})
 AUDIT = obj(
     {
@@ -175,6 +209,7 @@ BODIES: dict[str, Body] = {
     "ApiKeyCreate": fields.CREATE_KEY,
     "ApiKeyUpdate": fields.UPDATE_KEY,
     "ApiKeyRoll": fields.ROLL_KEY,
+    "VerifyKey": fields.VERIFY_KEY,
     "PlanCreate": fields.CREATE_PLAN,
     "PlanUpdate": fields.UPDATE_PLAN,
     **{f"{SCHEMA_NAMES[kind]}Create": declared for kind, declared in fields.CREATE.items()},
@@ -294,6 +329,37 @@ def document() -> dict[str, Any]:
         **directory_paths("users", "User"),
         **directory_paths("applications", "Application"),
         **directory_paths("plans", "Plan"),
+        "/v1/usage": {
+            "get": {
+                "operationId": "export_usage",
+                "description": "Per UTC day and per key, bearer or plan: requests allowed, "
+                "denied, rate limited, and credits spent (managers only).",
+                "parameters": [
+                    {**query(name, f), "required": name in ("from", "to")}
+                    for name, f in fields.USAGE_QUERY.items()
+                ],
+                "responses": {
+                    **responses(200, USAGE_EXPORT, 400, 403, 422),
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {"schema": USAGE_EXPORT},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                },
+            },
+        },
+        "/v1/keys/verify": {
+            "post": {
+                "operationId": "verify_key",
+                "description": "Whether a key is good for a use (and spends cost credits "
+                "when it is): the proxy's cache, rules and credits. For a restricted key "
+                "holding keys:verify, or a manager's key.",
+                "requestBody": body("VerifyKey"),
+                "responses": responses(200, VERIFY_ANSWER, 400, 403),
+            },
+        },
     }
     return {
         "openapi": "3.1.0",

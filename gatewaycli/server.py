@@ -34,6 +34,7 @@ from gateway import metrics
 from gateway.app import GatewayApp
 from gateway.forward_auth import ForwardAuthApp
 from gateway.resources import Resources
+from gateway.verify import KeyVerification
 from gatewaycli.listeners import ASGIApp as ASGIApp
 from gatewaycli.listeners import Listener as Listener
 from gatewaycli.listeners import _Server as _Server
@@ -66,6 +67,7 @@ def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
         resources.readiness,
         metrics=scrape if config.metrics else None,
         jwks=resources.assertions.jwks,
+        verify=KeyVerification(resources.gate),
     )
 
 

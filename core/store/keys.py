@@ -315,6 +315,12 @@ async def delete(w: Writer, access_key: str, now: float) -> bool:
         "ON CONFLICT (access_key) DO UPDATE SET revoked_at = excluded.revoked_at",
         (now, access_key),
     )
+    await w.execute(
+        "INSERT INTO revoked_secrets (secret_hash, access_key, revoked_at) "
+        "SELECT secret_hash, access_key, ? FROM key_secrets WHERE access_key = ? "
+        "ON CONFLICT (secret_hash) DO NOTHING",
+        (now, access_key),
+    )
     await w.execute("DELETE FROM key_secrets WHERE access_key = ?", (access_key,))
     deleted = await w.execute("DELETE FROM api_keys WHERE access_key = ?", (access_key,))
     if deleted:
@@ -329,6 +335,12 @@ async def revoked(db: Database | Writer, access_key: str) -> RevokedKey | None:
         (access_key,),
     )
     return RevokedKey(*row) if row else None
+
+
+async def revoked_secret(db: Database, secret_hash: bytes) -> bool:
+    """Whether this secret belonged to a key since revoked."""
+    row = await db.fetchone("SELECT 1 FROM revoked_secrets WHERE secret_hash = ?", (secret_hash,))
+    return row is not None
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,15 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX credit_leases_expiry ON credit_leases (expires_at);
     ALTER TABLE key_usage ADD COLUMN credits INTEGER NOT NULL DEFAULT 0
     """,
+    # 8: the hashes of revoked keys' secrets, so the verify API can tell a revoked key from one
+    # never issued (no secret is kept, only its SHA-256, as in key_secrets).
+    """
+    CREATE TABLE revoked_secrets (
+        secret_hash BLOB PRIMARY KEY,
+        access_key TEXT NOT NULL,
+        revoked_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
 )
 
 
@@ -376,5 +385,13 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX credit_leases_owner ON credit_leases (owner);
     CREATE INDEX credit_leases_expiry ON credit_leases (expires_at);
     ALTER TABLE key_usage ADD COLUMN credits BIGINT NOT NULL DEFAULT 0;
+    """,
+    # 8: the hashes of revoked keys' secrets (see the SQLite migration).
+    """
+    CREATE TABLE revoked_secrets (
+        secret_hash BYTEA PRIMARY KEY,
+        access_key TEXT NOT NULL,
+        revoked_at DOUBLE PRECISION NOT NULL
+    );
     """,
 )
