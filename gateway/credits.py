@@ -45,6 +45,7 @@ class Held:
         "idle",
         "lease_id",
         "period",
+        "renew_at",
         "reported",
         "spent",
         "store_remaining",
@@ -60,6 +61,7 @@ class Held:
         self.store_remaining = 0
         self.cost = 1
         self.idle = 0
+        self.renew_at = 0.0  # when the lease needs renewing even if nothing was spent
 
     def headroom(self) -> int:
         """What to hold spendable beyond what is spent: twice what an interval spent, and at
@@ -129,25 +131,32 @@ class Wallet:
             if held is None:
                 held = self.held[budget.owner] = Held(budget, now)
             held.cost = cost
-            async with self.db.transaction() as w:
-                await self._report(w, held, now, need=cost)
-            found = self.spend(budget, cost)
-        return EMPTY if found is None else found
+            for _ in range(3):  # again if requests spent the new block while it was written
+                async with self.db.transaction() as w:
+                    await self._report(w, held, now, need=cost)
+                found = self.spend(budget, cost)
+                held = self.held.get(budget.owner, held)
+                if found is not None:
+                    return found
+        return EMPTY
 
     # -- reports ------------------------------------------------------------------------------
 
     async def _report(self, w: Writer, held: Held, now: float, need: int = 0) -> None:
         """One lease's report: spent so far, the next block, the ceiling, the renewal."""
         headroom = held.headroom() + need
+        spent = held.spent  # requests go on spending while the report is written
+        # Never spend past the ceiling about to be written, if it is lower than the one held.
+        held.ceiling = min(held.ceiling, spent + headroom)
         lease = await store_credits.reserve(
             w,
             held.lease_id,
             held.budget.owner,
             held.period,
             held.budget.initial,
-            held.spent,
-            want_granted=held.spent + 2 * headroom,
-            want_ceiling=held.spent + headroom,
+            spent,
+            want_granted=spent + 2 * headroom,
+            want_ceiling=spent + headroom,
             expires_at=now + self.lease_seconds,
             now=now,
         )
@@ -169,13 +178,14 @@ class Wallet:
                 expires_at=now + self.lease_seconds,
                 now=now,
             )
-            held = fresh
+            held, spent = fresh, 0
             if lease is None:
                 return
         # Only now that the ceiling is written may it be spent up to.
         held.granted, held.ceiling = lease.granted, lease.ceiling
         held.store_remaining = lease.remaining
-        held.reported = held.spent
+        held.reported = spent
+        held.renew_at = now + self.lease_seconds / 2
 
     async def sync(self) -> None:
         """One round: report every budget in use, give back the idle ones, reclaim the
@@ -189,7 +199,10 @@ class Wallet:
                     idle.append(held)
                 elif held.spent == held.reported and held.store_remaining > 0:
                     held.idle += 1
-                    (idle if held.idle >= IDLE_ROUNDS else active).append(held)
+                    if held.idle >= IDLE_ROUNDS:
+                        idle.append(held)
+                    elif now >= held.renew_at:  # kept, so its lease is renewed
+                        active.append(held)
                 else:  # spent since the last report, or waiting for credits to come back
                     held.idle = 0 if held.spent != held.reported else held.idle + 1
                     (idle if held.idle >= IDLE_ROUNDS else active).append(held)
@@ -206,13 +219,16 @@ class Wallet:
                     self._reclaimed_at = now
 
     async def _release(self, helds: list[Held]) -> None:
+        """Give leases back. Each leaves this process's hands before the write is awaited, so
+        no request spends from it after its count is taken."""
         now = self.clock()
-        async with self.db.transaction() as w:
-            for held in helds:
-                await store_credits.release(w, held.lease_id, held.spent, now)
         for held in helds:
             if self.held.get(held.budget.owner) is held:
                 del self.held[held.budget.owner]
+        spent = [(held.lease_id, held.spent) for held in helds]
+        async with self.db.transaction() as w:
+            for lease_id, count in spent:
+                await store_credits.release(w, lease_id, count, now)
 
     async def release_all(self) -> None:
         """At shutdown: everything held and not spent goes back."""

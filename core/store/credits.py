@@ -67,8 +67,8 @@ async def reserve(
     now: float,
 ) -> Lease | None:
     """Report ``spent`` on the lease, take from the balance until it has ``want_granted`` (or
-    the balance is empty), and raise its ceiling to ``want_ceiling`` (never above what it was
-    granted, never lower than before). None when the lease is gone (reclaimed, or ended by a
+    the balance is empty), and set its ceiling to ``want_ceiling`` (never above what it was
+    granted; a holder lowers its own ceiling before it asks for a lower one). None when the lease is gone (reclaimed, or ended by a
     refill or an operator's reset) while its holder still thinks it holds it: the holder drops
     it. A lease id not seen before starts a lease."""
     remaining, epoch = await _balance(w, owner, period, initial, now)
@@ -85,7 +85,7 @@ async def reserve(
             return None
     take = min(max(0, want_granted - granted), remaining)
     granted += take
-    ceiling = max(ceiling, min(granted, want_ceiling))
+    ceiling = max(spent, min(granted, want_ceiling))
     if take:
         remaining -= take
         await w.execute(
