@@ -58,19 +58,21 @@ def verify(
 ) -> Verified:
     """Ask whether ``secret_key`` is good for ``method`` on ``resource`` and may spend ``cost``
     credits (spent when it is); ``credential`` is the verifier's own secret."""
+    if not admin_url.startswith(("http://", "https://")):
+        raise ValueError(f"{admin_url!r} is not the admin listener's http(s) URL")
     body: dict[str, Any] = {"secret_key": secret_key, "method": method, "cost": cost}
     if resource is not None:
         body["resource"] = resource
     if ip is not None:
         body["ip"] = ip
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
         admin_url.rstrip("/") + "/v1/keys/verify",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "X-Auth-Token": credential},
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             found: dict[str, Any] = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:

@@ -68,9 +68,9 @@ async def reserve(
 ) -> Lease | None:
     """Report ``spent`` on the lease, take from the balance until it has ``want_granted`` (or
     the balance is empty), and set its ceiling to ``want_ceiling`` (never above what it was
-    granted; a holder lowers its own ceiling before it asks for a lower one). None when the lease is gone (reclaimed, or ended by a
-    refill or an operator's reset) while its holder still thinks it holds it: the holder drops
-    it. A lease id not seen before starts a lease."""
+    granted; a holder lowers its own ceiling before it asks for a lower one). None when the
+    lease is gone (reclaimed, or ended by a refill or an operator's reset) while its holder
+    still thinks it holds it: the holder drops it. A lease id not seen before starts one."""
     remaining, epoch = await _balance(w, owner, period, initial, now)
     row = await w.fetchone(
         "SELECT granted, ceiling, period, epoch FROM credit_leases WHERE id = ?", (lease_id,)
