@@ -91,7 +91,11 @@ class Wallet:
         """The remaining count after spending ``cost`` (this process's view), EMPTY when the
         budget is spent, or None when the store must be asked first (`top_up`)."""
         held = self.held.get(budget.owner)
-        if held is None or held.budget != budget or self.clock() >= held.ends:
+        if (
+            held is None
+            or (held.budget is not budget and held.budget != budget)
+            or self.clock() >= held.ends
+        ):
             return None
         if held.spent + cost <= held.ceiling:
             held.spent += cost
