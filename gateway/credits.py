@@ -31,6 +31,7 @@ log = logging.getLogger("gateway.credits")
 MIN_BLOCK = 16  # credits (in units of the last cost) reserved at least, per budget
 IDLE_ROUNDS = 25  # intervals without a spend before a lease is given back
 EMPTY = -1  # `spend`'s answer when the budget is spent
+TOP_UP_TRIES = 8  # reports a waiting request makes, each asking twice the last
 
 
 class Held:
@@ -42,6 +43,7 @@ class Held:
         "cost",
         "ends",
         "granted",
+        "heard",
         "idle",
         "lease_id",
         "period",
@@ -62,6 +64,7 @@ class Held:
         self.cost = 1
         self.idle = 0
         self.renew_at = 0.0  # when the lease needs renewing even if nothing was spent
+        self.heard = False  # the store has answered a report: its counts are known
 
     def headroom(self) -> int:
         """What to hold spendable beyond what is spent: twice what an interval spent, and at
@@ -101,7 +104,7 @@ class Wallet:
             held.spent += cost
             held.cost = cost
             return held.granted - held.spent + held.store_remaining
-        if held.store_remaining <= 0 and held.granted == held.ceiling:
+        if held.heard and held.store_remaining <= 0 and held.granted == held.ceiling:
             return EMPTY
         return None
 
@@ -110,6 +113,7 @@ class Wallet:
         held = self.held.get(budget.owner)
         return (
             held is not None
+            and held.heard
             and held.budget == budget
             and held.spent + cost > held.ceiling
             and held.granted == held.ceiling
@@ -134,20 +138,30 @@ class Wallet:
                 held = None
             if held is None:
                 held = self.held[budget.owner] = Held(budget, now)
+            found = self.spend(budget, cost)  # a top-up it waited behind may have made room
+            if found is not None:
+                return found
             held.cost = cost
-            for _ in range(3):  # again if requests spent the new block while it was written
+            for attempt in range(TOP_UP_TRIES):
+                # Again, asking for more, if requests spent the new block before this one did.
                 async with self.db.transaction() as w:
-                    await self._report(w, held, now, need=cost)
+                    applied = await self._report(w, held, now, need=cost << attempt)
+                applied()
                 found = self.spend(budget, cost)
-                held = self.held.get(budget.owner, held)
                 if found is not None:
                     return found
+                if self.empty(budget, cost):
+                    break
+                held = self.held.get(budget.owner, held)
+                now = self.clock()
         return EMPTY
 
     # -- reports ------------------------------------------------------------------------------
 
-    async def _report(self, w: Writer, held: Held, now: float, need: int = 0) -> None:
-        """One lease's report: spent so far, the next block, the ceiling, the renewal."""
+    async def _report(self, w: Writer, held: Held, now: float, need: int = 0) -> Callable[[], None]:
+        """One lease's report: spent so far, the next block, the ceiling, the renewal. Returns
+        what to apply here once the transaction has committed: a ceiling may be spent up to
+        only when the store holds it."""
         headroom = held.headroom() + need
         spent = held.spent  # requests go on spending while the report is written
         # Never spend past the ceiling about to be written, if it is lower than the one held.
@@ -184,12 +198,17 @@ class Wallet:
             )
             held, spent = fresh, 0
             if lease is None:
-                return
-        # Only now that the ceiling is written may it be spent up to.
-        held.granted, held.ceiling = lease.granted, lease.ceiling
-        held.store_remaining = lease.remaining
-        held.reported = spent
-        held.renew_at = now + self.lease_seconds / 2
+                return lambda: None
+        found, written = lease, spent
+
+        def apply() -> None:
+            held.granted, held.ceiling = found.granted, found.ceiling
+            held.store_remaining = found.remaining
+            held.reported = written
+            held.renew_at = now + self.lease_seconds / 2
+            held.heard = True
+
+        return apply
 
     async def sync(self) -> None:
         """One round: report every budget in use, give back the idle ones, reclaim the
@@ -215,12 +234,16 @@ class Wallet:
             reclaim = now - self._reclaimed_at >= self.lease_seconds / 2
             if not active and not reclaim:
                 return  # nothing to write: a gateway without budgets in use writes nothing
+            applied = []
             async with self.db.transaction() as w:
                 for held in active:
-                    await self._report(w, held, now)
+                    applied.append(await self._report(w, held, now))
                 if reclaim:
                     await store_credits.reclaim(w, now)
-                    self._reclaimed_at = now
+            for apply in applied:
+                apply()
+            if reclaim:
+                self._reclaimed_at = now
 
     async def _release(self, helds: list[Held]) -> None:
         """Give leases back. Each leaves this process's hands before the write is awaited, so
