@@ -6,6 +6,7 @@ as for an edit of the key itself."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from core import plans
@@ -30,6 +31,24 @@ def _plan(row: tuple[Any, ...]) -> Plan:
         row[6],
         row[7],
     )
+
+
+def _assignments(
+    changes: dict[str, Any], credits_column: Callable[[Any], str | None]
+) -> tuple[str, list[Any]]:
+    """``name = ?, ...`` and the values, as the columns hold them (lists and objects as JSON;
+    credits in the form of a plan's or of a key's, as ``credits_column`` writes them)."""
+    values: list[Any] = []
+    for name, value in changes.items():
+        if name == "rate_limits":
+            values.append(policy_json(value))
+        elif name == "credits":
+            values.append(credits_column(value))
+        elif name == "metadata":
+            values.append(json.dumps(value))
+        else:
+            values.append(value)
+    return ", ".join(f"{name} = ?" for name in changes), values
 
 
 async def insert(w: Writer, plan: Plan) -> None:
@@ -64,21 +83,9 @@ async def list_plans(db: Database | Writer, org_id: str) -> list[Plan]:
 async def update(w: Writer, plan_id: str, changes: dict[str, Any], now: float) -> None:
     """Change the named fields; every key on the plan (directly or through its bearer) is
     named in the key feed."""
-    values: list[Any] = []
-    sets = []
-    for name, value in changes.items():
-        sets.append(f"{name} = ?")
-        if name == "rate_limits":
-            values.append(policy_json(value))
-        elif name == "credits":
-            values.append(plans.plan_credits_column(value))
-        elif name == "metadata":
-            values.append(json.dumps(value))
-        else:
-            values.append(value)
+    sets, values = _assignments(changes, plans.plan_credits_column)
     await w.execute(
-        f"UPDATE plans SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
-        [*values, now, plan_id],
+        f"UPDATE plans SET {sets}, updated_at = ? WHERE id = ?", [*values, now, plan_id]
     )
     await keys_changed(w, plan_id, now)
 
@@ -119,18 +126,9 @@ async def update_bearer(
 ) -> None:
     """A user's or an application's plan_id, rate_limits or credits; each of its keys is named
     in the key feed."""
-    table = _BEARERS[kind]
-    sets, values = [], []
-    for name, value in changes.items():
-        sets.append(f"{name} = ?")
-        if name == "rate_limits":
-            values.append(policy_json(value))
-        elif name == "credits":
-            values.append(plans.credits_column(value))
-        else:
-            values.append(value)
+    sets, values = _assignments(changes, plans.credits_column)
     await w.execute(
-        f"UPDATE {table} SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
+        f"UPDATE {_BEARERS[kind]} SET {sets}, updated_at = ? WHERE id = ?",
         [*values, now, bearer_id],
     )
     await w.execute(
