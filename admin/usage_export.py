@@ -23,10 +23,12 @@ MAX_DAYS = 366
 
 
 def _day(name: str, text: str) -> date:
+    if not isinstance(text, str) or len(text) != 10:
+        raise Invalid(f"{name} must be a day such as 2026-12-01", name)
     try:
         return date.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise Invalid(f"{name} must be a day such as 2026-12-01", name) from None
+    except ValueError:  # well-formed, but no such day (2026-02-30): 422, as the schema allows it
+        raise Unprocessable(f"{name} {text!r} is not a day of the calendar", name) from None
 
 
 async def export(
