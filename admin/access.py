@@ -30,9 +30,12 @@ class Actor:
     is_owner: bool = False
     access_key: str | None = None
     ip: str | None = None
+    key_permissions: frozenset[str] | None = None  # a restricted key's (keys:verify)
 
     @property
     def is_manager(self) -> bool:
+        if self.key_permissions is not None:  # a restricted key manages nothing
+            return False
         return self.kind == "cli" or self.is_owner or bool(self.permission_sets & MANAGER_SETS)
 
 

@@ -15,11 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from admin import console, directory, fields, service, usage
+from admin import api_billing, console, directory, fields, service, usage
 from admin.access import require_manager
 from admin.http import EXCEPTION_HANDLERS, AdminContext, RequestIds, authenticate, context, queries
 from admin.openapi import document
-from admin.serialize import application_json, audit_json, key_json, project_json, user_json
+from admin.serialize import (
+    application_json,
+    audit_json,
+    key_json,
+    project_json,
+    user_json,
+)
 from core.assertion_keys import JWKS_PATH
 from core.errors import readiness_json
 from core.identity import Authenticator
@@ -27,6 +33,7 @@ from core.store import Database
 from core.store import audit as store_audit
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
+from core.verification import KeyChecker
 
 SERIALIZERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "project": project_json,
@@ -77,6 +84,9 @@ async def api_keys(request: Request) -> Response:
             rate_limits=body.get("rate_limits", ()),
             allowed_ips=body.get("allowed_ips", ()),
             permissions=body.get("permissions"),
+            metadata=body.get("metadata"),
+            plan_id=body.get("plan_id"),
+            credits=body.get("credits"),
         )
         return JSONResponse({**key_json(new.key), "secret_key": new.secret_key}, 201)
     given = queries(request, fields.LIST_KEYS_QUERY)
@@ -119,6 +129,12 @@ async def api_key(request: Request) -> Response:
         rate_limits=body.get("rate_limits"),
         allowed_ips=body.get("allowed_ips"),
         permissions=body.get("permissions"),
+        disabled=body.get("disabled"),
+        metadata=body.get("metadata"),
+        plan_id=body.get("plan_id"),
+        clear_plan="plan_id" in body and body["plan_id"] is None,
+        credits=body.get("credits"),
+        clear_credits="credits" in body and body["credits"] is None,
     )
     return JSONResponse(key_json(key))
 
@@ -266,9 +282,11 @@ def make_admin_app(
     readiness: Callable[[], Awaitable[str | None]],
     metrics: Callable[[], Awaitable[bytes]] | None = None,
     jwks: Callable[[], bytes] | None = None,
+    verify: KeyChecker | None = None,
 ) -> RequestIds:
     """The admin app; ``metrics`` (the Prometheus text of the whole gateway) adds /metrics,
-    ``jwks`` (the assertion keys' JWKS) adds /.well-known/jwks.json."""
+    ``jwks`` (the assertion keys' JWKS) adds /.well-known/jwks.json, ``verify`` (the data
+    plane's gate) adds POST /v1/keys/verify."""
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
@@ -287,7 +305,10 @@ def make_admin_app(
         routes.append(Route("/metrics", prometheus))
     if jwks is not None:
         routes.append(Route(JWKS_PATH, jwks_document, methods=["GET", "HEAD"]))
+    routes.extend(api_billing.routes(verify is not None))
     routes.extend(console.routes())
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.context = AdminContext(db, secret_format, authenticator, readiness, metrics, jwks)
+    app.state.context = AdminContext(
+        db, secret_format, authenticator, readiness, metrics, jwks, verify
+    )
     return RequestIds(app)

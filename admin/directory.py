@@ -23,9 +23,11 @@ from admin.access import (
     require_manager,
 )
 from admin.fields import EMAIL, NAME, PERMISSION_SET_NAMES, UPDATE, strip_white_space
-from core.store import Database
+from admin.plans import check_plan, check_rate_limits, set_credits
+from core.store import Database, Writer
 from core.store import directory as store_dir
 from core.store import keys as store_keys
+from core.store import plans as store_plans
 from core.store.records import Application, Project, User
 
 Entity = Project | User | Application
@@ -156,9 +158,15 @@ async def update(
             await _check_unique_project(db, found.organization_id, changes["name"], object_id)
     if "permission_sets" in fields:
         changes["permission_sets"] = _check_permission_sets(fields["permission_sets"])
-    if changes:
+    budget = await _budget(db, found.organization_id, fields)
+    if changes or budget:
+        now = time.time()
         async with db.transaction() as w:
-            await store_dir.update(w, kind, object_id, changes, time.time())
+            if changes:
+                await store_dir.update(w, kind, object_id, changes, now)
+            if budget:
+                await _set_budget(w, kind, object_id, budget, now)
+            changes.update(budget)
             await record(
                 w,
                 actor,
@@ -169,6 +177,26 @@ async def update(
                 ", ".join(sorted(changes)),
             )
     return await get(db, actor, kind, object_id)
+
+
+async def _budget(db: Database, org_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A bearer's plan, rate limits and credits, as given: one budget for all its keys."""
+    budget: dict[str, Any] = {}
+    if "plan_id" in fields:
+        plan_id = fields["plan_id"]
+        budget["plan_id"] = None if plan_id is None else await check_plan(db, org_id, plan_id)
+    if "rate_limits" in fields:
+        budget["rate_limits"] = check_rate_limits(fields["rate_limits"])
+    if "credits" in fields:
+        budget["credits"] = fields["credits"]
+    return budget
+
+
+async def _set_budget(
+    w: Writer, kind: str, bearer_id: str, budget: dict[str, Any], now: float
+) -> None:
+    await store_plans.update_bearer(w, kind, bearer_id, budget, now)
+    await set_credits(w, f"{kind}:{bearer_id}", budget.get("credits"), now)
 
 
 async def delete(db: Database, actor: Actor, kind: str, object_id: str) -> list[str]:

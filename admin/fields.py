@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from admin.access import PERMISSION_SETS, Invalid
+from core import plans
 from core.policies import (
     MAX_ALLOWED_IPS,
     MAX_LIMIT,
     MAX_PERMISSIONS,
     MAX_RATE_LIMITS,
     MAX_WINDOW_SECONDS,
+    PolicyError,
     RateLimit,
 )
 from core.store.keys import ORDERS
@@ -95,10 +98,21 @@ class Field:
     choices: tuple[str, ...] = ()
     max_items: int | None = None
     form: str = ""  # how an entry of a list of strings is written, for the refusal's sentence
+    # kind "json": the value's JSON Schema, and what reads it (raising PolicyError)
+    shape: Schema | None = None
+    reader: Callable[[Any], Any] | None = None
 
     def schema(self) -> Schema:
         out: Schema
-        if self.kind == "rate_limits":
+        if self.kind == "json":
+            assert self.shape is not None
+            out = dict(self.shape)
+            if self.description:
+                out["description"] = self.description
+            return out
+        if self.kind == "boolean":
+            out = {"type": "boolean"}
+        elif self.kind == "rate_limits":
             out = {"type": "array", "items": RATE_LIMIT_SCHEMA}
         elif self.kind == "strings":
             item = replace(self, kind="string", description="", max_items=None)
@@ -139,6 +153,16 @@ class Field:
             raise Invalid(f"{name} must be {self._what()}, not null", name)
         if self.kind == "integer":
             return self._integer(name, value)
+        if self.kind == "boolean":
+            if not isinstance(value, bool):
+                raise Invalid(f"{name} must be true or false", name)
+            return value
+        if self.kind == "json":
+            assert self.reader is not None
+            try:
+                return self.reader(value)
+            except PolicyError as exc:
+                raise Invalid(str(exc), name) from None
         if self.kind == "names":
             return self._names(name, value)
         if self.kind in ("strings", "rate_limits"):
@@ -173,6 +197,8 @@ class Field:
             "names": "a list of names",
             "strings": "a list of strings",
             "rate_limits": "a list of {limit, window_seconds} objects",
+            "boolean": "true or false",
+            "json": "a JSON value",
         }[self.kind]
 
     def _range(self) -> str:
@@ -364,8 +390,9 @@ RATE_LIMITS = Field(
 PERMISSIONS = Field(
     "strings",
     max_items=MAX_PERMISSIONS,
-    pattern="^[a-z][a-z0-9_-]{0,62}:(read|write)$",
-    form="RESOURCE:read or RESOURCE:write, RESOURCE being a route's resource (billing:read)",
+    pattern="^([a-z][a-z0-9_-]{0,62}:(read|write)|keys:verify)$",
+    form="RESOURCE:read or RESOURCE:write, RESOURCE being a route's resource (billing:read), "
+    "or keys:verify",
     description="a restricted key's RESOURCE:read / RESOURCE:write permissions; given at "
     "creation (even empty), the key is restricted and its secret starts <prefix>_rk_",
 )
@@ -378,6 +405,65 @@ ALLOWED_IPS = Field(
     form="an IPv4 or IPv6 address or CIDR network (10.0.0.0/8, 192.0.2.7, 2001:db8::/32); "
     "names such as localhost are not resolved",
     description="IPv4/IPv6 addresses and CIDR networks the key may be used from; empty: anywhere",
+)
+
+DISABLED = Field(
+    "boolean",
+    description="true: refused with 403 key_disabled (not revoked: false restores it, with the "
+    "same secret)",
+)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PolicyError("metadata must be a JSON object")
+    return value
+
+
+METADATA = Field(
+    "json",
+    shape={"type": "object"},
+    reader=_object,
+    description=f"sent upstream as X-Auth-Key-Metadata (merged over its plan's); at most "
+    f"{plans.MAX_METADATA_BYTES} bytes as compact JSON",
+)
+_COUNT: Schema = {"type": "integer", "minimum": 0, "maximum": plans.MAX_CREDITS}
+_INTERVAL: Schema = {"type": "string", "enum": list(plans.INTERVALS)}
+KEY_CREDITS = Field(
+    "json",
+    shape={
+        "type": ["object", "null"],
+        "properties": {
+            "remaining": _COUNT,
+            "refill": {
+                "type": ["object", "null"],
+                "properties": {"amount": _COUNT, "interval": _INTERVAL},
+                "required": ["amount", "interval"],
+                "additionalProperties": False,
+            },
+        },
+        "required": ["remaining"],
+        "additionalProperties": False,
+    },
+    reader=plans.key_credits,
+    nullable=True,
+    description="the credits it may spend (each request spends its route's cost), refilled at "
+    "each UTC day or month; null: unlimited (or its plan's or bearer's)",
+)
+PLAN_CREDITS = Field(
+    "json",
+    shape={
+        "type": ["object", "null"],
+        "properties": {
+            "amount": _COUNT,
+            "refill": {"type": ["string", "null"], "enum": [*plans.INTERVALS, None]},
+        },
+        "required": ["amount"],
+        "additionalProperties": False,
+    },
+    reader=plans.plan_credits,
+    nullable=True,
+    description="each budget on the plan starts at amount and goes back to it at each refill",
 )
 
 # Filters of GET /v1/api-keys, named as KeyFilter names them.
@@ -408,6 +494,9 @@ CREATE_KEY = Body(
         "rate_limits": RATE_LIMITS,
         "allowed_ips": ALLOWED_IPS,
         "permissions": PERMISSIONS,
+        "metadata": METADATA,
+        "plan_id": NULLABLE_ID,
+        "credits": KEY_CREDITS,
     },
     one_of=("user_id", "application_id"),
     description="With neither user_id nor application_id, the key is the caller's own.",
@@ -420,6 +509,10 @@ UPDATE_KEY = Body(
         "rate_limits": RATE_LIMITS,
         "allowed_ips": ALLOWED_IPS,
         "permissions": PERMISSIONS,
+        "disabled": DISABLED,
+        "metadata": METADATA,
+        "plan_id": NULLABLE_ID,
+        "credits": KEY_CREDITS,
     }
 )
 ROLL_KEY = Body(
@@ -433,6 +526,8 @@ ROLL_KEY = Body(
         ),
     }
 )
+# A bearer's budget: one plan, rate limits and credits for all its keys.
+BUDGET = {"plan_id": NULLABLE_ID, "rate_limits": RATE_LIMITS, "credits": KEY_CREDITS}
 CREATE = {
     "project": Body({"name": NAME}, required=("name",)),
     "user": Body({"email": EMAIL, "permission_sets": PERMISSION_SET_NAMES}, required=("email",)),
@@ -442,6 +537,42 @@ CREATE = {
 }
 UPDATE = {
     "project": Body({"name": NAME}),
-    "user": Body({"permission_sets": PERMISSION_SET_NAMES}),
-    "application": Body({"name": NAME, "permission_sets": PERMISSION_SET_NAMES}),
+    "user": Body({"permission_sets": PERMISSION_SET_NAMES, **BUDGET}),
+    "application": Body({"name": NAME, "permission_sets": PERMISSION_SET_NAMES, **BUDGET}),
 }
+PLAN_FIELDS = {
+    "name": NAME,
+    "rate_limits": RATE_LIMITS,
+    "credits": PLAN_CREDITS,
+    "metadata": METADATA,
+}
+CREATE_PLAN = Body(PLAN_FIELDS, required=("name",))
+METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+USAGE_QUERY = {
+    "from": Field("string", pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="first day (UTC)"),
+    "to": Field("string", pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="last day (UTC)"),
+    "group_by": Field("string", choices=("key", "bearer", "plan")),
+    "format": Field("string", choices=("json", "csv")),
+}
+VERIFY_KEY = Body(
+    {
+        "secret_key": Field("string", max_length=200, description="the secret to verify"),
+        "resource": Field(
+            "string",
+            nullable=True,
+            pattern="^[a-z][a-z0-9_-]{0,62}$",
+            description="as a route's resource: what a restricted key needs permission for",
+        ),
+        "method": Field("string", choices=METHODS),
+        "cost": Field("integer", minimum=0, maximum=1_000_000, description="credits to spend"),
+        "ip": Field(
+            "string",
+            nullable=True,
+            max_length=45,
+            pattern="^[0-9A-Fa-f.:]+$",
+            description="the address the caller's client came from (for allowed_ips)",
+        ),
+    },
+    required=("secret_key",),
+)
+UPDATE_PLAN = Body(PLAN_FIELDS)

@@ -29,6 +29,7 @@ from core.policies import allows
 from core.store import Database, StoreConflict, StoreUnavailable
 from core.store import directory as store_dir
 from core.tokens import SecretFormat
+from core.verification import KeyChecker
 
 log = logging.getLogger("admin")
 ASGIApp = Any
@@ -63,6 +64,8 @@ class AdminContext:
     metrics: Callable[[], Awaitable[bytes]] | None = None
     # The JWKS of identity assertions (gateway.assertions), or None where none is served.
     jwks: Callable[[], bytes] | None = None
+    # The data plane's answer to POST /v1/keys/verify, or None where it is not served.
+    verify: KeyChecker | None = None
 
 
 def context(request: Request) -> AdminContext:
@@ -70,8 +73,10 @@ def context(request: Request) -> AdminContext:
     return found
 
 
-async def authenticate(request: Request) -> Actor:
-    """The caller, from its key: read from the same carriers, the same way, as on the proxy."""
+async def authenticate(request: Request, restricted_may: str | None = None) -> Actor:
+    """The caller, from its key: read from the same carriers, the same way, as on the proxy.
+    A restricted key is refused, unless it holds ``restricted_may`` (the one permission a
+    request takes from restricted keys: ``keys:verify``)."""
     res = context(request)
     values = [v for k, v in request.scope["headers"] if k == b"x-auth-token"]
     for name, value in request.scope["headers"]:
@@ -98,7 +103,9 @@ async def authenticate(request: Request) -> Actor:
         ) from None
     if bearer is None:  # deleted a moment ago; its keys are being revoked
         raise denied("invalid_token")
-    if result.permissions is not None:
+    if result.permissions is not None and (
+        restricted_may is None or restricted_may not in result.permissions
+    ):
         raise ApiError(
             403,
             {
@@ -128,6 +135,7 @@ async def authenticate(request: Request) -> Actor:
         is_owner=bool(getattr(bearer, "is_owner", False)),
         access_key=result.access_key,
         ip=request.client.host if request.client else None,
+        key_permissions=result.permissions,
     )
 
 

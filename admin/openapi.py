@@ -12,6 +12,7 @@ from typing import Any
 
 from admin import fields
 from admin.fields import Body, Field
+from core.verification import CODES
 
 Schema = dict[str, Any]
 
@@ -57,6 +58,27 @@ KEY = obj(
             "items": {"type": "string"},
             "description": "a restricted key's permissions; null: the key is not restricted",
         },
+        "disabled": {"type": "boolean"},
+        "metadata": {"type": "object"},
+        "plan_id": NULLABLE_STRING,
+        "credits": fields.KEY_CREDITS.schema(),
+    }
+)
+BUDGET = {
+    "plan_id": NULLABLE_STRING,
+    "rate_limits": {"type": "array", "items": fields.RATE_LIMIT_SCHEMA},
+    "credits": fields.KEY_CREDITS.schema(),
+}
+PLAN = obj(
+    {
+        "id": {"type": "string"},
+        "organization_id": {"type": "string"},
+        "name": {"type": "string"},
+        "rate_limits": {"type": "array", "items": fields.RATE_LIMIT_SCHEMA},
+        "credits": fields.PLAN_CREDITS.schema(),
+        "metadata": {"type": "object"},
+        "created_at": TIME,
+        "updated_at": TIME,
     }
 )
 BUCKET = obj(
@@ -85,6 +107,7 @@ USER = obj(
         "permission_sets": PERMISSION_SETS,
         "is_owner": {"type": "boolean"},
         **STAMPS,
+        **BUDGET,
     }
 )
 APPLICATION = obj(
@@ -94,6 +117,40 @@ APPLICATION = obj(
         "name": {"type": "string"},
         "permission_sets": PERMISSION_SETS,
         **STAMPS,
+        **BUDGET,
+    }
+)
+USAGE_ROW = obj(
+    {
+        "day": {"type": "string"},
+        "group": {"type": "string"},
+        "allowed": {"type": "integer"},
+        "denied": {"type": "integer"},
+        "rate_limited": {"type": "integer"},
+        "credits_spent": {"type": "integer"},
+    }
+)
+USAGE_EXPORT = obj(
+    {
+        "from": {"type": "string"},
+        "to": {"type": "string"},
+        "group_by": {"type": "string"},
+        "rows": {"type": "array", "items": USAGE_ROW},
+    }
+)
+VERIFY_ANSWER = obj(
+    {
+        "valid": {"type": "boolean"},
+        "code": {"type": "string", "enum": list(CODES)},
+        "access_key": NULLABLE_STRING,
+        "project_id": NULLABLE_STRING,
+        "organization_id": NULLABLE_STRING,
+        "bearer": {"type": ["object", "null"]},
+        "plan": NULLABLE_STRING,
+        "metadata": {"type": ["object", "null"]},
+        "credits_remaining": {"type": ["integer", "null"]},
+        "rate_limit": {"type": ["object", "null"]},
+        "retry_after": {"type": ["integer", "null"]},
     }
 )
 PARTY = obj({"type": NULLABLE_STRING, "id": NULLABLE_STRING})
@@ -152,6 +209,9 @@ BODIES: dict[str, Body] = {
     "ApiKeyCreate": fields.CREATE_KEY,
     "ApiKeyUpdate": fields.UPDATE_KEY,
     "ApiKeyRoll": fields.ROLL_KEY,
+    "VerifyKey": fields.VERIFY_KEY,
+    "PlanCreate": fields.CREATE_PLAN,
+    "PlanUpdate": fields.UPDATE_PLAN,
     **{f"{SCHEMA_NAMES[kind]}Create": declared for kind, declared in fields.CREATE.items()},
     **{f"{SCHEMA_NAMES[kind]}Update": declared for kind, declared in fields.UPDATE.items()},
 }
@@ -268,6 +328,38 @@ def document() -> dict[str, Any]:
         **directory_paths("projects", "Project"),
         **directory_paths("users", "User"),
         **directory_paths("applications", "Application"),
+        **directory_paths("plans", "Plan"),
+        "/v1/usage": {
+            "get": {
+                "operationId": "export_usage",
+                "description": "Per UTC day and per key, bearer or plan: requests allowed, "
+                "denied, rate limited, and credits spent (managers only).",
+                "parameters": [
+                    {**query(name, f), "required": name in ("from", "to")}
+                    for name, f in fields.USAGE_QUERY.items()
+                ],
+                "responses": {
+                    **responses(200, USAGE_EXPORT, 400, 403, 422),
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {"schema": USAGE_EXPORT},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                },
+            },
+        },
+        "/v1/keys/verify": {
+            "post": {
+                "operationId": "verify_key",
+                "description": "Whether a key is good for a use (and spends cost credits "
+                "when it is): the proxy's cache, rules and credits. For a restricted key "
+                "holding keys:verify, or a manager's key.",
+                "requestBody": body("VerifyKey"),
+                "responses": responses(200, VERIFY_ANSWER, 400, 403),
+            },
+        },
     }
     return {
         "openapi": "3.1.0",
@@ -288,6 +380,7 @@ def document() -> dict[str, Any]:
                 "Project": PROJECT,
                 "User": USER,
                 "Application": APPLICATION,
+                "Plan": PLAN,
                 "AuditEvent": AUDIT,
                 "Error": ERROR,
                 **{name: declared.schema() for name, declared in BODIES.items()},

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from core import plans
 from core.store.audit import AuditEvent
-from core.store.records import ApiKey, Application, Project, User
+from core.store.records import ApiKey, Application, Plan, Project, User
 
 
 def rfc3339(seconds: float | None) -> str | None:
@@ -35,6 +36,31 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "rate_limits": [r.to_json() for r in key.rate_limits],
         "allowed_ips": list(key.allowed_ips),
         "permissions": None if key.permissions is None else list(key.permissions),
+        "disabled": key.disabled,
+        "metadata": key.metadata,
+        "plan_id": key.plan_id,
+        "credits": None if key.credits is None else key.credits.to_json(),
+    }
+
+
+def _budget(bearer: User | Application) -> dict[str, Any]:
+    return {
+        "plan_id": bearer.plan_id,
+        "rate_limits": [r.to_json() for r in bearer.rate_limits],
+        "credits": None if bearer.credits is None else bearer.credits.to_json(),
+    }
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "id": plan.id,
+        "organization_id": plan.organization_id,
+        "name": plan.name,
+        "rate_limits": [r.to_json() for r in plan.rate_limits],
+        "credits": plans.plan_credits_json(plan.credits),
+        "metadata": plan.metadata,
+        "created_at": rfc3339(plan.created_at),
+        "updated_at": rfc3339(plan.updated_at),
     }
 
 
@@ -57,6 +83,7 @@ def user_json(user: User) -> dict[str, Any]:
         "is_owner": user.is_owner,
         "created_at": rfc3339(user.created_at),
         "updated_at": rfc3339(user.updated_at),
+        **_budget(user),
     }
 
 
@@ -68,6 +95,7 @@ def application_json(app: Application) -> dict[str, Any]:
         "permission_sets": list(app.permission_sets),
         "created_at": rfc3339(app.created_at),
         "updated_at": rfc3339(app.updated_at),
+        **_budget(app),
     }
 
 

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from admin.access import (
     LOCAL_OPERATOR,
@@ -39,8 +40,10 @@ from admin.fields import (
     PERMISSIONS,
     RATE_LIMITS,
 )
+from admin.plans import check_metadata, check_plan, set_credits
 from admin.serialize import rfc3339
 from core import policies
+from core.plans import Credits
 from core.policies import PolicyError, RateLimit
 from core.store import Database
 from core.store import directory as store_dir
@@ -163,9 +166,14 @@ def _check_expiry(value: float | None, now: float) -> float | None:
 
 def _may_set_policies(actor: Actor) -> None:
     """A key's policies are set by who manages the organization: a bearer who could loosen its
-    own key's limits would make them pointless."""
+    own key's limits would make them pointless. So are its plan, credits and metadata (which
+    the upstream trusts), and whether it is disabled (an unpaid invoice is not the bearer's to
+    waive)."""
     if not actor.is_manager:
-        raise Forbidden(f"setting a key's rate_limits, allowed_ips or permissions {MANAGERS_ONLY}")
+        raise Forbidden(
+            "setting a key's rate_limits, allowed_ips, permissions, plan_id, credits, metadata "
+            f"or disabled {MANAGERS_ONLY}"
+        )
 
 
 def _check_rate_limits(values: Sequence[RateLimit]) -> tuple[RateLimit, ...]:
@@ -213,25 +221,39 @@ async def create_key(
     rate_limits: Sequence[RateLimit] = (),
     allowed_ips: Sequence[str] = (),
     permissions: Sequence[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    plan_id: str | None = None,
+    credits: Credits | None = None,
 ) -> NewKey:
     """A new key; with ``permissions`` (even none), a restricted key, whose secret says so."""
     async with audited(db, actor, "api_key.create", "api_key", None):
-        if rate_limits or allowed_ips or permissions is not None:
+        extras = metadata or plan_id is not None or credits is not None
+        if rate_limits or allowed_ips or permissions is not None or extras:
             _may_set_policies(actor)
-        return await _create_key(
-            db,
-            actor,
-            fmt,
-            user_id,
-            application_id,
-            description,
-            default_project_id,
-            expires_at,
-            mode,
-            _check_rate_limits(rate_limits),
-            _check_allowed_ips(allowed_ips),
-            None if permissions is None else _check_permissions(permissions),
-        )
+    extra = {
+        "metadata": check_metadata(metadata or {}),
+        "plan_id": (
+            None
+            if plan_id is None
+            else await check_plan(db, await organization_of(db, actor), plan_id)
+        ),
+        "credits": credits,
+    }
+    return await _create_key(
+        db,
+        actor,
+        fmt,
+        user_id,
+        application_id,
+        description,
+        default_project_id,
+        expires_at,
+        mode,
+        _check_rate_limits(rate_limits),
+        _check_allowed_ips(allowed_ips),
+        None if permissions is None else _check_permissions(permissions),
+        extra,
+    )
 
 
 async def _create_key(
@@ -247,6 +269,7 @@ async def _create_key(
     rate_limits: tuple[RateLimit, ...],
     allowed_ips: tuple[str, ...],
     permissions: tuple[str, ...] | None,
+    extra: dict[str, Any],
 ) -> NewKey:
     if user_id is not None and application_id is not None:
         raise Invalid("give user_id or application_id, not both", "application_id")
@@ -295,9 +318,11 @@ async def _create_key(
         allowed_ips=allowed_ips,
         permissions=permissions,
         secret_prefix=shown(secret, permissions is not None),
+        **extra,
     )
     async with db.transaction() as w:
         await store_keys.insert(w, key, hash_secret(secret))
+        await set_credits(w, f"key:{key.access_key}", key.credits, now)
         await record(w, actor, org_id, "api_key.create", "api_key", key.access_key)
     return NewKey(key, secret)
 
@@ -383,13 +408,24 @@ async def update_key(
     rate_limits: Sequence[RateLimit] | None = None,
     allowed_ips: Sequence[str] | None = None,
     permissions: Sequence[str] | None = None,
+    disabled: bool | None = None,
+    metadata: dict[str, Any] | None = None,
+    plan_id: str | None = None,
+    clear_plan: bool = False,
+    credits: Credits | None = None,
+    clear_credits: bool = False,
 ) -> ApiKey:
     """Change what is given (None: unchanged; an empty list of policies removes them). A policy
-    change reaches every gateway within the revocation bound, like a revocation."""
+    change reaches every gateway within the revocation bound, like a revocation; so does
+    disabling a key (403 key_disabled), which enabling undoes with the same secret."""
     check_access_key(access_key)
-    async with audited(db, actor, "api_key.update", "api_key", access_key):
+    given = (rate_limits, allowed_ips, permissions, disabled, metadata, plan_id, credits)
+    action = "api_key.update"
+    if disabled is not None:
+        action = "api_key.disable" if disabled else "api_key.enable"
+    async with audited(db, actor, action, "api_key", access_key):
         key = await get_key(db, actor, access_key)
-        if rate_limits is not None or allowed_ips is not None or permissions is not None:
+        if any(v is not None for v in given) or clear_plan or clear_credits:
             _may_set_policies(actor)
     now = time.time()
     changes: dict[str, object] = {}
@@ -416,14 +452,26 @@ async def update_key(
                 "permissions",
             )
         changes["permissions"] = _check_permissions(permissions)
+    if disabled is not None:
+        changes["disabled"] = disabled
+    if metadata is not None:
+        changes["metadata"] = check_metadata(metadata)
+    if plan_id is not None:
+        changes["plan_id"] = await check_plan(db, key.organization_id, plan_id)
+    elif clear_plan:
+        changes["plan_id"] = None
+    if credits is not None or clear_credits:
+        changes["credits"] = credits
     if changes:
         async with db.transaction() as w:
             await store_keys.update(w, access_key, changes, now)
+            if credits is not None:
+                await set_credits(w, f"key:{access_key}", credits, now)
             await record(
                 w,
                 actor,
                 key.organization_id,
-                "api_key.update",
+                action,
                 "api_key",
                 access_key,
                 ", ".join(sorted(changes)),

@@ -65,6 +65,21 @@ def drop_database(name: str) -> None:
     _on_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def give_credits(url: str, access_key: str, credits: str) -> None:
+    """Rows 5cp: a key spending credits (its balance starts at its `remaining`)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                "UPDATE api_keys SET credits = $1 WHERE access_key = $2", credits, access_key
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def fill(url: str, secrets: list[str]) -> dict[str, str]:
     """``init``, then the keys with COPY (the bulk path). Returns the owner's secret and ids."""
 

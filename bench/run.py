@@ -40,9 +40,10 @@ from typing import Any
 
 import aiohttp
 import pgbench
+import verify_api
 from micro_verify import cached_hit_seconds, cold_lookups
 
-from admin import service
+from admin import access, service
 from core import assertion_keys
 from core.store.sqlite import SQLiteDatabase
 from core.tokens import BASE62, RANDOM_LENGTH, SecretFormat, checksum, hash_secret
@@ -83,11 +84,18 @@ ROWS = {
     "5r": "gateway, one key, rate-limited route (Redis)",
     "5s": "gateway, one key, route signing identity assertions",
     "5f": "nginx auth_request to the gateway (forward-auth), one key",
+    "5c": "gateway, one key spending credits (cost 1)",
+    "5cp": "gateway on PostgreSQL, one key spending credits (cost 1)",
 }
 # Rows measured as a ratio to row 5: each is run right after a run of row 5 (kept as "ROW.base"),
 # and its target is the median over rounds of the two adjacent runs' ratio. Measured apart, a
 # row's place in the round moved it by up to 25% on this VM, more than the costs compared.
-PAIRED = ("5a", "5m", "5l", "5r", "5s", "5f")
+PAIRED = ("5a", "5m", "5l", "5r", "5s", "5f", "5c", "5cp")
+# A paired row's base when it is not row 5: the same gateway on PostgreSQL.
+PAIRED_BASE = {"5cp": "5p"}
+# Rows 5c/5cp: a key whose credits never run out in a run, so every request spends one.
+CREDITS = '{"remaining": 1000000000000, "refill": null}'
+
 # Rows 5l/5r: a limit that never bites at these rates, so every request is checked and recorded.
 LIMITED_ROUTE = "rate_limits = [{limit = 100000, window_seconds = 1}]"
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -459,6 +467,11 @@ def run(scale: Scale) -> dict[str, Any]:
         store = work / "store.db"
         secrets, _owner = fill_store(store, scale.store_keys, rng)
         fill_seconds = time.monotonic() - started
+        with sqlite3.connect(store, isolation_level=None) as db:  # rows 5c: the second key
+            db.execute(
+                "UPDATE api_keys SET credits = ? WHERE access_key = ?",
+                (CREDITS, "GWKB0000000000000001"),
+            )
         round_robin = secrets[: scale.round_robin_keys]
         cold = secrets[scale.round_robin_keys : scale.round_robin_keys + scale.cold_http]
         cold_alone = secrets[-scale.cold_direct :]
@@ -642,6 +655,7 @@ websocket = true
                 started = time.monotonic()
                 pg_owner = pgbench.fill(pg_url, secrets)
                 pg_fill_seconds = time.monotonic() - started
+                pgbench.give_credits(pg_url, "GWKP0000000000000001", CREDITS)
                 pg_text = base_text.replace(f'path = "{store}"', f'url = "{pg_url}"')
                 pg_config = work / "gateway-pg.toml"
                 pg_config.write_text(pg_text)
@@ -666,12 +680,13 @@ websocket = true
                 warm(redis_gateway + "/api/small.json", round_robin[:1])
             if pg_gateway is not None:
                 wait_http(pg_gateway + "/open/small.json")
-                warm(pg_gateway + "/api/small.json", round_robin[:1])
+                warm(pg_gateway + "/api/small.json", round_robin[:2])
             print("bench: warming the cache with the round-robin keys ...", flush=True)
             warm(gateway + "/api/small.json", round_robin)
             warm(gateway + "/signed/small.json", round_robin[:1])
             warm(nginx_front + "/api/small.json", round_robin[:1])
             one_key = write_lines(work / "one.txt", round_robin[:1])
+            credit_key = write_lines(work / "credits.txt", round_robin[1:2])
             many_keys = write_lines(work / "many.txt", round_robin)
             targets = {
                 "1": (upstream + "/small.json", None),
@@ -688,10 +703,12 @@ websocket = true
             targets["5l"] = (gateway + "/limited/small.json", one_key)
             targets["5s"] = (gateway + "/signed/small.json", one_key)
             targets["5f"] = (nginx_front + "/api/small.json", one_key)
+            targets["5c"] = (gateway + "/api/small.json", credit_key)
             if redis_gateway is not None:
                 targets["5r"] = (redis_gateway + "/limited/small.json", one_key)
             if pg_gateway is not None:
                 targets["5p"] = (pg_gateway + "/api/small.json", one_key)
+                targets["5cp"] = (pg_gateway + "/api/small.json", credit_key)
             runs: dict[str, dict[int, list[dict[str, Any]]]] = {r: {1: [], 32: []} for r in targets}
             for row in PAIRED:
                 if row in targets:
@@ -712,7 +729,7 @@ websocket = true
                             tokens = write_lines(work / "unknown.txt", unknown)
                             queries_before = store_queries(stats)
                         if row in PAIRED:
-                            base_url, base_tokens = targets["5"]
+                            base_url, base_tokens = targets[PAIRED_BASE.get(row, "5")]
                             base = wrk(base_url, connections, scale.seconds, base_tokens, False)
                             runs[f"{row}.base"][connections].append(base)
                         result = wrk(url, connections, scale.seconds, tokens, count=row == "7")
@@ -786,6 +803,10 @@ websocket = true
                 "direct": statistics.median(d for d, _ in echo_runs),
                 "gateway": statistics.median(g for _, g in echo_runs),
             }
+            print("bench: row 12, the verify API ...", flush=True)
+            verify_row = verify_row_of(work, base_text, store, round_robin[0], scale)
+            if set(verify_row["statuses"]) != {"200"}:
+                failures.append(f"row 12: answers {verify_row['statuses']}")
             print("bench: row 9, big bodies ...", flush=True)
             big = big_bodies(scale, nginx_proxy, gateway, gateway_process.pid, round_robin[0])
         finally:
@@ -814,9 +835,52 @@ websocket = true
         "cold": {"http": cold_http, "verifier": cold_verifier, "store_keys": scale.store_keys},
         "big_bodies": big,
         "websocket_echo": websockets_row,
+        "verify_api": verify_row,
         "postgresql": pg,
         "failures": failures,
     }
+
+
+def verify_row_of(
+    work: Path, base_text: str, store: Path, secret: str, scale: Scale
+) -> dict[str, Any]:
+    """Row 12: `gateway serve` with an admin listener over the same store, a verifier key made
+    for it, and `verify_api.measure` on a cached key."""
+
+    async def verifier() -> str:
+        db = await SQLiteDatabase(store).open()
+        try:
+            owner = await db.fetchone("SELECT id FROM users WHERE is_owner = 1")
+            assert owner is not None
+            made = await service.create_key(
+                db,
+                access.LOCAL_OPERATOR,
+                SecretFormat(),
+                user_id=owner[0],
+                permissions=["keys:verify"],
+            )
+        finally:
+            await db.close()
+        return made.secret_key
+
+    credential = asyncio.run(verifier())
+    admin_port = free_port()
+    config = work / "gateway-admin.toml"
+    config.write_text(base_text.replace('listen = ""', f'listen = "127.0.0.1:{admin_port}"'))
+    process = subprocess.Popen(
+        [PYTHON, "-m", "gatewaycli", "--config", str(config), "serve"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=BENCH.parent,
+    )
+    admin = f"http://127.0.0.1:{admin_port}"
+    try:
+        wait_http(admin + "/healthz")
+        verify_api.measure(admin, credential, secret, 0.5)  # the key cached, connections open
+        return verify_api.measure(admin, credential, secret, scale.seconds)
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)
 
 
 def summarize(by_connections: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -953,6 +1017,26 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
             f"connection {rows['5f']['1']['p50_ms'] - rows['5']['1']['p50_ms']:+.3f} ms",
         )
     )
+    for row, base in (("5c", "5"), ("5cp", "5p")):
+        if row in result["rows"]:
+            checks.append(
+                (
+                    f"({row}) route spending credits >= 0.90 x ({base}) at 32 connections "
+                    "(paired runs)",
+                    paired(row) >= 0.90,
+                    f"{paired(row):.2f}",
+                )
+            )
+    verified = result.get("verify_api")
+    if verified:
+        checks.append(
+            (
+                "(12) POST /v1/keys/verify on a cached key: reported, no target",
+                True,
+                f"p50 {verified['p50_ms_c1']:.2f} ms at 1 connection, "
+                f"{verified['rps_c32']:.0f} req/s at 32",
+            )
+        )
     if "5r" in result["rows"]:
         checks.append(
             (

@@ -22,6 +22,7 @@ from core.config_keys import (
     ADMIN,
     ASSERTION,
     CACHE,
+    CREDITS,
     FORWARD_AUTH,
     KEYS,
     LOG,
@@ -92,6 +93,9 @@ class Route:
     upstream_keepalive_seconds: float = 4.0
     # The upstream ignores case in paths: matched and forwarded lower-cased (gateway.routing).
     case_insensitive: bool = False
+    # Credits an admitted request spends from its key's budget, if it has one
+    # (docs/plans-and-credits.md); 0: a free route.
+    cost: int = 1
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,16 @@ class CacheConfig:
         """How long a change to a key may take to reach every worker and node: one interval of
         the feed follower, plus 0.5 s for the query and the event loop's slack."""
         return self.invalidation_interval_seconds + 0.5
+
+
+@dataclass(frozen=True)
+class CreditsConfig:
+    """How credits are reserved from the store (docs/plans-and-credits.md): every
+    ``sync_interval_seconds`` a gateway reports what it spent and reserves ahead; a lease not
+    renewed for ``lease_seconds`` (its gateway died) gives back what it cannot have spent."""
+
+    sync_interval_seconds: float = 0.2
+    lease_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -273,6 +287,7 @@ class Config:
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     forward_auth: ForwardAuthConfig = field(default_factory=ForwardAuthConfig)
     assertion: AssertionConfig = field(default_factory=AssertionConfig)
+    credits: CreditsConfig = field(default_factory=CreditsConfig)
     routes: tuple[Route, ...] = ()
 
 
@@ -395,7 +410,18 @@ def _route(source: Path, index: int, raw: object) -> Route:
         ),
         upstream_keepalive_seconds=float(section.number("upstream_keepalive_seconds", 4.0, 0)),
         case_insensitive=section.get("case_insensitive", bool, False),
+        cost=_cost(section),
     )
+
+
+MAX_COST = 1_000_000
+
+
+def _cost(section: _Section) -> int:
+    cost: int = section.number("cost", 1, 0, integer=True)
+    if cost > MAX_COST:
+        raise section.fail("cost", f"must be at most {MAX_COST:,} credits, not {cost}")
+    return cost
 
 
 def _ca_file(section: _Section, scheme: str) -> str | None:
@@ -468,6 +494,18 @@ def _assertion(section: _Section) -> AssertionConfig:
         ttl_seconds=ttl,
         jwks_on_proxy=section.get("jwks_on_proxy", bool, False),
     )
+
+
+def _credits(section: _Section) -> CreditsConfig:
+    section.check_unknown(CREDITS.names())
+    interval = float(section.number("sync_interval_seconds", 0.2, 0.01))
+    lease = float(section.number("lease_seconds", 10.0, 1.0))
+    if lease < 3 * interval:
+        raise section.fail(
+            "lease_seconds",
+            f"must be at least three sync intervals ({3 * interval:g}), not {lease:g}",
+        )
+    return CreditsConfig(interval, lease)
 
 
 def _ratelimit(section: _Section) -> RateLimitConfig:
@@ -658,5 +696,6 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
             _Section(source, "[forward_auth]", data.get("forward_auth", {}))
         ),
         assertion=_assertion(_Section(source, "[assertion]", data.get("assertion", {}))),
+        credits=_credits(_Section(source, "[credits]", data.get("credits", {}))),
         routes=routes,
     )

@@ -351,10 +351,33 @@ ROUTES = Table(
             False,
             "The upstream ignores case in paths: matched and forwarded lower-cased.",
         ),
+        Key(
+            "cost",
+            1,
+            "Credits an admitted request spends from its key's budget, if it has one "
+            "(docs/plans-and-credits.md); 0: a free route.",
+        ),
     ),
     array=True,
 )
 
+CREDITS = Table(
+    "credits",
+    "How gateways spend credits: blocks reserved from the store, spent locally.",
+    (
+        Key(
+            "sync_interval_seconds",
+            0.2,
+            "How often a gateway reports credits spent and reserves ahead.",
+        ),
+        Key(
+            "lease_seconds",
+            10.0,
+            "A reservation not renewed this long (its gateway died) gives back what that gateway "
+            "cannot have spent.",
+        ),
+    ),
+)
 TABLES: tuple[Table, ...] = (
     SERVER,
     ADMIN,
@@ -366,5 +389,6 @@ TABLES: tuple[Table, ...] = (
     KEYS,
     CACHE,
     ASSERTION,
+    CREDITS,
     ROUTES,
 )

@@ -71,11 +71,15 @@ MESSAGES = {
     "rate_limited": "This key has used its rate limit (RateLimit-Policy says which); retry after "
     "the Retry-After header's seconds.",
     "rate_limit_unavailable": "The rate limit cannot be checked right now; retry shortly.",
+    "key_disabled": "This key is disabled: it is kept, not revoked, and works again once its "
+    "organization enables it.",
+    "usage_exceeded": "This key has spent all its credits until they refill.",
     "assertion_unavailable": "This route signs the caller's identity for its upstream and the "
     "gateway has no signing key loaded; the log says why.",
 }
 # Where a reason's type is not its status's.
 REASON_TYPES = {
+    "usage_exceeded": "usage_exceeded",
     "rate_limit_unavailable": "rate_limit_unavailable",
     "assertion_unavailable": "assertion_unavailable",
 }

@@ -7,9 +7,10 @@ the caller to be its bearer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from core.plans import Budget, compact
 from core.policies import Network, RateLimit, networks
 from core.store.records import KeyLookup
 
@@ -22,6 +23,10 @@ IDENTITY_HEADERS = (
     "x-project-id",
     "x-auth-key-mode",
 )
+# Sent only when there is something to say: the key's plan's name, and its metadata merged over
+# its plan's (compact ASCII JSON).
+PLAN_HEADER = b"x-auth-plan"
+METADATA_HEADER = b"x-auth-key-metadata"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,15 @@ class Identity:
     rate_limits: tuple[RateLimit, ...] = ()
     allowed_networks: tuple[Network, ...] = ()
     permissions: frozenset[str] | None = None  # a restricted key's; None: not restricted
+    disabled: bool = False  # refused with 403 key_disabled until enabled again
+    # What its plan and bearer add (core.plans.resolve): the plan's name, the merged metadata,
+    # the plan's rate limits and whose logs count them, and the credits it spends from.
+    plan_id: str | None = None
+    plan: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tier_limits: tuple[RateLimit, ...] = ()
+    tier_owner: str = ""
+    budget: Budget | None = None
 
     @classmethod
     def from_lookup(cls, row: KeyLookup) -> Identity:
@@ -52,6 +66,17 @@ class Identity:
             row.project_id,
             row.mode,
         )
+        headers = tuple(
+            (name.encode("ascii"), value.encode("utf-8"))
+            for name, value in zip(IDENTITY_HEADERS, values, strict=True)
+        )
+        resolved = row.resolved
+        plan = resolved.plan if resolved is not None else None
+        metadata = resolved.metadata if resolved is not None else {}
+        if plan is not None:
+            headers += ((PLAN_HEADER, plan.name.encode("utf-8")),)
+        if metadata:
+            headers += ((METADATA_HEADER, compact(metadata)),)
         return cls(
             row.access_key,
             row.organization_id,
@@ -61,13 +86,17 @@ class Identity:
             row.mode,
             row.expires_at,
             row.secret_expires_at,
-            tuple(
-                (name.encode("ascii"), value.encode("utf-8"))
-                for name, value in zip(IDENTITY_HEADERS, values, strict=True)
-            ),
+            headers,
             row.rate_limits,
             networks(row.allowed_ips),
             None if row.permissions is None else frozenset(row.permissions),
+            row.disabled,
+            plan.id if plan is not None else None,
+            plan.name if plan is not None else None,
+            metadata,
+            resolved.tier_limits if resolved is not None else (),
+            resolved.tier_owner if resolved is not None else "",
+            resolved.budget if resolved is not None else None,
         )
 
     def expired(self, now: float) -> bool:

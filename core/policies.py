@@ -136,8 +136,10 @@ def allows(allowed: tuple[Network, ...], client: str) -> bool:
     return any(address in network for network in allowed)
 
 
-# A restricted key's permissions: RESOURCE:read or RESOURCE:write (write includes read).
-PERMISSION = re.compile(r"([a-z][a-z0-9_-]{0,62}):(read|write)")
+# A restricted key's permissions: RESOURCE:read or RESOURCE:write (write includes read), and
+# VERIFY, which lets the key ask the admin API's POST /v1/keys/verify about other keys.
+VERIFY = "keys:verify"
+PERMISSION = re.compile(r"([a-z][a-z0-9_-]{0,62}):(read|write)|keys:verify")
 RESOURCE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 MAX_PERMISSIONS = 50
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -151,7 +153,8 @@ def permissions(values: list[object]) -> tuple[str, ...]:
     for value in values:
         if not isinstance(value, str) or PERMISSION.fullmatch(value) is None:
             raise PolicyError(
-                f"permission {value!r} is not RESOURCE:read or RESOURCE:write (billing:read)"
+                f"permission {value!r} is not RESOURCE:read or RESOURCE:write (billing:read), "
+                "or keys:verify"
             )
         found.add(value)
     return tuple(sorted(found))

@@ -9,7 +9,8 @@ upstream verifies with the gateway's public keys, served as a JWKS (RFC 7517) at
   An upstream must check both, and ``aud`` above all: without it, an assertion meant for one
   upstream could be replayed to another by whoever received it.
 - ``sub``: the bearer's id; ``bearer_type``, ``organization_id``, ``project_id``, ``access_key``,
-  ``mode``: as the identity headers say them.
+  ``mode``: as the identity headers say them; ``meta``: the key's metadata merged over its
+  plan's (``X-Auth-Key-Metadata``), ``{}`` when it has none.
 - ``iat``, ``exp`` = ``iat`` + `[assertion] ttl_seconds` (default 60).
 - ``jti``: a random id the gateway makes when it signs (never the client's X-Request-ID, which
   a client could choose to collide with another's).
@@ -137,6 +138,7 @@ class Assertions:
             "project_id": identity.project_id,
             "access_key": identity.access_key,
             "mode": identity.mode,
+            "meta": identity.metadata,
             "iat": issued,
             "exp": issued + self.ttl,
             "jti": new_request_id(),  # made here: never the client's X-Request-ID

@@ -24,10 +24,13 @@ from core.config import Route
 from core.credentials import pick
 from core.errors import MISSING
 from core.identity import Identity
+from core.plans import refill_text
 from core.policies import allows, restricted
 from core.store import StoreUnavailable
+from gateway.credits import EMPTY, Wallet
 from gateway.ratelimit import Decision, Header, Limits, LimitsCache, LocalLimiter, RedisLimiter
 from gateway.redis_pipe import RedisReplyError
+from gateway.usage import Usage
 from gateway.verifier import Verifier
 
 log = logging.getLogger("gateway.gate")
@@ -56,6 +59,8 @@ class Pending(NamedTuple):
     identity: Identity | None = None
     limits: Limits | None = None  # the key's rate limits are in Redis
     limited: bool = True  # False: the rate limits are not checked (nor counted)
+    cost: int = 0  # credits to reserve from the store before the request may pass
+    headers: tuple[Header, ...] = ()  # what the rate limits already said (credits wait after)
 
 
 ANONYMOUS = Admitted(None)
@@ -66,6 +71,28 @@ def _store_unavailable(exc: StoreUnavailable) -> Refusal:
     return Refusal(503, "store_unavailable")
 
 
+CREDITS_HEADER = b"x-credits-remaining"
+
+
+def _spent(
+    identity: Identity, remaining: int, headers: tuple[Header, ...], usage: Usage | None, cost: int
+) -> Admitted | Refusal:
+    """The request's credits spent (``remaining`` left) or refused (EMPTY)."""
+    if remaining != EMPTY and usage is not None:
+        usage.spend(identity.access_key, cost)
+    if remaining == EMPTY:
+        budget = identity.budget
+        assert budget is not None
+        return Refusal(
+            429,
+            "usage_exceeded",
+            refill_text(budget.interval),
+            ((CREDITS_HEADER, b"0"),),
+            identity,
+        )
+    return Admitted(identity, (*headers, (CREDITS_HEADER, str(remaining).encode())))
+
+
 class Gate:
     def __init__(
         self,
@@ -73,8 +100,12 @@ class Gate:
         limiter: LocalLimiter | RedisLimiter,
         clock: Callable[[], float],
         fail_open: bool,
+        wallet: Wallet | None = None,
+        usage: Usage | None = None,
     ) -> None:
         self.verifier = verifier
+        self.wallet = wallet or Wallet(verifier.db, clock)  # credits spent by this process
+        self.usage = usage  # told the credits each admitted request spent
         self.limiter = limiter
         self.clock = clock
         self.fail_open = fail_open  # [ratelimit] fail = "open": Redis away lets requests through
@@ -111,10 +142,26 @@ class Gate:
             if not isinstance(verdict, Pending):
                 return verdict
             pending = verdict
-        assert pending.limits is not None and pending.identity is not None
-        assert isinstance(self.limiter, RedisLimiter)
-        decision = await self.limiter.check(pending.limits, self.clock())
-        return self._decided(decision, pending.identity)
+        identity = pending.identity
+        assert identity is not None
+        headers = pending.headers
+        if pending.limits is not None:
+            assert isinstance(self.limiter, RedisLimiter)
+            decision = await self.limiter.check(pending.limits, self.clock())
+            verdict = self._decided(decision, identity)
+            if isinstance(verdict, Refusal) or not pending.cost:
+                return verdict
+            headers = verdict.headers
+            # Spent now if this process holds enough; else reserved below.
+            spent = self.wallet.spend(identity.budget, pending.cost)  # type: ignore[arg-type]
+            if spent is not None:
+                return _spent(identity, spent, headers, self.usage, pending.cost)
+        assert identity.budget is not None
+        try:
+            remaining = await self.wallet.top_up(identity.budget, pending.cost)
+        except StoreUnavailable as exc:
+            return _store_unavailable(exc)
+        return _spent(identity, remaining, headers, self.usage, pending.cost)
 
     def check_soon(self, pending: Pending) -> asyncio.Future[Any] | None:
         """``pending``'s Redis limits sent now, for a caller told by a callback when Redis has
@@ -124,16 +171,23 @@ class Gate:
 
     def limits_checked(
         self, pending: Pending, answer: asyncio.Future[Any]
-    ) -> Admitted | Refusal | None:
+    ) -> Admitted | Refusal | Pending | None:
         """The second half of `finish`, from `check_soon`'s answer; None when Redis did not
-        know the script (flushed): `finish` sends it whole."""
-        assert pending.limits is not None and pending.identity is not None
+        know the script (flushed): `finish` sends it whole. A route that costs credits spends
+        them here once the limits allow it; a Pending left waits for the store to reserve
+        more (`finish`)."""
+        identity = pending.identity
+        assert pending.limits is not None and identity is not None
         assert isinstance(self.limiter, RedisLimiter)
         try:
             decision = self.limiter.read(pending.limits, answer)
         except RedisReplyError:
             return None
-        return self._decided(decision, pending.identity)
+        verdict = self._decided(decision, identity)
+        if isinstance(verdict, Refusal) or not pending.cost:
+            return verdict
+        route, method, client = pending.route, pending.method, pending.client
+        return self._spend(route, method, client, identity, pending.cost, verdict.headers)
 
     def looked_up(
         self, pending: Pending, lookup: asyncio.Future[Identity | str]
@@ -155,6 +209,8 @@ class Gate:
         if isinstance(found, str):
             return Refusal(401, found)
         identity = found
+        if identity.disabled:
+            return Refusal(403, "key_disabled", identity=identity)
         if route.projects and identity.project_id not in route.projects:
             return Refusal(403, "project_not_allowed", identity=identity)
         if identity.allowed_networks and not allows(identity.allowed_networks, client):
@@ -167,14 +223,45 @@ class Gate:
             refusal = restricted(identity.permissions, route.resource, method)
             if refusal is not None:
                 return Refusal(403, "insufficient_permissions", refusal, identity=identity)
-        if not limited or not (route.rate_limits or identity.rate_limits):
+        cost = route.cost if limited and identity.budget is not None else 0
+        if cost and self.wallet.empty(identity.budget, cost):  # type: ignore[arg-type]
+            # Refused at once when the budget is spent, before any rate limit counts it.
+            return _spent(identity, EMPTY, (), None, 0)
+        if not limited or not (route.rate_limits or identity.rate_limits or identity.tier_limits):
+            if cost:
+                return self._spend(route, method, client, identity, cost, ())
             return Admitted(identity)
         limits = self.limits.get(
-            identity.access_key, route.prefix, identity.rate_limits, route.rate_limits
+            identity.access_key,
+            route.prefix,
+            identity.rate_limits,
+            route.rate_limits,
+            identity.tier_limits,
+            identity.tier_owner,
         )
         if isinstance(self.limiter, LocalLimiter):  # no await: a hit still awaits nothing
-            return self._decided(self.limiter.check(limits, self.clock()), identity)
-        return Pending(route, method, client, identity=identity, limits=limits)
+            verdict = self._decided(self.limiter.check(limits, self.clock()), identity)
+            if cost and isinstance(verdict, Admitted):
+                return self._spend(route, method, client, identity, cost, verdict.headers)
+            return verdict
+        return Pending(route, method, client, identity=identity, limits=limits, cost=cost)
+
+    def _spend(
+        self,
+        route: Route,
+        method: str,
+        client: str,
+        identity: Identity,
+        cost: int,
+        headers: tuple[Header, ...],
+    ) -> Admitted | Refusal | Pending:
+        """Spend the route's cost from what this process holds (no await), or wait for the
+        store to reserve more."""
+        assert identity.budget is not None
+        found = self.wallet.spend(identity.budget, cost)
+        if found is None:
+            return Pending(route, method, client, identity=identity, cost=cost, headers=headers)
+        return _spent(identity, found, headers, self.usage, cost)
 
     def _decided(self, decision: Decision | None, identity: Identity) -> Admitted | Refusal:
         if decision is None:  # Redis did not answer

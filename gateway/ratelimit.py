@@ -58,7 +58,7 @@ class Limits:
     """The limits one key is held to on one route, with what never changes between requests
     worked out once: the logs' names and the whole RateLimit-Policy field."""
 
-    __slots__ = ("defaults", "items", "own", "policy")
+    __slots__ = ("defaults", "items", "own", "policy", "tier", "tier_owner")
 
     def __init__(
         self,
@@ -66,12 +66,18 @@ class Limits:
         route: str,
         own: tuple[RateLimit, ...],
         defaults: tuple[RateLimit, ...],
+        tier: tuple[RateLimit, ...] = (),
+        tier_owner: str = "",
     ) -> None:
         # The key's own limits count in one log per key across routes; the route's defaults in
         # one log per key on that route. The access key is a Redis hash tag (``{...}``), so every
         # log of a key sits in one cluster slot and one script may touch them all.
-        self.own, self.defaults = own, defaults
+        self.own, self.defaults, self.tier, self.tier_owner = own, defaults, tier, tier_owner
         named = [(f"key-{r.name}", f"{{{access_key}}}:key:{r.window_seconds}", r) for r in own]
+        # A plan's limits count in the log of whoever the plan budgets: the key, or its bearer
+        # (one log for all the bearer's keys; its own hash tag, so on a Redis cluster a key
+        # with a bearer's limits needs them on one node).
+        named += [(f"plan-{r.name}", f"{{{tier_owner}}}:plan:{r.window_seconds}", r) for r in tier]
         named += [
             (f"route-{r.name}", f"{{{access_key}}}:route{route}:{r.window_seconds}", r)
             for r in defaults
@@ -103,12 +109,22 @@ class LimitsCache:
         route: str,
         own: tuple[RateLimit, ...],
         defaults: tuple[RateLimit, ...],
+        tier: tuple[RateLimit, ...] = (),
+        tier_owner: str = "",
     ) -> Limits:
         found = self._found.get((access_key, route))
-        if found is None or found.own is not own or found.defaults is not defaults:
+        if (
+            found is None
+            or found.own is not own
+            or found.defaults is not defaults
+            or found.tier is not tier
+            or found.tier_owner != tier_owner
+        ):
             if len(self._found) >= self.MAX_ENTRIES:
                 self._found.clear()  # rare, and rebuilding one costs microseconds
-            found = self._found[(access_key, route)] = Limits(access_key, route, own, defaults)
+            found = self._found[(access_key, route)] = Limits(
+                access_key, route, own, defaults, tier, tier_owner
+            )
         return found
 
 

@@ -221,7 +221,7 @@ def serve_step(
             later = functools.partial(_looked_up, app, step, scope, cycle, start, exchange)
             lookup.add_done_callback(later)
             return
-        if type(step) is Wait:  # the key's rate limits are in Redis
+        if type(step) is Wait and step.pending.limits is not None:  # rate limits in Redis
             answer = app.gate.check_soon(step.pending)
             if answer is not None:
                 later = functools.partial(_checked, app, step, scope, cycle, start, exchange)
@@ -269,8 +269,11 @@ def _checked(
     step: Step
     try:
         verdict = app.gate.limits_checked(waited.pending, answer)
-        if verdict is None:
-            start(cycle, app.resume(waited, scope, cycle.receive, cycle.send, exchange))
+        if verdict is None or isinstance(verdict, Pending):
+            # A script Redis forgot is sent whole, credits the store must reserve are waited
+            # for: both by `Gate.finish`, in a task.
+            again = waited if verdict is None else Wait(verdict, waited.context)
+            start(cycle, app.resume(again, scope, cycle.receive, cycle.send, exchange))
             return
         step = app.step_after_gate(verdict, waited.context, scope, exchange)
     except Exception:

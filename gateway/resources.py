@@ -19,6 +19,7 @@ from core.store import StoreUnavailable, make_store
 from core.tokens import SecretFormat
 from gateway.access_log import AccessLog
 from gateway.assertions import Assertions
+from gateway.credits import Wallet
 from gateway.gate import Gate
 from gateway.housekeeping import Housekeeping
 from gateway.http.client import Upstream
@@ -55,11 +56,22 @@ class Resources:
             if node_journal is None
             else NodeLimiter(node_journal)
         )
+        self.usage = Usage(clock)
+        # Credits this process holds and spends (reserved from the store in blocks).
+        self.wallet = Wallet(
+            self.db, clock, config.credits.sync_interval_seconds, config.credits.lease_seconds
+        )
         # Who may pass: asked by every form of the data plane this process serves.
-        self.gate = Gate(self.verifier, self.limiter, clock, config.ratelimit.fail == "open")
+        self.gate = Gate(
+            self.verifier,
+            self.limiter,
+            clock,
+            config.ratelimit.fail == "open",
+            self.wallet,
+            self.usage,
+        )
         self.sessions = Sessions(self.gate, clock)  # open WebSockets, ended when keys change
         self.verifier.on_change.append(self.sessions.changed)
-        self.usage = Usage(clock)
         self.assertions = Assertions(config, clock)  # signs for `assertion = true` routes
         self.housekeeping = Housekeeping(self.verifier, self.limiter, self.usage, self.assertions)
         self.access_log = AccessLog(config.access_log) if config.access_log != "off" else None
@@ -84,6 +96,7 @@ class Resources:
         self._tasks = [
             asyncio.create_task(self.verifier.run_follower(), name="key-events-follower"),
             asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
+            asyncio.create_task(self.wallet.run(), name="credits"),
         ]
         self.started = True
 
@@ -186,6 +199,8 @@ class Resources:
         for task, result in zip(self._tasks, ended, strict=True):
             if isinstance(result, Exception):
                 log.warning("%s ended with %r while stopping", task.get_name(), result)
+        with contextlib.suppress(StoreUnavailable):
+            await self.wallet.release_all()  # what this process holds and did not spend
         with contextlib.suppress(StoreUnavailable):
             await self.verifier.flush_last_used()
         with contextlib.suppress(StoreUnavailable):

@@ -1,4 +1,5 @@
-"""Requests per key and hour, by outcome, counted in memory and written in batches.
+"""Requests per key and hour, by outcome, and the credits they spent, counted in memory and
+written in batches.
 
 On the request path a count is a dict entry bumped on the event loop; housekeeping adds the
 batch to ``key_usage`` every round (``core.store.usage``), as last-used times are written. What
@@ -36,11 +37,18 @@ class Usage:
         which = outcome(status)
         if which is None:
             return
+        self._add(access_key, which, 1)
+
+    def spend(self, access_key: str, credits: int) -> None:
+        """Credits a key's admitted request spent (counted when admitted)."""
+        self._add(access_key, 3, credits)
+
+    def _add(self, access_key: str, which: int, amount: int) -> None:
         key = (access_key, int(self.clock() // 3600))
         counts = self.pending.get(key)
         if counts is None:
-            counts = self.pending[key] = [0, 0, 0]
-        counts[which] += 1
+            counts = self.pending[key] = [0, 0, 0, 0]
+        counts[which] += amount
 
     async def flush(self, db: Database) -> int:
         """Add the pending counts to the store in one batch; kept for the next try if it fails."""
@@ -50,12 +58,12 @@ class Usage:
         try:
             async with db.transaction() as w:
                 await store_usage.add(
-                    w, ((ak, hour, c[0], c[1], c[2]) for (ak, hour), c in batch.items())
+                    w, ((ak, hour, c[0], c[1], c[2], c[3]) for (ak, hour), c in batch.items())
                 )
         except StoreUnavailable:
             for key, counts in batch.items():
-                kept = self.pending.setdefault(key, [0, 0, 0])
-                for i in range(3):
+                kept = self.pending.setdefault(key, [0, 0, 0, 0])
+                for i in range(4):
                     kept[i] += counts[i]
             raise
         return len(batch)

@@ -36,6 +36,7 @@ from gateway.app import GatewayApp
 from gateway.forward_auth import ForwardAuthApp
 from gateway.node_limits import NodeJournal
 from gateway.resources import Resources
+from gateway.verify import KeyVerification
 from gatewaycli.fanout import Fanout
 from gatewaycli.listeners import ASGIApp as ASGIApp
 from gatewaycli.listeners import Listener as Listener
@@ -69,6 +70,7 @@ def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
         resources.readiness,
         metrics=scrape if config.metrics else None,
         jwks=resources.assertions.jwks,
+        verify=KeyVerification(resources.gate),
     )
 
 

@@ -277,3 +277,22 @@ def test_redis_away(
     assert response.status_code == 200 and response.headers["ratelimit"].endswith("r=2;t=10")
     assert any("Redis answers again" in r.getMessage() for r in caplog.records)
     server.stop()
+
+
+def test_a_redis_limited_route_that_costs_credits_spends_them(
+    make_gateway: Any, upstream: Upstream
+) -> None:
+    """The Redis check answered by a callback, then the route's cost: spent from what the
+    process holds, or waited for from the store, never a 500 and never past the credits."""
+    from core.plans import Credits, Refill
+
+    require_redis()
+    gateway: Gateway = make_gateway(
+        extra=limited(upstream, f'\n[ratelimit]\nbackend = "redis"\nurl = "{REDIS_URL}"\n')
+    )
+    gateway.clock.freeze()
+    new = gateway.new_key(credits=Credits(2, Refill(2, "daily")))
+    answers = [get(gateway, "/limited/x", new.secret_key) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers.get("x-credits-remaining") for a in answers] == ["1", "0", "0"]
+    assert answers[2].json()["reason"] == "usage_exceeded"

@@ -188,7 +188,7 @@ def test_a_large_batch_is_written_whole_in_few_statements(gateway: Gateway) -> N
         writer = db._writer  # type: ignore[attr-defined]
         gateway.loop.run(writer.set_trace_callback(statements.append))
     hour = int(gateway.clock() // 3600)
-    rows = [(f"GWKBATCH{n:012d}", hour, n % 3, 1, 0) for n in range(2500)]
+    rows = [(f"GWKBATCH{n:012d}", hour, n % 3, 1, 0, 0) for n in range(2500)]
     key, when = gateway.access_key, 1_700_000_000.123456
     uses = [(when, key)] + [(when, f"GWKNONE{n:013d}") for n in range(2499)]
 

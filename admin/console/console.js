@@ -199,6 +199,9 @@ async function showView(name) {
   if (name === "users") await loadBearers("user");
   if (name === "applications") await loadBearers("application");
   if (name === "audit") await loadAudit();
+  // Views of their own files (plans.js) register here.
+  const more = (window.consoleViews || {})[name];
+  if (more) await more();
 }
 
 async function loadKeys() {
@@ -238,6 +241,7 @@ async function loadKeys() {
         {},
         el("span", { class: `badge ${key.mode}`, text: key.mode }),
         key.permissions === null ? null : el("span", { class: "badge restricted", text: "restricted" }),
+        key.disabled ? el("span", { class: "badge expired", text: "Disabled" }) : null,
       ),
       el("td", {}, when(key.created_at, "—")),
       el("td", {}, when(key.last_used_at, "Never")),
@@ -277,6 +281,9 @@ function moreMenu(key) {
   menu.append(
     item("Edit", openEdit), item("Roll", openRoll), item("Usage", openUsage), item("Delete", openDelete),
   );
+  if (isManager() && window.toggleDisabled) {
+    menu.append(item(key.disabled ? "Enable" : "Disable", window.toggleDisabled));
+  }
   button.addEventListener("click", () => {
     const opening = menu.hidden;
     closeMenus();

@@ -19,17 +19,31 @@ from core.store.database import Database
 TABLES = (
     ("organizations", "id, name, default_project_id, created_at"),
     ("projects", "id, organization_id, name, created_at, updated_at"),
-    ("users", "id, organization_id, email, permission_sets, is_owner, created_at, updated_at"),
-    ("applications", "id, organization_id, name, permission_sets, created_at, updated_at"),
+    (
+        "plans",
+        "id, organization_id, name, rate_limits, credits, metadata, created_at, updated_at",
+    ),
+    (
+        "users",
+        "id, organization_id, email, permission_sets, is_owner, created_at, updated_at, "
+        "plan_id, rate_limits, credits",
+    ),
+    (
+        "applications",
+        "id, organization_id, name, permission_sets, created_at, updated_at, plan_id, "
+        "rate_limits, credits",
+    ),
     (
         "api_keys",
         "access_key, organization_id, user_id, application_id, default_project_id, description, "
         "mode, created_at, updated_at, expires_at, last_used_at, creation_ip, rate_limits, "
-        "allowed_ips, permissions",
+        "allowed_ips, permissions, disabled, metadata, plan_id, credits",
     ),
     ("key_secrets", "secret_hash, access_key, secret_prefix, created_at, expires_at"),
     ("revoked_keys", "access_key, organization_id, user_id, application_id, revoked_at"),
-    ("key_usage", "access_key, hour, allowed, denied, limited"),
+    ("key_usage", "access_key, hour, allowed, denied, limited, credits"),
+    # Balances as they stand; reservations are a running gateway's and are not copied.
+    ("credit_balances", "owner, period, remaining, epoch, updated_at"),
     (
         "audit_events",
         "id, created_at, organization_id, actor_type, actor_id, actor_access_key, action, "

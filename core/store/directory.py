@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from core import plans
 from core.store.database import Database, Writer
+from core.store.keys import rate_limits_of
 from core.store.records import Application, Organization, Project, User
 
 
@@ -70,20 +72,32 @@ async def list_projects(db: Database, org_id: str) -> list[Project]:
 # -- users and applications ----------------------------------------------------------------------
 
 _USER = (
-    "SELECT id, organization_id, email, permission_sets, is_owner, created_at, updated_at "
-    "FROM users"
+    "SELECT id, organization_id, email, permission_sets, is_owner, created_at, updated_at, "
+    "plan_id, rate_limits, credits FROM users"
 )
 _APPLICATION = (
-    "SELECT id, organization_id, name, permission_sets, created_at, updated_at FROM applications"
+    "SELECT id, organization_id, name, permission_sets, created_at, updated_at, "
+    "plan_id, rate_limits, credits FROM applications"
 )
+
+
+def _budget(row: tuple[Any, ...]) -> dict[str, Any]:
+    plan_id, limits, credits = row
+    return {
+        "plan_id": plan_id,
+        "rate_limits": rate_limits_of(limits),
+        "credits": plans.credits_from_column(credits),
+    }
 
 
 def _user(row: tuple[Any, ...]) -> User:
-    return User(row[0], row[1], row[2], _sets(row[3]), bool(row[4]), row[5], row[6])
+    return User(
+        row[0], row[1], row[2], _sets(row[3]), bool(row[4]), row[5], row[6], **_budget(row[7:])
+    )
 
 
 def _application(row: tuple[Any, ...]) -> Application:
-    return Application(row[0], row[1], row[2], _sets(row[3]), row[4], row[5])
+    return Application(row[0], row[1], row[2], _sets(row[3]), row[4], row[5], **_budget(row[6:]))
 
 
 async def insert_user(w: Writer, user: User) -> None:

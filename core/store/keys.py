@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from core import plans
 from core.policies import RateLimit
 from core.store.database import Database, Writer, json_batches
 from core.store.records import ApiKey, KeyLookup, RevokedKey
@@ -21,7 +22,7 @@ _KEY_COLUMNS = """k.access_key, k.organization_id, k.user_id, k.application_id,
     k.last_used_at, k.creation_ip,
     coalesce((SELECT s.secret_prefix FROM key_secrets s WHERE s.access_key = k.access_key
               ORDER BY s.created_at DESC LIMIT 1), ''),
-    k.rate_limits, k.allowed_ips, k.permissions"""
+    k.rate_limits, k.allowed_ips, k.permissions, k.disabled, k.metadata, k.plan_id, k.credits"""
 
 ORDERS = {
     "created_at_asc": "k.created_at ASC, k.access_key ASC",
@@ -31,19 +32,23 @@ ORDERS = {
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    *columns, limits, ips, held = row
+    *columns, limits, ips, held, disabled, metadata, plan_id, credits = row
     key = ApiKey(*columns)
     return replace(
         key,
-        rate_limits=_rate_limits(limits),
+        rate_limits=rate_limits_of(limits),
         allowed_ips=_allowed_ips(ips),
         permissions=_permissions(held),
+        disabled=bool(disabled),
+        metadata=json.loads(metadata),
+        plan_id=plan_id,
+        credits=plans.credits_from_column(credits),
     )
 
 
 # Policies are JSON lists in their columns, written only by the service layer, which checked
 # them (core.policies): read back as they were written.
-def _rate_limits(text: str) -> tuple[RateLimit, ...]:
+def rate_limits_of(text: str) -> tuple[RateLimit, ...]:
     return tuple(RateLimit(**item) for item in json.loads(text))
 
 
@@ -65,10 +70,20 @@ def policy_json(value: tuple[RateLimit, ...] | tuple[str, ...] | None) -> str | 
 LOOKUP_BATCH = 500  # hashes per query: well under SQLite's bound on bound parameters
 
 
+# The key with its plan, its bearer's budget and its bearer's plan: all a verifier needs, in
+# one query (core.plans.resolve decides which of them applies).
 _LOOKUP = """SELECT s.secret_hash, k.access_key, k.organization_id, k.user_id, k.application_id,
         k.default_project_id, k.mode, k.expires_at, s.expires_at, k.rate_limits, k.allowed_ips,
-        k.permissions
-    FROM key_secrets s JOIN api_keys k ON k.access_key = s.access_key WHERE s.secret_hash"""
+        k.permissions, k.disabled, k.metadata, k.credits,
+        kp.id, kp.name, kp.rate_limits, kp.credits, kp.metadata,
+        coalesce(u.rate_limits, a.rate_limits), coalesce(u.credits, a.credits),
+        bp.id, bp.name, bp.rate_limits, bp.credits, bp.metadata
+    FROM key_secrets s JOIN api_keys k ON k.access_key = s.access_key
+    LEFT JOIN plans kp ON kp.id = k.plan_id
+    LEFT JOIN users u ON u.id = k.user_id
+    LEFT JOIN applications a ON a.id = k.application_id
+    LEFT JOIN plans bp ON bp.id = coalesce(u.plan_id, a.plan_id)
+    WHERE s.secret_hash"""
 
 
 async def lookup_many(db: Database, secret_hashes: list[bytes]) -> dict[bytes, KeyLookup]:
@@ -86,8 +101,32 @@ async def lookup_many(db: Database, secret_hashes: list[bytes]) -> dict[bytes, K
     return found
 
 
+def _plan(row: tuple[Any, ...]) -> plans.PlanRow | None:
+    plan_id, name, limits, credits, metadata = row
+    if plan_id is None:
+        return None
+    return plans.PlanRow(
+        plan_id,
+        name,
+        rate_limits_of(limits),
+        plans.plan_credits_from_column(credits),
+        json.loads(metadata),
+    )
+
+
 def _lookup(row: tuple[Any, ...]) -> KeyLookup:
     access_key, org, user_id, application_id, project, mode, expires_at, secret_expires = row[:8]
+    bearer = f"user:{user_id}" if user_id is not None else f"application:{application_id}"
+    resolved = plans.resolve(
+        access_key,
+        bearer,
+        plans.credits_from_column(row[13]),
+        json.loads(row[12]),
+        _plan(row[14:19]),
+        rate_limits_of(row[19] or "[]"),
+        plans.credits_from_column(row[20]),
+        _plan(row[21:26]),
+    )
     return KeyLookup(
         access_key=access_key,
         organization_id=org,
@@ -97,9 +136,11 @@ def _lookup(row: tuple[Any, ...]) -> KeyLookup:
         mode=mode,
         expires_at=expires_at,
         secret_expires_at=secret_expires,
-        rate_limits=_rate_limits(row[8]),
+        rate_limits=rate_limits_of(row[8]),
         allowed_ips=_allowed_ips(row[9]),
         permissions=_permissions(row[10]),
+        disabled=bool(row[11]),
+        resolved=resolved,
     )
 
 
@@ -171,8 +212,9 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
     await w.execute(
         """INSERT INTO api_keys (access_key, organization_id, user_id, application_id,
                default_project_id, description, mode, created_at, updated_at, expires_at,
-               last_used_at, creation_ip, rate_limits, allowed_ips, permissions)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               last_used_at, creation_ip, rate_limits, allowed_ips, permissions, disabled,
+               metadata, plan_id, credits)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             key.access_key,
             key.organization_id,
@@ -189,6 +231,10 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
             policy_json(key.rate_limits),
             policy_json(key.allowed_ips),
             policy_json(key.permissions),
+            int(key.disabled),
+            json.dumps(key.metadata),
+            key.plan_id,
+            plans.credits_column(key.credits),
         ),
     )
     await add_secret(w, key.access_key, secret_hash, key.secret_prefix, key.created_at)
@@ -212,8 +258,24 @@ UPDATABLE = (
     "rate_limits",
     "allowed_ips",
     "permissions",
+    "disabled",
+    "metadata",
+    "plan_id",
+    "credits",
 )
 POLICIES = ("rate_limits", "allowed_ips", "permissions")
+
+
+def _column(name: str, value: Any) -> Any:
+    if name in POLICIES:
+        return policy_json(value)
+    if name == "disabled":
+        return int(value)
+    if name == "metadata":
+        return json.dumps(value)
+    if name == "credits":
+        return plans.credits_column(value)
+    return value
 
 
 async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float) -> None:
@@ -221,7 +283,7 @@ async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float
     drop the key, so a tightened policy holds as fast as a revocation."""
     columns = [c for c in UPDATABLE if c in changes]
     sets = ", ".join(f"{c} = ?" for c in columns)
-    values = [policy_json(changes[c]) if c in POLICIES else changes[c] for c in columns]
+    values = [_column(c, changes[c]) for c in columns]
     await w.execute(
         f"UPDATE api_keys SET {sets}, updated_at = ? WHERE access_key = ?",
         [*values, now, access_key],
@@ -257,6 +319,12 @@ async def delete(w: Writer, access_key: str, now: float) -> bool:
         "ON CONFLICT (access_key) DO UPDATE SET revoked_at = excluded.revoked_at",
         (now, access_key),
     )
+    await w.execute(
+        "INSERT INTO revoked_secrets (secret_hash, access_key, revoked_at) "
+        "SELECT secret_hash, access_key, ? FROM key_secrets WHERE access_key = ? "
+        "ON CONFLICT (secret_hash) DO NOTHING",
+        (now, access_key),
+    )
     await w.execute("DELETE FROM key_secrets WHERE access_key = ?", (access_key,))
     deleted = await w.execute("DELETE FROM api_keys WHERE access_key = ?", (access_key,))
     if deleted:
@@ -286,6 +354,12 @@ async def search_revoked(db: Database, f: KeyFilter) -> tuple[list[RevokedKey], 
         [*params, f.page_size, (f.page - 1) * f.page_size],
     )
     return [RevokedKey(*r) for r in rows], int(total_row[0]) if total_row else 0
+
+
+async def revoked_secret(db: Database, secret_hash: bytes) -> bool:
+    """Whether this secret belonged to a key since revoked."""
+    row = await db.fetchone("SELECT 1 FROM revoked_secrets WHERE secret_hash = ?", (secret_hash,))
+    return row is not None
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,68 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX key_usage_hour ON key_usage (hour)
     """,
+    # 6: keys switched off without being revoked, and a key's metadata (a JSON object sent
+    # upstream with every request it makes).
+    """
+    ALTER TABLE api_keys ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE api_keys ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'
+    """,
+    # 7: plans (rate limits, credits and metadata shared by name), a plan on a key or on its
+    # bearer, a bearer's own budget (rate limits and credits for all its keys), a key's own
+    # credits; credit balances and the reservations gateways hold against them
+    # (docs/plans-and-credits.md says how a balance is spent); credits spent per key and hour.
+    """
+    CREATE TABLE plans (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        name TEXT NOT NULL,
+        rate_limits TEXT NOT NULL DEFAULT '[]',
+        credits TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (organization_id, name)
+    );
+    ALTER TABLE api_keys ADD COLUMN plan_id TEXT REFERENCES plans(id);
+    ALTER TABLE api_keys ADD COLUMN credits TEXT;
+    ALTER TABLE users ADD COLUMN plan_id TEXT REFERENCES plans(id);
+    ALTER TABLE users ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE users ADD COLUMN credits TEXT;
+    ALTER TABLE applications ADD COLUMN plan_id TEXT REFERENCES plans(id);
+    ALTER TABLE applications ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE applications ADD COLUMN credits TEXT;
+    CREATE INDEX api_keys_plan ON api_keys (plan_id);
+    CREATE TABLE credit_balances (
+        owner TEXT PRIMARY KEY,
+        period TEXT NOT NULL,
+        remaining INTEGER NOT NULL CHECK (remaining >= 0),
+        epoch INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE credit_leases (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        period TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        granted INTEGER NOT NULL,
+        ceiling INTEGER NOT NULL,
+        spent INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        CHECK (spent <= ceiling AND ceiling <= granted)
+    ) WITHOUT ROWID;
+    CREATE INDEX credit_leases_owner ON credit_leases (owner);
+    CREATE INDEX credit_leases_expiry ON credit_leases (expires_at);
+    ALTER TABLE key_usage ADD COLUMN credits INTEGER NOT NULL DEFAULT 0
+    """,
+    # 8: the hashes of revoked keys' secrets, so the verify API can tell a revoked key from one
+    # never issued (no secret is kept, only its SHA-256, as in key_secrets).
+    """
+    CREATE TABLE revoked_secrets (
+        secret_hash BLOB PRIMARY KEY,
+        access_key TEXT NOT NULL,
+        revoked_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
 )
 
 
@@ -274,5 +336,62 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (access_key, hour)
     );
     CREATE INDEX key_usage_hour ON key_usage (hour);
+    """,
+    # 6: keys switched off without being revoked, and a key's metadata.
+    """
+    ALTER TABLE api_keys ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE api_keys ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
+    """,
+    # 7: plans, bearers' budgets, keys' credits, balances and reservations (see SQLite's).
+    """
+    CREATE TABLE plans (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        name TEXT NOT NULL,
+        rate_limits TEXT NOT NULL DEFAULT '[]',
+        credits TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        UNIQUE (organization_id, name)
+    );
+    ALTER TABLE api_keys ADD COLUMN plan_id TEXT REFERENCES plans(id);
+    ALTER TABLE api_keys ADD COLUMN credits TEXT;
+    ALTER TABLE users ADD COLUMN plan_id TEXT REFERENCES plans(id);
+    ALTER TABLE users ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE users ADD COLUMN credits TEXT;
+    ALTER TABLE applications ADD COLUMN plan_id TEXT REFERENCES plans(id);
+    ALTER TABLE applications ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE applications ADD COLUMN credits TEXT;
+    CREATE INDEX api_keys_plan ON api_keys (plan_id);
+    CREATE TABLE credit_balances (
+        owner TEXT PRIMARY KEY,
+        period TEXT NOT NULL,
+        remaining BIGINT NOT NULL CHECK (remaining >= 0),
+        epoch BIGINT NOT NULL DEFAULT 0,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE credit_leases (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        period TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        granted BIGINT NOT NULL,
+        ceiling BIGINT NOT NULL,
+        spent BIGINT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        CHECK (spent <= ceiling AND ceiling <= granted)
+    );
+    CREATE INDEX credit_leases_owner ON credit_leases (owner);
+    CREATE INDEX credit_leases_expiry ON credit_leases (expires_at);
+    ALTER TABLE key_usage ADD COLUMN credits BIGINT NOT NULL DEFAULT 0;
+    """,
+    # 8: the hashes of revoked keys' secrets (see the SQLite migration).
+    """
+    CREATE TABLE revoked_secrets (
+        secret_hash BYTEA PRIMARY KEY,
+        access_key TEXT NOT NULL,
+        revoked_at DOUBLE PRECISION NOT NULL
+    );
     """,
 )

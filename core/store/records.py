@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from core.plans import Credits, Resolved
 from core.policies import RateLimit
 
 
@@ -33,6 +35,9 @@ class User:
     is_owner: bool
     created_at: float
     updated_at: float
+    plan_id: str | None = None
+    rate_limits: tuple[RateLimit, ...] = ()  # one budget for all its keys
+    credits: Credits | None = None  # one budget for all its keys
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ class Application:
     permission_sets: tuple[str, ...]
     created_at: float
     updated_at: float
+    plan_id: str | None = None
+    rate_limits: tuple[RateLimit, ...] = ()  # one budget for all its keys
+    credits: Credits | None = None  # one budget for all its keys
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,10 @@ class ApiKey:
     rate_limits: tuple[RateLimit, ...] = ()  # the key's own, on every route (core.policies)
     allowed_ips: tuple[str, ...] = ()  # networks it may be used from; empty: anywhere
     permissions: tuple[str, ...] | None = None  # a restricted key's; None: not restricted
+    disabled: bool = False  # switched off (403 key_disabled) without being revoked
+    metadata: dict[str, Any] = field(default_factory=dict)  # sent upstream, over its plan's
+    plan_id: str | None = None
+    credits: Credits | None = None  # its own budget (None: its plan's, its bearer's, or none)
 
     @property
     def restricted(self) -> bool:
@@ -103,3 +115,17 @@ class KeyLookup:
     rate_limits: tuple[RateLimit, ...] = ()
     allowed_ips: tuple[str, ...] = ()
     permissions: tuple[str, ...] | None = None
+    disabled: bool = False
+    resolved: Resolved | None = None  # its plan, budget, plan limits and metadata
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    organization_id: str
+    name: str
+    rate_limits: tuple[RateLimit, ...]
+    credits: Credits | None  # remaining: the amount each budget on it starts at
+    metadata: dict[str, Any]
+    created_at: float
+    updated_at: float

@@ -1,0 +1,170 @@
+"""Credits: spent per route cost, refused at zero with when the refill comes, refilled at the UTC
+day, shared by a bearer's keys, reserved from the store in blocks and given back; usage export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from core.plans import Credits, Refill
+from core.store import credits as store_credits
+from gateway.credits import Wallet
+from tests.support import BOTH_STORES, Gateway, Upstream
+
+BACKENDS = BOTH_STORES
+
+
+@pytest.fixture
+def priced(make_gateway: Any, upstream: Upstream) -> Gateway:
+    extra = f"""
+[[routes]]
+prefix = "/free"
+upstream = "{upstream.url}"
+cost = 0
+
+[[routes]]
+prefix = "/dear"
+upstream = "{upstream.url}"
+cost = 2
+"""
+    gateway: Gateway = make_gateway(extra=extra)
+    gateway.clock.freeze()
+    return gateway
+
+
+def get(gateway: Gateway, secret: str, path: str = "/echo/x") -> httpx.Response:
+    with gateway.client() as client:
+        return client.get(path, headers={"X-Auth-Token": secret})
+
+
+def test_each_request_spends_its_routes_cost_until_none_is_left(
+    priced: Gateway, upstream: Upstream
+) -> None:
+    new = priced.new_key(credits=Credits(5, Refill(5, "daily")))
+    remaining = [int(get(priced, new.secret_key).headers["x-credits-remaining"]) for _ in range(3)]
+    assert remaining == [4, 3, 2]
+    assert get(priced, new.secret_key, "/dear/x").headers["x-credits-remaining"] == "0"
+    before = len(upstream.requests)
+    refused = get(priced, new.secret_key)
+    assert refused.status_code == 429 and refused.headers["x-credits-remaining"] == "0"
+    body = refused.json()
+    assert body["reason"] == "usage_exceeded" and body["type"] == "usage_exceeded"
+    assert "refill at" in body["message"] and "T00:00:00Z" in body["message"]
+    assert len(upstream.requests) == before  # nothing forwarded
+    assert get(priced, new.secret_key, "/free/x").status_code == 200  # a free route
+
+
+def test_credits_refill_at_the_utc_day(priced: Gateway) -> None:
+    new = priced.new_key(credits=Credits(2, Refill(2, "daily")))
+    assert [get(priced, new.secret_key).status_code for _ in range(3)] == [200, 200, 429]
+    priced.clock.advance(86_400)
+    assert [get(priced, new.secret_key).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_key_without_credits_is_not_counted(priced: Gateway) -> None:
+    response = get(priced, priced.secret_key)
+    assert response.status_code == 200 and "x-credits-remaining" not in response.headers
+
+
+def test_an_applications_credits_are_shared_by_its_keys(priced: Gateway) -> None:
+    with priced.admin() as admin:
+        app = admin.post("/v1/applications", json={"name": "billing"}).json()
+        body = {"credits": {"remaining": 4, "refill": None}}
+        assert admin.patch(f"/v1/applications/{app['id']}", json=body).status_code == 200
+    keys = [priced.new_key(user_id=None, application_id=app["id"]) for _ in range(2)]
+    statuses = [get(priced, keys[i % 2].secret_key).status_code for i in range(6)]
+    assert statuses.count(200) == 4 and statuses.count(429) == 2
+
+
+def test_a_plans_credits_are_a_budget_per_key(priced: Gateway) -> None:
+    with priced.admin() as admin:
+        body = {"name": "metered", "credits": {"amount": 3, "refill": "monthly"}}
+        plan = admin.post("/v1/plans", json=body).json()
+    keys = [priced.new_key(plan_id=plan["id"]) for _ in range(2)]
+    for key in keys:
+        assert [get(priced, key.secret_key).status_code for _ in range(4)] == [200] * 3 + [429]
+
+
+def test_setting_a_keys_credits_starts_its_balance_again(priced: Gateway) -> None:
+    new = priced.new_key(credits=Credits(1))
+    assert [get(priced, new.secret_key).status_code for _ in range(2)] == [200, 429]
+    with priced.admin() as admin:
+        body = {"credits": {"remaining": 2, "refill": None}}
+        response = admin.patch(f"/v1/api-keys/{new.key.access_key}", json=body)
+    assert response.json()["credits"] == {"remaining": 2, "refill": None}
+    from tests.support import BOUND, wait_for
+
+    wait_for(lambda: get(priced, new.secret_key).status_code == 200, BOUND + 1)
+
+
+def test_unspent_credits_go_back_and_expired_leases_are_reclaimed(priced: Gateway) -> None:
+    """Two wallets on one store stand for two gateways: one releases what it did not spend;
+    the other dies holding a lease, and only the part above its ceiling comes back once the
+    lease has expired."""
+    new = priced.new_key(credits=Credits(1000))
+    budget = priced.resources.gate.verifier  # the key's budget, as the verifier loads it
+    found = priced.loop.run(budget.verify(new.secret_key))
+    assert not isinstance(found, str) and found.budget is not None
+    owner, period = found.budget.owner, ""
+    db, clock = priced.resources.db, priced.clock
+    alive = Wallet(db, clock, lease_seconds=10)
+    dead = Wallet(db, clock, lease_seconds=10)
+
+    def unreserved() -> int:
+        row = priced.loop.run(
+            db.fetchone("SELECT remaining FROM credit_balances WHERE owner = ?", (owner,))
+        )
+        assert row is not None
+        return int(row[0])
+
+    assert priced.loop.run(alive.top_up(found.budget, 1)) >= 0
+    assert priced.loop.run(dead.top_up(found.budget, 1)) >= 0
+    for _ in range(5):
+        assert dead.spend(found.budget, 1) is not None
+    held = dead.held[owner]
+    assert held.spent == 6 and held.ceiling < held.granted
+    priced.loop.run(alive.release_all())
+    assert unreserved() == 1000 - 1 - held.granted  # alive gave back all but its 1
+    # What is left, as the admin side reads it: unreserved, plus leases' unreported part.
+    assert priced.loop.run(store_credits.remaining(db, owner, period)) == 1000 - 1
+    clock.advance(11)
+    priced.loop.run(alive.sync())  # reclaims the dead wallet's expired lease
+    # Never more than held: what the dead one may have spent (its ceiling) stays spent.
+    assert unreserved() == 1000 - 1 - held.ceiling
+
+
+def test_usage_export_by_key_bearer_and_plan(priced: Gateway) -> None:
+    new = priced.new_key(credits=Credits(10))
+    for path in ("/echo/x", "/dear/x"):
+        assert get(priced, new.secret_key, path).status_code == 200
+    priced.loop.run(priced.resources.usage.flush(priced.resources.db))
+    day = __import__("datetime").datetime.fromtimestamp(priced.clock(), __import__("datetime").UTC)
+    query = {"from": day.date().isoformat(), "to": day.date().isoformat()}
+    with priced.admin() as admin:
+        by_key = admin.get("/v1/usage", params={**query, "group_by": "key"}).json()
+        as_csv = admin.get("/v1/usage", params={**query, "group_by": "bearer", "format": "csv"})
+        bad = admin.get("/v1/usage", params={**query, "group_by": "moon"})
+    row = next(r for r in by_key["rows"] if r["group"] == new.key.access_key)
+    assert (row["allowed"], row["credits_spent"]) == (2, 3)
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert any(r["group"] == f"user:{priced.owner_id}" and r["credits_spent"] == "3" for r in rows)
+    assert bad.status_code == 400
+    exported = priced.cli(
+        "usage",
+        "export",
+        "--from",
+        query["from"],
+        "--to",
+        query["to"],
+        "--group-by",
+        "plan",
+        "--format",
+        "json",
+    ).stdout
+    assert json.loads(exported)["rows"][0]["group"] == "(none)"
