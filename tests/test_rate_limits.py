@@ -296,3 +296,8 @@ def test_a_redis_limited_route_that_costs_credits_spends_them(
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert [a.headers.get("x-credits-remaining") for a in answers] == ["1", "0", "0"]
     assert answers[2].json()["reason"] == "usage_exceeded"
+    # A route without rate limits on the same gateway: the credits alone wait for the store.
+    other = gateway.new_key(credits=Credits(1, Refill(1, "daily")))
+    answers = [get(gateway, "/echo/x", other.secret_key) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 429]
+    assert answers[0].headers["x-credits-remaining"] == "0"
