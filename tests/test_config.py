@@ -28,6 +28,7 @@ ROUTE = '[[routes]]\nprefix = "/x"\nupstream = "http://127.0.0.1:1"\n'
         ("[cache]\nttl = 5\n", "[cache]: unknown key 'ttl' (known keys: "),
         ("[server]\nworkers = 'two'\n", "[server]: workers must be an int, not 'two'"),
         ("[server]\nworkers = 0\n", "workers must be at least 1"),
+        ("[server]\naccept_grace_seconds = -1\n", "accept_grace_seconds must be at least 0"),
         (
             "[server]\ntrusted_proxies = ['localhost']\n",
             "trusted_proxies entry 'localhost' is not an IP address or network",

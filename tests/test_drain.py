@@ -69,9 +69,9 @@ def test_a_drain_refuses_new_connections_and_says_draining_until_done(
     received = bytearray()
     started = threading.Event()
 
-    def download() -> None:  # about 3 s: 64 KiB every 0.05 s
+    def download() -> None:  # about 6 s: 64 KiB every 0.05 s
         with httpx.stream(
-            "GET", url + "/api/stream?bytes=4000000&delay=0.05", headers=headers, timeout=20
+            "GET", url + "/api/stream?bytes=8000000&delay=0.05", headers=headers, timeout=20
         ) as response:
             for chunk in response.iter_raw():
                 received.extend(chunk)
@@ -87,7 +87,7 @@ def test_a_drain_refuses_new_connections_and_says_draining_until_done(
         assert reader.is_alive()  # the drain is still under way...
         assert readiness(admin_url) == (503, "draining")  # ...and the admin listener says so
         reader.join(20)
-        assert len(received) == 4_000_000  # the whole body, after the listeners closed
+        assert len(received) == 8_000_000  # the whole body, after the listeners closed
     finally:
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
@@ -103,18 +103,18 @@ def test_the_accept_grace_serves_new_connections_while_readiness_says_draining(
     """`accept_grace_seconds`: after SIGTERM, new connections are still served for that long
     and `health_path` on them answers 503 draining, so a load balancer stops sending before
     anything is refused; then they are refused."""
-    process, url, _, headers = serve_two_workers(tmp_path, upstream, "accept_grace_seconds = 3\n")
+    process, url, _, headers = serve_two_workers(tmp_path, upstream, "accept_grace_seconds = 5\n")
     try:
         process.send_signal(signal.SIGTERM)
         # Each probe a new connection: either worker may take it, both must say draining.
         wait_for(lambda: all(readiness(url) == (503, "draining") for _ in range(4)), timeout=2)
         assert httpx.get(url + "/echo/x", headers=headers).status_code == 200  # still served
-        wait_for(lambda: refused(url, headers), timeout=5)
+        wait_for(lambda: refused(url, headers), timeout=8)
     finally:
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     [began] = lines(stderr, "SIGTERM: draining")
-    assert "served for 3 s more, then refused" in began
+    assert "served for 5 s more, then refused" in began
 
 
 def test_a_reload_is_one_line_for_the_whole_gateway(tmp_path: Path, upstream: Upstream) -> None:

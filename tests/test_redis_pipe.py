@@ -27,6 +27,7 @@ from tests.support import (
     stop_serve,
     write_config,
 )
+from tests.support.tasks import tasks_made
 from tests.support.workers import connections_to_each_worker, request
 from tests.test_rate_limits import limited
 
@@ -147,24 +148,12 @@ def test_a_redis_limited_request_is_served_without_a_task(
     settings = f'\n[ratelimit]\nbackend = "redis"\nurl = "{REDIS_URL}"\n'
     gateway: Gateway = make_gateway(extra=limited(upstream, settings))
     gateway.clock.freeze()
-    made: list[str] = []
-
-    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        made.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
-    async def factory(on: bool) -> None:
-        asyncio.get_running_loop().set_task_factory(counting if on else None)
-
     headers = {"X-Auth-Token": gateway.secret_key}
     with httpx.Client(base_url=gateway.url, headers=headers) as client:
         warm = client.get("/limited/x")  # the key cached, Redis and the upstream connected
         assert warm.status_code == 200
-        gateway.loop.run(factory(True))
-        try:
+        with tasks_made(gateway.loop) as made:
             answers = [client.get("/limited/x") for _ in range(3)]
-        finally:
-            gateway.loop.run(factory(False))
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert answers[0].headers["ratelimit"] == '"route-3-per-10s";r=1;t=10'
     assert answers[2].headers["retry-after"] == "10"

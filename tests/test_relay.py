@@ -17,6 +17,7 @@ import pytest
 
 from core.tokens import SecretFormat
 from tests.support import Gateway, Running, wait_for
+from tests.support.tasks import tasks_made
 from tests.test_upstream_engine import (
     OK,
     Script,
@@ -221,14 +222,6 @@ def test_refusals_and_lookups_are_answered_without_a_task_each(
     gateway, upstream, _ = relayed
     use(gateway, upstream, keep_alive(OK))
     secret = {"X-Auth-Token": gateway.secret_key}
-    made: list[str] = []
-
-    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        made.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
-    async def factory(on: bool) -> None:
-        asyncio.get_running_loop().set_task_factory(counting if on else None)
 
     async def forget() -> None:
         gateway.resources.verifier.clear()  # the key must be looked up again
@@ -237,16 +230,13 @@ def test_refusals_and_lookups_are_answered_without_a_task_each(
     with httpx.Client(base_url=gateway.url) as client:
         assert client.get("/echo/warm", headers=secret).status_code == 200  # pooled, cached
         gateway.loop.run(forget())
-        gateway.loop.run(factory(True))
-        try:
+        with tasks_made(gateway.loop) as made:
             statuses = [client.get("/nowhere").status_code, client.get("/echo/x").status_code]
             statuses += [
                 client.get("/echo/x", headers={"X-Auth-Token": token}).status_code
                 for token in unknown
             ]
             answer = client.get("/echo/x", headers=secret)  # looked up, then relayed
-        finally:
-            gateway.loop.run(factory(False))
     assert statuses == [404, 401] + [401] * 5
     assert answer.status_code == 200 and answer.text == "ok"
     # The verifier's queries were made (and shared tasks may be: the watchdog's ticker, the key

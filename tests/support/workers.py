@@ -40,10 +40,18 @@ def worker_of(sock: socket.socket, workers: list[int]) -> int:
         if f"{fields[1]} {fields[2]}" == ends:
             inode = f"socket:[{fields[9]}]"
             for pid in workers:
-                fds = Path(f"/proc/{pid}/fd")
-                if any(os.readlink(fd) == inode for fd in fds.iterdir()):
+                if inode in open_files(pid):
                     return pid
     raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+def open_files(pid: int) -> set[str]:
+    """What the process's file descriptors point at (one closed while read is left out)."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            found.add(os.readlink(fd))
+    return found
 
 
 def command_line(pid: int) -> bytes:
