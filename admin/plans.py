@@ -16,7 +16,6 @@ from typing import Any
 from admin.access import (
     Actor,
     Conflict,
-    Invalid,
     NotFound,
     Unprocessable,
     audited,
@@ -105,28 +104,6 @@ async def get_plan(db: Database, actor: Actor, plan_id: str) -> Plan:
     if plan is None or plan.organization_id != await organization_of(db, actor):
         raise NotFound(f"plan {plan_id!r} does not exist", "id")
     return plan
-
-
-async def find_plan(db: Database, actor: Actor, ref: str, field: str = "plan") -> Plan:
-    """A plan by its id or, for the CLI, its name, read as ``admin.names`` reads a project's: an
-    exact match, else one ignoring case (names are unique as written, so ``pro`` and ``Pro``
-    may both exist: then ``PRO`` is ambiguous and refused with both)."""
-    ref = ref.strip()
-    found = await list_plans(db, actor)
-    for plan in found:
-        if ref in (plan.id, plan.name):
-            return plan
-    matches = [p for p in found if p.name.casefold() == ref.casefold()]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        listed = "; ".join(f"{p.id} ({p.name})" for p in matches)
-        raise Invalid(
-            f"{len(matches)} plans have the name {ref!r}: {listed}; give the id",
-            field,
-            reason="ambiguous",
-        )
-    raise NotFound(f"no plan has the id or name {ref!r}", field)
 
 
 async def update_plan(db: Database, actor: Actor, plan_id: str, fields: dict[str, Any]) -> Plan:

@@ -3,7 +3,7 @@ create|edit`, and a plan, shared rate limits and credits on `users|applications 
 the arguments of the service functions the admin API calls. The commands on plans themselves and
 the usage export are in ``gatewaycli.plans``.
 
-A plan is named by its id or name (``admin.plans.find_plan``, read like a project's name).
+A plan is named by its id or name, read as a project's is (``admin.names``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from admin import plans
+from admin import names
 from admin.access import LOCAL_OPERATOR as OPERATOR
 from admin.access import Invalid
 from core import plans as core_plans
@@ -118,7 +118,7 @@ def _credits(args: argparse.Namespace) -> core_plans.Credits | None:
 async def _plan_id(args: argparse.Namespace, db: Database) -> str | None:
     if args.plan is None:
         return None
-    return (await plans.find_plan(db, OPERATOR, args.plan, "plan_id")).id
+    return await names.resolve(db, OPERATOR, "plan", args.plan, "plan_id")
 
 
 async def key_extras(args: argparse.Namespace, db: Database) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from admin import plans, usage_export
+from admin import names, plans, usage_export
 from admin.access import LOCAL_OPERATOR as OPERATOR
 from admin.access import Invalid
 from admin.serialize import plan_json
@@ -22,6 +22,7 @@ from core import plans as core_plans
 from core.config import Config
 from core.policies import PolicyError
 from core.store import Database
+from core.store.records import Plan
 from gatewaycli import billing, options
 from gatewaycli.output import emit, table
 from gatewaycli.registry import group
@@ -71,6 +72,13 @@ def _edit_options(parser: argparse.ArgumentParser) -> None:
     _plan_argument(parser)
     parser.add_argument("--name", dest="new_name", help="the plan's new name")
     _plan_options(parser, editing=True)
+
+
+async def _find(args: argparse.Namespace, db: Database) -> Plan:
+    """The plan PLAN names: its id, or its name (``admin.names``: exact, else ignoring case)."""
+    return await plans.get_plan(
+        db, OPERATOR, await names.resolve(db, OPERATOR, "plan", args.plan, "plan")
+    )
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -146,7 +154,7 @@ async def list_all(args: argparse.Namespace, cfg: Config, db: Database) -> None:
 
 @commands.command("show", "one plan", _plan_argument)
 async def show(args: argparse.Namespace, cfg: Config, db: Database) -> None:
-    plan = plan_json(await plans.find_plan(db, OPERATOR, args.plan))
+    plan = plan_json(await _find(args, db))
     emit(args, plan, plan_text(plan))
 
 
@@ -156,7 +164,7 @@ async def show(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     _edit_options,
 )
 async def edit(args: argparse.Namespace, cfg: Config, db: Database) -> None:
-    found = await plans.find_plan(db, OPERATOR, args.plan)
+    found = await _find(args, db)
     fields = _fields(args)
     if args.new_name is not None:
         fields["name"] = args.new_name
@@ -173,7 +181,7 @@ async def edit(args: argparse.Namespace, cfg: Config, db: Database) -> None:
 
 @commands.command("delete", "delete a plan nothing uses any more", _plan_argument)
 async def delete(args: argparse.Namespace, cfg: Config, db: Database) -> None:
-    found = await plans.find_plan(db, OPERATOR, args.plan)
+    found = await _find(args, db)
     await plans.delete_plan(db, OPERATOR, found.id)
     emit(args, {"id": found.id, "deleted": True}, f"Deleted plan {found.name} ({found.id}).")
 
