@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support import run_cli, write_config
+from tests.support import cli_json, run_cli, write_config
+from tests.support import cli_refused as refused
 
 
 @pytest.fixture
@@ -21,16 +20,6 @@ def cfg(tmp_path: Path) -> Path:
     config = write_config(tmp_path, "http://127.0.0.1:9")
     run_cli("--config", str(config), "init")
     return config
-
-
-def cli_json(cfg: Path, *args: str) -> Any:
-    return json.loads(run_cli("--config", str(cfg), *args, "--json").stdout)
-
-
-def refused(cfg: Path, *args: str) -> str:
-    result = run_cli("--config", str(cfg), *args, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    return result.stderr
 
 
 def test_plans_are_edited_and_named_ignoring_case(cfg: Path) -> None:
