@@ -106,14 +106,6 @@ async def get_plan(db: Database, actor: Actor, plan_id: str) -> Plan:
     return plan
 
 
-async def find_plan(db: Database, actor: Actor, id_or_name: str) -> Plan:
-    """A plan by its id or, for the CLI, its name."""
-    for plan in await list_plans(db, actor):
-        if id_or_name in (plan.id, plan.name):
-            return plan
-    raise NotFound(f"plan {id_or_name!r} does not exist", "plan")
-
-
 async def update_plan(db: Database, actor: Actor, plan_id: str, fields: dict[str, Any]) -> Plan:
     """Change what ``fields`` names (name, rate_limits, credits, metadata); every key on the
     plan follows within the revocation bound."""

@@ -1,11 +1,11 @@
 """The ``gateway`` command: the composition root, and the local operator's key tools.
 
-The commands that work on the store are declared in ``gatewaycli.commands``, ``.keys`` and
-``.entities`` (how: ``gatewaycli.registry``); this module declares ``serve``, ``demo``,
-``reload`` and ``assertion-key``, builds the parser from every declaration, and handles the
-errors every command shares. Every command takes ``--json``; errors go to stderr as one sentence
-(or a JSON object with ``--json``), exit status 2 for a usage, configuration or validation
-problem and 1 when the store cannot be used.
+The commands that work on the store are declared in ``gatewaycli.commands``, ``.keys``,
+``.entities`` and ``.plans`` (how: ``gatewaycli.registry``); this module declares ``serve``,
+``demo``, ``reload`` and ``assertion-key``, builds the parser from every declaration, and handles
+the errors every command shares. Every command takes ``--json``; errors go to stderr as one
+sentence (or a JSON object with ``--json``), exit status 2 for a usage, configuration or
+validation problem and 1 when the store cannot be used.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from core.store import StoreMissing, StoreUnavailable
 from core.version import DISTRIBUTION, VERSION
 from gatewaycli import entities as entities  # declares its commands
 from gatewaycli import keys as keys  # declares its commands
+from gatewaycli import plans as plans  # declares its commands
 from gatewaycli import registry
 from gatewaycli.assertion_key import cmd_assertion_key
 from gatewaycli.commands import with_store  # declares init and store
@@ -36,7 +37,18 @@ from gatewaycli.options import join_dashed_values
 from gatewaycli.output import emit
 
 # The order of `gateway --help`; commands declared elsewhere follow in their declaration order.
-HELP_ORDER = ("init", "serve", "demo", "reload", "keys", "projects", "users", "applications")
+HELP_ORDER = (
+    "init",
+    "serve",
+    "demo",
+    "reload",
+    "keys",
+    "projects",
+    "users",
+    "applications",
+    "plans",
+    "usage",
+)
 
 
 def _serve_options(parser: argparse.ArgumentParser) -> None:

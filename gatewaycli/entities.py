@@ -13,6 +13,7 @@ from admin import access, directory, names
 from admin.serialize import application_json, project_json, user_json
 from core.config import Config
 from core.store import Database
+from gatewaycli import billing
 from gatewaycli.output import emit, fields_text, table
 from gatewaycli.registry import Group, group
 
@@ -59,6 +60,7 @@ def _declare(kind: str, plural: str, help: str) -> Group:
             parser.add_argument("--name", help=f"the {kind}'s new name")
         if kind != "project":
             _sets_options(parser, editing=True)
+            billing.bearer_options(parser, kind)
 
     @commands.command("create", f"a new {kind}", create_options)
     async def create(args: argparse.Namespace, cfg: Config, db: Database) -> None:
@@ -87,7 +89,9 @@ def _declare(kind: str, plural: str, help: str) -> Group:
         data = SERIALIZERS[kind](await directory.get(db, OPERATOR, kind, object_id))
         emit(args, data, fields_text(data))
 
-    @commands.command("edit", f"change a {kind}", edit_options)
+    edit_help = f"change a {kind}" + ("" if kind == "project" else "'s permissions, plan or budget")
+
+    @commands.command("edit", edit_help, edit_options)
     async def edit(args: argparse.Namespace, cfg: Config, db: Database) -> None:
         object_id = await names.resolve(db, OPERATOR, kind, getattr(args, kind), "id")
         changes: dict[str, Any] = {}
@@ -97,6 +101,8 @@ def _declare(kind: str, plural: str, help: str) -> Group:
             changes["permission_sets"] = []
         elif getattr(args, "permission_set", None):
             changes["permission_sets"] = args.permission_set
+        if kind != "project":
+            changes.update(await billing.bearer_changes(args, db))
         if not changes:
             raise access.Invalid(f"nothing to change: give {_what_changes(kind)}", kind)
         data = SERIALIZERS[kind](await directory.update(db, OPERATOR, kind, object_id, changes))
@@ -121,8 +127,8 @@ def _declare(kind: str, plural: str, help: str) -> Group:
 def _what_changes(kind: str) -> str:
     return {
         "project": "--name",
-        "user": "--permission-set or --no-permission-sets",
-        "application": "--name, --permission-set or --no-permission-sets",
+        "user": f"--permission-set, --no-permission-sets, {billing.BEARER_CHANGES}",
+        "application": f"--name, --permission-set, --no-permission-sets, {billing.BEARER_CHANGES}",
     }[kind]
 
 

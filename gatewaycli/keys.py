@@ -16,12 +16,12 @@ from core.policies import unknown_resources
 from core.store import Database
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
-from gatewaycli import options
+from gatewaycli import billing, options
 from gatewaycli.output import emit, key_text, table, warn
 from gatewaycli.registry import group
 
 OPERATOR = access.LOCAL_OPERATOR
-keys = group("keys", "manage API keys: create, list, show, edit, roll, revoke, usage")
+keys = group("keys", "manage API keys: create, list, show, edit, roll, disable, revoke, usage")
 
 
 async def _bearer(args: argparse.Namespace, db: Database) -> tuple[str | None, str | None]:
@@ -69,6 +69,7 @@ def _create_options(parser: argparse.ArgumentParser) -> None:
         "--mode", choices=["live", "test"], default="live", help="live (default) or test secret"
     )
     options.policy_options(parser)
+    billing.key_options(parser)
 
 
 @keys.command(
@@ -89,6 +90,7 @@ async def create(args: argparse.Namespace, cfg: Config, db: Database) -> None:
         rate_limits=args.rate_limit or (),
         allowed_ips=args.allow_ip or (),
         permissions=args.permission or ([] if args.restricted else None),
+        **await billing.key_extras(args, db),
     )
     data = {**key_json(new.key), "secret_key": new.secret_key}
     _check_resources(args, cfg, data)
@@ -189,9 +191,12 @@ def _edit_options(parser: argparse.ArgumentParser) -> None:
         help=f"a new expiry, counted from now ({options.DURATION_HELP}), or never",
     )
     options.policy_options(parser, editing=True)
+    billing.key_options(parser, editing=True)
 
 
-@keys.command("edit", "change a key's description, project, expiry or policies", _edit_options)
+@keys.command(
+    "edit", "change a key's description, project, expiry, policies or budget", _edit_options
+)
 async def edit(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     expiry = args.expires_in
     key = key_json(
@@ -206,10 +211,27 @@ async def edit(args: argparse.Namespace, cfg: Config, db: Database) -> None:
             rate_limits=() if args.no_rate_limits else args.rate_limit,
             allowed_ips=() if args.no_allowed_ips else args.allow_ip,
             permissions=[] if args.no_permissions else args.permission,
+            **await billing.edit_extras(args, db),
         )
     )
     _check_resources(args, cfg, key)
     emit(args, key, key_text(key))
+
+
+@keys.command("enable", "make a disabled key work again, same secret", options.access_key_argument)
+@keys.command(
+    "disable", "refuse a key (403 key_disabled) until enabled again", options.access_key_argument
+)
+async def switch(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    disabled = args.action == "disable"
+    key = key_json(await service.update_key(db, OPERATOR, args.access_key, disabled=disabled))
+    bound = cfg.cache.revocation_bound_seconds
+    emit(
+        args,
+        key,
+        f"{'Disabled' if disabled else 'Enabled'} {args.access_key}: running gateways "
+        f"{'refuse' if disabled else 'accept'} it within {bound:g} s.",
+    )
 
 
 @keys.command(

@@ -27,10 +27,19 @@ def warn(args: argparse.Namespace, message: str) -> None:
 def _shown(name: str, value: Any) -> str:
     if name == "permissions" and value is None:
         return "(not restricted)"
+    if name == "credits" and value is None:
+        return "(unlimited, or its plan's)"
     if value is None or value == []:
         return "-" if value is None else "(anywhere)" if name == "allowed_ips" else "(none)"
     if name == "rate_limits":
         return ", ".join(f"{r['limit']}/{r['window_seconds']}s" for r in value)
+    if name == "credits" and isinstance(value, dict):
+        refill = value.get("refill")
+        each = {"daily": "UTC day", "monthly": "UTC month"}
+        again = f", back to {refill['amount']} each {each[refill['interval']]}" if refill else ""
+        return f"{value['remaining']}{again}"
+    if name == "metadata":
+        return json.dumps(value) if value else "(none)"
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)

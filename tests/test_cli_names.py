@@ -8,27 +8,17 @@ import argparse
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gatewaycli.cli import build_parser
-from tests.support import run_cli, write_config
+from tests.support import cli_json, run_cli, write_config
+from tests.support import cli_refused as refused
 
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> Path:
     return write_config(tmp_path, "http://127.0.0.1:9")
-
-
-def cli_json(cfg: Path, *args: str) -> Any:
-    return json.loads(run_cli("--config", str(cfg), *args, "--json").stdout)
-
-
-def refused(cfg: Path, *args: str) -> str:
-    result = run_cli("--config", str(cfg), *args, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    return result.stderr
 
 
 def denials(cfg: Path) -> int:

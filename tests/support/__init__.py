@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import random
 import re
@@ -426,6 +427,19 @@ def run_cli(
     if check and result.returncode != 0:
         raise AssertionError(f"gateway {' '.join(args)} failed: {result.stderr}")
     return result
+
+
+def cli_json(config: Path, *args: str) -> Any:
+    """`gateway --config CONFIG ARGS --json`, its output read."""
+    return json.loads(run_cli("--config", str(config), *args, "--json").stdout)
+
+
+def cli_refused(config: Path, *args: str) -> str:
+    """`gateway --config CONFIG ARGS`, which must be refused as bad input (status 2, no
+    traceback): what it said."""
+    result = run_cli("--config", str(config), *args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    return result.stderr
 
 
 def unprivileged_prefix() -> list[str]:
