@@ -11,7 +11,15 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import Upstream, run_cli, start_serve, stop_serve, wait_for, write_config
+from tests.support import (
+    Upstream,
+    listening,
+    run_cli,
+    start_serve,
+    stop_serve,
+    wait_for,
+    write_config,
+)
 
 
 def serve_two_workers(
@@ -26,8 +34,7 @@ def serve_two_workers(
     )
     secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
     process, url = start_serve(config, "--workers", "2")
-    assert process.stdout is not None
-    admin_url = process.stdout.readline().split("listening on ", 1)[1].strip()
+    admin_url = listening(process)[0]  # said on stderr after the proxy's line
     headers = {"X-Auth-Token": secret}
     try:  # the workers start on a busy machine: the first connection waits in the backlog
         wait_for(lambda: httpx.get(url + "/echo/x", headers=headers, timeout=15).is_success, 15)
