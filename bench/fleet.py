@@ -140,21 +140,35 @@ async def start_nodes(
                     sys.executable,
                     *("-m", "gatewaycli", "--config", str(config), "serve"),
                     *("--workers", str(workers)),
-                    stdout=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,  # the access log, if any: not read
                     stderr=stderr,
                     cwd=ROOT,
                 )
             started.append((process, errors))
             batch.append((process, errors))
         for process, errors in batch:
-            assert process.stdout is not None
-            line = (await asyncio.wait_for(process.stdout.readline(), 300)).decode()
-            if "listening on" not in line:
-                raise RuntimeError(f"a node did not start: {errors.read_text()[-2000:]}")
-            urls.append(line.split("listening on ", 1)[1].split()[0])
-            line = (await process.stdout.readline()).decode()
-            admin_urls.append(line.split("listening on ", 1)[1].split()[0])
+            proxy, admin = await said_listening(process, errors, 300)
+            urls.append(proxy)
+            admin_urls.append(admin)
     return urls, admin_urls
+
+
+async def said_listening(process: Any, errors: Path, timeout: float) -> tuple[str, str]:
+    """The proxy's and the admin listener's addresses, from the "listening on" lines the node
+    says on stderr (its stdout is the access log's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = errors.read_text(errors="replace")
+        found = [
+            line.split("listening on ", 1)[1].split()[0]
+            for line in text.splitlines()
+            if "listening on " in line
+        ]
+        if len(found) >= 2:
+            return found[0], found[1]
+        if process.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"a node did not start: {text[-2000:]}")
+        await asyncio.sleep(0.05)
 
 
 class Probe:
