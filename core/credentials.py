@@ -18,20 +18,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from core.errors import DUPLICATE, MALFORMED
+from core.tokens import ACCESS_KEY_PATTERN
+
+_ACCESS_KEY = re.compile(ACCESS_KEY_PATTERN.pattern.encode())
 
 _OWS = b" \t"
 
 
 def bearer_secret(value: bytes, marks: tuple[bytes, ...]) -> bytes | None:
     """The credentials of ``Authorization: Bearer <c>`` when ``c`` starts with one of ``marks``
-    (our secret's shape), else None: the header is someone else's."""
+    (our secret's shape), or is one of our access keys (a client that sent the key's name
+    instead of its secret is told so, as in ``X-Auth-Token``), else None: the header is someone
+    else's."""
     scheme, _, credentials = value.strip(_OWS).partition(b" ")
     if scheme.lower() != b"bearer":
         return None
     credentials = credentials.strip(_OWS)
-    return credentials if credentials.startswith(marks) else None
+    if credentials.startswith(marks) or _ACCESS_KEY.fullmatch(credentials):
+        return credentials
+    return None
 
 
 def carries_secret(value: bytes, marks: tuple[bytes, ...]) -> bool:

@@ -28,6 +28,11 @@ def parse_duration(text: str) -> float:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+# The longest lifetime: an expiry must stay a date every reader can show (year <= 9999); a
+# hundred years is as good as never for a key, and says so plainly.
+MAX_LIFETIME = 100 * 52 * 7 * 86400
+
+
 def lifetime(text: str) -> float:
     """A key's lifetime: a positive duration. ``0s`` is refused rather than read as "no expiry"
     (which a key without --expires-in already has) or as "expired at once" (a key nobody could
@@ -37,6 +42,11 @@ def lifetime(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{text!r} would expire the key as it is made; give a positive duration (1h, 7d), "
             "or revoke a key to stop it now"
+        )
+    if seconds > MAX_LIFETIME:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is past the longest lifetime a key may have (100 years, 5200w); "
+            "for a key that never expires, leave --expires-in out"
         )
     return seconds
 
@@ -48,7 +58,7 @@ def lifetime_or_never(text: str) -> float | str:
 # Options whose value may start with "-": argparse takes "--expires-in -5m" for two options and
 # says "expected one argument"; joined as "--expires-in=-5m", the value is read and refused by
 # its parser with a sentence.
-VALUE_OPTIONS = ("--expires-in", "--grace")
+VALUE_OPTIONS = ("--expires-in", "--grace", "--rate-limit", "--refill", "--credits")
 
 
 def join_dashed_values(argv: list[str]) -> list[str]:
@@ -57,7 +67,8 @@ def join_dashed_values(argv: list[str]) -> list[str]:
     while index < len(argv):
         word = argv[index]
         following = argv[index + 1] if index + 1 < len(argv) else None
-        if word in VALUE_OPTIONS and following is not None and re.fullmatch(r"-\d\w*", following):
+        dashed = following is not None and re.fullmatch(r"-\d[\w/.]*", following)
+        if word in VALUE_OPTIONS and dashed:
             out.append(f"{word}={following}")
             index += 2
             continue

@@ -53,6 +53,8 @@ def key_count(cfg: Path) -> int:
         ("0s", "'0s' would expire the key as it is made; give a positive duration"),
         ("-5m", "'-5m' is negative; a duration counts forward from now"),
         ("soon", "'soon' is not a duration like 30m"),
+        # An expiry no date can hold was written, then every listing of keys failed.
+        ("99999999w", "'99999999w' is past the longest lifetime a key may have"),
     ],
 )
 def test_an_expiry_that_is_no_lifetime_is_refused(cfg: Path, expires_in: str, message: str) -> None:
@@ -71,6 +73,23 @@ def test_an_expiry_that_is_no_lifetime_is_refused(cfg: Path, expires_in: str, me
         "--config", str(cfg), "keys", "edit", access_key, "--expires-in", expires_in, check=False
     )
     assert edit.returncode == 2 and message in edit.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--rate-limit", "-1/1s", "'-1/1s' is not a rate limit like 100/60s"),
+        ("--refill", "-5/daily", "-5/daily"),
+    ],
+)
+def test_a_negative_value_is_read_and_refused(
+    cfg: Path, option: str, value: str, message: str
+) -> None:
+    """A value starting with "-" was taken for an option ("expected one argument")."""
+    extra = ["--credits", "5"] if option == "--refill" else []
+    result = create(cfg, *extra, option, value, check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "expected one argument" not in result.stderr
 
 
 def test_a_roll_of_an_expired_key_renews_it(cfg: Path) -> None:

@@ -77,6 +77,7 @@ def test_valid_key_reaches_upstream_with_identity_and_without_secret(
         ({"X-Auth-Token": "gws_live_" + "A" * 38}, "malformed_token"),  # checksum fails
         ({"X-Auth-Token": "sk_live_" + "A" * 39}, "malformed_token"),  # another prefix
         ({"X-Auth-Token": "GWK" + "A" * 17}, "access_key_as_secret"),  # the key's name
+        ({"Authorization": "Bearer GWK" + "A" * 17}, "access_key_as_secret"),  # both carriers
     ],
 )
 def test_rejections_without_store(
