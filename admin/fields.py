@@ -30,6 +30,7 @@ from core.policies import (
     RateLimit,
 )
 from core.store.keys import ORDERS
+from core.store.webhooks import EVENT_TYPES
 from core.tokens import MODES
 
 Schema = dict[str, Any]
@@ -373,6 +374,16 @@ ALLOWED_IPS = Field(
     description="IPv4/IPv6 addresses and CIDR networks the key may be used from; empty: anywhere",
 )
 
+WEBHOOK_URL = Field(
+    "string",
+    max_length=2000,
+    pattern=r"^https?://[^\s/?#]+[^\s]*$",
+    description="must be an http:// or https:// URL",
+)
+WEBHOOK_EVENTS = Field("names", choices=EVENT_TYPES)
+DELIVERY_STATUS = Field("string", choices=("pending", "delivered", "failed"))
+DELIVERY_LIMIT = Field("integer", minimum=1, maximum=500)
+
 # Filters of GET /v1/api-keys, named as KeyFilter names them.
 LIST_KEYS_FILTERS = {
     "user_id": ID,
@@ -387,6 +398,7 @@ PAGING = {"page": PAGE, "page_size": PAGE_SIZE}
 # The query parameters of each listing; every other request takes none.
 LIST_KEYS_QUERY = {**LIST_KEYS_FILTERS, "order_by": ORDER_BY, **PAGING}
 AUDIT_QUERY = {**AUDIT_FILTERS, **PAGING}
+DELIVERIES_QUERY = {"status": DELIVERY_STATUS, "limit": DELIVERY_LIMIT}
 
 # -- the bodies -----------------------------------------------------------------------------------
 
@@ -416,6 +428,11 @@ UPDATE_KEY = Body(
     }
 )
 ROLL_KEY = Body({"expire_current_in_seconds": GRACE})
+CREATE_WEBHOOK = Body(
+    {"url": WEBHOOK_URL, "events": WEBHOOK_EVENTS, "description": DESCRIPTION},
+    required=("url", "events"),
+)
+UPDATE_WEBHOOK = Body({"url": WEBHOOK_URL, "events": WEBHOOK_EVENTS, "description": DESCRIPTION})
 CREATE = {
     "project": Body({"name": NAME}, required=("name",)),
     "user": Body({"email": EMAIL, "permission_sets": PERMISSION_SET_NAMES}, required=("email",)),

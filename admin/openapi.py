@@ -142,6 +142,40 @@ WHOAMI = obj(
 )
 
 
+WEBHOOK = obj(
+    {
+        "id": UUID,
+        "organization_id": UUID,
+        "url": {"type": "string"},
+        "events": fields.WEBHOOK_EVENTS.schema(),
+        "description": {"type": "string"},
+        **STAMPS,
+    }
+)
+WEBHOOK_WITH_SECRET = {
+    "allOf": [
+        ref("Webhook"),
+        obj({"secret": {"type": "string", "description": "whsec_...: shown once"}}),
+    ]
+}
+DELIVERY = obj(
+    {
+        "id": {"type": "integer"},
+        "message_id": {"type": "string"},
+        "event_type": {"type": "string"},
+        "access_key": NULLABLE_STRING,
+        "created_at": TIME,
+        "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "attempts": {"type": "integer", "minimum": 0},
+        "next_attempt_at": NULLABLE_TIME,
+        "last_status_code": {"type": ["integer", "null"]},
+        "last_error": NULLABLE_STRING,
+        "last_attempt_at": NULLABLE_TIME,
+        "delivered_at": NULLABLE_TIME,
+    }
+)
+
+
 def listing(name: str, item: str) -> Schema:
     return obj({name: {"type": "array", "items": ref(item)}, "total_count": {"type": "integer"}})
 
@@ -152,6 +186,8 @@ BODIES: dict[str, Body] = {
     "ApiKeyCreate": fields.CREATE_KEY,
     "ApiKeyUpdate": fields.UPDATE_KEY,
     "ApiKeyRoll": fields.ROLL_KEY,
+    "WebhookCreate": fields.CREATE_WEBHOOK,
+    "WebhookUpdate": fields.UPDATE_WEBHOOK,
     **{f"{SCHEMA_NAMES[kind]}Create": declared for kind, declared in fields.CREATE.items()},
     **{f"{SCHEMA_NAMES[kind]}Update": declared for kind, declared in fields.UPDATE.items()},
 }
@@ -213,6 +249,66 @@ def directory_paths(plural: str, schema: str) -> dict[str, Any]:
     }
 
 
+def webhook_paths() -> dict[str, Any]:
+    return {
+        "/v1/webhooks": {
+            "get": {
+                "operationId": "list_webhooks",
+                "responses": responses(200, listing("webhooks", "Webhook"), 403),
+            },
+            "post": {
+                "operationId": "create_webhook",
+                "requestBody": body("WebhookCreate"),
+                "responses": responses(201, ref("WebhookWithSecret"), 400, 403, 422),
+            },
+        },
+        "/v1/webhooks/{id}": {
+            "parameters": [path("id")],
+            "get": {
+                "operationId": "get_webhook",
+                "responses": responses(200, ref("Webhook"), 403, 404),
+            },
+            "patch": {
+                "operationId": "update_webhook",
+                "requestBody": body("WebhookUpdate"),
+                "responses": responses(200, ref("Webhook"), 400, 403, 404, 422),
+            },
+            "delete": {
+                "operationId": "delete_webhook",
+                "responses": responses(204, None, 403, 404),
+            },
+        },
+        "/v1/webhooks/{id}/test": {
+            "parameters": [path("id")],
+            "post": {
+                "operationId": "test_webhook",
+                "description": "Queue a webhook.test event for this webhook alone.",
+                "responses": responses(
+                    202,
+                    obj({"message_id": {"type": "string"}, "status": {"type": "string"}}),
+                    403,
+                    404,
+                ),
+            },
+        },
+        "/v1/webhooks/{id}/deliveries": {
+            "parameters": [path("id")],
+            "get": {
+                "operationId": "list_webhook_deliveries",
+                "description": "The delivery log, newest first.",
+                "parameters": [query(name, f) for name, f in fields.DELIVERIES_QUERY.items()],
+                "responses": responses(
+                    200,
+                    obj({"deliveries": {"type": "array", "items": ref("WebhookDelivery")}}),
+                    400,
+                    403,
+                    404,
+                ),
+            },
+        },
+    }
+
+
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/whoami": {"get": {"operationId": "whoami", "responses": responses(200, WHOAMI)}},
@@ -268,6 +364,7 @@ def document() -> dict[str, Any]:
         **directory_paths("projects", "Project"),
         **directory_paths("users", "User"),
         **directory_paths("applications", "Application"),
+        **webhook_paths(),
     }
     return {
         "openapi": "3.1.0",
@@ -289,6 +386,9 @@ def document() -> dict[str, Any]:
                 "User": USER,
                 "Application": APPLICATION,
                 "AuditEvent": AUDIT,
+                "Webhook": WEBHOOK,
+                "WebhookWithSecret": WEBHOOK_WITH_SECRET,
+                "WebhookDelivery": DELIVERY,
                 "Error": ERROR,
                 **{name: declared.schema() for name, declared in BODIES.items()},
             },

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from core import lifeconfig
+from core.lifeconfig import LeaksConfig, WebhooksConfig
 from core.policies import RESOURCE, PolicyError, RateLimit, rate_limits
 from core.tokens import DEFAULT_PREFIX, PREFIX_PATTERN
 
@@ -221,10 +223,15 @@ class Config:
     admin_tls: TLSFiles | None = None  # [admin] the same for the admin listener
     store: StoreConfig = field(default_factory=StoreConfig)
     key_prefix: str = DEFAULT_PREFIX
+    # [keys] accept_imported: secrets without our prefix and checksum (imported from another
+    # gateway) are looked up by hash; off, they are refused before any lookup.
+    accept_imported: bool = False
     cache: CacheConfig = field(default_factory=CacheConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     forward_auth: ForwardAuthConfig = field(default_factory=ForwardAuthConfig)
     assertion: AssertionConfig = field(default_factory=AssertionConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    leaks: LeaksConfig = field(default_factory=LeaksConfig)
     routes: tuple[Route, ...] = ()
 
 
@@ -441,6 +448,14 @@ def _assertion(section: _Section) -> AssertionConfig:
     )
 
 
+def _leaks(section: _Section) -> LeaksConfig:
+    listen = section.get("listen", str, "")
+    where = f"{section.source}, [leaks]"
+    found = lifeconfig.leaks(section, parse_listen(listen, where) if listen else None)
+    keys_file = _relative(section.source, found.github_keys_file)
+    return replace(found, github_keys_file=str(keys_file) if keys_file else "")
+
+
 def _ratelimit(section: _Section) -> RateLimitConfig:
     section.check_unknown({"backend", "url", "fail", "timeout_ms"})
     backend = section.get("backend", str, "local")
@@ -532,6 +547,8 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
             "ratelimit",
             "forward_auth",
             "assertion",
+            "webhooks",
+            "leaks",
         }
     )
     logs = _Section(source, "[log]", data.get("log", {}))
@@ -584,7 +601,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
     store_config = _store(_Section(source, "[store]", data.get("store", {})))
 
     keys = _Section(source, "[keys]", data.get("keys", {}))
-    keys.check_unknown({"prefix"})
+    keys.check_unknown({"prefix", "accept_imported"})
     prefix = keys.get("prefix", str, DEFAULT_PREFIX)
     if PREFIX_PATTERN.fullmatch(prefix) is None:
         raise keys.fail("prefix", f"{prefix!r} must be 1-16 lowercase letters or digits")
@@ -634,11 +651,14 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         admin_listen=admin_listen,
         store=store_config,
         key_prefix=prefix,
+        accept_imported=keys.get("accept_imported", bool, False),
         cache=cache_config,
         ratelimit=_ratelimit(_Section(source, "[ratelimit]", data.get("ratelimit", {}))),
         forward_auth=_forward_auth(
             _Section(source, "[forward_auth]", data.get("forward_auth", {}))
         ),
         assertion=_assertion(_Section(source, "[assertion]", data.get("assertion", {}))),
+        webhooks=lifeconfig.webhooks(_Section(source, "[webhooks]", data.get("webhooks", {}))),
+        leaks=_leaks(_Section(source, "[leaks]", data.get("leaks", {}))),
         routes=routes,
     )

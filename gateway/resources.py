@@ -26,6 +26,7 @@ from gateway.metrics import Metrics, Snapshot
 from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import Verifier
+from gateway.webhooks import WebhookDelivery
 from gateway.websocket import Sessions
 
 log = logging.getLogger("gateway")
@@ -49,7 +50,11 @@ class Resources:
         self.verifier.on_change.append(self.sessions.changed)
         self.usage = Usage(clock)
         self.assertions = Assertions(config, clock)  # signs for `assertion = true` routes
-        self.housekeeping = Housekeeping(self.verifier, self.limiter, self.usage, self.assertions)
+        self.housekeeping = Housekeeping(
+            self.verifier, self.limiter, self.usage, self.assertions, config.webhooks.keep_days
+        )
+        # Sends the store's webhook events, where this process takes part in delivering them.
+        self.webhooks = WebhookDelivery(self.db, config.webhooks, clock)
         self.access_log = AccessLog(config.access_log) if config.access_log != "off" else None
         self.metrics = Metrics(config.metrics_per_project) if config.metrics else None
         self.upstream = Upstream()
@@ -73,6 +78,8 @@ class Resources:
             asyncio.create_task(self.verifier.run_follower(), name="key-events-follower"),
             asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
         ]
+        if self.config.webhooks.deliver:
+            self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhook-delivery"))
         self.started = True
 
     def reload(self, new: Config) -> list[str]:

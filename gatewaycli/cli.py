@@ -25,6 +25,7 @@ from core.assertion_keys import KeyFileError
 from core.config import LOG_LEVELS, Config, ConfigError
 from core.policies import PolicyError, RateLimit
 from core.store import StoreMissing, StoreUnavailable
+from gatewaycli import webhook_commands
 from gatewaycli.assertion_key import cmd_assertion_key
 from gatewaycli.commands import STORE_COMMANDS, emit, with_store
 
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         "backup", parents=[common], help="online backup of a SQLite store"
     )
     backup.add_argument("path", metavar="PATH")
+
+    webhook_commands.add_parser(sub, common)
 
     keys = sub.add_parser("keys", parents=[common], help="manage API keys")
     actions = keys.add_subparsers(dest="action", required=True)

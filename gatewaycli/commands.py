@@ -21,6 +21,7 @@ from core.store.copy import TargetNotEmpty, backup_sqlite, copy_store
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
 from gatewaycli.assertion_key import first_key
+from gatewaycli.webhook_commands import cmd_webhooks
 
 OPERATOR = access.LOCAL_OPERATOR
 
@@ -303,4 +304,5 @@ STORE_COMMANDS: dict[str, StoreCommand] = {
     "applications": cmd_applications,
     "keys": cmd_keys,
     "store": cmd_store,
+    "webhooks": cmd_webhooks,
 }

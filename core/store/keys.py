@@ -2,7 +2,9 @@
 
 Every statement that changes a key or its secrets appends a ``key_events`` row in the same
 transaction: the verifiers of every process follow that feed to evict what they cached
-(revocation within ``invalidation_interval_seconds`` + 0.5 s).
+(revocation within ``invalidation_interval_seconds`` + 0.5 s). In the same transaction too, the
+change's webhook event (``key.created``, ``.updated``, ``.rolled``, ``.revoked``) goes to the
+outbox (``core.store.webhooks``), whichever path made the change.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.policies import RateLimit
+from core.store import webhooks as store_webhooks
 from core.store.database import Database, Writer, json_batches
 from core.store.records import ApiKey, KeyLookup, RevokedKey
 
@@ -189,6 +192,7 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
     )
     await add_secret(w, key.access_key, secret_hash, key.secret_prefix, key.created_at)
     await event(w, key.access_key, "create", key.created_at)
+    await store_webhooks.key_event(w, "key.created", key, key.created_at)
 
 
 async def add_secret(
@@ -223,6 +227,14 @@ async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float
         [*values, now, access_key],
     )
     await event(w, access_key, "update", now)
+    if "expires_at" in columns:  # a new expiry is told of again as it nears
+        await w.execute(
+            "DELETE FROM key_notices WHERE access_key = ? AND notice LIKE 'expiring%'",
+            (access_key,),
+        )
+    changed = await get(w, access_key)
+    if changed is not None:
+        await store_webhooks.key_event(w, "key.updated", changed, now, changes=columns)
 
 
 async def roll(
@@ -241,11 +253,17 @@ async def roll(
     await add_secret(w, access_key, secret_hash, prefix, now)
     await w.execute("UPDATE api_keys SET updated_at = ? WHERE access_key = ?", (now, access_key))
     await event(w, access_key, "roll", now)
+    rolled = await get(w, access_key)
+    if rolled is not None:
+        await store_webhooks.key_event(
+            w, "key.rolled", rolled, now, previous_secret_grace_seconds=grace_seconds
+        )
 
 
-async def delete(w: Writer, access_key: str, now: float) -> bool:
+async def delete(w: Writer, access_key: str, now: float, **why: Any) -> bool:
     """Revoke for good: the key and its secrets are deleted, and who it belonged to is kept in
-    ``revoked_keys``; the event tells every verifier."""
+    ``revoked_keys``; the event tells every verifier, and ``why`` goes into the webhook event."""
+    key = await get(w, access_key)
     await w.execute(
         "INSERT INTO revoked_keys (access_key, organization_id, user_id, application_id, "
         "revoked_at) SELECT access_key, organization_id, user_id, application_id, ?1 "
@@ -257,6 +275,8 @@ async def delete(w: Writer, access_key: str, now: float) -> bool:
     deleted = await w.execute("DELETE FROM api_keys WHERE access_key = ?", (access_key,))
     if deleted:
         await event(w, access_key, "revoke", now)
+        if key is not None:
+            await store_webhooks.key_event(w, "key.revoked", key, now, **why)
     return deleted > 0
 
 
@@ -338,3 +358,13 @@ async def prune(w: Writer, events_before: float, now: float) -> None:
     await w.execute(
         "DELETE FROM key_secrets WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
     )
+
+
+async def expiring(db: Database, now: float, until: float) -> list[ApiKey]:
+    """Keys that expire after ``now`` and by ``until``, soonest first."""
+    rows = await db.fetchall(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys k WHERE k.expires_at > ? AND k.expires_at <= ? "
+        "ORDER BY k.expires_at",
+        (now, until),
+    )
+    return [_key(r) for r in rows]

@@ -136,6 +136,51 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX key_usage_hour ON key_usage (hour)
     """,
+    # 6: webhooks and their outbox: one row per event and webhook, written in the transaction of
+    # the change it tells of (core.store.webhooks), delivered by a background task and kept as
+    # the webhook's delivery log. key_notices remembers the notices sent once (a key expiring in
+    # 7 days, rate limited in a given hour), whichever node noticed first.
+    """
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        secret TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX webhooks_organization ON webhooks (organization_id);
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        message_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        access_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        claimed_until REAL,
+        claim_token TEXT,
+        last_status_code INTEGER,
+        last_error TEXT,
+        last_attempt_at REAL,
+        delivered_at REAL
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at);
+    CREATE INDEX webhook_outbox_order ON webhook_outbox (webhook_id, access_key, id);
+    CREATE TABLE key_notices (
+        access_key TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (access_key, notice)
+    ) WITHOUT ROWID;
+    CREATE INDEX api_keys_expires ON api_keys (expires_at)
+    """,
 )
 
 
@@ -274,5 +319,47 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (access_key, hour)
     );
     CREATE INDEX key_usage_hour ON key_usage (hour);
+    """,
+    # 6: webhooks, their outbox and the notices sent once (see the SQLite migration).
+    """
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        secret TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX webhooks_organization ON webhooks (organization_id);
+    CREATE TABLE webhook_outbox (
+        id BIGSERIAL PRIMARY KEY,
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        message_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        access_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        claimed_until DOUBLE PRECISION,
+        claim_token TEXT,
+        last_status_code INTEGER,
+        last_error TEXT,
+        last_attempt_at DOUBLE PRECISION,
+        delivered_at DOUBLE PRECISION
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at);
+    CREATE INDEX webhook_outbox_order ON webhook_outbox (webhook_id, access_key, id);
+    CREATE TABLE key_notices (
+        access_key TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (access_key, notice)
+    );
+    CREATE INDEX api_keys_expires ON api_keys (expires_at);
     """,
 )
