@@ -174,6 +174,16 @@ DELIVERY = obj(
         "delivered_at": NULLABLE_TIME,
     }
 )
+LEAK = obj(
+    {
+        "id": {"type": "integer"},
+        "access_key": {"type": "string"},
+        "reported_at": TIME,
+        "reporter": {"type": "string", "enum": ["github", "public"]},
+        "url": NULLABLE_STRING,
+        "source": NULLABLE_STRING,
+    }
+)
 
 
 def listing(name: str, item: str) -> Schema:
@@ -291,6 +301,15 @@ def webhook_paths() -> dict[str, Any]:
                 ),
             },
         },
+        "/v1/leaks": {
+            "get": {
+                "operationId": "list_leaks",
+                "description": "Keys reported leaked (and so revoked), newest first.",
+                "responses": responses(
+                    200, obj({"leaks": {"type": "array", "items": ref("Leak")}}), 403
+                ),
+            },
+        },
         "/v1/webhooks/{id}/deliveries": {
             "parameters": [path("id")],
             "get": {
@@ -389,6 +408,7 @@ def document() -> dict[str, Any]:
                 "Webhook": WEBHOOK,
                 "WebhookWithSecret": WEBHOOK_WITH_SECRET,
                 "WebhookDelivery": DELIVERY,
+                "Leak": LEAK,
                 "Error": ERROR,
                 **{name: declared.schema() for name, declared in BODIES.items()},
             },

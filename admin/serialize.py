@@ -6,6 +6,7 @@ from typing import Any
 
 from core.keyview import key_json, rfc3339
 from core.store.audit import AuditEvent
+from core.store.leaks import Leak
 from core.store.records import Application, Project, User
 from core.store.webhooks import Delivery, Webhook
 
@@ -14,6 +15,7 @@ __all__ = [
     "audit_json",
     "delivery_json",
     "key_json",
+    "leak_json",
     "project_json",
     "rfc3339",
     "user_json",
@@ -102,4 +104,16 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
         "last_error": delivery.last_error,
         "last_attempt_at": rfc3339(delivery.last_attempt_at),
         "delivered_at": rfc3339(delivery.delivered_at),
+    }
+
+
+def leak_json(leak: Leak) -> dict[str, Any]:
+    """A report of a key found leaked, and where."""
+    return {
+        "id": leak.id,
+        "access_key": leak.access_key,
+        "reported_at": rfc3339(leak.reported_at),
+        "reporter": leak.reporter,
+        "url": leak.url,
+        "source": leak.source,
     }

@@ -1,5 +1,6 @@
-"""The admin API's webhook routes: ``/v1/webhooks`` and what hangs under it. Handlers only
-translate HTTP to ``admin.webhooks``, which decides who may do what, as for the CLI."""
+"""The admin API's routes of a key's life around it: ``/v1/webhooks`` and what hangs under it,
+and ``/v1/leaks`` (the keys reported leaked, and where). Handlers only translate HTTP to the
+service functions (``admin.webhooks``), which decide who may do what, as for the CLI."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from admin import fields, webhooks
+from admin.access import organization_of, require_manager
 from admin.http import authenticate, context, queries
-from admin.serialize import delivery_json, webhook_json
+from admin.serialize import delivery_json, leak_json, webhook_json
+from core.store import leaks as store_leaks
 
 
 async def collection(request: Request) -> Response:
@@ -60,10 +63,20 @@ async def deliveries(request: Request) -> Response:
     return JSONResponse({"deliveries": [delivery_json(d) for d in found]})
 
 
+async def leaks(request: Request) -> Response:
+    actor = await authenticate(request)
+    queries(request)
+    require_manager(actor, "reading the leak reports")
+    db = context(request).db
+    found = await store_leaks.list_of(db, await organization_of(db, actor))
+    return JSONResponse({"leaks": [leak_json(leak) for leak in found]})
+
+
 def routes() -> list[Route]:
     return [
         Route("/v1/webhooks", collection, methods=["GET", "POST"]),
         Route("/v1/webhooks/{id}", item, methods=["GET", "PATCH", "DELETE"]),
         Route("/v1/webhooks/{id}/test", test, methods=["POST"]),
         Route("/v1/webhooks/{id}/deliveries", deliveries),
+        Route("/v1/leaks", leaks),
     ]

@@ -99,6 +99,7 @@ class Resources:
                     old.forward_auth.listen,
                     new.forward_auth.listen,
                 ),
+                ("leaks listen", old.leaks.listen, new.leaks.listen),
                 ("tls", (old.tls, old.admin_tls), (new.tls, new.admin_tls)),
                 ("key prefix", old.key_prefix, new.key_prefix),
                 (
@@ -116,6 +117,7 @@ class Resources:
             store=old.store,
             admin_listen=old.admin_listen,
             forward_auth=dataclasses.replace(new.forward_auth, listen=old.forward_auth.listen),
+            leaks=dataclasses.replace(new.leaks, listen=old.leaks.listen),
             tls=old.tls,
             admin_tls=old.admin_tls,
             key_prefix=old.key_prefix,

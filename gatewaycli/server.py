@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from admin.api import make_admin_app
+from admin.leaks_app import make_leaks_app
 from core import assertion_keys
 from core import config as config_module
 from core.config import Config, ConfigError
@@ -66,6 +67,13 @@ def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
         resources.readiness,
         metrics=scrape if config.metrics else None,
         jwks=resources.assertions.jwks,
+    )
+
+
+def leaks_app(resources: Resources) -> ASGIApp:
+    """The leak-response listener's app (``[leaks] listen``) over this process's store."""
+    return make_leaks_app(
+        resources.db, resources.secret_format, resources.config.leaks, resources.clock
     )
 
 
@@ -143,10 +151,11 @@ def _serve(config: Config, workers: int) -> None:
     admin_sock = bind(config.admin_listen) if config.admin_listen else None
     auth = config.forward_auth.listen
     auth_sock = bind(auth) if auth else None
+    leaks_sock = bind(config.leaks.listen) if config.leaks.listen else None
     try:
-        _serve_on(config, workers, proxy_sock, admin_sock, auth_sock)
+        _serve_on(config, workers, proxy_sock, admin_sock, auth_sock, leaks_sock)
     finally:
-        for sock in (proxy_sock, admin_sock, auth_sock):
+        for sock in (proxy_sock, admin_sock, auth_sock, leaks_sock):
             if sock is not None:
                 sock.close()
 
@@ -157,6 +166,7 @@ def _serve_on(
     proxy_sock: socket.socket,
     admin_sock: socket.socket | None,
     auth_sock: socket.socket | None,
+    leaks_sock: socket.socket | None = None,
 ) -> None:
     where = address(proxy_sock, config.tls)
     print(f"gateway: proxy listening on {where} ({workers} worker(s))", flush=True)
@@ -164,18 +174,23 @@ def _serve_on(
         print(f"gateway: admin listening on {address(admin_sock, config.admin_tls)}", flush=True)
     if auth_sock is not None:
         print(f"gateway: forward-auth listening on {address(auth_sock)}", flush=True)
+    if leaks_sock is not None:
+        print(f"gateway: leaks listening on {address(leaks_sock)}", flush=True)
     resources = Resources(config)
+    # The leak-response listener is served where the admin listener is (the parent with
+    # --workers N): it writes to the store, like the admin API, and is never on the hot path.
+    control = [Listener(leaks_app(resources), leaks_sock)] if leaks_sock is not None else []
     if workers == 1:
         listeners = data_plane(resources, proxy_sock, auth_sock)
         if admin_sock is not None:
             listeners.append(Listener(admin_app(resources), admin_sock, config.admin_tls))
-        run(run_listeners(resources, listeners))
+        run(run_listeners(resources, [*listeners, *control]))
         return
     supervisor = Supervisor(config, proxy_sock, auth_sock, workers)
     scraper = Scraper(resources.snapshot, supervisor.metrics_socks)
-    admin: list[Listener] = []
+    admin: list[Listener] = list(control)
     if admin_sock is not None:
-        admin = [Listener(admin_app(resources, scraper), admin_sock, config.admin_tls)]
+        admin.append(Listener(admin_app(resources, scraper), admin_sock, config.admin_tls))
 
     async def serve_admin() -> None:
         try:

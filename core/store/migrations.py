@@ -181,6 +181,20 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX api_keys_expires ON api_keys (expires_at)
     """,
+    # 7: leak reports: a key of ours found where it should not be (GitHub secret scanning, the
+    # public revocation endpoint), with where, kept after the key is revoked.
+    """
+    CREATE TABLE key_leaks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        access_key TEXT NOT NULL,
+        organization_id TEXT NOT NULL,
+        reported_at REAL NOT NULL,
+        reporter TEXT NOT NULL,
+        url TEXT,
+        source TEXT
+    );
+    CREATE INDEX key_leaks_organization ON key_leaks (organization_id, reported_at)
+    """,
 )
 
 
@@ -361,5 +375,18 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (access_key, notice)
     );
     CREATE INDEX api_keys_expires ON api_keys (expires_at);
+    """,
+    # 7: leak reports (see the SQLite migration).
+    """
+    CREATE TABLE key_leaks (
+        id BIGSERIAL PRIMARY KEY,
+        access_key TEXT NOT NULL,
+        organization_id TEXT NOT NULL,
+        reported_at DOUBLE PRECISION NOT NULL,
+        reporter TEXT NOT NULL,
+        url TEXT,
+        source TEXT
+    );
+    CREATE INDEX key_leaks_organization ON key_leaks (organization_id, reported_at);
     """,
 )
