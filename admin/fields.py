@@ -384,6 +384,10 @@ WEBHOOK_EVENTS = Field("names", choices=EVENT_TYPES)
 DELIVERY_STATUS = Field("string", choices=("pending", "delivered", "failed"))
 DELIVERY_LIMIT = Field("integer", minimum=1, maximum=500)
 
+LIFETIME_DAYS = Field(
+    "integer", nullable=True, minimum=1, maximum=3650, description="days; null: no limit"
+)
+
 # Filters of GET /v1/api-keys, named as KeyFilter names them.
 LIST_KEYS_FILTERS = {
     "user_id": ID,
@@ -433,6 +437,10 @@ CREATE_WEBHOOK = Body(
     required=("url", "events"),
 )
 UPDATE_WEBHOOK = Body({"url": WEBHOOK_URL, "events": WEBHOOK_EVENTS, "description": DESCRIPTION})
+UPDATE_POLICY = Body(
+    {"max_key_lifetime_days": LIFETIME_DAYS, "disable_unused_after_days": LIFETIME_DAYS},
+    description="Only what is given changes; null removes that limit.",
+)
 CREATE = {
     "project": Body({"name": NAME}, required=("name",)),
     "user": Body({"email": EMAIL, "permission_sets": PERMISSION_SET_NAMES}, required=("email",)),

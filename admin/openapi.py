@@ -184,6 +184,31 @@ LEAK = obj(
         "source": NULLABLE_STRING,
     }
 )
+POLICY = obj(
+    {
+        "organization_id": UUID,
+        "max_key_lifetime_days": {"type": ["integer", "null"]},
+        "disable_unused_after_days": {"type": ["integer", "null"]},
+        "updated_at": NULLABLE_TIME,
+    }
+)
+VIOLATIONS = obj(
+    {
+        "violations": {
+            "type": "array",
+            "items": obj(
+                {
+                    "access_key": {"type": "string"},
+                    "reason": {
+                        "type": "string",
+                        "enum": ["no_expiry", "lifetime_too_long", "unused"],
+                    },
+                    "detail": {"type": "string"},
+                }
+            ),
+        }
+    }
+)
 
 
 def listing(name: str, item: str) -> Schema:
@@ -198,6 +223,7 @@ BODIES: dict[str, Body] = {
     "ApiKeyRoll": fields.ROLL_KEY,
     "WebhookCreate": fields.CREATE_WEBHOOK,
     "WebhookUpdate": fields.UPDATE_WEBHOOK,
+    "LifetimePolicyUpdate": fields.UPDATE_POLICY,
     **{f"{SCHEMA_NAMES[kind]}Create": declared for kind, declared in fields.CREATE.items()},
     **{f"{SCHEMA_NAMES[kind]}Update": declared for kind, declared in fields.UPDATE.items()},
 }
@@ -299,6 +325,26 @@ def webhook_paths() -> dict[str, Any]:
                     403,
                     404,
                 ),
+            },
+        },
+        "/v1/organizations/{id}/policy": {
+            "parameters": [path("id")],
+            "get": {
+                "operationId": "get_organization_policy",
+                "responses": responses(200, ref("LifetimePolicy"), 404),
+            },
+            "patch": {
+                "operationId": "update_organization_policy",
+                "requestBody": body("LifetimePolicyUpdate"),
+                "responses": responses(200, ref("LifetimePolicy"), 400, 403, 404),
+            },
+        },
+        "/v1/organizations/{id}/policy/violations": {
+            "parameters": [path("id")],
+            "get": {
+                "operationId": "list_policy_violations",
+                "description": "Existing keys that break the policy: they keep working.",
+                "responses": responses(200, VIOLATIONS, 403, 404),
             },
         },
         "/v1/leaks": {
@@ -409,6 +455,7 @@ def document() -> dict[str, Any]:
                 "WebhookWithSecret": WEBHOOK_WITH_SECRET,
                 "WebhookDelivery": DELIVERY,
                 "Leak": LEAK,
+                "LifetimePolicy": POLICY,
                 "Error": ERROR,
                 **{name: declared.schema() for name, declared in BODIES.items()},
             },

@@ -7,6 +7,7 @@ from typing import Any
 from core.keyview import key_json, rfc3339
 from core.store.audit import AuditEvent
 from core.store.leaks import Leak
+from core.store.lifetimes import LifetimePolicy
 from core.store.records import Application, Project, User
 from core.store.webhooks import Delivery, Webhook
 
@@ -16,6 +17,7 @@ __all__ = [
     "delivery_json",
     "key_json",
     "leak_json",
+    "policy_json",
     "project_json",
     "rfc3339",
     "user_json",
@@ -116,4 +118,13 @@ def leak_json(leak: Leak) -> dict[str, Any]:
         "reporter": leak.reporter,
         "url": leak.url,
         "source": leak.source,
+    }
+
+
+def policy_json(policy: LifetimePolicy) -> dict[str, Any]:
+    return {
+        "organization_id": policy.organization_id,
+        "max_key_lifetime_days": policy.max_key_lifetime_days,
+        "disable_unused_after_days": policy.disable_unused_after_days,
+        "updated_at": rfc3339(policy.updated_at),
     }

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from admin import lifetimes
 from admin.access import (
     LOCAL_OPERATOR,
     MANAGERS_ONLY,
@@ -271,6 +272,7 @@ async def _create_key(
             raise Forbidden(f"keys for applications {MANAGERS_ONLY}")
     MODE.parse("mode", mode)
     now = time.time()
+    await lifetimes.check_expiry(db, org_id, _check_expiry(expires_at, now), now)
     if default_project_id is None:
         org = await store_dir.get_organization(db, org_id)
         assert org is not None and org.default_project_id is not None
@@ -377,6 +379,10 @@ async def update_key(
         changes["expires_at"] = _check_expiry(expires_at, now)
     elif clear_expiry:
         changes["expires_at"] = None
+    if "expires_at" in changes:
+        expiry = changes["expires_at"]
+        assert expiry is None or isinstance(expiry, float | int)
+        await lifetimes.check_expiry(db, key.organization_id, expiry, now)
     if rate_limits is not None:
         changes["rate_limits"] = _check_rate_limits(rate_limits)
     if allowed_ips is not None:

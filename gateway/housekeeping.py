@@ -68,6 +68,7 @@ class Housekeeping:
                     await store_usage.prune(w, now)
                     await store_webhooks.prune(w, now, self.keep_deliveries_seconds)
                 await self.notices.expiring(verifier.db, now)
+                await self.notices.retire_unused(verifier.db, now)
                 self._pruned_at = now
             if self._failing:
                 log.warning("store is writable again; last-used times recorded")

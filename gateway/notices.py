@@ -1,6 +1,8 @@
-"""The webhook events no admin action writes: a key about to expire (``key.expiring``, 7 days
-and 1 day before) and a key rate limited (``key.rate_limited``, at most once per key and hour).
-Run by housekeeping, off the request path.
+"""What housekeeping does to keys on its own, off the request path: the webhook events no admin
+action writes, a key about to expire (``key.expiring``, 7 days and 1 day before) and a key rate
+limited (``key.rate_limited``, at most once per key and hour); and the keys left unused past
+their organization's ``disable_unused_after_days``, revoked (keys cannot be disabled here yet),
+audited as ``housekeeping``, with their ``key.revoked`` event (``reason: "unused"``).
 
 The request path only counts a 429 for the key's usage (``gateway.usage``), as it did before;
 the usage flush hands the limited (key, hour) pairs here. Each notice is written once for every
@@ -13,7 +15,9 @@ import logging
 
 from core.keyview import rfc3339
 from core.store import Database
+from core.store import audit as store_audit
 from core.store import keys as store_keys
+from core.store import lifetimes as store_lifetimes
 from core.store import webhooks as store_webhooks
 
 log = logging.getLogger("gateway.notices")
@@ -73,3 +77,32 @@ class KeyNotices:
                     told += 1
             self._limited_sent.add((access_key, at))
         return told
+
+    async def retire_unused(self, db: Database, now: float) -> int:
+        """Revoke the keys unused longer than their organization allows; returns how many."""
+        retired = 0
+        for access_key, org_id, days in await store_lifetimes.unused_since(db, now):
+            async with db.transaction() as w:
+                if not await store_keys.delete(
+                    w, access_key, now, reason="unused", unused_days=days
+                ):
+                    continue
+                await store_audit.record(
+                    w,
+                    store_audit.AuditEvent(
+                        created_at=now,
+                        organization_id=org_id,
+                        actor_type="housekeeping",
+                        actor_id=None,
+                        actor_access_key=None,
+                        action="api_key.delete",
+                        target_type="api_key",
+                        target_id=access_key,
+                        source_ip=None,
+                        outcome="success",
+                        detail=f"unused for more than {days} days (disable_unused_after_days)",
+                    ),
+                )
+            retired += 1
+            log.info("revoked %s: unused for more than %d days", access_key, days)
+        return retired

@@ -25,7 +25,7 @@ from core.assertion_keys import KeyFileError
 from core.config import LOG_LEVELS, Config, ConfigError
 from core.policies import PolicyError, RateLimit
 from core.store import StoreMissing, StoreUnavailable
-from gatewaycli import webhook_commands
+from gatewaycli import keylife_commands
 from gatewaycli.assertion_key import cmd_assertion_key
 from gatewaycli.commands import STORE_COMMANDS, emit, with_store
 
@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backup.add_argument("path", metavar="PATH")
 
-    webhook_commands.add_parser(sub, common)
+    keylife_commands.add_parser(sub, common)
+    keylife_commands.add_policy_parser(sub, common)
 
     keys = sub.add_parser("keys", parents=[common], help="manage API keys")
     actions = keys.add_subparsers(dest="action", required=True)
@@ -219,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--project", metavar="ID")
     edit.add_argument("--expires-in", type=_expiry, metavar="DURATION|never")
     _policy_options(edit, editing=True)
+    actions.add_parser(
+        "audit-policy", parents=[common], help="keys that break the organization's key policy"
+    )
     roll = actions.add_parser("roll", parents=[common])
     roll.add_argument("access_key")
     roll.add_argument(

@@ -21,7 +21,7 @@ from core.store.copy import TargetNotEmpty, backup_sqlite, copy_store
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
 from gatewaycli.assertion_key import first_key
-from gatewaycli.webhook_commands import cmd_webhooks
+from gatewaycli.keylife_commands import cmd_audit_policy, cmd_policy, cmd_webhooks
 
 OPERATOR = access.LOCAL_OPERATOR
 
@@ -153,7 +153,9 @@ async def cmd_applications(args: argparse.Namespace, cfg: Config, db: Database) 
 async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     fmt = SecretFormat(cfg.key_prefix)
     action = args.action
-    if action == "create":
+    if action == "audit-policy":
+        await cmd_audit_policy(args, cfg, db)
+    elif action == "create":
         new = await service.create_key(
             db,
             OPERATOR,
@@ -305,4 +307,5 @@ STORE_COMMANDS: dict[str, StoreCommand] = {
     "keys": cmd_keys,
     "store": cmd_store,
     "webhooks": cmd_webhooks,
+    "policy": cmd_policy,
 }

@@ -195,6 +195,16 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX key_leaks_organization ON key_leaks (organization_id, reported_at)
     """,
+    # 8: an organization's lifetime policy for its keys (NULL: no limit): how long a key may
+    # live at most, and after how long unused it is put out of use by housekeeping.
+    """
+    CREATE TABLE organization_policies (
+        organization_id TEXT PRIMARY KEY REFERENCES organizations(id),
+        max_key_lifetime_days INTEGER,
+        disable_unused_after_days INTEGER,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
 )
 
 
@@ -388,5 +398,14 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         source TEXT
     );
     CREATE INDEX key_leaks_organization ON key_leaks (organization_id, reported_at);
+    """,
+    # 8: an organization's lifetime policy for its keys (see the SQLite migration).
+    """
+    CREATE TABLE organization_policies (
+        organization_id TEXT PRIMARY KEY REFERENCES organizations(id),
+        max_key_lifetime_days INTEGER,
+        disable_unused_after_days INTEGER,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
     """,
 )

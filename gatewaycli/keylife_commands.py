@@ -1,13 +1,14 @@
-"""`gateway webhooks ...`: the local operator's webhook tools, through the same service functions
-as the admin API (``admin.webhooks``): create (the secret shown once), list, show, edit, delete,
-test and the delivery log."""
+"""The local operator's tools for what happens around keys, through the same service functions
+as the admin API: ``gateway webhooks ...`` (``admin.webhooks``: create, the secret shown once,
+list, show, edit, delete, test, the delivery log), ``gateway policy show|set`` and ``gateway keys
+audit-policy`` (``admin.lifetimes``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from admin import access, webhooks
-from admin.serialize import delivery_json, webhook_json
+from admin import access, lifetimes, webhooks
+from admin.serialize import delivery_json, policy_json, webhook_json
 from core.config import Config
 from core.store import Database
 from core.store.webhooks import EVENT_TYPES
@@ -40,6 +41,60 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     log.add_argument("id")
     log.add_argument("--status", choices=["pending", "delivered", "failed"])
     log.add_argument("--limit", type=int, default=50)
+
+
+def add_policy_parser(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    common: argparse.ArgumentParser,
+) -> None:
+    group = sub.add_parser("policy", parents=[common], help="the organization's key lifetimes")
+    actions = group.add_subparsers(dest="action", required=True)
+    actions.add_parser("show", parents=[common])
+    change = actions.add_parser("set", parents=[common], help="0 removes a limit")
+    change.add_argument("--max-key-lifetime-days", type=int, metavar="DAYS")
+    change.add_argument("--disable-unused-after-days", type=int, metavar="DAYS")
+
+
+def _policy_text(policy: dict[str, object]) -> str:
+    return "\n".join(
+        f"{name:<26} {value if value is not None else '-'}" for name, value in policy.items()
+    )
+
+
+async def cmd_policy(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    from gatewaycli.commands import emit
+
+    org_id = await access.organization_of(db, OPERATOR)
+    if args.action == "set":
+        body = {
+            name: (None if value == 0 else value)
+            for name, value in (
+                ("max_key_lifetime_days", args.max_key_lifetime_days),
+                ("disable_unused_after_days", args.disable_unused_after_days),
+            )
+            if value is not None
+        }
+        policy = policy_json(await lifetimes.update(db, OPERATOR, org_id, body))
+    else:
+        policy = policy_json(await lifetimes.get(db, OPERATOR, org_id))
+    emit(args, policy, _policy_text(policy))
+
+
+async def cmd_audit_policy(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    """`gateway keys audit-policy`: the keys that break the organization's lifetime policy."""
+    from gatewaycli.commands import emit, table
+
+    org_id = await access.organization_of(db, OPERATOR)
+    policy = policy_json(await lifetimes.get(db, OPERATOR, org_id))
+    rows = [
+        {"access_key": v.access_key, "reason": v.reason, "detail": v.detail}
+        for v in await lifetimes.violations(db, OPERATOR, org_id)
+    ]
+    emit(
+        args,
+        {"policy": policy, "violations": rows},
+        _policy_text(policy) + "\n\n" + table(rows, ["access_key", "reason", "detail"]),
+    )
 
 
 def _text(hook: dict[str, object]) -> str:

@@ -1,6 +1,7 @@
-"""The admin API's routes of a key's life around it: ``/v1/webhooks`` and what hangs under it,
-and ``/v1/leaks`` (the keys reported leaked, and where). Handlers only translate HTTP to the
-service functions (``admin.webhooks``), which decide who may do what, as for the CLI."""
+"""The admin API's routes of what happens around a key: ``/v1/webhooks`` and what hangs under
+it, ``/v1/leaks`` (the keys reported leaked, and where) and an organization's lifetime policy.
+Handlers only translate HTTP to the service functions (``admin.webhooks``, ``admin.lifetimes``),
+which decide who may do what, as for the CLI."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from admin import fields, webhooks
+from admin import fields, lifetimes, webhooks
 from admin.access import organization_of, require_manager
 from admin.http import authenticate, context, queries
-from admin.serialize import delivery_json, leak_json, webhook_json
+from admin.serialize import delivery_json, leak_json, policy_json, webhook_json
 from core.store import leaks as store_leaks
 
 
@@ -72,6 +73,30 @@ async def leaks(request: Request) -> Response:
     return JSONResponse({"leaks": [leak_json(leak) for leak in found]})
 
 
+async def policy(request: Request) -> Response:
+    actor = await authenticate(request)
+    queries(request)
+    db = context(request).db
+    org_id = request.path_params["id"]
+    if request.method == "GET":
+        return JSONResponse(policy_json(await lifetimes.get(db, actor, org_id)))
+    body = fields.UPDATE_POLICY.parse(await request.body())
+    return JSONResponse(policy_json(await lifetimes.update(db, actor, org_id, body)))
+
+
+async def policy_violations(request: Request) -> Response:
+    actor = await authenticate(request)
+    queries(request)
+    found = await lifetimes.violations(context(request).db, actor, request.path_params["id"])
+    return JSONResponse(
+        {
+            "violations": [
+                {"access_key": v.access_key, "reason": v.reason, "detail": v.detail} for v in found
+            ]
+        }
+    )
+
+
 def routes() -> list[Route]:
     return [
         Route("/v1/webhooks", collection, methods=["GET", "POST"]),
@@ -79,4 +104,6 @@ def routes() -> list[Route]:
         Route("/v1/webhooks/{id}/test", test, methods=["POST"]),
         Route("/v1/webhooks/{id}/deliveries", deliveries),
         Route("/v1/leaks", leaks),
+        Route("/v1/organizations/{id}/policy", policy, methods=["GET", "PATCH"]),
+        Route("/v1/organizations/{id}/policy/violations", policy_violations),
     ]
