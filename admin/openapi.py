@@ -57,6 +57,10 @@ KEY = obj(
             "items": {"type": "string"},
             "description": "a restricted key's permissions; null: the key is not restricted",
         },
+        "imported": {
+            "type": "boolean",
+            "description": "imported from another gateway, its old secret kept until rolled",
+        },
     }
 )
 BUCKET = obj(

@@ -36,4 +36,5 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "rate_limits": [r.to_json() for r in key.rate_limits],
         "allowed_ips": list(key.allowed_ips),
         "permissions": None if key.permissions is None else list(key.permissions),
+        "imported": key.imported,
     }

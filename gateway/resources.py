@@ -39,6 +39,7 @@ class Resources:
         self.secret_format = SecretFormat(config.key_prefix)
         self.clock = clock
         self.verifier = Verifier(self.db, config.cache, self.secret_format, clock)
+        self.verifier.accept_imported = config.accept_imported
         self.limiter: LocalLimiter | RedisLimiter = (
             RedisLimiter(config.ratelimit, clock)
             if config.ratelimit.backend == "redis"
@@ -126,6 +127,7 @@ class Resources:
             metrics_per_project=old.metrics_per_project,
         )
         self.verifier.configure(self.config.cache)
+        self.verifier.accept_imported = self.config.accept_imported
         self.assertions.configure(self.config)
         for apply in self.on_reload:
             apply(self.config)

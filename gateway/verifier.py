@@ -36,6 +36,8 @@ LAST_USED_RESOLUTION = 60.0  # write last_used_at at most once a minute per key
 # `key_events` rows are kept this long (gateway.housekeeping prunes older ones). A follower that
 # has not read the feed for half of it may have missed pruned events, so it starts afresh.
 EVENT_RETENTION_SECONDS = 3600.0
+# The lengths an imported secret may have (Kong's and Unkey's fall well within).
+IMPORTED_LENGTHS = (8, 256)
 
 
 class Verifier:
@@ -50,6 +52,9 @@ class Verifier:
         self.config = cache
         self.format = secret_format
         self.clock = clock
+        # [keys] accept_imported: secrets without our shape are looked up by hash too (keys
+        # imported from another gateway). Off, they are refused before any lookup, as ever.
+        self.accept_imported = False
         self._positive: TTLMap[bytes, Identity] = TTLMap(cache.max_entries, cache.ttl_seconds)
         self._negative: TTLMap[bytes, bool] = TTLMap(cache.max_entries, cache.negative_ttl_seconds)
         # A key's cached digests, as a plain tuple of bytes: untracked by the garbage collector
@@ -93,9 +98,11 @@ class Verifier:
         The hash comes first: a token whose hash is cached *is* that stored secret, so a hit
         needs no checksum. Only on a miss is the format checked, so typos and scanner noise
         still never reach the store; the length test first keeps huge tokens from being hashed.
+        A token without our shape leaves at the first test it fails, as before, unless imported
+        keys are accepted (:meth:`_imported`): our secrets take the same steps either way.
         """
         if len(token) not in self.format.lengths:
-            return MALFORMED
+            return self._imported(token, None) if self.accept_imported else MALFORMED
         try:
             digest = hash_secret(token)
         except UnicodeEncodeError:
@@ -105,7 +112,27 @@ class Verifier:
             self.hits += 1
             return self._accept(identity)
         if self.format.mode_of(token) is None:
-            return MALFORMED
+            return self._imported(token, digest) if self.accept_imported else MALFORMED
+        if digest in self._negative:
+            self.negative_hits += 1
+            return INVALID
+        self.misses += 1
+        return digest
+
+    def _imported(self, token: str, digest: bytes | None) -> Identity | str | bytes:
+        """A token without our prefix and checksum, looked up by hash alone: the caches, then
+        the store. Bounded in length, since no checksum stops noise before the store."""
+        if digest is None:
+            if not IMPORTED_LENGTHS[0] <= len(token) <= IMPORTED_LENGTHS[1]:
+                return MALFORMED
+            try:
+                digest = hash_secret(token)
+            except UnicodeEncodeError:
+                return MALFORMED
+            identity = self._positive.get(digest)
+            if identity is not None:
+                self.hits += 1
+                return self._accept(identity)
         if digest in self._negative:
             self.negative_hits += 1
             return INVALID
@@ -233,6 +260,10 @@ class Verifier:
         new = [event for event in read.events if event[0] not in self._last_read]
         if new:
             self._generation += 1
+            if self.accept_imported:
+                # An imported key's old secret may have been refused a moment ago and be
+                # remembered as unknown: forget what was unknown (ours are new, never seen).
+                self._negative.clear()
             for _, access_key, changed_at in new:
                 self.evict(access_key)
                 # The writer's clock against ours: another node's skew shows here (never < 0).

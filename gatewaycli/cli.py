@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser(
         "audit-policy", parents=[common], help="keys that break the organization's key policy"
     )
+    keylife_commands.add_import_parser(actions, common)
     roll = actions.add_parser("roll", parents=[common])
     roll.add_argument("access_key")
     roll.add_argument(

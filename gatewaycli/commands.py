@@ -21,7 +21,7 @@ from core.store.copy import TargetNotEmpty, backup_sqlite, copy_store
 from core.store.keys import KeyFilter
 from core.tokens import SecretFormat
 from gatewaycli.assertion_key import first_key
-from gatewaycli.keylife_commands import cmd_audit_policy, cmd_policy, cmd_webhooks
+from gatewaycli.keylife_commands import cmd_audit_policy, cmd_import, cmd_policy, cmd_webhooks
 
 OPERATOR = access.LOCAL_OPERATOR
 
@@ -155,6 +155,8 @@ async def cmd_keys(args: argparse.Namespace, cfg: Config, db: Database) -> None:
     action = args.action
     if action == "audit-policy":
         await cmd_audit_policy(args, cfg, db)
+    elif action == "import":
+        await cmd_import(args, cfg, db)
     elif action == "create":
         new = await service.create_key(
             db,

@@ -1,13 +1,15 @@
 """The local operator's tools for what happens around keys, through the same service functions
 as the admin API: ``gateway webhooks ...`` (``admin.webhooks``: create, the secret shown once,
 list, show, edit, delete, test, the delivery log), ``gateway policy show|set`` and ``gateway keys
-audit-policy`` (``admin.lifetimes``)."""
+audit-policy`` (``admin.lifetimes``), ``gateway keys import`` (``admin.imports``)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from admin import access, lifetimes, webhooks
+from admin import access, imports, lifetimes, webhooks
+from admin.import_formats import FORMATS, READERS, FormatError
 from admin.serialize import delivery_json, policy_json, webhook_json
 from core.config import Config
 from core.store import Database
@@ -94,6 +96,75 @@ async def cmd_audit_policy(args: argparse.Namespace, cfg: Config, db: Database) 
         args,
         {"policy": policy, "violations": rows},
         _policy_text(policy) + "\n\n" + table(rows, ["access_key", "reason", "detail"]),
+    )
+
+
+def add_import_parser(actions: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    imported = actions.add_parser(
+        "import", parents=[common], help="keys of another gateway, keeping their secrets"
+    )
+    imported.add_argument("--from", dest="source", required=True, choices=FORMATS)
+    imported.add_argument("file", metavar="FILE")
+    imported.add_argument(
+        "--apply", action="store_true", help="write them (default: a dry run that only reports)"
+    )
+    imported.add_argument("--project", metavar="NAME|ID", help="for entries that name none")
+    imported.add_argument(
+        "--bearer", metavar="user:EMAIL|application:NAME", help="for entries that name none"
+    )
+
+
+async def cmd_import(args: argparse.Namespace, cfg: Config, db: Database) -> None:
+    from gatewaycli.commands import emit, table
+
+    bearer = None
+    if args.bearer:
+        kind, _, who = args.bearer.partition(":")
+        if kind not in ("user", "application") or not who:
+            raise access.Invalid("--bearer must be user:EMAIL or application:NAME", "bearer")
+        bearer = (kind, who)
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise access.Invalid(f"{args.file}: cannot be read ({exc})", "file") from None
+    try:
+        candidates = READERS[args.source](text)
+    except FormatError as exc:
+        raise access.Invalid(f"{args.file}: {exc}", "file") from None
+    report = await imports.run(
+        db,
+        candidates,
+        args.source,
+        apply=args.apply,
+        default_project=args.project,
+        default_bearer=bearer,
+    )
+    taken = [{"ref": ref, "access_key": key} for ref, key in report.taken]
+    refused = [{"ref": ref, "reason": why} for ref, why in report.refused]
+    verb = "Took" if report.applied else "Dry run: would take"
+    text_out = (
+        f"{verb} {len(taken)} key(s), refused {len(refused)}"
+        + (
+            f"; new applications: {', '.join(report.applications_created)}"
+            if report.applications_created
+            else ""
+        )
+        + "\n\n"
+        + table(taken, ["ref", "access_key"])
+        + "\n\nrefused:\n"
+        + table(refused, ["ref", "reason"])
+    )
+    if not report.applied:
+        text_out += "\n\nNothing was written: run again with --apply to import."
+    emit(
+        args,
+        {
+            "applied": report.applied,
+            "taken": taken,
+            "refused": refused,
+            "applications_created": report.applications_created,
+        },
+        text_out,
     )
 
 

@@ -24,7 +24,7 @@ _KEY_COLUMNS = """k.access_key, k.organization_id, k.user_id, k.application_id,
     k.last_used_at, k.creation_ip,
     coalesce((SELECT s.secret_prefix FROM key_secrets s WHERE s.access_key = k.access_key
               ORDER BY s.created_at DESC LIMIT 1), ''),
-    k.rate_limits, k.allowed_ips, k.permissions"""
+    k.rate_limits, k.allowed_ips, k.permissions, k.imported"""
 
 ORDERS = {
     "created_at_asc": "k.created_at ASC, k.access_key ASC",
@@ -34,13 +34,14 @@ ORDERS = {
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    *columns, limits, ips, held = row
+    *columns, limits, ips, held, imported = row
     key = ApiKey(*columns)
     return replace(
         key,
         rate_limits=_rate_limits(limits),
         allowed_ips=_allowed_ips(ips),
         permissions=_permissions(held),
+        imported=bool(imported),
     )
 
 
@@ -170,8 +171,8 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
     await w.execute(
         """INSERT INTO api_keys (access_key, organization_id, user_id, application_id,
                default_project_id, description, mode, created_at, updated_at, expires_at,
-               last_used_at, creation_ip, rate_limits, allowed_ips, permissions)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               last_used_at, creation_ip, rate_limits, allowed_ips, permissions, imported)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             key.access_key,
             key.organization_id,
@@ -188,6 +189,7 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
             policy_json(key.rate_limits),
             policy_json(key.allowed_ips),
             policy_json(key.permissions),
+            int(key.imported),
         ),
     )
     await add_secret(w, key.access_key, secret_hash, key.secret_prefix, key.created_at)
@@ -240,7 +242,8 @@ async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float
 async def roll(
     w: Writer, access_key: str, secret_hash: bytes, prefix: str, now: float, grace_seconds: float
 ) -> None:
-    """Add a new secret; the older ones stop working after ``grace_seconds`` (0: at once)."""
+    """Add a new secret; the older ones stop working after ``grace_seconds`` (0: at once). An
+    imported key is ours from then on: its new secret has our prefix and checksum."""
     if grace_seconds <= 0:
         await w.execute("DELETE FROM key_secrets WHERE access_key = ?", (access_key,))
     else:
@@ -251,7 +254,9 @@ async def roll(
             (until, access_key),
         )
     await add_secret(w, access_key, secret_hash, prefix, now)
-    await w.execute("UPDATE api_keys SET updated_at = ? WHERE access_key = ?", (now, access_key))
+    await w.execute(
+        "UPDATE api_keys SET updated_at = ?, imported = 0 WHERE access_key = ?", (now, access_key)
+    )
     await event(w, access_key, "roll", now)
     rolled = await get(w, access_key)
     if rolled is not None:

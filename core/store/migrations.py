@@ -205,6 +205,11 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     ) WITHOUT ROWID
     """,
+    # 9: keys imported from another gateway (Kong, Unkey, a CSV): found by their secret's hash
+    # alone, marked so everywhere, until rolled into our format.
+    """
+    ALTER TABLE api_keys ADD COLUMN imported INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 
@@ -407,5 +412,9 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         disable_unused_after_days INTEGER,
         updated_at DOUBLE PRECISION NOT NULL
     );
+    """,
+    # 9: keys imported from another gateway (see the SQLite migration).
+    """
+    ALTER TABLE api_keys ADD COLUMN imported INTEGER NOT NULL DEFAULT 0;
     """,
 )

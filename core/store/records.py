@@ -63,6 +63,9 @@ class ApiKey:
     rate_limits: tuple[RateLimit, ...] = ()  # the key's own, on every route (core.policies)
     allowed_ips: tuple[str, ...] = ()  # networks it may be used from; empty: anywhere
     permissions: tuple[str, ...] | None = None  # a restricted key's; None: not restricted
+    # Imported from another gateway: its secret lacks our prefix and checksum, and is found by
+    # hash alone ([keys] accept_imported) until the key is rolled into our format.
+    imported: bool = False
 
     @property
     def restricted(self) -> bool:
