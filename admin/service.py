@@ -45,6 +45,7 @@ from core.policies import PolicyError, RateLimit
 from core.store import Database
 from core.store import directory as store_dir
 from core.store import keys as store_keys
+from core.store import leaks as store_leaks
 from core.store.records import ApiKey, Organization, Project, RevokedKey, User
 from core.tokens import (
     RESTRICTED,
@@ -309,8 +310,10 @@ async def get_key(db: Database, actor: Actor, access_key: str) -> ApiKey:
     if key is None or not _visible(actor, key):
         gone = await _revoked(db, actor, access_key)
         if gone is not None:
+            leak = await store_leaks.last_of(db, access_key)
+            leaked = f", reported leaked at {leak.url or leak.source}" if leak else ""
             raise NotFound(
-                f"API key {access_key!r} was revoked at {rfc3339(gone.revoked_at)}",
+                f"API key {access_key!r} was revoked at {rfc3339(gone.revoked_at)}{leaked}",
                 "access_key",
                 reason="revoked",
             )

@@ -151,6 +151,7 @@ def test_a_github_report_revokes_our_key_and_says_where(
     ]
     assert [d["event_type"] for d in reversed(log)] == ["key.leaked", "key.revoked"]
     assert gone.status_code == 404 and gone.json()["reason"] == "revoked"
+    assert f"reported leaked at {where}" in gone.json()["message"]  # the key says where
 
 
 @pytest.mark.parametrize(

@@ -234,9 +234,10 @@ async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float
             "DELETE FROM key_notices WHERE access_key = ? AND notice LIKE 'expiring%'",
             (access_key,),
         )
-    changed = await get(w, access_key)
+    targets = await store_webhooks.subscribers(w, access_key, "key.updated")
+    changed = await get(w, access_key) if targets else None
     if changed is not None:
-        await store_webhooks.key_event(w, "key.updated", changed, now, changes=columns)
+        await store_webhooks.key_event_to(w, targets, "key.updated", changed, now, changes=columns)
 
 
 async def roll(
@@ -258,17 +259,19 @@ async def roll(
         "UPDATE api_keys SET updated_at = ?, imported = 0 WHERE access_key = ?", (now, access_key)
     )
     await event(w, access_key, "roll", now)
-    rolled = await get(w, access_key)
+    targets = await store_webhooks.subscribers(w, access_key, "key.rolled")
+    rolled = await get(w, access_key) if targets else None
     if rolled is not None:
-        await store_webhooks.key_event(
-            w, "key.rolled", rolled, now, previous_secret_grace_seconds=grace_seconds
+        await store_webhooks.key_event_to(
+            w, targets, "key.rolled", rolled, now, previous_secret_grace_seconds=grace_seconds
         )
 
 
 async def delete(w: Writer, access_key: str, now: float, **why: Any) -> bool:
     """Revoke for good: the key and its secrets are deleted, and who it belonged to is kept in
     ``revoked_keys``; the event tells every verifier, and ``why`` goes into the webhook event."""
-    key = await get(w, access_key)
+    targets = await store_webhooks.subscribers(w, access_key, "key.revoked")
+    key = await get(w, access_key) if targets else None
     await w.execute(
         "INSERT INTO revoked_keys (access_key, organization_id, user_id, application_id, "
         "revoked_at) SELECT access_key, organization_id, user_id, application_id, ?1 "
@@ -281,7 +284,7 @@ async def delete(w: Writer, access_key: str, now: float, **why: Any) -> bool:
     if deleted:
         await event(w, access_key, "revoke", now)
         if key is not None:
-            await store_webhooks.key_event(w, "key.revoked", key, now, **why)
+            await store_webhooks.key_event_to(w, targets, "key.revoked", key, now, **why)
     return deleted > 0
 
 

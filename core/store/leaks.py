@@ -41,3 +41,13 @@ async def list_of(db: Database, org_id: str, limit: int = 100) -> list[Leak]:
         (org_id, limit),
     )
     return [Leak(*r) for r in rows]
+
+
+async def last_of(db: Database, access_key: str) -> Leak | None:
+    """The latest report of a key, if it was ever reported leaked."""
+    row = await db.fetchone(
+        "SELECT id, access_key, organization_id, reported_at, reporter, url, source "
+        "FROM key_leaks WHERE access_key = ? ORDER BY id DESC LIMIT 1",
+        (access_key,),
+    )
+    return Leak(*row) if row else None
