@@ -99,10 +99,15 @@ class Verifier:
         needs no checksum. Only on a miss is the format checked, so typos and scanner noise
         still never reach the store; the length test first keeps huge tokens from being hashed.
         A token without our shape leaves at the first test it fails, as before, unless imported
-        keys are accepted (:meth:`_imported`): our secrets take the same steps either way.
+        keys are accepted (``[keys] accept_imported``): then one of 8 to 256 characters is
+        looked up by hash alone, like ours. Our secrets take the same steps either way (each
+        added test comes after one they pass, joined by ``and``/``or``, so it is not reached).
         """
-        if len(token) not in self.format.lengths:
-            return self._imported(token, None) if self.accept_imported else MALFORMED
+        size = len(token)
+        if size not in self.format.lengths and not (
+            self.accept_imported and IMPORTED_LENGTHS[0] <= size <= IMPORTED_LENGTHS[1]
+        ):
+            return MALFORMED
         try:
             digest = hash_secret(token)
         except UnicodeEncodeError:
@@ -111,28 +116,8 @@ class Verifier:
         if identity is not None:
             self.hits += 1
             return self._accept(identity)
-        if self.format.mode_of(token) is None:
-            return self._imported(token, digest) if self.accept_imported else MALFORMED
-        if digest in self._negative:
-            self.negative_hits += 1
-            return INVALID
-        self.misses += 1
-        return digest
-
-    def _imported(self, token: str, digest: bytes | None) -> Identity | str | bytes:
-        """A token without our prefix and checksum, looked up by hash alone: the caches, then
-        the store. Bounded in length, since no checksum stops noise before the store."""
-        if digest is None:
-            if not IMPORTED_LENGTHS[0] <= len(token) <= IMPORTED_LENGTHS[1]:
-                return MALFORMED
-            try:
-                digest = hash_secret(token)
-            except UnicodeEncodeError:
-                return MALFORMED
-            identity = self._positive.get(digest)
-            if identity is not None:
-                self.hits += 1
-                return self._accept(identity)
+        if self.format.mode_of(token) is None and not self.accept_imported:
+            return MALFORMED
         if digest in self._negative:
             self.negative_hits += 1
             return INVALID

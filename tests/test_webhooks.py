@@ -11,20 +11,13 @@ import httpx
 import pytest
 from standardwebhooks import Webhook as Verifier
 
+from core.store.webhooks import EVENT_TYPES
 from tests.support import BOTH_STORES, Gateway, LoopThread, wait_for
 from tests.support.receiver import Receiver, run_receiver
 
 BACKENDS = BOTH_STORES
 DELIVER = "deliver = true\npoll_interval_seconds = 0.05\ntimeout_seconds = 2"
-ALL = [
-    "key.created",
-    "key.updated",
-    "key.rolled",
-    "key.revoked",
-    "key.expiring",
-    "key.leaked",
-    "key.rate_limited",
-]
+ALL = list(EVENT_TYPES)
 
 
 @pytest.fixture
