@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -61,6 +60,8 @@ class GitHubKeys:
             except OSError as exc:
                 raise KeysUnavailable(f"{self.config.github_keys_file}: {exc.strerror}") from None
         else:
+            import aiohttp  # only where the keys are fetched: not at every process's start
+
             timeout = aiohttp.ClientTimeout(total=10)
             try:
                 async with (

@@ -15,13 +15,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from core.lifeconfig import WebhooksConfig
 from core.store import Database, StoreUnavailable
 from core.store import webhooks as store_webhooks
 from core.webhook_signing import headers
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("gateway.webhooks")
 
@@ -45,6 +47,10 @@ class WebhookDelivery:
 
     async def run(self) -> None:
         """Claim and send until cancelled; the sends in flight are cancelled with it."""
+        # Imported here, not with the module: a process that delivers nothing (a worker with
+        # `deliver = false`) starts without it.
+        import aiohttp
+
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
             connector=aiohttp.TCPConnector(limit=self.config.concurrency, force_close=True),
@@ -87,6 +93,8 @@ class WebhookDelivery:
             await asyncio.gather(*list(self._sending), return_exceptions=True)
 
     async def _attempt(self, delivery: store_webhooks.Claimed) -> None:
+        import aiohttp
+
         assert self._session is not None
         sent_at = int(self.clock())
         status: int | None = None
