@@ -377,7 +377,7 @@ ALLOWED_IPS = Field(
 WEBHOOK_URL = Field(
     "string",
     max_length=2000,
-    pattern=r"^https?://[^\s/?#]+[^\s]*$",
+    pattern=f"^https?://[^{WHITE_SPACE}/?#]+[^{WHITE_SPACE}]*$",
     description="must be an http:// or https:// URL",
 )
 WEBHOOK_EVENTS = Field("names", choices=EVENT_TYPES)
