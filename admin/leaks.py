@@ -2,9 +2,10 @@
 or by anyone through the public revocation endpoint.
 
 A report is checked offline first (our prefix, our checksum: no store lookup for noise, and never
-a false positive), then looked up by its hash in one query. Each key found is revoked at once
-(``[leaks] action``; keys cannot be disabled here yet, so revoked for good), in one transaction
-with: the ``key.leaked`` webhook event (where it leaked) before its ``key.revoked``, a
+a false positive), then looked up by its hash in one query. Each key found is put out of use at
+once (``[leaks] action``: revoked for good, or disabled: refused, kept, restorable), in one
+transaction with: the ``key.leaked`` webhook event (where it leaked) before its ``key.revoked``
+(or ``key.updated`` and ``key.disabled``), a
 ``key_leaks`` row (the console shows it), and the audit events, the URL in their detail. Every
 gateway refuses the key within the revocation bound, through the key feed as for any revocation.
 """
@@ -39,9 +40,11 @@ async def handle(
     reporter: str,
     ip: str | None,
     now: float,
+    action: str = "revoke",
 ) -> list[bool]:
-    """For each report, whether it was one of our keys (now revoked). ``reporter``: github or
-    public, as the audit log and the leak records name it."""
+    """For each report, whether it was one of our keys (now revoked, or disabled when
+    ``action`` is "disable"). ``reporter``: github or public, as the audit log and the leak
+    records name it."""
     digests: list[bytes | None] = []
     for report in reports:
         ours = fmt.mode_of(report.token) is not None
@@ -54,12 +57,18 @@ async def handle(
         row = found.get(digest) if digest is not None else None
         if row is not None and row.access_key not in revoked:
             revoked.add(row.access_key)
-            await _revoke(db, actor, row.access_key, report, reporter, now)
+            await _put_out(db, actor, row.access_key, report, reporter, now, action)
     return [d is not None and d in found for d in digests]
 
 
-async def _revoke(
-    db: Database, actor: Actor, access_key: str, report: Report, reporter: str, now: float
+async def _put_out(
+    db: Database,
+    actor: Actor,
+    access_key: str,
+    report: Report,
+    reporter: str,
+    now: float,
+    action: str,
 ) -> None:
     where = report.url or "an unnamed place"
     async with db.transaction() as w:
@@ -68,7 +77,12 @@ async def _revoke(
             return
         leak = {"reporter": reporter, "url": report.url, "source": report.source}
         await store_webhooks.key_event(w, "key.leaked", key, now, leak=leak)
-        await store_keys.delete(w, access_key, now, reason="leaked", leak=leak)
+        if action == "disable":
+            await store_keys.update(
+                w, access_key, {"disabled": True}, now, reason="leaked", leak=leak
+            )
+        else:
+            await store_keys.delete(w, access_key, now, reason="leaked", leak=leak)
         await store_leaks.record(
             w,
             Leak(None, access_key, key.organization_id, now, reporter, report.url, report.source),
@@ -77,6 +91,5 @@ async def _revoke(
         if report.source:
             detail += f" ({report.source})"
         await record(w, actor, key.organization_id, "api_key.leaked", "api_key", access_key, detail)
-        await record(
-            w, actor, key.organization_id, "api_key.delete", "api_key", access_key, "leaked"
-        )
+        done = "api_key.disable" if action == "disable" else "api_key.delete"
+        await record(w, actor, key.organization_id, done, "api_key", access_key, "leaked")

@@ -119,7 +119,9 @@ def make_leaks_app(
             for e in found
         ]
         client = request.client.host if request.client else None
-        ours = await leaks.handle(db, secret_format, reports, "github", client, clock())
+        ours = await leaks.handle(
+            db, secret_format, reports, "github", client, clock(), config.action
+        )
         return JSONResponse(
             [
                 {
@@ -146,7 +148,7 @@ def make_leaks_app(
         if len(credentials) > leaks.MAX_REPORTS:
             raise Invalid(f"at most {leaks.MAX_REPORTS} credentials per request", "credentials")
         reports = [leaks.Report(c, None, "revocation request") for c in credentials]
-        await leaks.handle(db, secret_format, reports, "public", client, clock())
+        await leaks.handle(db, secret_format, reports, "public", client, clock(), config.action)
         return JSONResponse(
             {"message": "Received. Every one of our secrets among them is revoked."}, 202
         )

@@ -34,7 +34,7 @@ class LeaksConfig:
     # GitHub's published public keys: a URL (fetched and kept an hour) or a file of the same JSON.
     github_keys_url: str = "https://api.github.com/meta/public_keys/secret_scanning"
     github_keys_file: str = ""
-    action: str = "revoke"  # what is done to a key of ours reported leaked
+    action: str = "revoke"  # what is done to a key of ours reported leaked (or "disable")
     # POST /v1/credentials/revoke: requests per client address and minute.
     revoke_requests_per_minute: int = 10
 
@@ -55,14 +55,6 @@ def leaks(section: _Section, listen: Listen | None) -> LeaksConfig:
     action = section.get("action", str, "revoke")
     if action not in LEAK_ACTIONS:
         raise section.fail("action", f'must be "revoke" or "disable", not {action!r}')
-    if action == "disable":
-        # Keys cannot be disabled (kept, refused, restorable) in this store yet: a leaked key is
-        # revoked for good. Refused here rather than silently revoked.
-        raise section.fail(
-            "action",
-            '= "disable" needs keys that can be disabled, which this gateway does not have '
-            'yet; use action = "revoke" (a leaked key is revoked for good)',
-        )
     url = section.get("github_keys_url", str, LeaksConfig.github_keys_url)
     if not url.startswith(("https://", "http://")):
         raise section.fail("github_keys_url", f"{url!r} is not an http(s) URL")

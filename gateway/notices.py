@@ -1,8 +1,9 @@
 """What housekeeping does to keys on its own, off the request path: the webhook events no admin
 action writes, a key about to expire (``key.expiring``, 7 days and 1 day before) and a key rate
 limited (``key.rate_limited``, at most once per key and hour); and the keys left unused past
-their organization's ``disable_unused_after_days``, revoked (keys cannot be disabled here yet),
-audited as ``housekeeping``, with their ``key.revoked`` event (``reason: "unused"``).
+their organization's ``disable_unused_after_days``, disabled (kept, refused with 403
+key_disabled, restorable), audited as ``housekeeping``, with their ``key.updated`` and
+``key.disabled`` events (``reason: "unused"``).
 
 The request path only counts a 429 for the key's usage (``gateway.usage``), as it did before;
 the usage flush hands the limited (key, hour) pairs here. Each notice is written once for every
@@ -79,14 +80,16 @@ class KeyNotices:
         return told
 
     async def retire_unused(self, db: Database, now: float) -> int:
-        """Revoke the keys unused longer than their organization allows; returns how many."""
+        """Disable the keys unused longer than their organization allows (kept, refused with
+        403 key_disabled, restorable with the same secret); returns how many."""
         retired = 0
         for access_key, org_id, days in await store_lifetimes.unused_since(db, now):
             async with db.transaction() as w:
-                if not await store_keys.delete(
-                    w, access_key, now, reason="unused", unused_days=days
-                ):
+                if await store_keys.get(w, access_key) is None:  # revoked meanwhile
                     continue
+                await store_keys.update(
+                    w, access_key, {"disabled": True}, now, reason="unused", unused_days=days
+                )
                 await store_audit.record(
                     w,
                     store_audit.AuditEvent(
@@ -95,7 +98,7 @@ class KeyNotices:
                         actor_type="housekeeping",
                         actor_id=None,
                         actor_access_key=None,
-                        action="api_key.delete",
+                        action="api_key.disable",
                         target_type="api_key",
                         target_id=access_key,
                         source_ip=None,
@@ -104,5 +107,5 @@ class KeyNotices:
                     ),
                 )
             retired += 1
-            log.info("revoked %s: unused for more than %d days", access_key, days)
+            log.info("disabled %s: unused for more than %d days", access_key, days)
         return retired

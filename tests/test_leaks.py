@@ -28,6 +28,7 @@ from tests.support import (
     run_cli,
     spawn_cli,
     stop_serve,
+    unbuffered_line,
     wait_for,
     write_config,
 )
@@ -214,9 +215,57 @@ def test_the_public_revocation_endpoint(leaky: tuple[Gateway, str]) -> None:
     assert httpx.post(endpoint, json={"credentials": []}).status_code == 202  # a new minute
 
 
-def test_disable_is_refused_in_the_config(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "http://127.0.0.1:9", extra='[leaks]\naction = "disable"')
-    with pytest.raises(ConfigError, match=r"\[leaks\]: action = \"disable\" needs keys"):
+def test_action_disable_disables_the_key_instead(
+    make_gateway: Any, tmp_path: Path, github_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """[leaks] action = "disable": the reported key is refused (403 key_disabled) but kept, its
+    owner told key.leaked, key.updated and key.disabled; enabling it restores the same secret."""
+    keys = tmp_path / "github-keys.json"
+    keys.write_text(public_keys((KEY_ID, github_key)))
+    gateway: Gateway = make_gateway(
+        f'[leaks]\nlisten = "127.0.0.1:0"\ngithub_keys_file = "{keys}"\naction = "disable"'
+    )
+    with gateway.admin() as admin:
+        hook = admin.post(
+            "/v1/webhooks",
+            json={
+                "url": "http://127.0.0.1:1/h",
+                "events": ["key.leaked", "key.updated", "key.disabled", "key.revoked"],
+            },
+        ).json()
+    leaked = gateway.new_key()
+    body = json.dumps(
+        [{"token": leaked.secret_key, "type": "gateway_key", "url": "https://x.test/a"}]
+    ).encode()
+    sock = free_socket()
+    server = _Server(uvicorn_config(leaks_app(gateway.resources)))
+    serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), gateway.loop.loop)
+    try:
+        wait_for(lambda: server.started, timeout=10, interval=0.005)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/github/secret-scanning"
+        answer = httpx.post(url, content=body, headers=signed(github_key, body))
+    finally:
+        server.should_exit = True
+        serving.result(15)
+        sock.close()
+    assert answer.json()[0]["label"] == "true_positive"
+    wait_for(lambda: proxy_status(gateway, leaked.secret_key) == 403, timeout=BOUND)
+    access_key = leaked.key.access_key
+    with gateway.admin() as admin:
+        kept = admin.get(f"/v1/api-keys/{access_key}").json()
+        audit = admin.get("/v1/audit-events", params={"access_key": access_key}).json()
+        log = admin.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
+        admin.patch(f"/v1/api-keys/{access_key}", json={"disabled": False})
+    assert kept["disabled"] is True
+    actions = {e["action"]: e["detail"] for e in audit["audit_events"]}
+    assert actions["api_key.disable"] == "leaked" and "api_key.delete" not in actions
+    assert [d["event_type"] for d in reversed(log)] == ["key.leaked", "key.updated", "key.disabled"]
+    wait_for(lambda: proxy_status(gateway, leaked.secret_key) == 200, timeout=BOUND)
+
+
+def test_an_unknown_action_is_refused_in_the_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:9", extra='[leaks]\naction = "delete"')
+    with pytest.raises(ConfigError, match=r'must be "revoke" or "disable"'):
         config_module.load(path)
 
 
@@ -234,8 +283,8 @@ def test_serve_opens_the_leak_listener(
     run_cli("--config", str(config), "init")
     process = spawn_cli("--config", str(config), "serve")
     try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(2)]
+        assert process.stderr is not None  # serve says where it listens on stderr
+        lines = [unbuffered_line(process.stderr.fileno()) for _ in range(3)]
         leaks_line = next(line for line in lines if "leaks listening on" in line)
         url = leaks_line.split("listening on ", 1)[1].split()[0]
         assert httpx.get(url + "/healthz").json() == {"status": "ok"}

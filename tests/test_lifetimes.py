@@ -1,6 +1,6 @@
 """Lifetime policies per organization: the maximum lifetime held on creation and edits (422
 naming the limit), keys that break a new policy listed (API, CLI) but left working, and keys
-unused too long revoked by housekeeping, audited, with their webhook event."""
+unused too long disabled by housekeeping, audited, with their webhook events."""
 
 from __future__ import annotations
 
@@ -93,14 +93,15 @@ def test_who_may_read_and_change_the_policy(gateway: Gateway) -> None:
     assert cleared["disable_unused_after_days"] is None
 
 
-def test_unused_keys_are_revoked_by_housekeeping(gateway: Gateway) -> None:
+def test_unused_keys_are_disabled_by_housekeeping(gateway: Gateway) -> None:
     org = org_of(gateway)
     unused = gateway.new_key(description="never used")
     used = gateway.new_key(description="used")
     with gateway.admin() as admin:
         admin.patch(f"/v1/organizations/{org}/policy", json={"disable_unused_after_days": 30})
         hook = admin.post(
-            "/v1/webhooks", json={"url": "http://127.0.0.1:1/h", "events": ["key.revoked"]}
+            "/v1/webhooks",
+            json={"url": "http://127.0.0.1:1/h", "events": ["key.updated", "key.disabled"]},
         ).json()
     gateway.clock.advance(31 * DAY)
     with gateway.client() as client, gateway.admin() as admin:
@@ -116,7 +117,7 @@ def test_unused_keys_are_revoked_by_housekeeping(gateway: Gateway) -> None:
         wait_for(
             lambda: (
                 client.get("/echo/x", headers={"X-Auth-Token": unused.secret_key}).status_code
-                == 401
+                == 403
             ),
             timeout=BOUND,
         )
@@ -126,9 +127,19 @@ def test_unused_keys_are_revoked_by_housekeeping(gateway: Gateway) -> None:
             "audit_events"
         ]
         log = admin.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
-    [deleted] = [e for e in audit if e["action"] == "api_key.delete"]
-    assert deleted["actor"]["type"] == "housekeeping" and "unused" in deleted["detail"]
-    assert [d["access_key"] for d in log] == [unused.key.access_key]
+        kept = admin.get(f"/v1/api-keys/{unused.key.access_key}").json()
+    assert kept["disabled"] is True  # kept, restorable with the same secret
+    [disabled] = [e for e in audit if e["action"] == "api_key.disable"]
+    assert disabled["actor"]["type"] == "housekeeping" and "unused" in disabled["detail"]
+    assert [(d["access_key"], d["event_type"]) for d in reversed(log)] == [
+        (unused.key.access_key, "key.updated"),
+        (unused.key.access_key, "key.disabled"),
+    ]
+    # Already disabled: the next round leaves it alone.
+    again = gateway.loop.run(
+        resources.housekeeping.notices.retire_unused(resources.db, gateway.clock())
+    )
+    assert again == 0
 
 
 def test_housekeeping_runs_it(gateway: Gateway) -> None:
@@ -145,4 +156,4 @@ def test_housekeeping_runs_it(gateway: Gateway) -> None:
     housekeeping._pruned_at = None
     gateway.loop.run(housekeeping.round())
     with gateway.admin() as admin:
-        assert admin.get(f"/v1/api-keys/{unused.key.access_key}").json()["reason"] == "revoked"
+        assert admin.get(f"/v1/api-keys/{unused.key.access_key}").json()["disabled"] is True

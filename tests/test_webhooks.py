@@ -205,6 +205,27 @@ def test_no_event_without_its_change(gateway: Gateway) -> None:
     assert log[0]["status"] == "pending"  # nothing delivers here: [webhooks] deliver = false
 
 
+def test_disabling_a_key_tells_key_disabled_once(gateway: Gateway) -> None:
+    """PATCH {"disabled": true}: key.updated then key.disabled; disabling it again, or enabling
+    it, is an update only."""
+    with gateway.admin() as admin:
+        hook = admin.post(
+            "/v1/webhooks",
+            json={"url": "http://127.0.0.1:1/h", "events": ["key.updated", "key.disabled"]},
+        ).json()
+        new = gateway.new_key()
+        path = f"/v1/api-keys/{new.key.access_key}"
+        for disabled in (True, True, False):
+            assert admin.patch(path, json={"disabled": disabled}).status_code == 200
+        log = admin.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
+    assert [d["event_type"] for d in reversed(log)] == [
+        "key.updated",
+        "key.disabled",
+        "key.updated",
+        "key.updated",
+    ]
+
+
 def test_expiring_events_7_days_and_1_day_before(gateway: Gateway) -> None:
     with gateway.admin() as admin:
         hook = admin.post(

@@ -285,10 +285,17 @@ def _column(name: str, value: Any) -> Any:
     return value
 
 
-async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float) -> None:
+async def update(
+    w: Writer, access_key: str, changes: dict[str, Any], now: float, **why: Any
+) -> None:
     """Change the named columns (policies given as tuples); the event makes every verifier
-    drop the key, so a tightened policy holds as fast as a revocation."""
+    drop the key, so a tightened policy holds as fast as a revocation. A key switched off here
+    is told of as ``key.disabled`` too (after its ``key.updated``); ``why`` goes into both."""
     columns = [c for c in UPDATABLE if c in changes]
+    disabling = False
+    if changes.get("disabled"):
+        row = await w.fetchone("SELECT disabled FROM api_keys WHERE access_key = ?", (access_key,))
+        disabling = row is not None and not row[0]
     sets = ", ".join(f"{c} = ?" for c in columns)
     values = [_column(c, changes[c]) for c in columns]
     await w.execute(
@@ -304,7 +311,14 @@ async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float
     targets = await store_webhooks.subscribers(w, access_key, "key.updated")
     changed = await get(w, access_key) if targets else None
     if changed is not None:
-        await store_webhooks.key_event_to(w, targets, "key.updated", changed, now, changes=columns)
+        await store_webhooks.key_event_to(
+            w, targets, "key.updated", changed, now, changes=columns, **why
+        )
+    if disabling:
+        told = await store_webhooks.subscribers(w, access_key, "key.disabled")
+        off = await get(w, access_key) if told else None
+        if off is not None:
+            await store_webhooks.key_event_to(w, told, "key.disabled", off, now, **why)
 
 
 async def roll(

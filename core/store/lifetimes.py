@@ -53,11 +53,11 @@ async def put(w: Writer, policy: LifetimePolicy) -> None:
 async def unused_since(db: Database, now: float) -> list[tuple[str, str, int]]:
     """(access key, organization, days) of every key unused (never, or not since) for longer
     than its organization's ``disable_unused_after_days``; a key never used counts from its
-    creation."""
+    creation. Keys already disabled are left out: housekeeping has nothing more to do to them."""
     rows = await db.fetchall(
         "SELECT k.access_key, k.organization_id, p.disable_unused_after_days "
         "FROM api_keys k JOIN organization_policies p ON p.organization_id = k.organization_id "
-        "WHERE p.disable_unused_after_days IS NOT NULL "
+        "WHERE p.disable_unused_after_days IS NOT NULL AND k.disabled = 0 "
         "AND coalesce(k.last_used_at, k.created_at) < ? - p.disable_unused_after_days * ? "
         "ORDER BY k.access_key",
         (now, DAY),

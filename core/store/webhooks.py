@@ -29,13 +29,14 @@ from core.store.database import Database, Writer
 from core.store.records import ApiKey
 from core.webhook_signing import new_message_id
 
-# The events a webhook may subscribe to. A "key.disabled" event joins them where keys can be
-# disabled (fired by the disable path with ``key_event``, like the others).
+# The events a webhook may subscribe to. "key.disabled" is fired by ``core.store.keys.update``
+# when a key is switched off, whichever path did it (the API, a leak report, housekeeping).
 EVENT_TYPES = (
     "key.created",
     "key.updated",
     "key.rolled",
     "key.revoked",
+    "key.disabled",
     "key.expiring",
     "key.leaked",
     "key.rate_limited",
