@@ -284,10 +284,8 @@ def test_serve_opens_the_leak_listener(
     process = spawn_cli("--config", str(config), "serve")
     try:
         assert process.stderr is not None  # serve says where it listens on stderr
-        leaks_line = ""
-        while "leaks listening on" not in leaks_line:
-            leaks_line = unbuffered_line(process.stderr.fileno())
-            assert leaks_line, "serve exited"
+        lines = [unbuffered_line(process.stderr.fileno()) for _ in range(3)]
+        leaks_line = next(line for line in lines if "leaks listening on" in line)
         url = leaks_line.split("listening on ", 1)[1].split()[0]
         assert httpx.get(url + "/healthz").json() == {"status": "ok"}
         body = b"[]"

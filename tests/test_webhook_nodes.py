@@ -26,7 +26,6 @@ from tests.support import (
     spawn_cli,
     start_gateway,
     stop_serve,
-    unbuffered_line,
     wait_for,
     write_config,
 )
@@ -45,10 +44,10 @@ def receiver(loop_thread: LoopThread) -> Iterator[Receiver]:
 def serve(config: Path) -> tuple[Any, str]:
     """`gateway serve` in the background; returns it and its admin listener's URL."""
     process = spawn_cli("--config", str(config), "serve")
-    assert process.stderr is not None  # serve says where it listens on stderr
+    assert process.stdout is not None
     while True:
-        line = unbuffered_line(process.stderr.fileno())
-        assert line, "serve exited"
+        line = process.stdout.readline()
+        assert line, process.stderr.read() if process.stderr else "serve exited"
         if "admin listening on" in line:
             return process, line.split("listening on ", 1)[1].split()[0]
 
