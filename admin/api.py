@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from admin import api_billing, console, directory, fields, service, usage
+from admin import api_billing, console, directory, fields, keylife_api, service, usage
 from admin.access import require_manager
 from admin.http import EXCEPTION_HANDLERS, AdminContext, RequestIds, authenticate, context, queries
 from admin.openapi import document
@@ -301,6 +301,7 @@ def make_admin_app(
     for kind, plural in PLURAL.items():
         routes.append(Route(f"/v1/{plural}", collection(kind), methods=["GET", "POST"]))
         routes.append(Route(f"/v1/{plural}/{{id}}", item(kind), methods=["GET", "PATCH", "DELETE"]))
+    routes.extend(keylife_api.routes())
     if metrics is not None:
         routes.append(Route("/metrics", prometheus))
     if jwks is not None:

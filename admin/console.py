@@ -1,4 +1,4 @@
-"""The admin web console: three static files served at ``/`` of the admin listener.
+"""The admin web console: static files served at ``/`` of the admin listener.
 
 Plain HTML, CSS and JavaScript shipped inside the package (no build step, no CDN, works offline);
 the page calls the same ``/v1`` API as everyone else, so the service layer still decides who may
@@ -43,6 +43,7 @@ ASSETS = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/console.js": ("console.js", "text/javascript; charset=utf-8"),
     "/plans.js": ("plans.js", "text/javascript; charset=utf-8"),
+    "/keylife.js": ("keylife.js", "text/javascript; charset=utf-8"),
     "/console.css": ("console.css", "text/css; charset=utf-8"),
 }
 

@@ -33,6 +33,7 @@ from core.policies import (
     RateLimit,
 )
 from core.store.keys import ORDERS
+from core.store.webhooks import EVENT_TYPES
 from core.tokens import MODES
 
 Schema = dict[str, Any]
@@ -465,6 +466,19 @@ PLAN_CREDITS = Field(
     nullable=True,
     description="each budget on the plan starts at amount and goes back to it at each refill",
 )
+WEBHOOK_URL = Field(
+    "string",
+    max_length=2000,
+    pattern=f"^https?://[^{WHITE_SPACE}/?#]+[^{WHITE_SPACE}]*$",
+    description="must be an http:// or https:// URL",
+)
+WEBHOOK_EVENTS = Field("names", choices=EVENT_TYPES)
+DELIVERY_STATUS = Field("string", choices=("pending", "delivered", "failed"))
+DELIVERY_LIMIT = Field("integer", minimum=1, maximum=500)
+
+LIFETIME_DAYS = Field(
+    "integer", nullable=True, minimum=1, maximum=3650, description="days; null: no limit"
+)
 
 # Filters of GET /v1/api-keys, named as KeyFilter names them.
 LIST_KEYS_FILTERS = {
@@ -480,6 +494,7 @@ PAGING = {"page": PAGE, "page_size": PAGE_SIZE}
 # The query parameters of each listing; every other request takes none.
 LIST_KEYS_QUERY = {**LIST_KEYS_FILTERS, "order_by": ORDER_BY, **PAGING}
 AUDIT_QUERY = {**AUDIT_FILTERS, **PAGING}
+DELIVERIES_QUERY = {"status": DELIVERY_STATUS, "limit": DELIVERY_LIMIT}
 
 # -- the bodies -----------------------------------------------------------------------------------
 
@@ -528,6 +543,15 @@ ROLL_KEY = Body(
 )
 # A bearer's budget: one plan, rate limits and credits for all its keys.
 BUDGET = {"plan_id": NULLABLE_ID, "rate_limits": RATE_LIMITS, "credits": KEY_CREDITS}
+CREATE_WEBHOOK = Body(
+    {"url": WEBHOOK_URL, "events": WEBHOOK_EVENTS, "description": DESCRIPTION},
+    required=("url", "events"),
+)
+UPDATE_WEBHOOK = Body({"url": WEBHOOK_URL, "events": WEBHOOK_EVENTS, "description": DESCRIPTION})
+UPDATE_POLICY = Body(
+    {"max_key_lifetime_days": LIFETIME_DAYS, "disable_unused_after_days": LIFETIME_DAYS},
+    description="Only what is given changes; null removes that limit.",
+)
 CREATE = {
     "project": Body({"name": NAME}, required=("name",)),
     "user": Body({"email": EMAIL, "permission_sets": PERMISSION_SET_NAMES}, required=("email",)),

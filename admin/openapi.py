@@ -62,6 +62,10 @@ KEY = obj(
         "metadata": {"type": "object"},
         "plan_id": NULLABLE_STRING,
         "credits": fields.KEY_CREDITS.schema(),
+        "imported": {
+            "type": "boolean",
+            "description": "imported from another gateway, its old secret kept until rolled",
+        },
     }
 )
 BUDGET = {
@@ -199,6 +203,75 @@ WHOAMI = obj(
 )
 
 
+WEBHOOK = obj(
+    {
+        "id": UUID,
+        "organization_id": UUID,
+        "url": {"type": "string"},
+        "events": fields.WEBHOOK_EVENTS.schema(),
+        "description": {"type": "string"},
+        **STAMPS,
+    }
+)
+WEBHOOK_WITH_SECRET = {
+    "allOf": [
+        ref("Webhook"),
+        obj({"secret": {"type": "string", "description": "whsec_...: shown once"}}),
+    ]
+}
+DELIVERY = obj(
+    {
+        "id": {"type": "integer"},
+        "message_id": {"type": "string"},
+        "event_type": {"type": "string"},
+        "access_key": NULLABLE_STRING,
+        "created_at": TIME,
+        "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "attempts": {"type": "integer", "minimum": 0},
+        "next_attempt_at": NULLABLE_TIME,
+        "last_status_code": {"type": ["integer", "null"]},
+        "last_error": NULLABLE_STRING,
+        "last_attempt_at": NULLABLE_TIME,
+        "delivered_at": NULLABLE_TIME,
+    }
+)
+LEAK = obj(
+    {
+        "id": {"type": "integer"},
+        "access_key": {"type": "string"},
+        "reported_at": TIME,
+        "reporter": {"type": "string", "enum": ["github", "public"]},
+        "url": NULLABLE_STRING,
+        "source": NULLABLE_STRING,
+    }
+)
+POLICY = obj(
+    {
+        "organization_id": UUID,
+        "max_key_lifetime_days": {"type": ["integer", "null"]},
+        "disable_unused_after_days": {"type": ["integer", "null"]},
+        "updated_at": NULLABLE_TIME,
+    }
+)
+VIOLATIONS = obj(
+    {
+        "violations": {
+            "type": "array",
+            "items": obj(
+                {
+                    "access_key": {"type": "string"},
+                    "reason": {
+                        "type": "string",
+                        "enum": ["no_expiry", "lifetime_too_long", "unused"],
+                    },
+                    "detail": {"type": "string"},
+                }
+            ),
+        }
+    }
+)
+
+
 def listing(name: str, item: str) -> Schema:
     return obj({name: {"type": "array", "items": ref(item)}, "total_count": {"type": "integer"}})
 
@@ -212,6 +285,9 @@ BODIES: dict[str, Body] = {
     "VerifyKey": fields.VERIFY_KEY,
     "PlanCreate": fields.CREATE_PLAN,
     "PlanUpdate": fields.UPDATE_PLAN,
+    "WebhookCreate": fields.CREATE_WEBHOOK,
+    "WebhookUpdate": fields.UPDATE_WEBHOOK,
+    "LifetimePolicyUpdate": fields.UPDATE_POLICY,
     **{f"{SCHEMA_NAMES[kind]}Create": declared for kind, declared in fields.CREATE.items()},
     **{f"{SCHEMA_NAMES[kind]}Update": declared for kind, declared in fields.UPDATE.items()},
 }
@@ -268,6 +344,95 @@ def directory_paths(plural: str, schema: str) -> dict[str, Any]:
             "delete": {
                 "operationId": f"delete_{plural}",
                 "responses": responses(204, None, 403, 404, 409),
+            },
+        },
+    }
+
+
+def webhook_paths() -> dict[str, Any]:
+    return {
+        "/v1/webhooks": {
+            "get": {
+                "operationId": "list_webhooks",
+                "responses": responses(200, listing("webhooks", "Webhook"), 403),
+            },
+            "post": {
+                "operationId": "create_webhook",
+                "requestBody": body("WebhookCreate"),
+                "responses": responses(201, ref("WebhookWithSecret"), 400, 403, 422),
+            },
+        },
+        "/v1/webhooks/{id}": {
+            "parameters": [path("id")],
+            "get": {
+                "operationId": "get_webhook",
+                "responses": responses(200, ref("Webhook"), 403, 404),
+            },
+            "patch": {
+                "operationId": "update_webhook",
+                "requestBody": body("WebhookUpdate"),
+                "responses": responses(200, ref("Webhook"), 400, 403, 404, 422),
+            },
+            "delete": {
+                "operationId": "delete_webhook",
+                "responses": responses(204, None, 403, 404),
+            },
+        },
+        "/v1/webhooks/{id}/test": {
+            "parameters": [path("id")],
+            "post": {
+                "operationId": "test_webhook",
+                "description": "Queue a webhook.test event for this webhook alone.",
+                "responses": responses(
+                    202,
+                    obj({"message_id": {"type": "string"}, "status": {"type": "string"}}),
+                    403,
+                    404,
+                ),
+            },
+        },
+        "/v1/organizations/{id}/policy": {
+            "parameters": [path("id")],
+            "get": {
+                "operationId": "get_organization_policy",
+                "responses": responses(200, ref("LifetimePolicy"), 404),
+            },
+            "patch": {
+                "operationId": "update_organization_policy",
+                "requestBody": body("LifetimePolicyUpdate"),
+                "responses": responses(200, ref("LifetimePolicy"), 400, 403, 404),
+            },
+        },
+        "/v1/organizations/{id}/policy/violations": {
+            "parameters": [path("id")],
+            "get": {
+                "operationId": "list_policy_violations",
+                "description": "Existing keys that break the policy: they keep working.",
+                "responses": responses(200, VIOLATIONS, 403, 404),
+            },
+        },
+        "/v1/leaks": {
+            "get": {
+                "operationId": "list_leaks",
+                "description": "Keys reported leaked (and so revoked), newest first.",
+                "responses": responses(
+                    200, obj({"leaks": {"type": "array", "items": ref("Leak")}}), 403
+                ),
+            },
+        },
+        "/v1/webhooks/{id}/deliveries": {
+            "parameters": [path("id")],
+            "get": {
+                "operationId": "list_webhook_deliveries",
+                "description": "The delivery log, newest first.",
+                "parameters": [query(name, f) for name, f in fields.DELIVERIES_QUERY.items()],
+                "responses": responses(
+                    200,
+                    obj({"deliveries": {"type": "array", "items": ref("WebhookDelivery")}}),
+                    400,
+                    403,
+                    404,
+                ),
             },
         },
     }
@@ -360,6 +525,7 @@ def document() -> dict[str, Any]:
                 "responses": responses(200, VERIFY_ANSWER, 400, 403),
             },
         },
+        **webhook_paths(),
     }
     return {
         "openapi": "3.1.0",
@@ -382,6 +548,11 @@ def document() -> dict[str, Any]:
                 "Application": APPLICATION,
                 "Plan": PLAN,
                 "AuditEvent": AUDIT,
+                "Webhook": WEBHOOK,
+                "WebhookWithSecret": WEBHOOK_WITH_SECRET,
+                "WebhookDelivery": DELIVERY,
+                "Leak": LEAK,
+                "LifetimePolicy": POLICY,
                 "Error": ERROR,
                 **{name: declared.schema() for name, declared in BODIES.items()},
             },

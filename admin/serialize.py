@@ -2,45 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from core import plans
+from core.keyview import key_json, rfc3339
 from core.store.audit import AuditEvent
-from core.store.records import ApiKey, Application, Plan, Project, User
+from core.store.leaks import Leak
+from core.store.lifetimes import LifetimePolicy
+from core.store.records import Application, Plan, Project, User
+from core.store.webhooks import Delivery, Webhook
 
-
-def rfc3339(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def key_json(key: ApiKey) -> dict[str, Any]:
-    """A key as users see it: never the hash, only a short prefix of the current secret."""
-    return {
-        "access_key": key.access_key,
-        "description": key.description,
-        "bearer_type": key.bearer_type,
-        "user_id": key.user_id,
-        "application_id": key.application_id,
-        "organization_id": key.organization_id,
-        "default_project_id": key.default_project_id,
-        "mode": key.mode,
-        "created_at": rfc3339(key.created_at),
-        "updated_at": rfc3339(key.updated_at),
-        "expires_at": rfc3339(key.expires_at),
-        "last_used_at": rfc3339(key.last_used_at),
-        "creation_ip": key.creation_ip,
-        "secret_prefix": key.secret_prefix,
-        "rate_limits": [r.to_json() for r in key.rate_limits],
-        "allowed_ips": list(key.allowed_ips),
-        "permissions": None if key.permissions is None else list(key.permissions),
-        "disabled": key.disabled,
-        "metadata": key.metadata,
-        "plan_id": key.plan_id,
-        "credits": None if key.credits is None else key.credits.to_json(),
-    }
+__all__ = [
+    "application_json",
+    "audit_json",
+    "delivery_json",
+    "key_json",
+    "leak_json",
+    "plan_json",
+    "policy_json",
+    "project_json",
+    "rfc3339",
+    "user_json",
+    "webhook_json",
+]
 
 
 def _budget(bearer: User | Application) -> dict[str, Any]:
@@ -114,4 +98,58 @@ def audit_json(event: AuditEvent) -> dict[str, Any]:
         "source_ip": event.source_ip,
         "outcome": event.outcome,
         "detail": event.detail,
+    }
+
+
+def webhook_json(hook: Webhook) -> dict[str, Any]:
+    """A webhook as the API shows it: never its secret (shown once, at creation)."""
+    return {
+        "id": hook.id,
+        "organization_id": hook.organization_id,
+        "url": hook.url,
+        "events": list(hook.events),
+        "description": hook.description,
+        "created_at": rfc3339(hook.created_at),
+        "updated_at": rfc3339(hook.updated_at),
+    }
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    """One line of a webhook's delivery log."""
+    return {
+        "id": delivery.id,
+        "message_id": delivery.message_id,
+        "event_type": delivery.event_type,
+        "access_key": delivery.access_key or None,
+        "created_at": rfc3339(delivery.created_at),
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": rfc3339(delivery.next_attempt_at)
+        if delivery.status == "pending"
+        else None,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "last_attempt_at": rfc3339(delivery.last_attempt_at),
+        "delivered_at": rfc3339(delivery.delivered_at),
+    }
+
+
+def leak_json(leak: Leak) -> dict[str, Any]:
+    """A report of a key found leaked, and where."""
+    return {
+        "id": leak.id,
+        "access_key": leak.access_key,
+        "reported_at": rfc3339(leak.reported_at),
+        "reporter": leak.reporter,
+        "url": leak.url,
+        "source": leak.source,
+    }
+
+
+def policy_json(policy: LifetimePolicy) -> dict[str, Any]:
+    return {
+        "organization_id": policy.organization_id,
+        "max_key_lifetime_days": policy.max_key_lifetime_days,
+        "disable_unused_after_days": policy.disable_unused_after_days,
+        "updated_at": rfc3339(policy.updated_at),
     }

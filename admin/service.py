@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from admin import lifetimes
 from admin.access import (
     LOCAL_OPERATOR,
     MANAGERS_ONLY,
@@ -48,6 +49,7 @@ from core.policies import PolicyError, RateLimit
 from core.store import Database
 from core.store import directory as store_dir
 from core.store import keys as store_keys
+from core.store import leaks as store_leaks
 from core.store.records import ApiKey, Organization, Project, RevokedKey, User
 from core.tokens import (
     RESTRICTED,
@@ -296,6 +298,7 @@ async def _create_key(
             raise Forbidden(f"keys for applications {MANAGERS_ONLY}")
     MODE.parse("mode", mode)
     now = time.time()
+    await lifetimes.check_expiry(db, org_id, _check_expiry(expires_at, now), now)
     if default_project_id is None:
         org = await store_dir.get_organization(db, org_id)
         assert org is not None and org.default_project_id is not None
@@ -353,8 +356,10 @@ async def get_key(db: Database, actor: Actor, access_key: str) -> ApiKey:
     if key is None or not _visible(actor, key):
         gone = await _revoked(db, actor, access_key)
         if gone is not None:
+            leak = await store_leaks.last_of(db, access_key)
+            leaked = f", reported leaked at {leak.url or leak.source}" if leak else ""
             raise NotFound(
-                f"API key {access_key!r} was revoked at {rfc3339(gone.revoked_at)}",
+                f"API key {access_key!r} was revoked at {rfc3339(gone.revoked_at)}{leaked}",
                 "access_key",
                 reason="revoked",
             )
@@ -439,6 +444,10 @@ async def update_key(
         changes["expires_at"] = _check_expiry(expires_at, now)
     elif clear_expiry:
         changes["expires_at"] = None
+    if "expires_at" in changes:
+        expiry = changes["expires_at"]
+        assert expiry is None or isinstance(expiry, float | int)
+        await lifetimes.check_expiry(db, key.organization_id, expiry, now)
     if rate_limits is not None:
         changes["rate_limits"] = _check_rate_limits(rate_limits)
     if allowed_ips is not None:

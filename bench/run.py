@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 import pgbench
 import verify_api
+import webhook_row
 from micro_verify import cached_hit_seconds, cold_lookups
 
 from admin import access, service
@@ -86,11 +87,12 @@ ROWS = {
     "5f": "nginx auth_request to the gateway (forward-auth), one key",
     "5c": "gateway, one key spending credits (cost 1)",
     "5cp": "gateway on PostgreSQL, one key spending credits (cost 1)",
+    "5w": "gateway, one key, webhook events to a receiver that never answers",
 }
 # Rows measured as a ratio to row 5: each is run right after a run of row 5 (kept as "ROW.base"),
 # and its target is the median over rounds of the two adjacent runs' ratio. Measured apart, a
 # row's place in the round moved it by up to 25% on this VM, more than the costs compared.
-PAIRED = ("5a", "5m", "5l", "5r", "5s", "5f", "5c", "5cp")
+PAIRED = ("5a", "5m", "5l", "5r", "5s", "5f", "5c", "5cp", "5w")
 # A paired row's base when it is not row 5: the same gateway on PostgreSQL.
 PAIRED_BASE = {"5cp": "5p"}
 # Rows 5c/5cp: a key whose credits never run out in a run, so every request spends one.
@@ -475,6 +477,7 @@ def run(scale: Scale) -> dict[str, Any]:
         round_robin = secrets[: scale.round_robin_keys]
         cold = secrets[scale.round_robin_keys : scale.round_robin_keys + scale.cold_http]
         cold_alone = secrets[-scale.cold_direct :]
+        silent, silent_url = webhook_row.silent_receiver()  # row 5w
         try:
             up_port, proxy_port = free_port(), free_port()
             auth_port, front_port = free_port(), free_port()  # row 5f
@@ -574,6 +577,8 @@ path = "{store}"
 access = "off"
 [cache]
 ttl_seconds = 3600
+[webhooks]
+deliver = false
 [[routes]]
 prefix = "/open"
 upstream = "{upstream}"
@@ -625,6 +630,19 @@ websocket = true
             _, (quiet_gateway, _) = processes.start(
                 PYTHON, str(BENCH / "gateway_server.py"), str(quiet_config), lines=2
             )
+            # The same gateway delivering webhook events to a receiver that never answers (row
+            # 5w): attempts time out after 2 s, every slot taken all through the run.
+            webhook_row.add_pending_events(store, silent_url, 5000 if scale.name == "full" else 500)
+            webhook_config = work / "gateway-webhooks.toml"
+            webhook_config.write_text(
+                base_text.replace(
+                    "deliver = false",
+                    "deliver = true\ntimeout_seconds = 2\npoll_interval_seconds = 1",
+                )
+            )
+            _, (webhook_gateway, _) = processes.start(
+                PYTHON, str(BENCH / "gateway_server.py"), str(webhook_config), lines=2
+            )
             # The same gateway counting its rate limits in Redis (row 5r).
             redis_gateway = None
             problem = redis_problem()
@@ -675,6 +693,8 @@ websocket = true
             warm(logged_gateway + "/api/small.json", round_robin[:1])
             wait_http(quiet_gateway + "/open/small.json")
             warm(quiet_gateway + "/api/small.json", round_robin[:1])
+            wait_http(webhook_gateway + "/open/small.json")
+            warm(webhook_gateway + "/api/small.json", round_robin[:1])
             if redis_gateway is not None:
                 wait_http(redis_gateway + "/open/small.json")
                 warm(redis_gateway + "/api/small.json", round_robin[:1])
@@ -704,6 +724,7 @@ websocket = true
             targets["5s"] = (gateway + "/signed/small.json", one_key)
             targets["5f"] = (nginx_front + "/api/small.json", one_key)
             targets["5c"] = (gateway + "/api/small.json", credit_key)
+            targets["5w"] = (webhook_gateway + "/api/small.json", one_key)
             if redis_gateway is not None:
                 targets["5r"] = (redis_gateway + "/limited/small.json", one_key)
             if pg_gateway is not None:
@@ -811,6 +832,7 @@ websocket = true
             big = big_bodies(scale, nginx_proxy, gateway, gateway_process.pid, round_robin[0])
         finally:
             processes.stop()
+            silent.close()
         cold_verifier = cold_direct(store, cold_alone)
         if pg_gateway is not None:
             try:
@@ -993,6 +1015,14 @@ def targets(result: dict[str, Any], micro_us: float | None) -> list[tuple[str, b
             "(5) metrics on x (5m) metrics off at 32 connections (paired runs): reported",
             True,
             f"{1 / paired('5m'):.2f}",
+        )
+    )
+    checks.append(
+        (
+            "(5w) webhook receiver that never answers >= 0.97 x (5) at 32 connections "
+            "(paired runs)",
+            paired("5w") >= 0.97,
+            f"{paired('5w'):.2f}",
         )
     )
     checks.append(

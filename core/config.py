@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from core import lifeconfig
 from core.config_keys import (
     ADMIN,
     ASSERTION,
@@ -33,6 +34,7 @@ from core.config_keys import (
     STORE,
     TABLES,
 )
+from core.lifeconfig import LeaksConfig, WebhooksConfig
 from core.policies import RESOURCE, PolicyError, RateLimit, rate_limits
 from core.tokens import DEFAULT_PREFIX, PREFIX_PATTERN
 
@@ -283,11 +285,16 @@ class Config:
     admin_tls: TLSFiles | None = None  # [admin] the same for the admin listener
     store: StoreConfig = field(default_factory=StoreConfig)
     key_prefix: str = DEFAULT_PREFIX
+    # [keys] accept_imported: secrets without our prefix and checksum (imported from another
+    # gateway) are looked up by hash; off, they are refused before any lookup.
+    accept_imported: bool = False
     cache: CacheConfig = field(default_factory=CacheConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     forward_auth: ForwardAuthConfig = field(default_factory=ForwardAuthConfig)
     assertion: AssertionConfig = field(default_factory=AssertionConfig)
     credits: CreditsConfig = field(default_factory=CreditsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    leaks: LeaksConfig = field(default_factory=LeaksConfig)
     routes: tuple[Route, ...] = ()
 
 
@@ -508,6 +515,14 @@ def _credits(section: _Section) -> CreditsConfig:
     return CreditsConfig(interval, lease)
 
 
+def _leaks(section: _Section) -> LeaksConfig:
+    listen = section.get("listen", str, "")
+    where = f"{section.source}, [leaks]"
+    found = lifeconfig.leaks(section, parse_listen(listen, where) if listen else None)
+    keys_file = _relative(section.source, found.github_keys_file)
+    return replace(found, github_keys_file=str(keys_file) if keys_file else "")
+
+
 def _ratelimit(section: _Section) -> RateLimitConfig:
     section.check_unknown(RATELIMIT.names())
     backend = section.get("backend", str, "local")
@@ -690,6 +705,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         admin_listen=admin_listen,
         store=store_config,
         key_prefix=prefix,
+        accept_imported=keys.get("accept_imported", bool, False),
         cache=cache_config,
         ratelimit=_ratelimit(_Section(source, "[ratelimit]", data.get("ratelimit", {}))),
         forward_auth=_forward_auth(
@@ -697,5 +713,7 @@ def parse(data: Mapping[str, Any], source: Path) -> Config:
         ),
         assertion=_assertion(_Section(source, "[assertion]", data.get("assertion", {}))),
         credits=_credits(_Section(source, "[credits]", data.get("credits", {}))),
+        webhooks=lifeconfig.webhooks(_Section(source, "[webhooks]", data.get("webhooks", {}))),
+        leaks=_leaks(_Section(source, "[leaks]", data.get("leaks", {}))),
         routes=routes,
     )

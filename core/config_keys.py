@@ -256,7 +256,62 @@ FORWARD_AUTH = Table(
 KEYS = Table(
     "keys",
     "The format of secret keys.",
-    (Key("prefix", "gws", "Secret keys look like gws_live_... / gws_test_... (1-16 a-z, 0-9)."),),
+    (
+        Key("prefix", "gws", "Secret keys look like gws_live_... / gws_test_... (1-16 a-z, 0-9)."),
+        Key(
+            "accept_imported",
+            False,
+            "true: secrets imported from another gateway (no prefix, no checksum) are looked up "
+            "by hash (docs/key-life.md).",
+        ),
+    ),
+)
+WEBHOOKS = Table(
+    "webhooks",
+    "Delivery of key events to your systems (docs/key-life.md).",
+    (
+        Key("deliver", True, "This process takes part in sending them (one node per event)."),
+        Key(
+            "timeout_seconds",
+            10.0,
+            "One attempt's bound; slower or non-2xx: retried with backoff for 24 h.",
+        ),
+        Key("poll_interval_seconds", 1.0, "How often the outbox is asked for due events."),
+        Key("concurrency", 8, "Attempts in flight at once in this process."),
+        Key("keep_days", 30, "The delivery log keeps settled events this long."),
+    ),
+)
+LEAKS = Table(
+    "leaks",
+    "The leak-response listener: GitHub secret scanning and public revocation (docs/key-life.md).",
+    (
+        Key(
+            "listen",
+            "",
+            'Its own "host:port", for GitHub to reach (behind TLS); "" = off.',
+        ),
+        Key(
+            "github_keys_url",
+            "https://api.github.com/meta/public_keys/secret_scanning",
+            "GitHub's secret-scanning public keys, fetched here (kept an hour).",
+        ),
+        Key(
+            "github_keys_file",
+            "",
+            "Or read from this file (relative to the config file) instead of the URL.",
+        ),
+        Key(
+            "action",
+            "revoke",
+            'What a reported key of ours undergoes: "revoke" (for good) or "disable" '
+            "(refused, restorable).",
+        ),
+        Key(
+            "revoke_requests_per_minute",
+            10,
+            "POST /v1/credentials/revoke, per client address.",
+        ),
+    ),
 )
 CACHE = Table(
     "cache",
@@ -387,6 +442,8 @@ TABLES: tuple[Table, ...] = (
     STORE,
     FORWARD_AUTH,
     KEYS,
+    WEBHOOKS,
+    LEAKS,
     CACHE,
     ASSERTION,
     CREDITS,

@@ -6,8 +6,10 @@ assertion key file again if a rotation changed it). Every minute: prune the stor
 does not grow with every change: ``key_events`` rows older than ``EVENT_RETENTION_SECONDS`` (an
 hour: far longer than any follower waits between two reads of the feed, and a follower cut off for
 longer starts afresh instead of trusting a feed with holes), and rolled secrets whose grace has
-ended (the verifier already refuses them, even from cache). Several processes pruning the same store
-is harmless: the statements are idempotent.
+ended (the verifier already refuses them, even from cache), settled webhook deliveries past
+``[webhooks] keep_days``; and tell of keys about to expire or rate limited (``gateway.notices``).
+Several processes pruning the same store is harmless: the statements are idempotent, and each
+notice is written once whichever node sees it first.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import logging
 from core.store import StoreUnavailable
 from core.store import keys as store_keys
 from core.store import usage as store_usage
+from core.store import webhooks as store_webhooks
 from gateway.assertions import Assertions
+from gateway.notices import KeyNotices
 from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import EVENT_RETENTION_SECONDS, Verifier
@@ -36,8 +40,11 @@ class Housekeeping:
         limiter: LocalLimiter | RedisLimiter | None = None,
         usage: Usage | None = None,
         assertions: Assertions | None = None,
+        keep_deliveries_days: int = 30,
     ) -> None:
         self.verifier = verifier
+        self.notices = KeyNotices()
+        self.keep_deliveries_seconds = keep_deliveries_days * 86400.0
         self.assertions = assertions
         self.limiter = limiter
         self.usage = usage
@@ -49,13 +56,19 @@ class Housekeeping:
         verifier = self.verifier
         try:
             await verifier.flush_last_used()
+            now = verifier.clock()
             if self.usage is not None:
                 await self.usage.flush(verifier.db)
-            now = verifier.clock()
+                if self.usage.limited:
+                    limited, self.usage.limited = self.usage.limited, set()
+                    await self.notices.rate_limited(verifier.db, limited, now)
             if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_SECONDS:
                 async with verifier.db.transaction() as w:
                     await store_keys.prune(w, now - EVENT_RETENTION_SECONDS, now)
                     await store_usage.prune(w, now)
+                    await store_webhooks.prune(w, now, self.keep_deliveries_seconds)
+                await self.notices.expiring(verifier.db, now)
+                await self.notices.retire_unused(verifier.db, now)
                 self._pruned_at = now
             if self._failing:
                 log.warning("store is writable again; last-used times recorded")

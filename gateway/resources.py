@@ -28,6 +28,7 @@ from gateway.node_limits import NodeJournal, NodeLimiter
 from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import Verifier
+from gateway.webhooks import WebhookDelivery
 from gateway.websocket import Sessions
 
 log = logging.getLogger("gateway")
@@ -49,6 +50,7 @@ class Resources:
         self.secret_format = SecretFormat(config.key_prefix)
         self.clock = clock
         self.verifier = Verifier(self.db, config.cache, self.secret_format, clock)
+        self.verifier.accept_imported = config.accept_imported
         self.limiter: LocalLimiter | RedisLimiter = (
             RedisLimiter(config.ratelimit, clock)
             if config.ratelimit.backend == "redis"
@@ -73,7 +75,11 @@ class Resources:
         self.sessions = Sessions(self.gate, clock)  # open WebSockets, ended when keys change
         self.verifier.on_change.append(self.sessions.changed)
         self.assertions = Assertions(config, clock)  # signs for `assertion = true` routes
-        self.housekeeping = Housekeeping(self.verifier, self.limiter, self.usage, self.assertions)
+        self.housekeeping = Housekeeping(
+            self.verifier, self.limiter, self.usage, self.assertions, config.webhooks.keep_days
+        )
+        # Sends the store's webhook events, where this process takes part in delivering them.
+        self.webhooks = WebhookDelivery(self.db, config.webhooks, clock)
         self.access_log = AccessLog(config.access_log) if config.access_log != "off" else None
         self.metrics = Metrics(config.metrics_per_project) if config.metrics else None
         self.upstream = Upstream()
@@ -98,6 +104,8 @@ class Resources:
             asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
             asyncio.create_task(self.wallet.run(), name="credits"),
         ]
+        if self.config.webhooks.deliver:
+            self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhook-delivery"))
         self.started = True
 
     def reload(self, new: Config) -> list[str]:
@@ -117,6 +125,7 @@ class Resources:
                     old.forward_auth.listen,
                     new.forward_auth.listen,
                 ),
+                ("leaks listen", old.leaks.listen, new.leaks.listen),
                 ("tls", (old.tls, old.admin_tls), (new.tls, new.admin_tls)),
                 ("key prefix", old.key_prefix, new.key_prefix),
                 (
@@ -134,6 +143,7 @@ class Resources:
             store=old.store,
             admin_listen=old.admin_listen,
             forward_auth=dataclasses.replace(new.forward_auth, listen=old.forward_auth.listen),
+            leaks=dataclasses.replace(new.leaks, listen=old.leaks.listen),
             tls=old.tls,
             admin_tls=old.admin_tls,
             key_prefix=old.key_prefix,
@@ -142,6 +152,7 @@ class Resources:
             metrics_per_project=old.metrics_per_project,
         )
         self.verifier.configure(self.config.cache)
+        self.verifier.accept_imported = self.config.accept_imported
         self.assertions.configure(self.config)
         for apply in self.on_reload:
             apply(self.config)

@@ -32,6 +32,9 @@ class Usage:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.pending: dict[tuple[str, int], list[int]] = {}
+        # (access key, hour) of the keys rate limited, from the batches written: for the
+        # ``key.rate_limited`` webhook event (gateway.notices), nothing more on the request path.
+        self.limited: set[tuple[str, int]] = set()
 
     def count(self, access_key: str, status: int | None) -> None:
         which = outcome(status)
@@ -66,4 +69,5 @@ class Usage:
                 for i in range(4):
                     kept[i] += counts[i]
             raise
+        self.limited.update(key for key, counts in batch.items() if counts[2])
         return len(batch)

@@ -36,6 +36,8 @@ LAST_USED_RESOLUTION = 60.0  # write last_used_at at most once a minute per key
 # `key_events` rows are kept this long (gateway.housekeeping prunes older ones). A follower that
 # has not read the feed for half of it may have missed pruned events, so it starts afresh.
 EVENT_RETENTION_SECONDS = 3600.0
+# The lengths an imported secret may have (Kong's and Unkey's fall well within).
+IMPORTED_LENGTHS = (8, 256)
 
 
 class Verifier:
@@ -50,6 +52,9 @@ class Verifier:
         self.config = cache
         self.format = secret_format
         self.clock = clock
+        # [keys] accept_imported: secrets without our shape are looked up by hash too (keys
+        # imported from another gateway). Off, they are refused before any lookup, as ever.
+        self.accept_imported = False
         self._positive: TTLMap[bytes, Identity] = TTLMap(cache.max_entries, cache.ttl_seconds)
         self._negative: TTLMap[bytes, bool] = TTLMap(cache.max_entries, cache.negative_ttl_seconds)
         # A key's cached digests, as a plain tuple of bytes: untracked by the garbage collector
@@ -93,8 +98,15 @@ class Verifier:
         The hash comes first: a token whose hash is cached *is* that stored secret, so a hit
         needs no checksum. Only on a miss is the format checked, so typos and scanner noise
         still never reach the store; the length test first keeps huge tokens from being hashed.
+        A token without our shape leaves at the first test it fails, as before, unless imported
+        keys are accepted (``[keys] accept_imported``): then one of 8 to 256 characters is
+        looked up by hash alone, like ours. Our secrets take the same steps either way (each
+        added test comes after one they pass, joined by ``and``/``or``, so it is not reached).
         """
-        if len(token) not in self.format.lengths:
+        size = len(token)
+        if size not in self.format.lengths and not (
+            self.accept_imported and IMPORTED_LENGTHS[0] <= size <= IMPORTED_LENGTHS[1]
+        ):
             # Sending the access key instead of the secret is a common slip: say so.
             return ACCESS_KEY_GIVEN if is_access_key(token) else MALFORMED
         try:
@@ -105,7 +117,7 @@ class Verifier:
         if identity is not None:
             self.hits += 1
             return self._accept(identity)
-        if self.format.mode_of(token) is None:
+        if self.format.mode_of(token) is None and not self.accept_imported:
             return MALFORMED
         if digest in self._negative:
             self.negative_hits += 1
@@ -234,6 +246,10 @@ class Verifier:
         new = [event for event in read.events if event[0] not in self._last_read]
         if new:
             self._generation += 1
+            if self.accept_imported:
+                # An imported key's old secret may have been refused a moment ago and be
+                # remembered as unknown: forget what was unknown (ours are new, never seen).
+                self._negative.clear()
             for _, access_key, changed_at in new:
                 self.evict(access_key)
                 # The writer's clock against ours: another node's skew shows here (never < 0).

@@ -27,6 +27,7 @@ from core.config import LOG_LEVELS, Config, ConfigError
 from core.store import StoreMissing, StoreUnavailable
 from core.version import DISTRIBUTION, VERSION
 from gatewaycli import entities as entities  # declares its commands
+from gatewaycli import keylife as keylife  # declares its commands (after keys: it adds to them)
 from gatewaycli import keys as keys  # declares its commands
 from gatewaycli import plans as plans  # declares its commands
 from gatewaycli import registry

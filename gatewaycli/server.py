@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from admin.api import make_admin_app
+from admin.leaks_app import make_leaks_app
 from core import assertion_keys
 from core import config as config_module
 from core.config import Config, ConfigError
@@ -71,6 +72,13 @@ def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
         metrics=scrape if config.metrics else None,
         jwks=resources.assertions.jwks,
         verify=KeyVerification(resources.gate),
+    )
+
+
+def leaks_app(resources: Resources) -> ASGIApp:
+    """The leak-response listener's app (``[leaks] listen``) over this process's store."""
+    return make_leaks_app(
+        resources.db, resources.secret_format, resources.config.leaks, resources.clock
     )
 
 
@@ -150,23 +158,31 @@ def serve(config: Config, workers: int) -> None:
     note_early_sighup()
     run(check_store(config))
     signing_kid = check_assertion_keys(config)
-    proxy_sock, admin_sock, auth_sock = bind_all(config)
+    proxy_sock, admin_sock, auth_sock, leaks_sock = bind_all(config)
     try:
         with pid_file(config.pid_file):
-            _serve_on(config, workers, proxy_sock, admin_sock, auth_sock, signing_kid)
+            _serve_on(config, workers, proxy_sock, admin_sock, auth_sock, signing_kid, leaks_sock)
     finally:
-        for sock in (proxy_sock, admin_sock, auth_sock):
+        for sock in (proxy_sock, admin_sock, auth_sock, leaks_sock):
             if sock is not None:
                 sock.close()
 
 
-def bind_all(config: Config) -> tuple[socket.socket, socket.socket | None, socket.socket | None]:
-    """The proxy, admin and forward-auth sockets, bound before anything is written: a `serve`
-    that cannot listen (another gateway holds the port) leaves the running one's pid file
-    alone, and names it."""
+def bind_all(
+    config: Config,
+) -> tuple[socket.socket, socket.socket | None, socket.socket | None, socket.socket | None]:
+    """The proxy, admin, forward-auth and leak-response sockets, bound before anything is
+    written: a `serve` that cannot listen (another gateway holds the port) leaves the running
+    one's pid file alone, and names it."""
     bound: list[socket.socket | None] = []
     try:
-        for listen in (config.listen, config.admin_listen, config.forward_auth.listen):
+        listens = (
+            config.listen,
+            config.admin_listen,
+            config.forward_auth.listen,
+            config.leaks.listen,
+        )
+        for listen in listens:
             bound.append(bind(listen) if listen else None)
     except SystemExit as exc:
         for sock in bound:
@@ -176,9 +192,9 @@ def bind_all(config: Config) -> tuple[socket.socket, socket.socket | None, socke
         if running is not None:
             raise SystemExit(f"{exc.code}; another gateway is running (pid {running})") from None
         raise
-    proxy_sock, admin_sock, auth_sock = bound
+    proxy_sock, admin_sock, auth_sock, leaks_sock = bound
     assert proxy_sock is not None
-    return proxy_sock, admin_sock, auth_sock
+    return proxy_sock, admin_sock, auth_sock, leaks_sock
 
 
 def running_pid(path: Path | None) -> int | None:
@@ -222,6 +238,7 @@ def _serve_on(
     admin_sock: socket.socket | None,
     auth_sock: socket.socket | None,
     signing_kid: str | None = None,
+    leaks_sock: socket.socket | None = None,
 ) -> None:
     # The process's own lines go to stderr, whatever the log level: stdout is the access log's
     # alone (`[log] access = "stdout"`), so a log shipper reading it finds only JSON lines.
@@ -233,12 +250,17 @@ def _serve_on(
         say(f"forward-auth listening on {address(auth_sock)}")
     if signing_kid is not None:
         say(f"identity assertions are signed with key {signing_kid}")
+    if leaks_sock is not None:
+        say(f"leaks listening on {address(leaks_sock)}")
     resources = Resources(config)
+    # The leak-response listener is served where the admin listener is (the parent with
+    # --workers N): it writes to the store, like the admin API, and is never on the hot path.
+    control = [Listener(leaks_app(resources), leaks_sock)] if leaks_sock is not None else []
     if workers == 1:
         listeners = data_plane(resources, proxy_sock, auth_sock)
         if admin_sock is not None:
             listeners.append(admin_listener(admin_app(resources), admin_sock, config))
-        run(run_listeners(resources, listeners))
+        run(run_listeners(resources, [*listeners, *control]))
         return
     supervisor = Supervisor(config, proxy_sock, auth_sock, workers)
     # The workers hold the traffic sockets now. Kept open here too, a socket the workers have
@@ -249,9 +271,9 @@ def _serve_on(
         auth_sock.close()
     resources.db.on_signal.append(supervisor.fanout.tell)
     scraper = Scraper(resources.snapshot, supervisor.metrics_socks)
-    admin: list[Listener] = []
+    admin: list[Listener] = list(control)
     if admin_sock is not None:
-        admin = [admin_listener(admin_app(resources, scraper), admin_sock, config)]
+        admin.append(admin_listener(admin_app(resources, scraper), admin_sock, config))
 
     async def serve_admin() -> None:
         try:

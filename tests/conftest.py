@@ -76,8 +76,10 @@ def make_gateway(tmp_path: Path, upstream: Upstream, store_backend: StoreFactory
     """Build a gateway over a fresh store; the config can be extended with TOML text."""
     started: list[Running] = []
 
-    def build(extra: str = "", server: str = "") -> Gateway:
-        gateway, running = build_gateway(tmp_path, upstream.url, extra, server, store_backend())
+    def build(extra: str = "", server: str = "", **options: Any) -> Gateway:
+        gateway, running = build_gateway(
+            tmp_path, upstream.url, extra, server, store_backend(), **options
+        )
         started.append(running)
         return gateway
 

@@ -242,6 +242,7 @@ async function loadKeys() {
         el("span", { class: `badge ${key.mode}`, text: key.mode }),
         key.permissions === null ? null : el("span", { class: "badge restricted", text: "restricted" }),
         key.disabled ? el("span", { class: "badge expired", text: "Disabled" }) : null,
+        key.imported ? el("span", { class: "badge imported", text: "imported" }) : null,
       ),
       el("td", {}, when(key.created_at, "—")),
       el("td", {}, when(key.last_used_at, "Never")),

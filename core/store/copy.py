@@ -37,13 +37,19 @@ TABLES = (
         "api_keys",
         "access_key, organization_id, user_id, application_id, default_project_id, description, "
         "mode, created_at, updated_at, expires_at, last_used_at, creation_ip, rate_limits, "
-        "allowed_ips, permissions, disabled, metadata, plan_id, credits",
+        "allowed_ips, permissions, disabled, metadata, plan_id, credits, imported",
     ),
     ("key_secrets", "secret_hash, access_key, secret_prefix, created_at, expires_at"),
     ("revoked_keys", "access_key, organization_id, user_id, application_id, revoked_at"),
     ("key_usage", "access_key, hour, allowed, denied, limited, credits"),
     # Balances as they stand; reservations are a running gateway's and are not copied.
     ("credit_balances", "owner, period, remaining, epoch, updated_at"),
+    # Webhooks, with their signing secrets; their outbox is not copied (what was not yet
+    # delivered is delivered by the old store's gateways, or not at all).
+    (
+        "webhooks",
+        "id, organization_id, url, events, description, secret, created_at, updated_at",
+    ),
     (
         "audit_events",
         "id, created_at, organization_id, actor_type, actor_id, actor_access_key, action, "

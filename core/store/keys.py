@@ -2,7 +2,9 @@
 
 Every statement that changes a key or its secrets appends a ``key_events`` row in the same
 transaction: the verifiers of every process follow that feed to evict what they cached
-(revocation within ``invalidation_interval_seconds`` + 0.5 s).
+(revocation within ``invalidation_interval_seconds`` + 0.5 s). In the same transaction too, the
+change's webhook event (``key.created``, ``.updated``, ``.rolled``, ``.revoked``) goes to the
+outbox (``core.store.webhooks``), whichever path made the change.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from core import plans
 from core.policies import RateLimit
+from core.store import webhooks as store_webhooks
 from core.store.database import Database, Writer, json_batches
 from core.store.records import ApiKey, KeyLookup, RevokedKey
 
@@ -22,7 +25,8 @@ _KEY_COLUMNS = """k.access_key, k.organization_id, k.user_id, k.application_id,
     k.last_used_at, k.creation_ip,
     coalesce((SELECT s.secret_prefix FROM key_secrets s WHERE s.access_key = k.access_key
               ORDER BY s.created_at DESC LIMIT 1), ''),
-    k.rate_limits, k.allowed_ips, k.permissions, k.disabled, k.metadata, k.plan_id, k.credits"""
+    k.rate_limits, k.allowed_ips, k.permissions, k.disabled, k.metadata, k.plan_id, k.credits,
+    k.imported"""
 
 ORDERS = {
     "created_at_asc": "k.created_at ASC, k.access_key ASC",
@@ -32,7 +36,7 @@ ORDERS = {
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    *columns, limits, ips, held, disabled, metadata, plan_id, credits = row
+    *columns, limits, ips, held, disabled, metadata, plan_id, credits, imported = row
     key = ApiKey(*columns)
     return replace(
         key,
@@ -43,6 +47,7 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
         metadata=json.loads(metadata),
         plan_id=plan_id,
         credits=plans.credits_from_column(credits),
+        imported=bool(imported),
     )
 
 
@@ -213,8 +218,8 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
         """INSERT INTO api_keys (access_key, organization_id, user_id, application_id,
                default_project_id, description, mode, created_at, updated_at, expires_at,
                last_used_at, creation_ip, rate_limits, allowed_ips, permissions, disabled,
-               metadata, plan_id, credits)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               metadata, plan_id, credits, imported)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             key.access_key,
             key.organization_id,
@@ -235,10 +240,12 @@ async def insert(w: Writer, key: ApiKey, secret_hash: bytes) -> None:
             json.dumps(key.metadata),
             key.plan_id,
             plans.credits_column(key.credits),
+            int(key.imported),
         ),
     )
     await add_secret(w, key.access_key, secret_hash, key.secret_prefix, key.created_at)
     await event(w, key.access_key, "create", key.created_at)
+    await store_webhooks.key_event(w, "key.created", key, key.created_at)
 
 
 async def add_secret(
@@ -278,10 +285,17 @@ def _column(name: str, value: Any) -> Any:
     return value
 
 
-async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float) -> None:
+async def update(
+    w: Writer, access_key: str, changes: dict[str, Any], now: float, **why: Any
+) -> None:
     """Change the named columns (policies given as tuples); the event makes every verifier
-    drop the key, so a tightened policy holds as fast as a revocation."""
+    drop the key, so a tightened policy holds as fast as a revocation. A key switched off here
+    is told of as ``key.disabled`` too (after its ``key.updated``); ``why`` goes into both."""
     columns = [c for c in UPDATABLE if c in changes]
+    disabling = False
+    if changes.get("disabled"):
+        row = await w.fetchone("SELECT disabled FROM api_keys WHERE access_key = ?", (access_key,))
+        disabling = row is not None and not row[0]
     sets = ", ".join(f"{c} = ?" for c in columns)
     values = [_column(c, changes[c]) for c in columns]
     await w.execute(
@@ -289,12 +303,29 @@ async def update(w: Writer, access_key: str, changes: dict[str, Any], now: float
         [*values, now, access_key],
     )
     await event(w, access_key, "update", now)
+    if "expires_at" in columns:  # a new expiry is told of again as it nears
+        await w.execute(
+            "DELETE FROM key_notices WHERE access_key = ? AND notice LIKE 'expiring%'",
+            (access_key,),
+        )
+    targets = await store_webhooks.subscribers(w, access_key, "key.updated")
+    changed = await get(w, access_key) if targets else None
+    if changed is not None:
+        await store_webhooks.key_event_to(
+            w, targets, "key.updated", changed, now, changes=columns, **why
+        )
+    if disabling:
+        told = await store_webhooks.subscribers(w, access_key, "key.disabled")
+        off = await get(w, access_key) if told else None
+        if off is not None:
+            await store_webhooks.key_event_to(w, told, "key.disabled", off, now, **why)
 
 
 async def roll(
     w: Writer, access_key: str, secret_hash: bytes, prefix: str, now: float, grace_seconds: float
 ) -> None:
-    """Add a new secret; the older ones stop working after ``grace_seconds`` (0: at once)."""
+    """Add a new secret; the older ones stop working after ``grace_seconds`` (0: at once). An
+    imported key is ours from then on: its new secret has our prefix and checksum."""
     if grace_seconds <= 0:
         await w.execute("DELETE FROM key_secrets WHERE access_key = ?", (access_key,))
     else:
@@ -305,13 +336,23 @@ async def roll(
             (until, access_key),
         )
     await add_secret(w, access_key, secret_hash, prefix, now)
-    await w.execute("UPDATE api_keys SET updated_at = ? WHERE access_key = ?", (now, access_key))
+    await w.execute(
+        "UPDATE api_keys SET updated_at = ?, imported = 0 WHERE access_key = ?", (now, access_key)
+    )
     await event(w, access_key, "roll", now)
+    targets = await store_webhooks.subscribers(w, access_key, "key.rolled")
+    rolled = await get(w, access_key) if targets else None
+    if rolled is not None:
+        await store_webhooks.key_event_to(
+            w, targets, "key.rolled", rolled, now, previous_secret_grace_seconds=grace_seconds
+        )
 
 
-async def delete(w: Writer, access_key: str, now: float) -> bool:
+async def delete(w: Writer, access_key: str, now: float, **why: Any) -> bool:
     """Revoke for good: the key and its secrets are deleted, and who it belonged to is kept in
-    ``revoked_keys``; the event tells every verifier."""
+    ``revoked_keys``; the event tells every verifier, and ``why`` goes into the webhook event."""
+    targets = await store_webhooks.subscribers(w, access_key, "key.revoked")
+    key = await get(w, access_key) if targets else None
     await w.execute(
         "INSERT INTO revoked_keys (access_key, organization_id, user_id, application_id, "
         "revoked_at) SELECT access_key, organization_id, user_id, application_id, ?1 "
@@ -329,6 +370,8 @@ async def delete(w: Writer, access_key: str, now: float) -> bool:
     deleted = await w.execute("DELETE FROM api_keys WHERE access_key = ?", (access_key,))
     if deleted:
         await event(w, access_key, "revoke", now)
+        if key is not None:
+            await store_webhooks.key_event_to(w, targets, "key.revoked", key, now, **why)
     return deleted > 0
 
 
@@ -431,3 +474,13 @@ async def prune(w: Writer, events_before: float, now: float) -> None:
     await w.execute(
         "DELETE FROM key_secrets WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
     )
+
+
+async def expiring(db: Database, now: float, until: float) -> list[ApiKey]:
+    """Keys that expire after ``now`` and by ``until``, soonest first."""
+    rows = await db.fetchall(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys k WHERE k.expires_at > ? AND k.expires_at <= ? "
+        "ORDER BY k.expires_at",
+        (now, until),
+    )
+    return [_key(r) for r in rows]

@@ -198,6 +198,80 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         revoked_at REAL NOT NULL
     ) WITHOUT ROWID
     """,
+    # 9: webhooks and their outbox: one row per event and webhook, written in the transaction of
+    # the change it tells of (core.store.webhooks), delivered by a background task and kept as
+    # the webhook's delivery log. key_notices remembers the notices sent once (a key expiring in
+    # 7 days, rate limited in a given hour), whichever node noticed first.
+    """
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        secret TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX webhooks_organization ON webhooks (organization_id);
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        message_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        access_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        claimed_until REAL,
+        claim_token TEXT,
+        last_status_code INTEGER,
+        last_error TEXT,
+        last_attempt_at REAL,
+        delivered_at REAL
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at);
+    CREATE INDEX webhook_outbox_order ON webhook_outbox (webhook_id, access_key, id);
+    CREATE TABLE key_notices (
+        access_key TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (access_key, notice)
+    ) WITHOUT ROWID;
+    CREATE INDEX api_keys_expires ON api_keys (expires_at)
+    """,
+    # 10: leak reports: a key of ours found where it should not be (GitHub secret scanning, the
+    # public revocation endpoint), with where, kept after the key is revoked.
+    """
+    CREATE TABLE key_leaks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        access_key TEXT NOT NULL,
+        organization_id TEXT NOT NULL,
+        reported_at REAL NOT NULL,
+        reporter TEXT NOT NULL,
+        url TEXT,
+        source TEXT
+    );
+    CREATE INDEX key_leaks_organization ON key_leaks (organization_id, reported_at)
+    """,
+    # 11: an organization's lifetime policy for its keys (NULL: no limit): how long a key may
+    # live at most, and after how long unused it is put out of use by housekeeping.
+    """
+    CREATE TABLE organization_policies (
+        organization_id TEXT PRIMARY KEY REFERENCES organizations(id),
+        max_key_lifetime_days INTEGER,
+        disable_unused_after_days INTEGER,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    # 12: keys imported from another gateway (Kong, Unkey, a CSV): found by their secret's hash
+    # alone, marked so everywhere, until rolled into our format.
+    """
+    ALTER TABLE api_keys ADD COLUMN imported INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 
@@ -393,5 +467,73 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         access_key TEXT NOT NULL,
         revoked_at DOUBLE PRECISION NOT NULL
     );
+    """,
+    # 9: webhooks, their outbox and the notices sent once (see the SQLite migration).
+    """
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations(id),
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        secret TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX webhooks_organization ON webhooks (organization_id);
+    CREATE TABLE webhook_outbox (
+        id BIGSERIAL PRIMARY KEY,
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        message_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        access_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        claimed_until DOUBLE PRECISION,
+        claim_token TEXT,
+        last_status_code INTEGER,
+        last_error TEXT,
+        last_attempt_at DOUBLE PRECISION,
+        delivered_at DOUBLE PRECISION
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at);
+    CREATE INDEX webhook_outbox_order ON webhook_outbox (webhook_id, access_key, id);
+    CREATE TABLE key_notices (
+        access_key TEXT NOT NULL,
+        notice TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (access_key, notice)
+    );
+    CREATE INDEX api_keys_expires ON api_keys (expires_at);
+    """,
+    # 10: leak reports (see the SQLite migration).
+    """
+    CREATE TABLE key_leaks (
+        id BIGSERIAL PRIMARY KEY,
+        access_key TEXT NOT NULL,
+        organization_id TEXT NOT NULL,
+        reported_at DOUBLE PRECISION NOT NULL,
+        reporter TEXT NOT NULL,
+        url TEXT,
+        source TEXT
+    );
+    CREATE INDEX key_leaks_organization ON key_leaks (organization_id, reported_at);
+    """,
+    # 11: an organization's lifetime policy for its keys (see the SQLite migration).
+    """
+    CREATE TABLE organization_policies (
+        organization_id TEXT PRIMARY KEY REFERENCES organizations(id),
+        max_key_lifetime_days INTEGER,
+        disable_unused_after_days INTEGER,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # 12: keys imported from another gateway (see the SQLite migration).
+    """
+    ALTER TABLE api_keys ADD COLUMN imported INTEGER NOT NULL DEFAULT 0;
     """,
 )

@@ -75,6 +75,9 @@ class ApiKey:
     metadata: dict[str, Any] = field(default_factory=dict)  # sent upstream, over its plan's
     plan_id: str | None = None
     credits: Credits | None = None  # its own budget (None: its plan's, its bearer's, or none)
+    # Imported from another gateway: its secret lacks our prefix and checksum, and is found by
+    # hash alone ([keys] accept_imported) until the key is rolled into our format.
+    imported: bool = False
 
     @property
     def restricted(self) -> bool:

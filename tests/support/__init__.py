@@ -160,14 +160,26 @@ def store_text(store_url: str | None = None) -> str:
     return f'url = "{store_url}"\npool_min_size = 1\npool_max_size = 4'
 
 
+# Webhook delivery is off in tests unless one asks for it: nothing generated (schemathesis's
+# URLs) is ever sent anywhere.
+NO_WEBHOOKS = "deliver = false"
+
+
 def config_text(
-    upstream_url: str, extra: str = "", server: str = "", store_url: str | None = None
+    upstream_url: str,
+    extra: str = "",
+    server: str = "",
+    store_url: str | None = None,
+    webhooks: str = NO_WEBHOOKS,
 ) -> str:
-    """The test config: its routes cover every auth mode; `extra` and `server` extend it."""
+    """The test config: its routes cover every auth mode; `extra`, `server` and `webhooks` (the
+    [webhooks] table) extend it."""
     return f"""
 [server]
 listen = "127.0.0.1:0"
 {server}
+[webhooks]
+{webhooks}
 [admin]
 listen = ""
 [store]
@@ -225,9 +237,10 @@ def write_config(
     extra: str = "",
     server: str = "",
     store_url: str | None = None,
+    webhooks: str = NO_WEBHOOKS,
 ) -> Path:
     path = directory / "gateway.toml"
-    path.write_text(config_text(upstream_url, extra, server, store_url))
+    path.write_text(config_text(upstream_url, extra, server, store_url, webhooks))
     return path
 
 
@@ -540,6 +553,7 @@ def build_gateway(
     extra: str = "",
     server: str = "",
     store_url: str | None = None,
+    webhooks: str = NO_WEBHOOKS,
 ) -> tuple[Gateway, Running]:
     """A gateway (and admin listener) over a fresh store: a SQLite file in `directory`, or the
     (empty) PostgreSQL database `store_url`.
@@ -549,7 +563,7 @@ def build_gateway(
     source = write_config(directory, upstream_url, store_url=store_url)
     init = init_store(config_module.load(source))
     config = config_module.load(
-        write_config(directory, upstream_url, extra.format(**init), server, store_url)
+        write_config(directory, upstream_url, extra.format(**init), server, store_url, webhooks)
     )
     clock = FakeClock()
     running = start_gateway(config, clock)

@@ -1,0 +1,102 @@
+"""GitHub's secret-scanning public keys, and the check of a report's signature against them.
+
+GitHub signs each POST of found tokens with ECDSA (P-256, SHA-256) and names the key in
+``Github-Public-Key-Identifier``; the signature (base64 of its DER encoding) is in
+``Github-Public-Key-Signature``. The keys are published as JSON
+(``{"public_keys": [{"key_identifier", "key": PEM, "is_current"}]}``) at ``[leaks]
+github_keys_url``, or read from ``github_keys_file`` (the same JSON). They are kept an hour and
+read again at once, at most every minute, when a report names a key we do not have (a rotation).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from core.lifeconfig import LeaksConfig
+
+KEEP_SECONDS = 3600.0
+RETRY_SECONDS = 60.0
+
+
+class KeysUnavailable(Exception):
+    """GitHub's public keys cannot be had now (fetch failed, file unreadable or malformed)."""
+
+
+def parse(text: str) -> dict[str, ec.EllipticCurvePublicKey]:
+    try:
+        entries = json.loads(text)["public_keys"]
+        keys = {}
+        for entry in entries:
+            key = serialization.load_pem_public_key(entry["key"].encode())
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                keys[str(entry["key_identifier"])] = key
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeysUnavailable(f"the public keys are not GitHub's JSON ({exc})") from None
+    return keys
+
+
+class GitHubKeys:
+    def __init__(self, config: LeaksConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
+        self._loaded_at: float | None = None
+        self._tried_at: float | None = None
+
+    async def _load(self) -> None:
+        self._tried_at = self.clock()
+        if self.config.github_keys_file:
+            try:
+                text = Path(self.config.github_keys_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise KeysUnavailable(f"{self.config.github_keys_file}: {exc.strerror}") from None
+        else:
+            import aiohttp  # only where the keys are fetched: not at every process's start
+
+            timeout = aiohttp.ClientTimeout(total=10)
+            try:
+                async with (
+                    aiohttp.ClientSession(timeout=timeout) as session,
+                    session.get(self.config.github_keys_url) as response,
+                ):
+                    if response.status != 200:
+                        raise KeysUnavailable(
+                            f"{self.config.github_keys_url} answered HTTP {response.status}"
+                        )
+                    text = await response.text()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise KeysUnavailable(f"{self.config.github_keys_url}: {exc!r}") from None
+        self._keys = parse(text)
+        self._loaded_at = self.clock()
+
+    async def key(self, identifier: str) -> ec.EllipticCurvePublicKey | None:
+        now = self.clock()
+        stale = self._loaded_at is None or now - self._loaded_at >= KEEP_SECONDS
+        unknown = identifier not in self._keys and (
+            self._tried_at is None or now - self._tried_at >= RETRY_SECONDS
+        )
+        if stale or unknown:
+            await self._load()
+        return self._keys.get(identifier)
+
+    async def verify(self, identifier: str, signature: str, body: bytes) -> bool:
+        """Whether ``body`` was signed by GitHub's key ``identifier``; raises KeysUnavailable."""
+        if not identifier or not signature:
+            return False
+        key = await self.key(identifier)
+        if key is None:
+            return False
+        try:
+            key.verify(base64.b64decode(signature, validate=True), body, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, binascii.Error, ValueError):
+            return False
+        return True

@@ -1,0 +1,154 @@
+"""Importing keys from Kong, Unkey and a CSV: a dry run by default, one transaction, a report of
+what was taken and refused and why; the old secrets keep working where imported keys are
+accepted, and nowhere else; an imported key rolls into our format."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import BOTH_STORES, Gateway
+
+BACKENDS = BOTH_STORES
+ACCEPT = "[keys]\naccept_imported = true"
+KONG_SECRET = "kong-secret-0123456789abcdef"
+UNKEY_SECRET = "uk_3ZpQ8m2bXvR7tLw9sYc4Nd"
+CSV_SECRET = "legacy-csv-secret-000111222"
+CSV_HASHED = "legacy-csv-hashed-999888777"
+
+
+def sha256(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def files(tmp_path: Path, gateway: Gateway) -> dict[str, tuple[Path, list[str]]]:
+    """Each format's file, and the secrets it should bring in."""
+    kong = tmp_path / "kong.yaml"
+    kong.write_text(
+        "_format_version: '3.0'\n"
+        "consumers:\n"
+        "- username: billing-service\n"
+        "  keyauth_credentials:\n"
+        f"  - key: {KONG_SECRET}\n"
+        "- custom_id: no-keys\n"
+    )
+    unkey = tmp_path / "unkey.json"
+    unkey.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {
+                        "id": "key_1",
+                        "hash": base64.b64encode(sha256(UNKEY_SECRET)).decode(),
+                        "start": "uk_3Zp",
+                        "name": "mobile app",
+                        "ownerId": "acme",
+                        "expires": None,
+                    }
+                ]
+            }
+        )
+    )
+    table = tmp_path / "keys.csv"
+    table.write_text(
+        "secret,sha256,bearer,project,description\n"
+        f"{CSV_SECRET},,user:owner@localhost,default,from the old system\n"
+        f",{sha256(CSV_HASHED).hex()},application:reports,{gateway.project_id},hashed\n"
+    )
+    return {
+        "kong": (kong, [KONG_SECRET]),
+        "unkey": (unkey, [UNKEY_SECRET]),
+        "csv": (table, [CSV_SECRET, CSV_HASHED]),
+    }
+
+
+def status(gateway: Gateway, secret: str) -> int:
+    with gateway.client() as client:
+        return client.get("/echo/x", headers={"X-Auth-Token": secret}).status_code
+
+
+@pytest.mark.parametrize("source", ["kong", "unkey", "csv"])
+def test_import_keeps_the_old_secrets_working(
+    make_gateway: Any, tmp_path: Path, source: str
+) -> None:
+    gateway: Gateway = make_gateway(ACCEPT)
+    path, secrets = files(tmp_path, gateway)[source]
+    dry = json.loads(gateway.cli("keys", "import", "--from", source, str(path), "--json").stdout)
+    assert dry["applied"] is False and len(dry["taken"]) == len(secrets) and dry["refused"] == []
+    assert all(status(gateway, s) == 401 for s in secrets)  # a dry run writes nothing
+    listed = json.loads(gateway.cli("keys", "list", "--json").stdout)
+    assert listed["total_count"] == 1  # the owner key alone
+    done = json.loads(
+        gateway.cli("keys", "import", "--from", source, str(path), "--apply", "--json").stdout
+    )
+    assert done["applied"] is True and len(done["taken"]) == len(secrets)
+    assert [status(gateway, s) for s in secrets] == [200] * len(secrets)
+    access_key = done["taken"][0]["access_key"]
+    shown = json.loads(gateway.cli("keys", "show", access_key, "--json").stdout)
+    assert shown["imported"] is True
+    # Rolled, it is a key of ours: the new secret has our prefix and checksum.
+    rolled = json.loads(gateway.cli("keys", "roll", access_key, "--json").stdout)
+    assert rolled["imported"] is False and rolled["secret_key"].startswith("gws_live_")
+    assert status(gateway, rolled["secret_key"]) == 200
+    again = gateway.cli("keys", "import", "--from", source, str(path), "--json")
+    assert {r["reason"] for r in json.loads(again.stdout)["refused"]} <= {
+        "the store holds this secret already"
+    }
+
+
+def test_imported_secrets_are_refused_unless_accepted(gateway: Gateway, tmp_path: Path) -> None:
+    path, secrets = files(tmp_path, gateway)["kong"]
+    gateway.cli("keys", "import", "--from", "kong", str(path), "--apply")
+    queries = gateway.resources.verifier.store_queries
+    assert status(gateway, secrets[0]) == 401
+    assert gateway.resources.verifier.store_queries == queries  # refused before any lookup
+    assert status(gateway, gateway.secret_key) == 200  # our own keys as ever
+
+
+def test_the_report_says_what_was_refused_and_why(gateway: Gateway, tmp_path: Path) -> None:
+    table = tmp_path / "bad.csv"
+    table.write_text(
+        "secret,sha256,bearer,project,expires_at\n"
+        "good-secret-1234567890,,application:svc,,\n"
+        "good-secret-1234567890,,application:svc,,\n"
+        ",abc,application:svc,,\n"
+        "another-secret-123456,,user:nobody@example.com,,\n"
+        "third-secret-1234567,,application:svc,nowhere,\n"
+        "fourth-secret-123456,,someone,,\n"
+        "fifth-secret-1234567,,application:svc,,2001-01-01T00:00:00Z\n"
+        "short,,application:svc,,\n"
+    )
+    report = json.loads(
+        gateway.cli("keys", "import", "--from", "csv", str(table), "--apply", "--json").stdout
+    )
+    assert [t["ref"] for t in report["taken"]] == ["row 2"]
+    assert report["applications_created"] == ["svc"]
+    assert report["refused"] == [
+        {"ref": "row 3", "reason": "the same secret is earlier in the file"},
+        {"ref": "row 4", "reason": "the hash is not a SHA-256 (64 hex digits or base64)"},
+        {"ref": "row 5", "reason": "user 'nobody@example.com' does not exist: create it first"},
+        {"ref": "row 6", "reason": "project 'nowhere' does not exist"},
+        {
+            "ref": "row 7",
+            "reason": "bearer must be user:<email or id> or application:<name>",
+        },
+        {"ref": "row 8", "reason": "expired already"},
+        {"ref": "row 9", "reason": "the secret must be 8 to 256 ASCII characters"},
+    ]
+    text = gateway.cli("keys", "import", "--from", "csv", str(table)).stdout
+    assert "Dry run" in text and "the store holds this secret already" in text
+
+
+def test_a_file_of_another_format_is_refused(gateway: Gateway, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"hello": 1}')
+    refused = gateway.cli("keys", "import", "--from", "unkey", str(wrong), check=False)
+    assert refused.returncode == 2 and "not an Unkey export" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    missing = gateway.cli("keys", "import", "--from", "csv", str(tmp_path / "nope"), check=False)
+    assert missing.returncode == 2 and "cannot be read" in missing.stderr
