@@ -5,11 +5,11 @@
 
 Starts one nginx upstream and, for each tree (the one given, imported from it, and this one), the
 processes the rows need, as `make bench` does (`bench/gateway_server.py`, one worker, the same
-routes): a gateway; a second one writing its access log to a file for row 5a; the bare engine
-(`bench/bare_engine.py`) for row 3e. Then each row runs with wrk -t1 -c32 against each tree in
-turn, the order swapped each round. Rows: 3e, 4 (auth "none"), 5 (one key), 5a (access log on),
-5l (a local rate limit that never bites), 5r (the same in Redis, `$GATEWAY_TEST_REDIS_URL`), 7
-(unknown tokens, all different). Prints, per row and
+routes), on a store of the tree's own made by its own code: a gateway; a second one writing its
+access log to a file for row 5a; the bare engine (`bench/bare_engine.py`) for row 3e. Then each
+row runs with wrk -t1 -c32 against each tree in turn, the order swapped each round. Rows: 3e, 4
+(auth "none"), 5 (one key), 5a (access log on), 5l (a local rate limit that never bites), 5r (the
+same in Redis, `$GATEWAY_TEST_REDIS_URL`), 7 (unknown tokens, all different). Prints, per row and
 tree, the median requests per second and CPU per request (user and system, read from /proc), the
 median of the per-round ratios this tree / before, and each row's ratio to row 5 of its own tree
 (what the paired targets of `make bench` hold). Measured apart, minutes away from each other, the
@@ -59,6 +59,41 @@ def start(processes: bench.Processes, tree: Path, *args: str) -> tuple[str, int]
     return address, process.pid
 
 
+def fill(tree: Path, store: Path) -> str:
+    """A store of one key made by ``tree``'s own bench code: the key's secret."""
+    script = (
+        "import random, sys; from pathlib import Path; sys.path.insert(0, 'bench'); import run; "
+        "print(run.fill_store(Path(sys.argv[1]), 1, random.Random(4))[0][0])"
+    )
+    done = subprocess.run(
+        [bench.PYTHON, "-c", script, str(store)],
+        capture_output=True,
+        text=True,
+        cwd=tree,
+        env=dict(os.environ, PYTHONPATH=str(tree)),
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def configs(home: Path, upstream: str) -> tuple[Path, Path, Path]:
+    """The gateway's config on ``home``'s store, the same with an access log (row 5a), and the
+    same with Redis rate limits (row 5r)."""
+    text = (
+        f'[server]\nlisten = "127.0.0.1:0"\nworkers = 1\n[admin]\nlisten = ""\n'
+        f'[store]\npath = "{home / "store.db"}"\n[log]\naccess = "off"\n'
+        f"[cache]\nttl_seconds = 3600\n"
+        f'[[routes]]\nprefix = "/api"\nupstream = "{upstream}"\n'
+        f'[[routes]]\nprefix = "/open"\nupstream = "{upstream}"\nauth = "none"\n'
+        f'[[routes]]\nprefix = "/limited"\nupstream = "{upstream}"\n{bench.LIMITED_ROUTE}\n'
+    )
+    config, logged, redis = home / "gateway.toml", home / "logged.toml", home / "redis.toml"
+    config.write_text(text)
+    logged.write_text(text.replace('access = "off"', f'access = "{home / "access.log"}"'))
+    redis.write_text(text + f'[ratelimit]\nbackend = "redis"\nurl = "{bench.REDIS_URL}"\n')
+    return config, logged, redis
+
+
 def main(before: Path, rows: list[str], seconds: int, rounds: int) -> None:
     bench.check_tools(quick=False)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -71,33 +106,29 @@ def main(before: Path, rows: list[str], seconds: int, rounds: int) -> None:
         www = work / "www"
         www.mkdir()
         (www / "small.json").write_text('{"ok": true, "service": "bench-upstream"}\n')
-        secrets, _ = bench.fill_store(work / "store.db", 1, random.Random(4))
-        tokens = bench.write_lines(work / "tokens.txt", secrets)
         rng = random.Random(7)
-        unknown = [bench.fast_secret(rng) for _ in range(80_000)]
-        tokens_of = {row: tokens for row in ROWS}
-        tokens_of["7"] = bench.write_lines(work / "unknown.txt", unknown)
+        unknown = bench.write_lines(
+            work / "unknown.txt", [bench.fast_secret(rng) for _ in range(80_000)]
+        )
         try:
             port = bench.free_port()
             server = f"server {{ listen 127.0.0.1:{port}; root {www}; }}"
             conf = bench.nginx_conf(work, "up", server)
             processes.start(nginx, "-e", str(work / "up.err"), "-c", str(conf))
             upstream = f"http://127.0.0.1:{port}"
-            text = (
-                f'[server]\nlisten = "127.0.0.1:0"\nworkers = 1\n[admin]\nlisten = ""\n'
-                f'[store]\npath = "{work / "store.db"}"\n[log]\naccess = "off"\n'
-                f"[cache]\nttl_seconds = 3600\n"
-                f'[[routes]]\nprefix = "/api"\nupstream = "{upstream}"\n'
-                f'[[routes]]\nprefix = "/open"\nupstream = "{upstream}"\nauth = "none"\n'
-                f'[[routes]]\nprefix = "/limited"\nupstream = "{upstream}"\n{bench.LIMITED_ROUTE}\n'
-            )
-            config, logged = work / "gateway.toml", work / "logged.toml"
-            config.write_text(text)
-            logged.write_text(text.replace('access = "off"', f'access = "{work / "access.log"}"'))
-            redis = work / "redis.toml"
-            redis.write_text(text + f'[ratelimit]\nbackend = "redis"\nurl = "{bench.REDIS_URL}"\n')
             targets: dict[tuple[str, str], tuple[str, int]] = {}
+            secret_of: dict[str, str] = {}
+            tokens_of: dict[tuple[str, str], Path] = {}
             for name, tree in trees.items():
+                # Each tree's store is made by that tree's own code: an older tree refuses a
+                # store that carries a newer tree's migrations.
+                home = work / name.replace(" ", "-")
+                home.mkdir()
+                secret_of[name] = fill(tree, home / "store.db")
+                tokens = bench.write_lines(home / "tokens.txt", [secret_of[name]])
+                for row in ROWS:
+                    tokens_of[(row, name)] = unknown if row == "7" else tokens
+                config, logged, redis = configs(home, upstream)
                 gateway = start(processes, tree, str(tree / "bench/gateway_server.py"), str(config))
                 for row in rows:
                     if row == "3e":
@@ -111,15 +142,15 @@ def main(before: Path, rows: list[str], seconds: int, rounds: int) -> None:
                     else:
                         server_of = gateway
                     targets[(row, name)] = (server_of[0] + PATHS[row], server_of[1])
-            for (row, _), (url, _) in targets.items():
-                bench.wait_http(url, {"X-Auth-Token": secrets[0]})
-                bench.wrk(url, 32, 1, tokens_of[row], False)  # keys cached, code warm
+            for (row, name), (url, _) in targets.items():
+                bench.wait_http(url, {"X-Auth-Token": secret_of[name]})
+                bench.wrk(url, 32, 1, tokens_of[(row, name)], False)  # keys cached, code warm
             for n in range(rounds):
                 for row in rows:
                     for name in list(trees)[:: 1 if n % 2 == 0 else -1]:
                         url, pid = targets[(row, name)]
                         started = cpu_seconds(pid)
-                        result = bench.wrk(url, 32, seconds, tokens_of[row], False)
+                        result = bench.wrk(url, 32, seconds, tokens_of[(row, name)], False)
                         rps.setdefault((row, name), []).append(result["rps"])
                         used = (cpu_seconds(pid) - started) / result["requests"] * 1e6
                         cpu.setdefault((row, name), []).append(used)
