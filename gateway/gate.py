@@ -28,7 +28,8 @@ from core.plans import refill_text
 from core.policies import allows, restricted
 from core.store import StoreUnavailable
 from gateway.credits import EMPTY, Wallet
-from gateway.ratelimit import Decision, Header, Limits, LimitsCache, LocalLimiter, RedisLimiter
+from gateway.ratelimit import Decision, Header, Limits, LimitsCache, LocalLimiter
+from gateway.redis_limits import RedisLimiter
 from gateway.redis_pipe import RedisReplyError
 from gateway.usage import Usage
 from gateway.verifier import Verifier

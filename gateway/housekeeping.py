@@ -23,7 +23,8 @@ from core.store import usage as store_usage
 from core.store import webhooks as store_webhooks
 from gateway.assertions import Assertions
 from gateway.notices import KeyNotices
-from gateway.ratelimit import LocalLimiter, RedisLimiter
+from gateway.ratelimit import LocalLimiter
+from gateway.redis_limits import RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import EVENT_RETENTION_SECONDS, Verifier
 

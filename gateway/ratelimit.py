@@ -5,9 +5,9 @@ Two backends behind one answer (:class:`Decision`):
   hit on a limited route still awaits nothing but the upstream). With ``--workers N`` the
   workers share one journal of what each let through (``gateway.node_limits``), so a limit
   counts per node, whatever N is.
-- :class:`RedisLimiter`: one sorted set per key and limit in Redis, shared by every worker and
-  node; one Lua script checks every limit and records the request atomically, and the checks
-  of one event-loop iteration share one round trip.
+- ``gateway.redis_limits.RedisLimiter``: one sorted set per key and limit in Redis, shared by
+  every worker and node; one Lua script checks every limit and records the request atomically,
+  and the checks of one event-loop iteration share one round trip.
   When Redis does not answer within ``timeout_ms``, ``fail = "open"`` lets the request through
   and ``"closed"`` refuses it with 503; either way it is counted, and logged once per outage.
 
@@ -16,20 +16,14 @@ Every limit that applies must hold; a refused request consumes none of them.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import hashlib
-import itertools
 import logging
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from math import ceil  # a name, not an attribute: looked up per limited request
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from core.config import RateLimitConfig
 from core.policies import RateLimit
-from gateway.redis_pipe import RedisPipe, RedisReplyError, pack
 
 log = logging.getLogger("gateway.ratelimit")
 Header = tuple[bytes, bytes]
@@ -216,124 +210,3 @@ class LocalLimiter:
             if entries and entries[-1] > now:
                 break
             del self.logs[log]
-
-
-# KEYS: one sorted set per limit. ARGV: now (ms), a unique member, then limit and window (ms)
-# per key. Every limit is checked before any is recorded, so a refused request consumes none.
-# Returns {retry_ms, count, reset_ms, count, reset_ms, ...}.
-SCRIPT = """
-local now = tonumber(ARGV[1])
-local retry = 0
-local counts = {}
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[1 + 2 * i])
-  local window = tonumber(ARGV[2 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local count = redis.call('ZCARD', key)
-  if count >= limit then
-    local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-    local wait = tonumber(oldest[2]) + window - now
-    if wait > retry then retry = wait end
-  end
-  counts[i] = count
-end
-local out = {retry}
-for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[2 + 2 * i])
-  if retry <= 0 then
-    redis.call('ZADD', key, now, ARGV[2])
-    redis.call('PEXPIRE', key, window)
-    counts[i] = counts[i] + 1
-  end
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  local reset = 0
-  if first[2] then reset = tonumber(first[2]) + window - now end
-  out[#out + 1] = counts[i]
-  out[#out + 1] = reset
-end
-return out
-"""
-
-
-class RedisLimiter:
-    """Sliding logs in Redis, shared by every worker and node. The checks of one loop
-    iteration travel together, one round trip on one connection (``gateway.redis_pipe``)."""
-
-    local = False
-
-    def __init__(self, config: RateLimitConfig, clock: Callable[[], float]) -> None:
-        self.pipe = RedisPipe(config.url, config.timeout_ms / 1000)
-        # Redis names a script by its SHA-1 (EVALSHA): a name, not a secret.
-        self.sha = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
-        self.fail_open = config.fail == "open"
-        self.clock = clock
-        self.unavailable = 0  # checks Redis did not answer (for the metrics)
-        self.failing = False
-        # Members must be unique across every worker and node (an equal one would replace an
-        # entry, not add one): host, process, this limiter, counter.
-        self._prefix = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}:"
-        self._serial = itertools.count()
-
-    async def check(self, limits: Limits, now: float) -> Decision | None:
-        """The decision, or None when Redis did not answer (the caller applies the fail rule)."""
-        args = self.arguments(limits, now)
-        try:
-            try:
-                out = await self.pipe.call("EVALSHA", self.sha, *args)
-            except RedisReplyError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    raise
-                out = await self.pipe.call("EVAL", SCRIPT, *args)  # and Redis keeps it
-        except (RedisReplyError, OSError, TimeoutError) as exc:
-            self.failed(exc)
-            return None
-        return self.decided(limits, out)
-
-    def send(self, limits: Limits, now: float) -> asyncio.Future[Any] | None:
-        """The check sent now, for a caller told by a callback (``read`` makes the answer a
-        decision); None when there is no connection yet (then ``check`` makes one)."""
-        if self.pipe.transport is None:
-            return None
-        return self.pipe.send(pack(("EVALSHA", self.sha, *self.arguments(limits, now))))
-
-    def read(self, limits: Limits, answer: asyncio.Future[Any]) -> Decision | None:
-        """``send``'s answer, as ``check`` returns it; raises ``RedisReplyError`` for a script
-        Redis does not know (flushed): ``check`` sends it whole."""
-        error = answer.exception()
-        if isinstance(error, RedisReplyError) and str(error).startswith("NOSCRIPT"):
-            raise error
-        if isinstance(error, (RedisReplyError, OSError, TimeoutError)):
-            self.failed(error)
-            return None
-        if error is not None:
-            raise error
-        return self.decided(limits, answer.result())
-
-    def arguments(self, limits: Limits, now: float) -> list[str | int]:
-        """EVALSHA's and EVAL's after the script: the keys, then ``SCRIPT``'s ARGV."""
-        args: list[str | int] = [len(limits.items)]
-        args += [f"gw:rl:{lim.key}" for lim in limits.items]
-        args += [int(now * 1000), f"{self._prefix}{next(self._serial)}"]
-        for lim in limits.items:
-            args += [lim.rule.limit, lim.rule.window_seconds * 1000]
-        return args
-
-    def failed(self, exc: BaseException) -> None:
-        self.unavailable += 1
-        if not self.failing:
-            self.failing = True
-            rule = "let through" if self.fail_open else "refused with 503"
-            log.warning("rate limits: Redis does not answer (%s); requests are %s", exc, rule)
-
-    def decided(self, limits: Limits, out: Any) -> Decision:
-        if self.failing:
-            self.failing = False
-            log.warning("rate limits: Redis answers again")
-        fields = [
-            field(lim, int(count), int(reset) / 1000)
-            for lim, count, reset in zip(limits.items, out[1::2], out[2::2], strict=True)
-        ]
-        return decision(limits, fields, int(out[0]) / 1000)
-
-    async def close(self) -> None:
-        await self.pipe.close()

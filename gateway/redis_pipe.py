@@ -1,4 +1,4 @@
-"""One pipelined connection to Redis, for the rate limits (``gateway.ratelimit.RedisLimiter``).
+"""One pipelined connection to Redis, for the rate limits (``gateway.redis_limits.RedisLimiter``).
 
 The commands asked for in one iteration of the event loop leave in one write, and their answers
 come back in order on the same connection: the checks of every request that arrived together
@@ -96,7 +96,7 @@ class RedisPipe(asyncio.Protocol):
 
     def flush(self) -> None:
         commands, self.outgoing = self.outgoing, []
-        if self.transport is not None:
+        if commands and self.transport is not None:
             self.transport.write(b"".join(commands))
 
     async def connect(self) -> None:

@@ -25,7 +25,8 @@ from gateway.housekeeping import Housekeeping
 from gateway.http.client import Upstream
 from gateway.metrics import Metrics, Snapshot
 from gateway.node_limits import NodeJournal, NodeLimiter
-from gateway.ratelimit import LocalLimiter, RedisLimiter
+from gateway.ratelimit import LocalLimiter
+from gateway.redis_limits import RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import Verifier
 from gateway.webhooks import WebhookDelivery

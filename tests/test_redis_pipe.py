@@ -15,7 +15,8 @@ import httpx
 
 from core.config import RateLimitConfig
 from core.policies import RateLimit
-from gateway.ratelimit import Limits, RedisLimiter
+from gateway.ratelimit import Limits
+from gateway.redis_limits import RedisLimiter
 from tests.support import (
     REDIS_URL,
     Gateway,
@@ -64,6 +65,52 @@ def test_the_checks_of_one_iteration_share_one_write() -> None:
     allowed, writes = asyncio.run(run())
     assert allowed.count(True) == 2 and len(allowed) == 20  # 3 per 10 s, one used before
     assert len(writes) == 1  # twenty checks, one write, one round trip
+
+
+def test_the_checks_of_one_key_in_one_iteration_are_one_script_call() -> None:
+    """Fifty checks of one key at once, ten allowed per 10 s: one script call in Redis, and
+    the answers of fifty calls in a row (ten admitted, counting down; forty refused with the
+    wait until the oldest leaves, none of them recorded); another key's checks are a call of
+    their own."""
+    server = RedisServer()
+    server.start()
+
+    async def run() -> tuple[list[Any], list[Any], int, int]:
+        redis = limiter(server.url)
+        limits, other = fresh_limits(10), fresh_limits(10)
+        await redis.check(limits, 1000.0)  # connected, the script loaded; one of ten used
+        before = await script_calls(redis)
+        answers = await asyncio.gather(
+            *(redis.check(limits, 1001.0) for _ in range(50)),
+            *(redis.check(other, 1001.0) for _ in range(3)),
+        )
+        calls = await script_calls(redis) - before
+        size = await redis.pipe.call("ZCARD", f"gw:rl:{limits.items[0].key}")
+        await redis.close()
+        return list(answers[:50]), list(answers[50:]), calls, size
+
+    try:
+        mine, others, calls, size = asyncio.run(run())
+    finally:
+        server.stop()
+    assert calls == 2  # one for each key
+    assert [d is not None and d.allowed for d in mine] == [True] * 9 + [False] * 41
+    assert size == 10  # the first check and nine of the fifty, never a refused one
+    remaining = [dict(d.headers)[b"ratelimit"] for d in mine if d is not None]
+    assert remaining[0].endswith(b"r=8;t=9") and remaining[8].endswith(b"r=0;t=9")
+    refused = [d for d in mine[9:] if d is not None]
+    assert {dict(d.headers)[b"retry-after"] for d in refused} == {b"9"}  # 1000.0 + 10 - 1001
+    assert [d is not None and d.allowed for d in others] == [True] * 3
+
+
+async def script_calls(redis: RedisLimiter) -> int:
+    """EVALSHA and EVAL calls Redis has run (INFO commandstats)."""
+    info = (await redis.pipe.call("INFO", "commandstats")).decode()
+    calls = 0
+    for line in info.splitlines():
+        if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
+            calls += int(line.split("calls=")[1].split(",")[0])
+    return calls
 
 
 def test_a_redis_that_never_answers_is_bounded_then_reconnected() -> None:
