@@ -323,3 +323,14 @@ def test_the_cli_manages_webhooks(gateway: Gateway) -> None:
     gateway.cli("webhooks", "delete", made["id"])
     gone = gateway.cli("webhooks", "show", made["id"], check=False)
     assert gone.returncode == 2 and "does not exist" in gone.stderr
+
+
+def test_an_empty_outbox_costs_one_read_and_no_write(gateway: Gateway) -> None:
+    """Every delivering process asks every poll interval: with nothing due the answer is one
+    read on the due index, no write transaction (what a fleet at rest costs the database)."""
+    from core.store import webhooks as outbox
+
+    db = gateway.resources.db
+    reads, writes = db.reads, db.writes
+    assert gateway.loop.run(outbox.claim(db, gateway.clock(), 30.0, 8)) == []
+    assert (db.reads - reads, db.writes - writes) == (1, 0)

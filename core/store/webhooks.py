@@ -247,8 +247,19 @@ _DUE = """SELECT o.id FROM webhook_outbox o
     ORDER BY o.id LIMIT ?2"""
 
 
+_ANY_DUE = """SELECT 1 FROM webhook_outbox
+    WHERE status = 'pending' AND next_attempt_at <= ?1
+      AND (claimed_until IS NULL OR claimed_until <= ?1) LIMIT 1"""
+
+
 async def claim(db: Database, now: float, lease_seconds: float, limit: int) -> list[Claimed]:
-    """Claim up to ``limit`` due deliveries for one attempt each, for ``lease_seconds``."""
+    """Claim up to ``limit`` due deliveries for one attempt each, for ``lease_seconds``.
+
+    Every delivering process asks every ``poll_interval_seconds``, and the outbox is empty
+    most of the time: a read on the due index answers that alone, where the claim is a
+    transaction of three statements (50 nodes at rest ran 150 statements a second for it)."""
+    if await db.fetchone(_ANY_DUE, (now,)) is None:
+        return []
     token = secrets.token_hex(8)
     due = _DUE + (" FOR UPDATE OF o SKIP LOCKED" if db.dialect == "postgresql" else "")
     async with db.transaction() as w:
