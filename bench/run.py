@@ -264,10 +264,11 @@ def wait_http(url: str, headers: dict[str, str] | None = None, timeout: float = 
 # -- load ----------------------------------------------------------------------------------------
 
 
-def wrk(
+def wrk_command(
     url: str, connections: int, seconds: int, tokens: Path | None, count: bool
-) -> dict[str, Any]:
-    command = [
+) -> list[str]:
+    """One wrk thread, ``connections`` connections, bench/load.lua sending ``tokens``."""
+    return [
         "wrk",
         "-t1",
         f"-c{connections}",
@@ -282,10 +283,21 @@ def wrk(
         str(tokens or ""),
         "1" if count else "0",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def wrk_figures(output: str) -> dict[str, Any]:
+    """What bench/load.lua's done() printed (the last line), with the requests per second."""
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     result["rps"] = result["requests"] / result["seconds"]
     return result
+
+
+def wrk(
+    url: str, connections: int, seconds: int, tokens: Path | None, count: bool
+) -> dict[str, Any]:
+    command = wrk_command(url, connections, seconds, tokens, count)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True)
+    return wrk_figures(done.stdout)
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
