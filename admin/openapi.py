@@ -330,7 +330,8 @@ def directory_paths(plural: str, schema: str) -> dict[str, Any]:
             "post": {
                 "operationId": f"create_{plural}",
                 "requestBody": body(f"{schema}Create"),
-                "responses": responses(201, ref(schema), 400, 403, 409),
+                # 422: a well-formed value the API cannot act on (rate limits, metadata).
+                "responses": responses(201, ref(schema), 400, 403, 409, 422),
             },
         },
         f"/v1/{plural}/{{id}}": {
@@ -339,7 +340,7 @@ def directory_paths(plural: str, schema: str) -> dict[str, Any]:
             "patch": {
                 "operationId": f"update_{plural}",
                 "requestBody": body(f"{schema}Update"),
-                "responses": responses(200, ref(schema), 400, 403, 404, 409),
+                "responses": responses(200, ref(schema), 400, 403, 404, 409, 422),
             },
             "delete": {
                 "operationId": f"delete_{plural}",
