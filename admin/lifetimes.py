@@ -65,6 +65,12 @@ async def update(db: Database, actor: Actor, org_id: str, body: dict[str, Any]) 
     return policy
 
 
+async def latest_expiry(db: Database, org_id: str, now: float) -> float | None:
+    """The latest expiry the organization allows a key given one now (None: no limit)."""
+    days = (await store_lifetimes.get(db, org_id)).max_key_lifetime_days
+    return None if days is None else now + days * DAY
+
+
 async def check_expiry(db: Database, org_id: str, expires_at: float | None, now: float) -> None:
     """Refuse (422) an expiry the organization's ``max_key_lifetime_days`` does not allow."""
     policy = await store_lifetimes.get(db, org_id)

@@ -5,7 +5,11 @@ unused too long disabled by housekeeping, audited, with their webhook events."""
 from __future__ import annotations
 
 import json
+import time
 
+from admin import access, service
+from admin.serialize import rfc3339
+from core.store import keys as store_keys
 from tests.support import BOTH_STORES, BOUND, Gateway, wait_for
 
 BACKENDS = BOTH_STORES
@@ -47,6 +51,52 @@ def test_the_maximum_lifetime_is_held(gateway: Gateway) -> None:
     refused = gateway.cli("keys", "create", "--user", gateway.owner_id, check=False)
     assert refused.returncode == 2 and "max_key_lifetime_days" in refused.stderr
     gateway.cli("keys", "create", "--user", gateway.owner_id, "--expires-in", "7d")
+
+
+def test_a_roll_is_held_to_the_maximum_lifetime(gateway: Gateway) -> None:
+    """A roll that gives a new expiry is an edit of it: past the limit, 422 and nothing changed.
+    An expired key renewed by a roll gets the lifetime it was created with, cut to the limit."""
+    org = org_of(gateway)
+    older = gateway.new_key(expires_at=time.time() + 90 * DAY)  # made before the policy
+    fresh = gateway.new_key(expires_at=time.time() + 10 * DAY)
+    access_key = fresh.key.access_key
+    with gateway.admin() as admin:
+        admin.patch(f"/v1/organizations/{org}/policy", json={"max_key_lifetime_days": 30})
+        too_long = admin.post(
+            f"/v1/api-keys/{access_key}/roll",
+            json={"expires_at": rfc3339(time.time() + 100 * DAY)},
+        )
+        assert too_long.status_code == 422, too_long.text
+        assert "limit of 30 days (max_key_lifetime_days)" in too_long.json()["message"]
+        kept = admin.get(f"/v1/api-keys/{access_key}").json()
+        assert kept["expires_at"] == rfc3339(fresh.key.expires_at)
+        assert kept["secret_prefix"] == fresh.key.secret_prefix  # not rolled either
+        within = admin.post(
+            f"/v1/api-keys/{access_key}/roll",
+            json={"expires_at": rfc3339(time.time() + 20 * DAY)},
+        )
+        assert within.status_code == 200, within.text
+    refused = gateway.cli("keys", "roll", access_key, "--expires-in", "60d", check=False)
+    assert refused.returncode == 2 and "max_key_lifetime_days" in refused.stderr
+    db = gateway.resources.db
+
+    async def expire_older() -> None:  # made 100 days ago for 90 days: expired 10 days ago
+        async with db.transaction() as w:
+            await w.execute(
+                "UPDATE api_keys SET created_at = created_at - ?, expires_at = expires_at - ? "
+                "WHERE access_key = ?",
+                (100 * DAY, 100 * DAY, older.key.access_key),
+            )
+            await store_keys.event(w, older.key.access_key, "update", time.time())
+
+    gateway.loop.run(expire_older())
+    renewed = gateway.loop.run(
+        service.roll_key(
+            db, access.LOCAL_OPERATOR, gateway.resources.secret_format, older.key.access_key
+        )
+    )
+    assert renewed.key.expires_at is not None
+    assert 29 * DAY < renewed.key.expires_at - time.time() <= 30 * DAY
 
 
 def test_keys_breaking_a_new_policy_are_listed_and_keep_working(gateway: Gateway) -> None:
