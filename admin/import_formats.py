@@ -22,8 +22,9 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+
+from admin.fields import checked_time, parse_time
 
 FORMATS = ("kong", "unkey", "csv")
 SHOWN = 4  # characters of a secret in clear kept for recognition (its `secret_prefix`)
@@ -74,12 +75,14 @@ def _from_hash(ref: str, value: Any, **rest: Any) -> Candidate:
 
 
 def _time(value: Any) -> float | None:
+    """An expiry as the API reads one (RFC 3339, with its zone), or Unkey's milliseconds; raises
+    ValueError for what no RFC 3339 time could show back."""
     if value in (None, ""):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) / 1000.0  # Unkey's milliseconds
+        return checked_time(float(value) / 1000.0)  # Unkey's milliseconds
     if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return parse_time(value)
     raise ValueError(value)
 
 

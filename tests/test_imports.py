@@ -154,3 +154,38 @@ def test_a_file_of_another_format_is_refused(gateway: Gateway, tmp_path: Path) -
     assert "Traceback" not in refused.stderr
     missing = gateway.cli("keys", "import", "--from", "csv", str(tmp_path / "nope"), check=False)
     assert missing.returncode == 2 and "cannot be read" in missing.stderr
+
+
+def test_an_expiry_no_time_can_say_is_refused(gateway: Gateway, tmp_path: Path) -> None:
+    """Past 9999-12-31T23:59:59Z (or not a number at all) no RFC 3339 time can show it: such an
+    entry is refused, not a stack trace that takes the whole import down."""
+    hashed = [base64.b64encode(sha256(f"unkey-far-secret-{n}")).decode() for n in range(4)]
+    unkey = tmp_path / "far.json"
+    unkey.write_text(
+        "["
+        + ", ".join(
+            f'{{"hash": "{h}", "ownerId": "acme", "expires": {expires}}}'
+            for h, expires in zip(hashed, ["1e20", "1e400", "NaN", "4102444800000"], strict=True)
+        )
+        + "]"
+    )
+    report = json.loads(
+        gateway.cli("keys", "import", "--from", "unkey", str(unkey), "--apply", "--json").stdout
+    )
+    assert [t["ref"] for t in report["taken"]] == ["keys[3]"]  # 2100-01-01
+    assert [r["reason"] for r in report["refused"]] == ["expires is not a time"] * 3
+    table = tmp_path / "far.csv"
+    table.write_text(
+        "secret,bearer,expires_at\n"
+        "far-csv-secret-0001,application:svc,9999-12-31T23:59:59-01:00\n"
+        "far-csv-secret-0002,application:svc,2030-01-01\n"
+        "far-csv-secret-0003,application:svc,2030-01-01T00:00:00+01:00\n"
+    )
+    done = gateway.cli("keys", "import", "--from", "csv", str(table), "--apply", "--json")
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    assert [t["ref"] for t in report["taken"]] == ["row 4"]
+    assert report["refused"] == [
+        {"ref": "row 2", "reason": "expires_at is not an RFC 3339 time"},
+        {"ref": "row 3", "reason": "expires_at is not an RFC 3339 time"},  # no zone: whose?
+    ]

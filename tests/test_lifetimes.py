@@ -207,3 +207,20 @@ def test_housekeeping_runs_it(gateway: Gateway) -> None:
     gateway.loop.run(housekeeping.round())
     with gateway.admin() as admin:
         assert admin.get(f"/v1/api-keys/{unused.key.access_key}").json()["disabled"] is True
+
+
+def test_an_expiry_no_time_can_say_is_refused(gateway: Gateway) -> None:
+    """Past 9999-12-31T23:59:59Z no RFC 3339 time can show an expiry (a key's JSON, its webhook
+    events): 400 naming the field, not a 500 with nothing written."""
+    made = gateway.new_key()
+    with gateway.admin() as admin:
+        for far in ("9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59.9999999Z"):
+            for answer in (
+                admin.post("/v1/api-keys", json={"expires_at": far}),
+                admin.patch(f"/v1/api-keys/{made.key.access_key}", json={"expires_at": far}),
+                admin.post(f"/v1/api-keys/{made.key.access_key}/roll", json={"expires_at": far}),
+            ):
+                assert answer.status_code == 400, (far, answer.text)
+                assert answer.json()["details"][0]["field"] == "expires_at"
+        last = admin.post("/v1/api-keys", json={"expires_at": "9999-12-31T23:59:59Z"})
+        assert last.status_code == 201 and last.json()["expires_at"] == "9999-12-31T23:59:59Z"
