@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -213,6 +216,54 @@ def test_the_public_revocation_endpoint(leaky: tuple[Gateway, str]) -> None:
     assert proxy_status(gateway, kept.secret_key) == 200
     gateway.clock.advance(60)
     assert httpx.post(endpoint, json={"credentials": []}).status_code == 202  # a new minute
+
+
+@contextlib.contextmanager
+def writes_held(gateway: Gateway) -> Iterator[None]:
+    """Another connection holds the store's writes (reads go on), as a busy store would."""
+    if gateway.config.store.url is None:
+        assert gateway.config.store.path is not None
+        lock = sqlite3.connect(gateway.config.store.path, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        return
+    url = gateway.config.store.url
+    conn = gateway.loop.run(asyncpg.connect(url))
+    gateway.loop.run(conn.execute("BEGIN; LOCK TABLE api_keys IN EXCLUSIVE MODE"))
+    try:
+        yield
+    finally:
+        gateway.loop.run(conn.execute("ROLLBACK"))
+        gateway.loop.run(conn.close())
+
+
+def test_a_revocation_request_answers_alike_while_the_store_is_busy(
+    leaky: tuple[Gateway, str],
+) -> None:
+    """The answer never says whether a secret existed, not even by its time: it is given
+    before any key is looked up or revoked, so a found secret (a write) is answered as fast as
+    noise, and a store too busy to write answers no differently (no 503 that noise never gets).
+    The key is revoked once the store can write."""
+    gateway, url = leaky
+    gateway.clock.freeze()
+    found = gateway.new_key()
+    endpoint = url + "/v1/credentials/revoke"
+    with writes_held(gateway):
+        answers = [
+            httpx.post(endpoint, json={"credentials": [secret]}, timeout=3)
+            for secret in (generate_secret_key("gws"), found.secret_key)
+        ]
+        assert [a.status_code for a in answers] == [202, 202]
+        assert answers[0].json() == answers[1].json()
+        assert proxy_status(gateway, found.secret_key) == 200  # not written yet
+    wait_for(lambda: proxy_status(gateway, found.secret_key) == 401, timeout=BOUND + 5)
+    with gateway.admin() as admin:
+        [leak] = admin.get("/v1/leaks").json()["leaks"]
+    assert leak["access_key"] == found.key.access_key and leak["reporter"] == "public"
 
 
 def test_action_disable_disables_the_key_instead(
