@@ -189,3 +189,15 @@ def test_an_expiry_no_time_can_say_is_refused(gateway: Gateway, tmp_path: Path) 
         {"ref": "row 2", "reason": "expires_at is not an RFC 3339 time"},
         {"ref": "row 3", "reason": "expires_at is not an RFC 3339 time"},  # no zone: whose?
     ]
+
+
+def test_a_csv_saved_with_a_byte_order_mark_is_read(gateway: Gateway, tmp_path: Path) -> None:
+    """Spreadsheets save "CSV UTF-8" with a byte order mark before the header: it is not part
+    of the first column's name."""
+    table = tmp_path / "excel.csv"
+    table.write_bytes(
+        b"\xef\xbb\xbfsecret,bearer,project\r\nbom-csv-secret-0001,application:svc,default\r\n"
+    )
+    done = gateway.cli("keys", "import", "--from", "csv", str(table), "--json", check=False)
+    assert done.returncode == 0, done.stderr
+    assert [t["ref"] for t in json.loads(done.stdout)["taken"]] == ["row 2"]
