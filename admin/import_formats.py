@@ -2,8 +2,9 @@
 the secret's SHA-256, who bears it and in which project, or why the entry cannot be taken.
 
 - **kong**: a deck dump (``deck gateway dump``, YAML or JSON): every consumer's
-  ``keyauth_credentials``; the secrets are in clear, hashed here. Each consumer becomes an
-  application named after its ``username`` (else its ``custom_id``).
+  ``keyauth_credentials``; the secrets are in clear, hashed here; a ``ttl`` (seconds left) makes
+  the key expire that long after the import. Each consumer becomes an application named after
+  its ``username`` (else its ``custom_id``).
 - **unkey**: Unkey's keys as JSON (a list, or ``{"keys": [...]}``), each with its ``hash`` (the
   SHA-256 of the key, hex or base64), ``start`` (its first characters), ``name``, ``ownerId`` or
   ``externalId`` (the application it becomes), ``expires`` (milliseconds since the epoch, or
@@ -43,6 +44,7 @@ class Candidate:
     project: str | None = None  # name or id; None: the default
     description: str = ""
     expires_at: float | None = None
+    expires_in: float | None = None  # seconds left from the import (Kong's ttl), if no expires_at
     refused: str | None = None  # why it cannot be taken, found while reading the file
 
     def __repr__(self) -> str:  # no hash in a repr that could reach a log
@@ -109,6 +111,8 @@ def kong(text: str) -> list[Candidate]:
                 found.append(Candidate(ref, refused="not a credential"))
             elif not isinstance(name, str) or not name:
                 found.append(Candidate(ref, refused="its consumer has no username or custom_id"))
+            elif not _is_ttl(ttl := credential.get("ttl")):
+                found.append(Candidate(ref, refused="ttl is not a number of seconds"))
             else:
                 found.append(
                     _from_secret(
@@ -116,9 +120,16 @@ def kong(text: str) -> list[Candidate]:
                         credential.get("key"),
                         bearer=("application", name),
                         description=f"imported from Kong (consumer {name})",
+                        expires_in=None if ttl is None else float(ttl),
                     )
                 )
     return found
+
+
+def _is_ttl(value: Any) -> bool:
+    """Kong's ``ttl`` of a credential: none (it never expires), or the seconds it had left when
+    the Admin API was read (which deck dumps)."""
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def unkey(text: str) -> list[Candidate]:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from admin.access import LOCAL_OPERATOR, organization_of, record
+from admin.fields import checked_time
 from admin.import_formats import Candidate
 from core.store import Database, Writer
 from core.store import directory as store_dir
@@ -68,6 +69,13 @@ async def run(
     seen: set[bytes] = set()
     for candidate in candidates:
         why = candidate.refused
+        if why is None and candidate.expires_in is not None:
+            try:
+                candidate = replace(
+                    candidate, expires_at=checked_time(now + max(candidate.expires_in, 0.0))
+                )
+            except ValueError:
+                why = "ttl is not a number of seconds"
         bearer = candidate.bearer or default_bearer
         project_ref = candidate.project or default_project
         project_id = org.default_project_id if project_ref is None else by_project.get(project_ref)

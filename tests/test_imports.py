@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,42 @@ def test_an_expiry_no_time_can_say_is_refused(gateway: Gateway, tmp_path: Path) 
         {"ref": "row 2", "reason": "expires_at is not an RFC 3339 time"},
         {"ref": "row 3", "reason": "expires_at is not an RFC 3339 time"},  # no zone: whose?
     ]
+
+
+def test_a_kong_credential_keeps_its_time_to_live(gateway: Gateway, tmp_path: Path) -> None:
+    """Kong's key-auth credentials may carry a ``ttl`` (seconds left when dumped): such a key
+    expires here then too, not never."""
+    kong = tmp_path / "kong.yaml"
+    kong.write_text(
+        "_format_version: '3.0'\n"
+        "consumers:\n"
+        "- username: billing-service\n"
+        "  keyauth_credentials:\n"
+        "  - key: kong-lasting-secret-01\n"
+        "  - key: kong-hour-left-secret-02\n"
+        "    ttl: 3600\n"
+        "  - key: kong-gone-secret-03\n"
+        "    ttl: 0\n"
+        "  - key: kong-odd-ttl-secret-04\n"
+        "    ttl: soon\n"
+    )
+    report = json.loads(
+        gateway.cli("keys", "import", "--from", "kong", str(kong), "--apply", "--json").stdout
+    )
+    lasting, hour = (t["access_key"] for t in report["taken"])
+    assert report["refused"] == [
+        {"ref": "consumers[0].keyauth_credentials[2]", "reason": "expired already"},
+        {
+            "ref": "consumers[0].keyauth_credentials[3]",
+            "reason": "ttl is not a number of seconds",
+        },
+    ]
+    shown = [json.loads(gateway.cli("keys", "show", k, "--json").stdout) for k in (lasting, hour)]
+    assert shown[0]["expires_at"] is None
+    from admin.fields import parse_time
+
+    left = parse_time(shown[1]["expires_at"]) - time.time()
+    assert 3500 < left <= 3600
 
 
 def test_a_csv_saved_with_a_byte_order_mark_is_read(gateway: Gateway, tmp_path: Path) -> None:
