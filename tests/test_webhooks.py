@@ -152,6 +152,11 @@ def test_failed_after_24_hours_of_retries(make_gateway: Any, receiver: Receiver)
         ({"url": "http://127.0.0.1:1/h", "events": ["key.nothing"]}, 400, "events"),
         ({"url": "http://127.0.0.1:1/h", "events": []}, 422, "events"),
         ({"events": ["key.created"]}, 400, "url"),
+        # URLs the deliverer could never send to: refused now, not failed for 24 hours.
+        ({"url": "http://[::1/h", "events": ["key.created"]}, 400, "url"),
+        ({"url": "http://127.0.0.1:99999/h", "events": ["key.created"]}, 400, "url"),
+        ({"url": "http://127.0.0.1:port/h", "events": ["key.created"]}, 400, "url"),
+        ({"url": "http://:8080/h", "events": ["key.created"]}, 400, "url"),
     ],
 )
 def test_refused_webhooks(gateway: Gateway, body: dict[str, Any], status: int, field: str) -> None:
@@ -317,9 +322,12 @@ def test_the_cli_manages_webhooks(gateway: Gateway) -> None:
     gateway.cli("webhooks", "test", made["id"])
     log = json.loads(gateway.cli("webhooks", "deliveries", made["id"], "--json").stdout)
     assert [d["event_type"] for d in log["deliveries"]] == ["webhook.test"]
-    bad = gateway.cli("webhooks", "create", "ftp://x", "--event", "key.created", check=False)
-    assert bad.returncode == 2 and "url must be an http:// or https:// URL" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    for url in ("ftp://x", "http://127.0.0.1:99999/h"):
+        bad = gateway.cli("webhooks", "create", url, "--event", "key.created", check=False)
+        assert bad.returncode == 2 and "url must be an http:// or https:// URL" in bad.stderr
+        assert "Traceback" not in bad.stderr
+    moved = gateway.cli("webhooks", "edit", made["id"], "--url", "http://[::1/h", check=False)
+    assert moved.returncode == 2 and "url must be" in moved.stderr
     gateway.cli("webhooks", "delete", made["id"])
     gone = gateway.cli("webhooks", "show", made["id"], check=False)
     assert gone.returncode == 2 and "does not exist" in gone.stderr
