@@ -19,7 +19,9 @@ from gatewaycli.output import emit, table
 from gatewaycli.registry import group
 
 OPERATOR = access.LOCAL_OPERATOR
-hooks = group("webhooks", "manage webhooks of key events: create, list, show, edit, delete, test")
+hooks = group(
+    "webhooks", "manage webhooks of key events: create, list, show, edit, delete, test, deliveries"
+)
 policy = group("policy", "the organization's key lifetime policy: show, set")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import BOTH_STORES, BOUND, Gateway, wait_for
+from tests.support import BOTH_STORES, BOUND, Gateway, run_cli, wait_for
 
 BACKENDS = BOTH_STORES
 ACCEPT = "[keys]\naccept_imported = true"
@@ -238,3 +238,14 @@ def test_a_csv_saved_with_a_byte_order_mark_is_read(gateway: Gateway, tmp_path: 
     done = gateway.cli("keys", "import", "--from", "csv", str(table), "--json", check=False)
     assert done.returncode == 0, done.stderr
     assert [t["ref"] for t in json.loads(done.stdout)["taken"]] == ["row 2"]
+
+
+@pytest.mark.parametrize(
+    ("command", "actions"), [("keys", ("import", "audit-policy")), ("webhooks", ("deliveries",))]
+)
+def test_the_help_names_every_action(command: str, actions: tuple[str, ...]) -> None:
+    """A group's one line of help (its --help, and its line in `gateway --help`) names all of
+    its actions."""
+    described = run_cli(command, "--help").stdout.split("\n\n")[1]
+    for action in actions:
+        assert action in described, described
