@@ -1,8 +1,8 @@
 """Lifetime policies per organization: how long its keys may live (``max_key_lifetime_days``:
 new keys and edits must carry an ``expires_at`` within it, else 422 naming the limit) and how
 long a key may go unused (``disable_unused_after_days``: housekeeping then disables it:
-refused with 403 key_disabled, restorable with the same secret; audited, with its ``key.updated``
-and ``key.disabled`` events).
+refused with 403 key_disabled, restorable with the same secret, counted from its enabling then;
+audited, with its ``key.updated`` and ``key.disabled`` events).
 
 A new policy does not touch the keys that already break it: they keep working until they expire
 or are edited (an edit must then comply), and are listed by ``violations`` (the API, ``gateway

@@ -224,3 +224,40 @@ def test_an_expiry_no_time_can_say_is_refused(gateway: Gateway) -> None:
                 assert answer.json()["details"][0]["field"] == "expires_at"
         last = admin.post("/v1/api-keys", json={"expires_at": "9999-12-31T23:59:59Z"})
         assert last.status_code == 201 and last.json()["expires_at"] == "9999-12-31T23:59:59Z"
+
+
+def test_a_key_enabled_again_counts_as_unused_from_then(gateway: Gateway) -> None:
+    """A key disabled for disuse and enabled again by its owner is not disabled by the next
+    round (within a minute, before any client could use it): its unused time starts again."""
+    org = org_of(gateway)
+    idle = gateway.new_key(description="idle")
+    access_key = idle.key.access_key
+    db = gateway.resources.db
+    notices = gateway.resources.housekeeping.notices
+
+    async def made_long_ago() -> None:
+        async with db.transaction() as w:
+            await w.execute(
+                "UPDATE api_keys SET created_at = created_at - ? WHERE access_key = ?",
+                (31 * DAY, access_key),
+            )
+
+    gateway.loop.run(made_long_ago())
+    with gateway.admin() as admin:
+        admin.patch(f"/v1/organizations/{org}/policy", json={"disable_unused_after_days": 30})
+    assert gateway.loop.run(notices.retire_unused(db, gateway.clock())) == 1
+    with gateway.admin() as admin:
+        enabled = admin.patch(f"/v1/api-keys/{access_key}", json={"disabled": False})
+        assert enabled.status_code == 200 and enabled.json()["disabled"] is False
+        found = admin.get(f"/v1/organizations/{org}/policy/violations").json()["violations"]
+    assert access_key not in {v["access_key"] for v in found}
+    assert gateway.loop.run(notices.retire_unused(db, gateway.clock())) == 0
+    with gateway.admin() as admin:
+        assert admin.get(f"/v1/api-keys/{access_key}").json()["disabled"] is False
+    gateway.clock.advance(31 * DAY)  # unused for 30 days since it was enabled: disabled again
+    with gateway.admin() as admin:
+        assert admin.get("/v1/whoami").status_code == 200  # the owner key, used now
+    gateway.loop.run(gateway.resources.verifier.flush_last_used())
+    assert gateway.loop.run(notices.retire_unused(db, gateway.clock())) == 1
+    with gateway.admin() as admin:
+        assert admin.get(f"/v1/api-keys/{access_key}").json()["disabled"] is True
