@@ -249,3 +249,33 @@ def test_the_help_names_every_action(command: str, actions: tuple[str, ...]) -> 
     described = run_cli(command, "--help").stdout.split("\n\n")[1]
     for action in actions:
         assert action in described, described
+
+
+def test_bearers_and_projects_are_named_as_every_command_names_them(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """An exact match, else one ignoring case (docs/cli.md); a name several applications have
+    is refused with them listed, never taken for one of them at random."""
+    for name in ("svc", "twin", "twin"):
+        gateway.cli("applications", "create", name)
+    table = tmp_path / "names.csv"
+    table.write_text(
+        "secret,bearer,project\n"
+        "named-case-secret-1,application:SVC,DEFAULT\n"
+        "named-case-secret-2,user:OWNER@LOCALHOST,default\n"
+        "named-twin-secret-3,application:twin,\n"
+        "named-new-secret-4,application:fresh,\n"
+        "named-new-secret-5,application:FRESH,\n"
+    )
+    report = json.loads(
+        gateway.cli("keys", "import", "--from", "csv", str(table), "--apply", "--json").stdout
+    )
+    assert [t["ref"] for t in report["taken"]] == ["row 2", "row 3", "row 5", "row 6"]
+    [refused] = report["refused"]
+    assert refused["ref"] == "row 4"
+    assert refused["reason"].startswith("2 applications have the name 'twin': ")
+    assert report["applications_created"] == ["fresh"]  # once: FRESH is the same one
+    listed = json.loads(gateway.cli("applications", "list", "--json").stdout)["applications"]
+    assert sorted(a["name"] for a in listed) == ["fresh", "svc", "twin", "twin"]
+    svc_keys = json.loads(gateway.cli("keys", "list", "--application", "svc", "--json").stdout)
+    assert svc_keys["total_count"] == 1
