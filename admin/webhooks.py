@@ -57,6 +57,10 @@ def _url(value: Any) -> str:
         raise Invalid(f"url must be an http:// or https:// URL: {exc}", "url") from None
     if not parts.hostname:
         raise Invalid("url must be an http:// or https:// URL: it names no host", "url")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError as exc:  # a label empty or over 63 characters (RFC 1035, 2.3.4)
+        raise Invalid(f"url must be an http:// or https:// URL: its host {exc}", "url") from None
     if port == 0:
         raise Invalid("url must be an http:// or https:// URL: port 0 is no port", "url")
     return url

@@ -145,6 +145,40 @@ def test_failed_after_24_hours_of_retries(make_gateway: Any, receiver: Receiver)
     assert len(receiver.received) == count  # failed for good
 
 
+def test_a_url_the_client_cannot_use_fails_the_attempt_not_the_event(
+    make_gateway: Any,
+) -> None:
+    """A URL stored before the checks it now meets (a host label over 63 characters, which the
+    HTTP client refuses with a UnicodeError, not one of its own errors) is an attempt that
+    failed, in the delivery log and retried with backoff: not an event claimed and dropped
+    again every lease, never counted, holding the key's later events back for ever."""
+    gateway: Gateway = make_gateway(webhooks=DELIVER)
+    hook = subscribe(gateway, "http://127.0.0.1:1/h", ["key.created"])
+    db = gateway.resources.db
+
+    async def stored_long_ago() -> None:
+        async with db.transaction() as w:
+            await w.execute(
+                "UPDATE webhooks SET url = ? WHERE id = ?",
+                (f"http://{'a' * 64}.example/h", hook["id"]),
+            )
+
+    gateway.loop.run(stored_long_ago())
+    gateway.new_key()
+
+    def log() -> list[dict[str, Any]]:
+        with gateway.admin() as admin:
+            found: list[dict[str, Any]] = admin.get(f"/v1/webhooks/{hook['id']}/deliveries").json()[
+                "deliveries"
+            ]
+        return found
+
+    wait_for(lambda: log()[0]["attempts"] >= 1, timeout=20)
+    [entry] = log()
+    assert entry["status"] == "pending" and entry["next_attempt_at"] is not None
+    assert "UnicodeError" in entry["last_error"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
@@ -157,6 +191,7 @@ def test_failed_after_24_hours_of_retries(make_gateway: Any, receiver: Receiver)
         ({"url": "http://127.0.0.1:99999/h", "events": ["key.created"]}, 400, "url"),
         ({"url": "http://127.0.0.1:port/h", "events": ["key.created"]}, 400, "url"),
         ({"url": "http://:8080/h", "events": ["key.created"]}, 400, "url"),
+        ({"url": f"http://{'a' * 64}.example/h", "events": ["key.created"]}, 400, "url"),
     ],
 )
 def test_refused_webhooks(gateway: Gateway, body: dict[str, Any], status: int, field: str) -> None:
