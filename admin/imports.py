@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from admin import names
 from admin.access import LOCAL_OPERATOR, Invalid, NotFound, organization_of, record
 from admin.directory import Entity
-from admin.fields import checked_time
+from admin.fields import NAME, checked_time
 from admin.import_formats import Candidate
 from core.store import Database, Writer
 from core.store import directory as store_dir
@@ -101,7 +101,12 @@ async def run(
             else:
                 application_id, why = _named(applications, "application", who)
                 if application_id is None and why is None:
-                    made = Application(str(uuid.uuid4()), org_id, who[:100], (), now, now)
+                    try:  # a name the API would take, or no application
+                        NAME.parse("name", who)
+                    except Invalid as exc:
+                        report.refused.append((candidate.ref, f"the application's {exc.message}"))
+                        continue
+                    made = Application(str(uuid.uuid4()), org_id, who, (), now, now)
                     new_applications[made.name] = made
                     applications.append(made)
                     application_id = made.id

@@ -279,3 +279,38 @@ def test_bearers_and_projects_are_named_as_every_command_names_them(
     assert sorted(a["name"] for a in listed) == ["fresh", "svc", "twin", "twin"]
     svc_keys = json.loads(gateway.cli("keys", "list", "--application", "svc", "--json").stdout)
     assert svc_keys["total_count"] == 1
+
+
+def test_an_application_is_made_only_with_a_name_the_api_would_take(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """A Kong consumer (or Unkey owner) becomes an application: with a blank name, or one past
+    100 characters, the API would refuse it; so is the entry, rather than an application named
+    blank or cut short (where a second entry naming it in full would make another)."""
+    long_name = "c" * 101
+    kong = tmp_path / "kong.yaml"
+    kong.write_text(
+        "_format_version: '3.0'\n"
+        "consumers:\n"
+        "- username: '   '\n"
+        "  keyauth_credentials:\n"
+        "  - key: blank-consumer-secret-01\n"
+        f"- username: {long_name}\n"
+        "  keyauth_credentials:\n"
+        "  - key: long-consumer-secret-02\n"
+        "- username: fine\n"
+        "  keyauth_credentials:\n"
+        "  - key: fine-consumer-secret-03\n"
+    )
+    report = json.loads(
+        gateway.cli("keys", "import", "--from", "kong", str(kong), "--apply", "--json").stdout
+    )
+    assert [t["ref"] for t in report["taken"]] == ["consumers[2].keyauth_credentials[0]"]
+    assert [(r["ref"], r["reason"]) for r in report["refused"]] == [
+        ("consumers[0].keyauth_credentials[0]", "the application's name must not be blank"),
+        (
+            "consumers[1].keyauth_credentials[0]",
+            "the application's name must be at most 100 characters (it has 101)",
+        ),
+    ]
+    assert report["applications_created"] == ["fine"]
