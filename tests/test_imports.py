@@ -314,3 +314,26 @@ def test_an_application_is_made_only_with_a_name_the_api_would_take(
         ),
     ]
     assert report["applications_created"] == ["fine"]
+
+
+def test_a_short_secret_shows_little_of_itself(gateway: Gateway, tmp_path: Path) -> None:
+    """An imported key's secret_prefix (in the API, the CLI, the console and every webhook
+    event) shows at most an eighth of its secret: 4 characters of an 8-character one would be
+    half of it, leaving a search a client can run against the proxy."""
+    kong = tmp_path / "kong.yaml"
+    kong.write_text(
+        "_format_version: '3.0'\n"
+        "consumers:\n"
+        "- username: short-and-long\n"
+        "  keyauth_credentials:\n"
+        "  - key: k8charsX\n"
+        f"  - key: {'L' * 32}\n"
+    )
+    report = json.loads(
+        gateway.cli("keys", "import", "--from", "kong", str(kong), "--apply", "--json").stdout
+    )
+    shown = [
+        json.loads(gateway.cli("keys", "show", t["access_key"], "--json").stdout)["secret_prefix"]
+        for t in report["taken"]
+    ]
+    assert shown == ["k", "LLLL"]
