@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 from admin.access import (
     Actor,
-    Invalid,
     NotFound,
     Unprocessable,
     audited,
@@ -48,21 +47,23 @@ def _events(values: Sequence[str]) -> tuple[str, ...]:
 
 def _url(value: Any) -> str:
     """The published pattern, then what the deliverer needs of it: a host, and a port it can
-    connect to (else every delivery would fail for 24 hours, and the URL was never usable)."""
+    connect to (else every delivery would fail for 24 hours, and the URL was never usable).
+    Past the pattern a refusal is 422, as for any request the schema takes and the service not."""
     url: str = WEBHOOK_URL.parse("url", value)
+    unusable = "url must be an http:// or https:// URL:"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
-        raise Invalid(f"url must be an http:// or https:// URL: {exc}", "url") from None
+        raise Unprocessable(f"{unusable} {exc}", "url") from None
     if not parts.hostname:
-        raise Invalid("url must be an http:// or https:// URL: it names no host", "url")
+        raise Unprocessable(f"{unusable} it names no host", "url")
     try:
         parts.hostname.encode("idna")
     except UnicodeError as exc:  # a label empty or over 63 characters (RFC 1035, 2.3.4)
-        raise Invalid(f"url must be an http:// or https:// URL: its host {exc}", "url") from None
+        raise Unprocessable(f"{unusable} its host {exc}", "url") from None
     if port == 0:
-        raise Invalid("url must be an http:// or https:// URL: port 0 is no port", "url")
+        raise Unprocessable(f"{unusable} port 0 is no port", "url")
     return url
 
 

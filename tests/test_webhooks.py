@@ -187,11 +187,11 @@ def test_a_url_the_client_cannot_use_fails_the_attempt_not_the_event(
         ({"url": "http://127.0.0.1:1/h", "events": []}, 422, "events"),
         ({"events": ["key.created"]}, 400, "url"),
         # URLs the deliverer could never send to: refused now, not failed for 24 hours.
-        ({"url": "http://[::1/h", "events": ["key.created"]}, 400, "url"),
-        ({"url": "http://127.0.0.1:99999/h", "events": ["key.created"]}, 400, "url"),
-        ({"url": "http://127.0.0.1:port/h", "events": ["key.created"]}, 400, "url"),
-        ({"url": "http://:8080/h", "events": ["key.created"]}, 400, "url"),
-        ({"url": f"http://{'a' * 64}.example/h", "events": ["key.created"]}, 400, "url"),
+        ({"url": "http://[::1/h", "events": ["key.created"]}, 422, "url"),
+        ({"url": "http://127.0.0.1:99999/h", "events": ["key.created"]}, 422, "url"),
+        ({"url": "http://127.0.0.1:port/h", "events": ["key.created"]}, 422, "url"),
+        ({"url": "http://:8080/h", "events": ["key.created"]}, 422, "url"),
+        ({"url": f"http://{'a' * 64}.example/h", "events": ["key.created"]}, 422, "url"),
     ],
 )
 def test_refused_webhooks(gateway: Gateway, body: dict[str, Any], status: int, field: str) -> None:
