@@ -15,6 +15,7 @@ the API cannot act on now (an expiry already past) is ``422`` with the same body
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,8 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
 )
 TIME_EXAMPLE = "2030-01-01T00:00:00Z"
+# 9999-12-31T23:59:59Z: RFC 3339 writes four-digit years, and Python's datetime stops there.
+LATEST_TIME = 253402300799.0
 
 # White space as JSON Schema patterns read it (ECMA-262 \s), spelled out: Python's \s differs
 # (it has \x1c-\x1f and \x85, not \ufeff), and the API must refuse exactly what the document does.
@@ -67,7 +70,8 @@ def _python_pattern(pattern: str) -> str:
 
 def parse_time(value: str) -> float:
     """An RFC 3339 date-time as epoch seconds; raises ValueError. A leap second (``:60``) is
-    read as the second after ``:59``."""
+    read as the second after ``:59``. A time past ``LATEST_TIME`` is refused: no RFC 3339 time
+    could show it back (a key's JSON, its webhook events)."""
     match = _RFC3339.fullmatch(value)
     if match is None:
         raise ValueError(value)
@@ -80,8 +84,20 @@ def parse_time(value: str) -> float:
         hours, minutes = int(zone[1:3]), int(zone[4:6])
         if hours > 23 or minutes > 59:
             raise ValueError(value)
-        stamp -= sign * timedelta(hours=hours, minutes=minutes)
-    return stamp.timestamp() + (1 if leap else 0) + (float(fraction) if fraction else 0.0)
+        try:
+            stamp -= sign * timedelta(hours=hours, minutes=minutes)
+        except OverflowError:  # 9999-12-31T23:59:59-01:00 is in the year 10000
+            raise ValueError(value) from None
+    seconds = stamp.timestamp() + (1 if leap else 0) + (float(fraction) if fraction else 0.0)
+    return checked_time(seconds, value)
+
+
+def checked_time(seconds: float, value: object = None) -> float:
+    """``seconds`` if an RFC 3339 time can show it (finite, not past ``LATEST_TIME``); raises
+    ValueError."""
+    if not math.isfinite(seconds) or seconds > LATEST_TIME:
+        raise ValueError(value if value is not None else seconds)
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 the secret's SHA-256, who bears it and in which project, or why the entry cannot be taken.
 
 - **kong**: a deck dump (``deck gateway dump``, YAML or JSON): every consumer's
-  ``keyauth_credentials``; the secrets are in clear, hashed here. Each consumer becomes an
-  application named after its ``username`` (else its ``custom_id``).
+  ``keyauth_credentials``; the secrets are in clear, hashed here; a ``ttl`` (seconds left) makes
+  the key expire that long after the import. Each consumer becomes an application named after
+  its ``username`` (else its ``custom_id``).
 - **unkey**: Unkey's keys as JSON (a list, or ``{"keys": [...]}``), each with its ``hash`` (the
   SHA-256 of the key, hex or base64), ``start`` (its first characters), ``name``, ``ownerId`` or
   ``externalId`` (the application it becomes), ``expires`` (milliseconds since the epoch, or
@@ -22,11 +23,14 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from admin.fields import checked_time, parse_time
+
 FORMATS = ("kong", "unkey", "csv")
-SHOWN = 4  # characters of a secret in clear kept for recognition (its `secret_prefix`)
+# Characters of a secret in clear kept for recognition (its `secret_prefix`): 4, but never more
+# than an eighth of it (half of an 8-character secret would leave a search the proxy answers).
+SHOWN = 4
 
 
 class FormatError(Exception):
@@ -42,6 +46,7 @@ class Candidate:
     project: str | None = None  # name or id; None: the default
     description: str = ""
     expires_at: float | None = None
+    expires_in: float | None = None  # seconds left from the import (Kong's ttl), if no expires_at
     refused: str | None = None  # why it cannot be taken, found while reading the file
 
     def __repr__(self) -> str:  # no hash in a repr that could reach a log
@@ -54,7 +59,7 @@ def _from_secret(ref: str, secret: Any, **rest: Any) -> Candidate:
     if not secret.isascii() or not 8 <= len(secret) <= 256:
         return Candidate(ref, refused="the secret must be 8 to 256 ASCII characters")
     digest = hashlib.sha256(secret.encode("ascii")).digest()
-    return Candidate(ref, digest, secret[:SHOWN], **rest)
+    return Candidate(ref, digest, secret[: min(SHOWN, len(secret) // 8)], **rest)
 
 
 def _from_hash(ref: str, value: Any, **rest: Any) -> Candidate:
@@ -74,12 +79,14 @@ def _from_hash(ref: str, value: Any, **rest: Any) -> Candidate:
 
 
 def _time(value: Any) -> float | None:
+    """An expiry as the API reads one (RFC 3339, with its zone), or Unkey's milliseconds; raises
+    ValueError for what no RFC 3339 time could show back."""
     if value in (None, ""):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) / 1000.0  # Unkey's milliseconds
+        return checked_time(float(value) / 1000.0)  # Unkey's milliseconds
     if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return parse_time(value)
     raise ValueError(value)
 
 
@@ -106,6 +113,8 @@ def kong(text: str) -> list[Candidate]:
                 found.append(Candidate(ref, refused="not a credential"))
             elif not isinstance(name, str) or not name:
                 found.append(Candidate(ref, refused="its consumer has no username or custom_id"))
+            elif not _is_ttl(ttl := credential.get("ttl")):
+                found.append(Candidate(ref, refused="ttl is not a number of seconds"))
             else:
                 found.append(
                     _from_secret(
@@ -113,9 +122,16 @@ def kong(text: str) -> list[Candidate]:
                         credential.get("key"),
                         bearer=("application", name),
                         description=f"imported from Kong (consumer {name})",
+                        expires_in=None if ttl is None else float(ttl),
                     )
                 )
     return found
+
+
+def _is_ttl(value: Any) -> bool:
+    """Kong's ``ttl`` of a credential: none (it never expires), or the seconds it had left when
+    the Admin API was read (which deck dumps)."""
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def unkey(text: str) -> list[Candidate]:

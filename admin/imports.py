@@ -20,7 +20,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from admin.access import LOCAL_OPERATOR, organization_of, record
+from admin import names
+from admin.access import LOCAL_OPERATOR, Invalid, NotFound, organization_of, record
+from admin.directory import Entity
+from admin.fields import NAME, checked_time
 from admin.import_formats import Candidate
 from core.store import Database, Writer
 from core.store import directory as store_dir
@@ -54,12 +57,9 @@ async def run(
     org_id = await organization_of(db, LOCAL_OPERATOR)
     org = await store_dir.get_organization(db, org_id)
     assert org is not None and org.default_project_id is not None
-    projects = await store_dir.list_projects(db, org_id)
-    users = await store_dir.list_users(db, org_id)
-    applications = await store_dir.list_applications(db, org_id)
-    by_project = {p.id: p.id for p in projects} | {p.name: p.id for p in projects}
-    by_user = {u.id: u.id for u in users} | {u.email: u.id for u in users}
-    by_application = {a.id: a.id for a in applications} | {a.name: a.id for a in applications}
+    projects = list(await store_dir.list_projects(db, org_id))
+    users = list(await store_dir.list_users(db, org_id))
+    applications: list[Entity] = list(await store_dir.list_applications(db, org_id))
     known = await _known_hashes(db, [c.secret_hash for c in candidates if c.secret_hash])
     now = time.time()
     report = Report(apply)
@@ -68,9 +68,19 @@ async def run(
     seen: set[bytes] = set()
     for candidate in candidates:
         why = candidate.refused
+        if why is None and candidate.expires_in is not None:
+            try:
+                candidate = replace(
+                    candidate, expires_at=checked_time(now + max(candidate.expires_in, 0.0))
+                )
+            except ValueError:
+                why = "ttl is not a number of seconds"
         bearer = candidate.bearer or default_bearer
         project_ref = candidate.project or default_project
-        project_id = org.default_project_id if project_ref is None else by_project.get(project_ref)
+        project_id: str | None = org.default_project_id
+        ambiguous: str | None = None
+        if project_ref is not None:
+            project_id, ambiguous = _named(projects, "project", project_ref)
         if why is None and candidate.secret_hash in known:
             why = "the store holds this secret already"
         elif why is None and candidate.secret_hash in seen:
@@ -78,22 +88,28 @@ async def run(
         elif why is None and bearer is None:
             why = "names no bearer: give --bearer user:EMAIL or application:NAME"
         elif why is None and project_id is None:
-            why = f"project {project_ref!r} does not exist"
+            why = ambiguous or f"project {project_ref!r} does not exist"
         elif why is None and candidate.expires_at is not None and candidate.expires_at <= now:
             why = "expired already"
         user_id = application_id = None
         if why is None and bearer is not None:
             kind, who = bearer
             if kind == "user":
-                user_id = by_user.get(who)
+                user_id, ambiguous = _named(users, "user", who)
                 if user_id is None:
-                    why = f"user {who!r} does not exist: create it first"
+                    why = ambiguous or f"user {who!r} does not exist: create it first"
             else:
-                application_id = by_application.get(who)
-                if application_id is None:
-                    made = Application(str(uuid.uuid4()), org_id, who[:100], (), now, now)
-                    new_applications[who] = made
-                    by_application[who] = application_id = made.id
+                application_id, why = _named(applications, "application", who)
+                if application_id is None and why is None:
+                    try:  # a name the API would take, or no application
+                        NAME.parse("name", who)
+                    except Invalid as exc:
+                        report.refused.append((candidate.ref, f"the application's {exc.message}"))
+                        continue
+                    made = Application(str(uuid.uuid4()), org_id, who, (), now, now)
+                    new_applications[made.name] = made
+                    applications.append(made)
+                    application_id = made.id
         if why is not None or candidate.secret_hash is None or project_id is None:
             report.refused.append((candidate.ref, why or "no secret"))
             continue
@@ -121,6 +137,17 @@ async def run(
         async with db.transaction() as w:
             await _write(w, org_id, list(new_applications.values()), keys, source)
     return report
+
+
+def _named(found: Sequence[Entity], kind: str, ref: str) -> tuple[str | None, str | None]:
+    """(the id ``ref`` names, None), (None, None) when it names none, or (None, why) when it
+    names several: named as every command names them (``admin.names``)."""
+    try:
+        return names.match(found, kind, ref), None
+    except NotFound:
+        return None, None
+    except Invalid as exc:
+        return None, exc.message
 
 
 async def _write(

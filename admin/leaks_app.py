@@ -9,13 +9,16 @@ GitHub must reach it from outside while the admin listener stays inside.
   the token, so no secret is written back).
 - ``POST /v1/credentials/revoke``: anyone who finds one of our secrets may hand it in,
   ``{"credentials": [...]}`` (at most 1,000), rate limited per client address. Always 202: the
-  answer never says whether a secret existed. Found keys are revoked and their owners told.
+  answer never says whether a secret existed, not even by its time, since it is given before
+  any lookup. Found keys are revoked just after (``Revocations``) and their owners told.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,8 +33,10 @@ from admin.access import Invalid
 from admin.github_keys import GitHubKeys, KeysUnavailable
 from admin.http import EXCEPTION_HANDLERS, ApiError, RequestIds
 from core.lifeconfig import LeaksConfig
-from core.store import Database
+from core.store import Database, StoreUnavailable
 from core.tokens import SecretFormat
+
+log = logging.getLogger("admin.leaks")
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_CLIENTS = 100_000  # addresses counted in one minute; past it, every new one is refused
@@ -54,6 +59,40 @@ class PerMinute:
             return False
         self._counts[client] = count + 1
         return True
+
+
+class Revocations:
+    """The public endpoint's work, done after its 202: a secret found is revoked (a write), noise
+    is not, and an answer that waited for that would tell them apart by its time (or by a 503
+    when the store cannot write). Tried again while the store is unavailable, so a report is
+    not lost to a busy moment; the tasks are held here until done."""
+
+    RETRY_SECONDS = (1.0, 5.0, 30.0, 120.0)
+
+    def __init__(self, db: Database, fmt: SecretFormat, action: str) -> None:
+        self.db, self.fmt, self.action = db, fmt, action
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, reports: list[leaks.Report], client: str, now: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(reports, client, now))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, reports: list[leaks.Report], client: str, now: float) -> None:
+        for wait in (0.0, *self.RETRY_SECONDS):
+            await asyncio.sleep(wait)
+            try:
+                await leaks.handle(self.db, self.fmt, reports, "public", client, now, self.action)
+                return
+            except StoreUnavailable as exc:
+                problem = exc
+        log.error(
+            "a revocation request from %s could not be carried out (%s): the keys among its %d "
+            "credentials, if any, still work",
+            client,
+            problem,
+            len(reports),
+        )
 
 
 async def _body(request: Request) -> bytes:
@@ -86,6 +125,7 @@ def make_leaks_app(
 ) -> RequestIds:
     github = GitHubKeys(config, clock)
     per_minute = PerMinute(config.revoke_requests_per_minute, clock)
+    revocations = Revocations(db, secret_format, config.action)
 
     async def secret_scanning(request: Request) -> Response:
         raw = await _body(request)
@@ -148,7 +188,7 @@ def make_leaks_app(
         if len(credentials) > leaks.MAX_REPORTS:
             raise Invalid(f"at most {leaks.MAX_REPORTS} credentials per request", "credentials")
         reports = [leaks.Report(c, None, "revocation request") for c in credentials]
-        await leaks.handle(db, secret_format, reports, "public", client, clock(), config.action)
+        revocations.submit(reports, client, clock())
         return JSONResponse(
             {"message": "Received. Every one of our secrets among them is revoked."}, 202
         )

@@ -1,8 +1,8 @@
 """Lifetime policies per organization: how long its keys may live (``max_key_lifetime_days``:
 new keys and edits must carry an ``expires_at`` within it, else 422 naming the limit) and how
 long a key may go unused (``disable_unused_after_days``: housekeeping then disables it:
-refused with 403 key_disabled, restorable with the same secret; audited, with its ``key.updated``
-and ``key.disabled`` events).
+refused with 403 key_disabled, restorable with the same secret, counted from its enabling then;
+audited, with its ``key.updated`` and ``key.disabled`` events).
 
 A new policy does not touch the keys that already break it: they keep working until they expire
 or are edited (an edit must then comply), and are listed by ``violations`` (the API, ``gateway
@@ -63,6 +63,12 @@ async def update(db: Database, actor: Actor, org_id: str, body: dict[str, Any]) 
         detail = ", ".join(f"{name} = {value}" for name, value in sorted(changes.items()))
         await record(w, actor, org_id, "organization.policy", "organization", org_id, detail)
     return policy
+
+
+async def latest_expiry(db: Database, org_id: str, now: float) -> float | None:
+    """The latest expiry the organization allows a key given one now (None: no limit)."""
+    days = (await store_lifetimes.get(db, org_id)).max_key_lifetime_days
+    return None if days is None else now + days * DAY
 
 
 async def check_expiry(db: Database, org_id: str, expires_at: float | None, now: float) -> None:

@@ -18,6 +18,8 @@ plans every bearer of the organization may read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from admin.access import Actor, Invalid, NotFound, organization_of
 from admin.directory import Entity
 from core.store import Database
@@ -54,10 +56,16 @@ def label(entity: Entity | Plan) -> str:
 async def resolve(db: Database, actor: Actor, kind: str, ref: str, field: str | None = None) -> str:
     """The id of the ``kind`` that ``ref`` names (an id, an email or a name); raises NotFound or
     Invalid (ambiguous, with the candidates) on ``field`` (default ``<kind>_id``)."""
+    return match(await candidates(db, actor, kind), kind, ref, field)
+
+
+def match(found: Sequence[Entity | Plan], kind: str, ref: str, field: str | None = None) -> str:
+    """The id of the one of ``found`` (objects of ``kind``) that ``ref`` names, by the rules
+    above; raises NotFound or Invalid (ambiguous). For a caller naming many at once (an
+    import), over objects it read once."""
     assert kind in NAMED_BY
     field = field or f"{kind}_id"
     ref = ref.strip()
-    found = await candidates(db, actor, kind)
     for entity in found:
         if entity.id == ref:
             return entity.id

@@ -520,7 +520,8 @@ async def roll_key(
 
     A roll always gives a usable key. ``expires_at`` (if given) is the key's new expiry. A key
     that has expired is renewed for the lifetime it was created with (``expires_at`` minus
-    ``created_at``) unless a new expiry is given, and its previous secrets stop at once, grace or
+    ``created_at``, cut to the organization's ``max_key_lifetime_days``) unless a new expiry is
+    given, which that limit holds as it holds an edit; its previous secrets stop at once, grace or
     not: nothing can have been using them, and a grace would bring them back to life. A key that
     has not expired keeps its expiry."""
     try:
@@ -535,12 +536,18 @@ async def roll_key(
         key = await get_key(db, actor, access_key)
     now = time.time()
     new_expiry = _check_expiry(expires_at, now)
+    if new_expiry is not None:  # an edit of the expiry: held to the organization's limit
+        await lifetimes.check_expiry(db, key.organization_id, new_expiry, now)
     expired = key.expires_at is not None and key.expires_at <= now
     if expired:
         grace_seconds = 0
         if new_expiry is None:
             assert key.expires_at is not None
             new_expiry = now + max(key.expires_at - key.created_at, 1.0)
+            # A key made before the limit renews within it: a roll always gives a usable key.
+            latest = await lifetimes.latest_expiry(db, key.organization_id, now)
+            if latest is not None:
+                new_expiry = min(new_expiry, latest)
     secret = fmt.generate(key.mode, restricted=key.restricted)
     detail = f"previous secret expires in {grace_seconds:g} s"
     if new_expiry is not None:

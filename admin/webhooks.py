@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from admin.access import (
     Actor,
@@ -44,12 +45,34 @@ def _events(values: Sequence[str]) -> tuple[str, ...]:
     return events
 
 
+def _url(value: Any) -> str:
+    """The published pattern, then what the deliverer needs of it: a host, and a port it can
+    connect to (else every delivery would fail for 24 hours, and the URL was never usable).
+    Past the pattern a refusal is 422, as for any request the schema takes and the service not."""
+    url: str = WEBHOOK_URL.parse("url", value)
+    unusable = "url must be an http:// or https:// URL:"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+        raise Unprocessable(f"{unusable} {exc}", "url") from None
+    if not parts.hostname:
+        raise Unprocessable(f"{unusable} it names no host", "url")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError as exc:  # a label empty or over 63 characters (RFC 1035, 2.3.4)
+        raise Unprocessable(f"{unusable} its host {exc}", "url") from None
+    if port == 0:
+        raise Unprocessable(f"{unusable} port 0 is no port", "url")
+    return url
+
+
 async def create(
     db: Database, actor: Actor, url: str, events: Sequence[str], description: str = ""
 ) -> NewWebhook:
     async with audited(db, actor, "webhook.create", "webhook", None):
         require_manager(actor, "managing webhooks")
-    checked_url: str = WEBHOOK_URL.parse("url", url)
+    checked_url = _url(url)
     checked_events = _events(events)
     checked_description: str = DESCRIPTION.parse("description", description)
     org_id = await organization_of(db, actor)
@@ -82,7 +105,7 @@ async def update(db: Database, actor: Actor, webhook_id: str, body: dict[str, An
     hook = await get(db, actor, webhook_id)
     changes: dict[str, Any] = {}
     if body.get("url") is not None:
-        changes["url"] = WEBHOOK_URL.parse("url", body["url"])
+        changes["url"] = _url(body["url"])
     if body.get("events") is not None:
         changes["events"] = _events(body["events"])
     if body.get("description") is not None:

@@ -113,6 +113,12 @@ class WebhookDelivery:
             error = f"no answer within {self.config.timeout_seconds:g} s"
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"[:200]
+        except (ValueError, OSError) as exc:
+            # What the client raises past its own errors for a URL it cannot use (a host label
+            # over 63 characters: UnicodeError from the IDNA codec): this attempt failed, as
+            # any other; left to escape, the event would be claimed again each lease, never
+            # counted, and hold the key's later events back for ever.
+            error = f"{type(exc).__name__}: {exc}"[:200]
         if error is None:
             self.sent += 1
         else:

@@ -19,7 +19,9 @@ from gatewaycli.output import emit, table
 from gatewaycli.registry import group
 
 OPERATOR = access.LOCAL_OPERATOR
-hooks = group("webhooks", "manage webhooks of key events: create, list, show, edit, delete, test")
+hooks = group(
+    "webhooks", "manage webhooks of key events: create, list, show, edit, delete, test, deliveries"
+)
 policy = group("policy", "the organization's key lifetime policy: show, set")
 
 
@@ -139,7 +141,8 @@ async def import_keys(args: argparse.Namespace, cfg: Config, db: Database) -> No
             raise access.Invalid("--bearer must be user:EMAIL or application:NAME", "bearer")
         bearer = (kind, who)
     try:
-        text = Path(args.file).read_text(encoding="utf-8")
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte order mark, not a column.
+        text = Path(args.file).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise access.Invalid(f"{args.file}: cannot be read ({exc})", "file") from None
     try:

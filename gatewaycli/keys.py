@@ -21,7 +21,11 @@ from gatewaycli.output import emit, key_text, table, warn
 from gatewaycli.registry import group
 
 OPERATOR = access.LOCAL_OPERATOR
-keys = group("keys", "manage API keys: create, list, show, edit, roll, disable, revoke, usage")
+keys = group(
+    "keys",
+    "manage API keys: create, list, show, edit, roll, disable, enable, revoke, usage, "
+    "audit-policy, import",
+)
 
 
 async def _bearer(args: argparse.Namespace, db: Database) -> tuple[str | None, str | None]:

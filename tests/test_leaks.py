@@ -6,24 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from admin.github_keys import GitHubKeys, KeysUnavailable
 from core import config as config_module
 from core.config import ConfigError
+from core.lifeconfig import LeaksConfig
 from core.tokens import generate_secret_key, hash_secret
 from gatewaycli.server import _Server, leaks_app, uvicorn_config
 from tests.support import (
     BOTH_STORES,
     BOUND,
+    FakeClock,
     Gateway,
+    LoopThread,
     free_socket,
     run_cli,
     spawn_cli,
@@ -215,6 +223,54 @@ def test_the_public_revocation_endpoint(leaky: tuple[Gateway, str]) -> None:
     assert httpx.post(endpoint, json={"credentials": []}).status_code == 202  # a new minute
 
 
+@contextlib.contextmanager
+def writes_held(gateway: Gateway) -> Iterator[None]:
+    """Another connection holds the store's writes (reads go on), as a busy store would."""
+    if gateway.config.store.url is None:
+        assert gateway.config.store.path is not None
+        lock = sqlite3.connect(gateway.config.store.path, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        return
+    url = gateway.config.store.url
+    conn = gateway.loop.run(asyncpg.connect(url))
+    gateway.loop.run(conn.execute("BEGIN; LOCK TABLE api_keys IN EXCLUSIVE MODE"))
+    try:
+        yield
+    finally:
+        gateway.loop.run(conn.execute("ROLLBACK"))
+        gateway.loop.run(conn.close())
+
+
+def test_a_revocation_request_answers_alike_while_the_store_is_busy(
+    leaky: tuple[Gateway, str],
+) -> None:
+    """The answer never says whether a secret existed, not even by its time: it is given
+    before any key is looked up or revoked, so a found secret (a write) is answered as fast as
+    noise, and a store too busy to write answers no differently (no 503 that noise never gets).
+    The key is revoked once the store can write."""
+    gateway, url = leaky
+    gateway.clock.freeze()
+    found = gateway.new_key()
+    endpoint = url + "/v1/credentials/revoke"
+    with writes_held(gateway):
+        answers = [
+            httpx.post(endpoint, json={"credentials": [secret]}, timeout=3)
+            for secret in (generate_secret_key("gws"), found.secret_key)
+        ]
+        assert [a.status_code for a in answers] == [202, 202]
+        assert answers[0].json() == answers[1].json()
+        assert proxy_status(gateway, found.secret_key) == 200  # not written yet
+    wait_for(lambda: proxy_status(gateway, found.secret_key) == 401, timeout=BOUND + 5)
+    with gateway.admin() as admin:
+        [leak] = admin.get("/v1/leaks").json()["leaks"]
+    assert leak["access_key"] == found.key.access_key and leak["reporter"] == "public"
+
+
 def test_action_disable_disables_the_key_instead(
     make_gateway: Any, tmp_path: Path, github_key: ec.EllipticCurvePrivateKey
 ) -> None:
@@ -304,8 +360,12 @@ def test_the_documented_pattern_matches_our_secrets_only() -> None:
 
     from tests.support import ROOT
 
-    text = (ROOT / "docs" / "key-life.md").read_text()
-    pattern = text.split("<!-- secret-pattern -->\n```\n", 1)[1].split("\n```", 1)[0]
+    # The README shows it too, for who registers with GitHub: the same one.
+    patterns = {
+        (ROOT / name).read_text().split("<!-- secret-pattern -->\n```\n", 1)[1].split("\n```")[0]
+        for name in ("README.md", "docs/key-life.md")
+    }
+    [pattern] = patterns
     compiled = re.compile(pattern)
     for restricted in (False, True):
         for mode in ("live", "test"):
@@ -313,3 +373,84 @@ def test_the_documented_pattern_matches_our_secrets_only() -> None:
             assert compiled.fullmatch(secret), secret
     assert not compiled.fullmatch("gws_live_short")
     assert not compiled.fullmatch(generate_secret_key("abc"))
+
+
+@contextlib.contextmanager
+def published_keys(
+    loop: LoopThread, github_key: ec.EllipticCurvePrivateKey, answers: list[int]
+) -> Iterator[tuple[str, list[int]]]:
+    """GitHub's key URL on loopback: each GET answered with the last of ``answers``; yields the
+    URL and the statuses it answered."""
+    served: list[int] = []
+
+    async def published(request: web.Request) -> web.Response:
+        served.append(answers[-1])
+        return web.Response(status=answers[-1], text=public_keys((KEY_ID, github_key)))
+
+    app = web.Application()
+    app.router.add_get("/keys", published)
+    runner = web.AppRunner(app, access_log=None)
+    sock = free_socket()
+    loop.run(runner.setup())
+    loop.run(web.SockSite(runner, sock).start())
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/keys", served
+    finally:
+        loop.run(runner.cleanup())
+        sock.close()
+
+
+def test_github_keys_are_kept_while_their_url_fails(
+    github_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    """Past the hour the keys are fetched again; while GitHub's API cannot give them, the keys
+    had go on verifying GitHub's reports (keys rotate seldom), and the URL is asked at most once
+    a minute, whatever anyone sends (not once per request, each up to 10 s)."""
+    loop = LoopThread()
+    answers = [200]
+    clock = FakeClock()
+    clock.freeze()
+    body = b"[]"
+    signature = signed(github_key, body)["Github-Public-Key-Signature"]
+    try:
+        with published_keys(loop, github_key, answers) as (url, served):
+            keys = GitHubKeys(LeaksConfig(github_keys_url=url), clock)
+
+            def verify(key_id: str = KEY_ID) -> bool:
+                return loop.run(keys.verify(key_id, signature, body))
+
+            assert verify() and served == [200]
+            answers.append(503)  # GitHub's API is down
+            clock.advance(3600)
+            assert all(verify() for _ in range(5))
+            assert not any(verify("unknown-key-id") for _ in range(5))
+            assert served == [200, 503]
+            clock.advance(60)
+            assert verify() and served == [200, 503, 503]
+            answers.append(200)
+            clock.advance(60)
+            assert verify() and verify() and served == [200, 503, 503, 200]
+    finally:
+        loop.close()
+
+
+def test_without_github_keys_reports_wait_and_the_url_is_not_hammered(
+    github_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    """No keys yet and the URL failing: 503 for GitHub to retry, the URL asked once a minute."""
+    loop = LoopThread()
+    clock = FakeClock()
+    clock.freeze()
+    try:
+        with published_keys(loop, github_key, [503]) as (url, served):
+            keys = GitHubKeys(LeaksConfig(github_keys_url=url), clock)
+            for _ in range(3):
+                with pytest.raises(KeysUnavailable):
+                    loop.run(keys.verify(KEY_ID, "c2ln", b"[]"))
+            assert served == [503]
+            clock.advance(60)
+            with pytest.raises(KeysUnavailable):
+                loop.run(keys.verify(KEY_ID, "c2ln", b"[]"))
+            assert served == [503, 503]
+    finally:
+        loop.close()

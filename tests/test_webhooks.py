@@ -145,6 +145,40 @@ def test_failed_after_24_hours_of_retries(make_gateway: Any, receiver: Receiver)
     assert len(receiver.received) == count  # failed for good
 
 
+def test_a_url_the_client_cannot_use_fails_the_attempt_not_the_event(
+    make_gateway: Any,
+) -> None:
+    """A URL stored before the checks it now meets (a host label over 63 characters, which the
+    HTTP client refuses with a UnicodeError, not one of its own errors) is an attempt that
+    failed, in the delivery log and retried with backoff: not an event claimed and dropped
+    again every lease, never counted, holding the key's later events back for ever."""
+    gateway: Gateway = make_gateway(webhooks=DELIVER)
+    hook = subscribe(gateway, "http://127.0.0.1:1/h", ["key.created"])
+    db = gateway.resources.db
+
+    async def stored_long_ago() -> None:
+        async with db.transaction() as w:
+            await w.execute(
+                "UPDATE webhooks SET url = ? WHERE id = ?",
+                (f"http://{'a' * 64}.example/h", hook["id"]),
+            )
+
+    gateway.loop.run(stored_long_ago())
+    gateway.new_key()
+
+    def log() -> list[dict[str, Any]]:
+        with gateway.admin() as admin:
+            found: list[dict[str, Any]] = admin.get(f"/v1/webhooks/{hook['id']}/deliveries").json()[
+                "deliveries"
+            ]
+        return found
+
+    wait_for(lambda: log()[0]["attempts"] >= 1, timeout=20)
+    [entry] = log()
+    assert entry["status"] == "pending" and entry["next_attempt_at"] is not None
+    assert "UnicodeError" in entry["last_error"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
@@ -152,6 +186,12 @@ def test_failed_after_24_hours_of_retries(make_gateway: Any, receiver: Receiver)
         ({"url": "http://127.0.0.1:1/h", "events": ["key.nothing"]}, 400, "events"),
         ({"url": "http://127.0.0.1:1/h", "events": []}, 422, "events"),
         ({"events": ["key.created"]}, 400, "url"),
+        # URLs the deliverer could never send to: refused now, not failed for 24 hours.
+        ({"url": "http://[::1/h", "events": ["key.created"]}, 422, "url"),
+        ({"url": "http://127.0.0.1:99999/h", "events": ["key.created"]}, 422, "url"),
+        ({"url": "http://127.0.0.1:port/h", "events": ["key.created"]}, 422, "url"),
+        ({"url": "http://:8080/h", "events": ["key.created"]}, 422, "url"),
+        ({"url": f"http://{'a' * 64}.example/h", "events": ["key.created"]}, 422, "url"),
     ],
 )
 def test_refused_webhooks(gateway: Gateway, body: dict[str, Any], status: int, field: str) -> None:
@@ -317,9 +357,12 @@ def test_the_cli_manages_webhooks(gateway: Gateway) -> None:
     gateway.cli("webhooks", "test", made["id"])
     log = json.loads(gateway.cli("webhooks", "deliveries", made["id"], "--json").stdout)
     assert [d["event_type"] for d in log["deliveries"]] == ["webhook.test"]
-    bad = gateway.cli("webhooks", "create", "ftp://x", "--event", "key.created", check=False)
-    assert bad.returncode == 2 and "url must be an http:// or https:// URL" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    for url in ("ftp://x", "http://127.0.0.1:99999/h"):
+        bad = gateway.cli("webhooks", "create", url, "--event", "key.created", check=False)
+        assert bad.returncode == 2 and "url must be an http:// or https:// URL" in bad.stderr
+        assert "Traceback" not in bad.stderr
+    moved = gateway.cli("webhooks", "edit", made["id"], "--url", "http://[::1/h", check=False)
+    assert moved.returncode == 2 and "url must be" in moved.stderr
     gateway.cli("webhooks", "delete", made["id"])
     gone = gateway.cli("webhooks", "show", made["id"], check=False)
     assert gone.returncode == 2 and "does not exist" in gone.stderr

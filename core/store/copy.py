@@ -37,7 +37,7 @@ TABLES = (
         "api_keys",
         "access_key, organization_id, user_id, application_id, default_project_id, description, "
         "mode, created_at, updated_at, expires_at, last_used_at, creation_ip, rate_limits, "
-        "allowed_ips, permissions, disabled, metadata, plan_id, credits, imported",
+        "allowed_ips, permissions, disabled, metadata, plan_id, credits, imported, enabled_at",
     ),
     ("key_secrets", "secret_hash, access_key, secret_prefix, created_at, expires_at"),
     ("revoked_keys", "access_key, organization_id, user_id, application_id, revoked_at"),

@@ -292,12 +292,13 @@ async def update(
     drop the key, so a tightened policy holds as fast as a revocation. A key switched off here
     is told of as ``key.disabled`` too (after its ``key.updated``); ``why`` goes into both."""
     columns = [c for c in UPDATABLE if c in changes]
-    disabling = False
-    if changes.get("disabled"):
+    disabling = enabling = False
+    if "disabled" in changes:
         row = await w.fetchone("SELECT disabled FROM api_keys WHERE access_key = ?", (access_key,))
-        disabling = row is not None and not row[0]
-    sets = ", ".join(f"{c} = ?" for c in columns)
-    values = [_column(c, changes[c]) for c in columns]
+        disabling = bool(changes["disabled"]) and row is not None and not row[0]
+        enabling = not changes["disabled"] and row is not None and bool(row[0])
+    sets = ", ".join(f"{c} = ?" for c in [*columns, *(["enabled_at"] if enabling else [])])
+    values = [_column(c, changes[c]) for c in columns] + ([now] if enabling else [])
     await w.execute(
         f"UPDATE api_keys SET {sets}, updated_at = ? WHERE access_key = ?",
         [*values, now, access_key],

@@ -50,17 +50,26 @@ async def put(w: Writer, policy: LifetimePolicy) -> None:
     )
 
 
+# A key's unused time starts at its last use, else its creation, and again when it is enabled
+# (a key disabled for disuse and enabled by its owner is not disabled again at once).
+_UNUSED_SINCE = (
+    "coalesce(k.last_used_at, k.created_at) < {limit} "
+    "AND coalesce(k.enabled_at, k.created_at) < {limit}"
+)
+
+
 async def unused_since(db: Database, now: float) -> list[tuple[str, str, int]]:
     """(access key, organization, days) of every key unused (never, or not since) for longer
     than its organization's ``disable_unused_after_days``; a key never used counts from its
-    creation. Keys already disabled are left out: housekeeping has nothing more to do to them."""
+    creation, a key enabled again from then. Keys already disabled are left out: housekeeping
+    has nothing more to do to them."""
+    limit = _UNUSED_SINCE.format(limit="? - p.disable_unused_after_days * ?")
     rows = await db.fetchall(
         "SELECT k.access_key, k.organization_id, p.disable_unused_after_days "
         "FROM api_keys k JOIN organization_policies p ON p.organization_id = k.organization_id "
-        "WHERE p.disable_unused_after_days IS NOT NULL AND k.disabled = 0 "
-        "AND coalesce(k.last_used_at, k.created_at) < ? - p.disable_unused_after_days * ? "
+        f"WHERE p.disable_unused_after_days IS NOT NULL AND k.disabled = 0 AND {limit} "
         "ORDER BY k.access_key",
-        (now, DAY),
+        (now, DAY, now, DAY),
     )
     return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
@@ -89,10 +98,11 @@ async def violations(db: Database, policy: LifetimePolicy, now: float) -> list[V
                 )
     unused = policy.disable_unused_after_days
     if unused is not None:
+        since = now - unused * DAY
         rows = await db.fetchall(
-            "SELECT access_key FROM api_keys WHERE organization_id = ? "
-            "AND coalesce(last_used_at, created_at) < ? ORDER BY access_key",
-            (policy.organization_id, now - unused * DAY),
+            "SELECT k.access_key FROM api_keys k WHERE k.organization_id = ? "
+            f"AND {_UNUSED_SINCE.format(limit='?')} ORDER BY k.access_key",
+            (policy.organization_id, since, since),
         )
         found.extend(
             Violation(str(r[0]), "unused", f"unused for more than {unused} days") for r in rows

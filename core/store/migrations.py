@@ -272,6 +272,11 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE api_keys ADD COLUMN imported INTEGER NOT NULL DEFAULT 0
     """,
+    # 13: when a disabled key was last enabled again: its unused time for
+    # disable_unused_after_days starts there (else housekeeping disables it again at once).
+    """
+    ALTER TABLE api_keys ADD COLUMN enabled_at REAL
+    """,
 )
 
 
@@ -535,5 +540,9 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     # 12: keys imported from another gateway (see the SQLite migration).
     """
     ALTER TABLE api_keys ADD COLUMN imported INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 13: when a disabled key was last enabled again (see the SQLite migration).
+    """
+    ALTER TABLE api_keys ADD COLUMN enabled_at DOUBLE PRECISION;
     """,
 )
