@@ -167,10 +167,13 @@ class CacheConfig:
 class CreditsConfig:
     """How credits are reserved from the store (docs/plans-and-credits.md): every
     ``sync_interval_seconds`` a gateway reports what it spent and reserves ahead; a lease not
-    renewed for ``lease_seconds`` (its gateway died) gives back what it cannot have spent."""
+    renewed for ``lease_seconds`` (its gateway died) gives back what it cannot have spent.
+    ``journal_dir``: where each process journals what it spent (``gateway.spend_journal``), so
+    a process killed with SIGKILL loses nothing; None keeps the journal in memory only."""
 
     sync_interval_seconds: float = 0.2
     lease_seconds: float = 10.0
+    journal_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -512,7 +515,8 @@ def _credits(section: _Section) -> CreditsConfig:
             "lease_seconds",
             f"must be at least three sync intervals ({3 * interval:g}), not {lease:g}",
         )
-    return CreditsConfig(interval, lease)
+    journal = _relative(section.source, section.get("journal_dir", str, "credits-journal"))
+    return CreditsConfig(interval, lease, journal)
 
 
 def _leaks(section: _Section) -> LeaksConfig:

@@ -431,6 +431,14 @@ CREDITS = Table(
             "A reservation not renewed this long (its gateway died) gives back what that gateway "
             "cannot have spent.",
         ),
+        Key(
+            "journal_dir",
+            "credits-journal",
+            "A directory on this node's local disk where each gateway process journals the "
+            "credits it spent, so that one killed with SIGKILL loses none: its node gives them "
+            'back (docs/plans-and-credits.md). Relative to the config file; "" keeps the '
+            "journal in memory only.",
+        ),
     ),
 )
 TABLES: tuple[Table, ...] = (

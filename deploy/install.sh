@@ -7,10 +7,11 @@
 # SOURCE   what pip installs: a source tree (this checkout), an sdist or a wheel of authgateway
 # PREFIX   default /opt/gateway. Made there:
 #            venv/                       a virtual environment with the `gateway` command
-#            etc/gateway.toml            the example config, its store and pid file under data/
+#            etc/gateway.toml            the example config, its store, pid file and credits
+#                                        journal under data/
 #                                        (kept if it exists: a re-install upgrades the code only)
-#            data/                       the SQLite store, the pid file (the only place the
-#                                        service writes)
+#            data/                       the SQLite store, the pid file, the credits journal
+#                                        (the only place the service writes)
 #            share/                      bash and zsh completion scripts
 #
 # Environment:
@@ -53,10 +54,12 @@ install -d -m 0700 "$PREFIX/data"
 if [ ! -e "$PREFIX/etc/gateway.toml" ]; then
     sed -e "s|^path = \"gateway.db\" |path = \"$PREFIX/data/gateway.db\" |" \
         -e "s|^pid_file = \"\"  |pid_file = \"$PREFIX/data/gateway.pid\"|" \
+        -e "s|^journal_dir = \"credits-journal\"|journal_dir = \"$PREFIX/data/credits-journal\"|" \
         "$HERE/../config.example.toml" > "$PREFIX/etc/gateway.toml"
     grep -q "^path = \"$PREFIX/data/gateway.db\"" "$PREFIX/etc/gateway.toml" \
         && grep -q "^pid_file = \"$PREFIX/data/gateway.pid\"" "$PREFIX/etc/gateway.toml" \
-        || { echo "$0: config.example.toml changed its [store] path or pid_file line" >&2; exit 1; }
+        && grep -q "^journal_dir = \"$PREFIX/data/credits-journal\"" "$PREFIX/etc/gateway.toml" \
+        || { echo "$0: config.example.toml changed its [store] path, pid_file or journal_dir line" >&2; exit 1; }
 fi
 "$PREFIX/venv/bin/gateway" completion bash > "$PREFIX/share/bash-completion/completions/gateway"
 "$PREFIX/venv/bin/gateway" completion zsh > "$PREFIX/share/zsh/site-functions/_gateway"

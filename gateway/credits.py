@@ -11,65 +11,32 @@ only await, once per block rather than per request). A background task (`Wallet.
 ceiling (sized to twice the traffic of an interval, so the request path seldom waits), and
 lease renewals; it gives back the leases of budgets idle for a few intervals, and reclaims the
 expired leases of gateways that died.
+
+Every spend is journaled before its request is admitted (``gateway.spend_journal``: one store
+into a memory-mapped file), so the count of a process killed with SIGKILL outlives it: the
+journals of the node's dead processes are settled at start-up, every ``lease_seconds / 2``, at
+shutdown, and when a supervisor sees a worker die (``gateway.orphans``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import os
 import time
 from collections.abc import Callable
 
-from core.plans import Budget, next_refill, period
+from core.plans import Budget
 from core.store import Database, StoreUnavailable, Writer
 from core.store import credits as store_credits
+from gateway.lease import Held
+from gateway.orphans import settle_orphans
+from gateway.spend_journal import SpendJournal
 
 log = logging.getLogger("gateway.credits")
 
-MIN_BLOCK = 16  # credits (in units of the last cost) reserved at least, per budget
 IDLE_ROUNDS = 25  # intervals without a spend before a lease is given back
 EMPTY = -1  # `spend`'s answer when the budget is spent
 TOP_UP_TRIES = 8  # reports a waiting request makes, each asking twice the last
-
-
-class Held:
-    """This process's lease on one budget."""
-
-    __slots__ = (
-        "budget",
-        "ceiling",
-        "cost",
-        "ends",
-        "granted",
-        "heard",
-        "idle",
-        "lease_id",
-        "period",
-        "renew_at",
-        "reported",
-        "spent",
-        "store_remaining",
-    )
-
-    def __init__(self, budget: Budget, now: float) -> None:
-        self.budget = budget
-        self.lease_id = os.urandom(12).hex()
-        self.period = period(budget.interval, now)
-        # When the period ends (the lease with it); a budget that never refills never ends.
-        self.ends = math.inf if budget.refill is None else next_refill(budget.refill.interval, now)
-        self.granted = self.ceiling = self.spent = self.reported = 0
-        self.store_remaining = 0
-        self.cost = 1
-        self.idle = 0
-        self.renew_at = 0.0  # when the lease needs renewing even if nothing was spent
-        self.heard = False  # the store has answered a report: its counts are known
-
-    def headroom(self) -> int:
-        """What to hold spendable beyond what is spent: twice what an interval spent, and at
-        least MIN_BLOCK of the last cost."""
-        return max(MIN_BLOCK * self.cost, 2 * (self.spent - self.reported))
 
 
 class Wallet:
@@ -79,12 +46,18 @@ class Wallet:
         clock: Callable[[], float] = time.time,
         sync_interval: float = 0.2,
         lease_seconds: float = 10.0,
+        journal: SpendJournal | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.sync_interval = sync_interval
         self.lease_seconds = lease_seconds
+        self.journal = journal or SpendJournal()  # in memory only until `open_journal`
+        self.counts = self.journal.counts
         self.held: dict[str, Held] = {}
+        # Leases this process let go of, until the store has their final counts (a report that
+        # failed is made again; what a stop could not report stays in the journal).
+        self.unsettled: dict[str, Held] = {}
         self._lock = asyncio.Lock()  # one report at a time: a top-up and the round
         self._reclaimed_at = 0.0
 
@@ -101,7 +74,9 @@ class Wallet:
         ):
             return None
         if held.spent + cost <= held.ceiling:
-            held.spent += cost
+            spent = held.spent + cost
+            self.counts[held.mark] = spent  # journaled before the request is admitted
+            held.spent = spent
             held.cost = cost
             return held.granted - held.spent + held.store_remaining
         if held.heard and held.store_remaining <= 0 and held.granted == held.ceiling:
@@ -137,7 +112,7 @@ class Wallet:
                 await self._release([held])
                 held = None
             if held is None:
-                held = self.held[budget.owner] = Held(budget, now)
+                held = self.held[budget.owner] = self._new(budget, now)
             found = self.spend(budget, cost)  # a top-up it waited behind may have made room
             if found is not None:
                 return found
@@ -179,9 +154,10 @@ class Wallet:
             now=now,
         )
         if lease is None:
-            # Ended under us (reclaimed, refilled, reset): what it had spent is accounted for;
-            # start a new lease.
-            fresh = Held(held.budget, now)
+            # Ended under us (reclaimed, refilled, reset): settled with what it spent at the
+            # next round, when no request can spend from it any more; start a new lease.
+            self.unsettled[held.lease_id] = held
+            fresh = self._new(held.budget, now)
             fresh.cost = held.cost
             self.held[held.budget.owner] = fresh
             lease = await store_credits.reserve(
@@ -211,7 +187,8 @@ class Wallet:
         return apply
 
     async def sync(self) -> None:
-        """One round: report every budget in use, give back the idle ones, reclaim the
+        """One round: report every budget in use, give back the idle ones; every
+        ``lease_seconds / 2``, settle the journals of the node's dead processes and reclaim the
         expired leases of others. Raises StoreUnavailable."""
         async with self._lock:
             now = self.clock()
@@ -229,39 +206,73 @@ class Wallet:
                 else:  # spent since the last report, or waiting for credits to come back
                     held.idle = 0 if held.spent != held.reported else held.idle + 1
                     (idle if held.idle >= IDLE_ROUNDS else active).append(held)
-            if idle:
+            if idle or self.unsettled:
                 await self._release(idle)
             reclaim = now - self._reclaimed_at >= self.lease_seconds / 2
-            if not active and not reclaim:
-                return  # nothing to write: a gateway without budgets in use writes nothing
-            applied = []
-            async with self.db.transaction() as w:
-                for held in active:
-                    applied.append(await self._report(w, held, now))
-                if reclaim:
-                    await store_credits.reclaim(w, now)
-            for apply in applied:
-                apply()
+            if reclaim:  # first: a dead process's live lease settles whole, no tombstone
+                await self.settle_orphans()
+            if active:
+                applied = []
+                # In the order of the balances' owners, as every transaction locks them.
+                active.sort(key=lambda held: held.budget.owner)
+                async with self.db.transaction() as w:
+                    for held in active:
+                        applied.append(await self._report(w, held, now))
+                for apply in applied:
+                    apply()
             if reclaim:
+                async with self.db.transaction() as w:
+                    await store_credits.reclaim(w, now)
                 self._reclaimed_at = now
 
+    def _new(self, budget: Budget, now: float) -> Held:
+        held = Held(budget, now, self.journal)
+        self.counts = self.journal.counts  # a new slot may have grown the journal
+        return held
+
     async def _release(self, helds: list[Held]) -> None:
-        """Give leases back. Each leaves this process's hands before the write is awaited, so
-        no request spends from it after its count is taken."""
+        """Give leases back, with those let go of before. Each leaves this process's hands
+        before the write is awaited, so no request spends from it after its count is taken;
+        its journal slot is freed once the store has the count."""
         now = self.clock()
         for held in helds:
             if self.held.get(held.budget.owner) is held:
                 del self.held[held.budget.owner]
-        spent = [(held.lease_id, held.spent) for held in helds]
+            self.unsettled[held.lease_id] = held
+        ending = list(self.unsettled.values())
         async with self.db.transaction() as w:
-            for lease_id, count in spent:
-                await store_credits.release(w, lease_id, count, now)
+            await store_credits.settle_all(w, [(h.lease_id, h.spent) for h in ending], now)
+        for held in ending:
+            del self.unsettled[held.lease_id]
+            self.journal.free(held.mark)
 
     async def release_all(self) -> None:
         """At shutdown: everything held and not spent goes back."""
         async with self._lock:
-            if self.held:
+            if self.held or self.unsettled:
                 await self._release(list(self.held.values()))
+
+    # -- the journal --------------------------------------------------------------------------
+
+    def open_journal(self, journal: SpendJournal) -> None:
+        """Journal into ``journal`` (a file of the node) from now on: at start-up, before any
+        lease is held."""
+        assert not self.held and not self.unsettled
+        self.journal.close()
+        self.journal, self.counts = journal, journal.counts
+
+    def close_journal(self) -> None:
+        """At exit, after `release_all`: the file goes if every lease in it was settled."""
+        self.journal.close()
+        self.held.clear()
+        self.unsettled.clear()
+        self.journal = SpendJournal()
+        self.counts = self.journal.counts
+
+    async def settle_orphans(self) -> int:
+        """What the node's dead processes spent, reported from their journals
+        (``gateway.orphans``). Raises StoreUnavailable."""
+        return await settle_orphans(self.db, self.journal.directory, self.clock)
 
     async def run(self) -> None:
         failing = False
@@ -270,7 +281,7 @@ class Wallet:
             try:
                 await self.sync()
                 failing = False
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, OSError) as exc:  # OSError: a journal of the node
                 if not failing:
                     log.warning("cannot report credits spent: %s", exc)
                 failing = True

@@ -27,6 +27,7 @@ from gateway.metrics import Metrics, Snapshot
 from gateway.node_limits import NodeJournal, NodeLimiter
 from gateway.ratelimit import LocalLimiter
 from gateway.redis_limits import RedisLimiter
+from gateway.spend_journal import SpendJournal
 from gateway.usage import Usage
 from gateway.verifier import Verifier
 from gateway.webhooks import WebhookDelivery
@@ -97,6 +98,8 @@ class Resources:
             await self.verifier.poll_events()
         except StoreUnavailable as exc:  # the follower keeps trying
             log.warning("%s", exc)
+        self.open_journal()
+        await self.settle_orphans()  # a node restarted after a SIGKILL: before it serves
         await self.upstream.start()
         if self.access_log is not None:
             self.access_log.start()
@@ -108,6 +111,30 @@ class Resources:
         if self.config.webhooks.deliver:
             self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhook-delivery"))
         self.started = True
+
+    def open_journal(self) -> None:
+        """Credits spent are journaled in ``[credits] journal_dir`` (``gateway.spend_journal``);
+        where it cannot be written (`gateway serve` refuses to start then), in memory only."""
+        directory = self.config.credits.journal_dir
+        if directory is None:
+            return
+        try:
+            self.wallet.open_journal(SpendJournal(directory))
+        except OSError as exc:
+            log.warning(
+                "credits: cannot journal spends in %s (%s): a process killed with SIGKILL "
+                "loses what it reserved and did not spend",
+                directory,
+                exc.strerror or exc,
+            )
+
+    async def settle_orphans(self) -> None:
+        """Report to the store what this node's dead processes spent, from their journals: at
+        start-up, at shutdown, and when a supervisor sees a worker die."""
+        try:
+            await self.wallet.settle_orphans()
+        except (StoreUnavailable, OSError) as exc:  # the journals stay for the next sweep
+            log.warning("credits: cannot report what dead processes spent yet: %s", exc)
 
     def reload(self, new: Config) -> list[str]:
         """Apply a re-read config (SIGHUP): routes and cache settings, for requests that start
@@ -213,6 +240,8 @@ class Resources:
                 log.warning("%s ended with %r while stopping", task.get_name(), result)
         with contextlib.suppress(StoreUnavailable):
             await self.wallet.release_all()  # what this process holds and did not spend
+        await self.settle_orphans()
+        self.wallet.close_journal()  # kept on disk if the store could not be told
         with contextlib.suppress(StoreUnavailable):
             await self.verifier.flush_last_used()
         with contextlib.suppress(StoreUnavailable):

@@ -28,7 +28,10 @@ def run_demo(config: Config) -> None:
         raise SystemExit(f"gateway demo: {config.source} has no [[routes]] to demonstrate")
     folder = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     try:
-        server.run(_demo(replace(config, store=config.store.pointing_at(str(folder / "demo.db")))))
+        # The demo's own store and credits journal, removed when it stops.
+        store = config.store.pointing_at(str(folder / "demo.db"))
+        journal = replace(config.credits, journal_dir=folder / "credits-journal")
+        server.run(_demo(replace(config, store=store, credits=journal)))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

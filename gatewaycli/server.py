@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from gateway.app import GatewayApp
 from gateway.forward_auth import ForwardAuthApp
 from gateway.node_limits import NodeJournal
 from gateway.resources import Resources
+from gateway.spend_journal import SpendJournal
 from gateway.verify import KeyVerification
 from gatewaycli.fanout import Fanout
 from gatewaycli.listeners import ASGIApp as ASGIApp
@@ -154,10 +155,27 @@ def check_assertion_keys(config: Config) -> str | None:
     return signer.kid if signer is not None else None
 
 
+def check_journal(config: Config) -> None:
+    """Refuse to start where credits spent cannot be journaled (ConfigError): a process killed
+    with SIGKILL would lose what it reserved and did not spend."""
+    directory = config.credits.journal_dir
+    if directory is None:
+        return
+    try:
+        SpendJournal(directory).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"{config.source}, [credits]: journal_dir {str(directory)!r} cannot be written "
+            f"({exc.strerror or exc}); point it at a directory on this node's local disk that the "
+            'gateway\'s user may write, or set it to "" to keep the journal in memory only'
+        ) from None
+
+
 def serve(config: Config, workers: int) -> None:
     note_early_sighup()
     run(check_store(config))
     signing_kid = check_assertion_keys(config)
+    check_journal(config)
     proxy_sock, admin_sock, auth_sock, leaks_sock = bind_all(config)
     try:
         with pid_file(config.pid_file):
@@ -270,6 +288,7 @@ def _serve_on(
     if auth_sock is not None:
         auth_sock.close()
     resources.db.on_signal.append(supervisor.fanout.tell)
+    supervisor.on_death = resources.settle_orphans  # a dead worker's credits, back at once
     scraper = Scraper(resources.snapshot, supervisor.metrics_socks)
     admin: list[Listener] = list(control)
     if admin_sock is not None:
@@ -339,6 +358,7 @@ class Supervisor:
             told.close()
         self.stopping = False
         self.failed = False
+        self.on_death: Callable[[], Awaitable[None]] | None = None
 
     def signal(self, sig: signal.Signals) -> None:
         """Pass a signal to the workers that are ready for it (one still starting has SIGHUP's
@@ -368,4 +388,6 @@ class Supervisor:
                 )
                 self.stop()
                 self.failed = True
+                if self.on_death is not None:
+                    await self.on_death()
             await asyncio.sleep(0.2)

@@ -171,6 +171,7 @@ def test_install_script_lays_out_the_prefix(prefix: Path) -> None:
     config = config_module.load(prefix / "etc" / "gateway.toml")
     assert config.store.path == prefix / "data" / "gateway.db"
     assert config.pid_file == prefix / "data" / "gateway.pid"
+    assert config.credits.journal_dir == prefix / "data" / "credits-journal"
     assert (prefix / "data").stat().st_mode & 0o777 == 0o700
     assert (
         "complete -F _gateway gateway"
@@ -268,3 +269,4 @@ def test_the_image_and_compose_file_use_the_install_script_and_a_valid_config() 
     assert config.store.url == "postgresql://gateway@postgres:5432/gateway"
     assert config.ratelimit.backend == "redis" and config.ratelimit.url.startswith("redis://redis:")
     assert str(config.assertion.key_file).startswith("/opt/gateway/data/")
+    assert str(config.credits.journal_dir).startswith("/opt/gateway/data/")

@@ -9,6 +9,14 @@ is ever admitted than a balance held is in docs/plans-and-credits.md.
 
 A balance belongs to one refill period (``period``, ``core.plans.period``) and one ``epoch``
 (bumped when an operator sets it): leases of another period or epoch give nothing back.
+
+A reclaimed lease leaves a tombstone (``credit_tombstones``) with its ceiling for
+``KEEP_TOMBSTONES`` seconds: when the spend journal its dead gateway left on its node reports
+what it truly spent (``settle``), the part between that and the ceiling comes back too, once.
+Every statement that moves credits of a lease first locks its balance row, so a write still in
+flight for that lease (its holder died with its commit on the wire) has ended before the lease
+is read; a transaction that locks several balances locks them in the order of their owners, so
+two such transactions never wait for each other in a circle (a deadlock).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.store.database import Database, Writer
+
+KEEP_TOMBSTONES = 7 * 86_400  # seconds: how late a dead gateway's journal may still report
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,16 @@ class Lease:
     epoch: int
 
 
+async def _lock(w: Writer, owner: str) -> tuple[str, int, int] | None:
+    """The balance row of ``owner`` (period, remaining, epoch), locked until the transaction
+    ends (on SQLite the one writer holds everything already)."""
+    lock = " FOR UPDATE" if w.dialect == "postgresql" else ""
+    row = await w.fetchone(
+        f"SELECT period, remaining, epoch FROM credit_balances WHERE owner = ?{lock}", (owner,)
+    )
+    return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
+
+
 async def _balance(w: Writer, owner: str, period: str, initial: int, now: float) -> tuple[int, int]:
     """The balance's remaining and epoch, locked for this transaction, created at ``initial``
     and refilled to it when its period has passed (the leases of the old period then end)."""
@@ -37,10 +57,7 @@ async def _balance(w: Writer, owner: str, period: str, initial: int, now: float)
         "VALUES (?, ?, ?, 0, ?) ON CONFLICT (owner) DO NOTHING",
         (owner, period, initial, now),
     )
-    lock = " FOR UPDATE" if w.dialect == "postgresql" else ""
-    row = await w.fetchone(
-        f"SELECT period, remaining, epoch FROM credit_balances WHERE owner = ?{lock}", (owner,)
-    )
+    row = await _lock(w, owner)
     assert row is not None
     if row[0] != period:
         await w.execute(
@@ -76,8 +93,8 @@ async def reserve(
         "SELECT granted, ceiling, period, epoch FROM credit_leases WHERE id = ?", (lease_id,)
     )
     if row is None:
-        if spent:
-            return None  # it had spent from a lease that has ended
+        if spent or await _tombstone(w, lease_id) is not None:
+            return None  # it had been granted a lease that has ended
         granted, ceiling = 0, 0
     else:
         granted, ceiling = int(row[0]), int(row[1])
@@ -107,38 +124,114 @@ async def reserve(
     return Lease(granted, ceiling, remaining, period, epoch)
 
 
-async def release(w: Writer, lease_id: str, spent: int, now: float) -> None:
-    """Give back what was granted and not spent, to the balance of the same period and epoch."""
+async def _tombstone(w: Writer, lease_id: str) -> tuple[str, str, int, int, int | None] | None:
     row = await w.fetchone(
-        "SELECT owner, period, epoch, granted FROM credit_leases WHERE id = ?", (lease_id,)
+        "SELECT owner, period, epoch, ceiling, spent FROM credit_tombstones WHERE id = ?",
+        (lease_id,),
     )
     if row is None:
-        return
-    owner, period, epoch, granted = row
-    await w.execute(
-        "UPDATE credit_balances SET remaining = remaining + ?, updated_at = ? "
-        "WHERE owner = ? AND period = ? AND epoch = ?",
-        (max(0, int(granted) - spent), now, owner, period, epoch),
-    )
-    await w.execute("DELETE FROM credit_leases WHERE id = ?", (lease_id,))
+        return None
+    return str(row[0]), str(row[1]), int(row[2]), int(row[3]), row[4]
 
 
-async def reclaim(w: Writer, now: float) -> int:
-    """Expired leases give back ``granted - ceiling`` (what their holder cannot have spent);
-    returns how many ended."""
-    rows = await w.fetchall(
-        "SELECT id, owner, period, epoch, granted - ceiling FROM credit_leases "
-        "WHERE expires_at < ?",
-        (now,),
-    )
-    for lease_id, owner, period, epoch, unspent in rows:
+async def _give_back(
+    w: Writer, owner: str, period: str, epoch: int, count: int, now: float
+) -> None:
+    """To the balance of the same period and epoch only: never across a refill or a reset."""
+    if count > 0:
         await w.execute(
             "UPDATE credit_balances SET remaining = remaining + ?, updated_at = ? "
             "WHERE owner = ? AND period = ? AND epoch = ?",
-            (int(unspent), now, owner, period, epoch),
+            (count, now, owner, period, epoch),
         )
+
+
+async def settle_all(w: Writer, counts: list[tuple[str, int]], now: float) -> None:
+    """`settle` for each (lease id, spent), in the order of their balances' owners."""
+    owners: dict[str, str] = {}
+    ids = [lease_id for lease_id, _ in counts]
+    for start in range(0, len(ids), 500):  # within every engine's limit of parameters
+        part = ids[start : start + 500]
+        marks = ", ".join("?" * len(part))
+        rows = await w.fetchall(
+            f"SELECT id, owner FROM credit_leases WHERE id IN ({marks}) UNION ALL "
+            f"SELECT id, owner FROM credit_tombstones WHERE id IN ({marks}) AND owner <> ''",
+            (*part, *part),
+        )
+        owners.update((str(lease_id), str(owner)) for lease_id, owner in rows)
+    for lease_id, spent in sorted(counts, key=lambda c: (owners.get(c[0], ""), c[0])):
+        await settle(w, lease_id, spent, now)
+
+
+async def settle(w: Writer, lease_id: str, spent: int, now: float) -> None:
+    """A lease is over and ``spent`` is all it spent (its holder let go of it, or died and its
+    journal says so): what it did not spend goes back, once. A live lease gives back
+    ``granted - spent``; a reclaimed one, which gave back ``granted - ceiling`` then, gives
+    ``ceiling - spent`` now. A lease the store does not know (yet: its holder died while its
+    first reservation was being committed) is remembered as settled with ``spent``, for
+    `reclaim` to use. Settling again gives nothing."""
+    found = await w.fetchone(
+        "SELECT owner FROM credit_leases WHERE id = ? UNION ALL "
+        "SELECT owner FROM credit_tombstones WHERE id = ? AND owner <> ''",
+        (lease_id, lease_id),
+    )
+    if found is not None:
+        await _lock(w, str(found[0]))
+    row = await w.fetchone(
+        "SELECT owner, period, epoch, granted FROM credit_leases WHERE id = ?", (lease_id,)
+    )
+    if row is not None:
+        await _give_back(w, row[0], row[1], int(row[2]), int(row[3]) - spent, now)
         await w.execute("DELETE FROM credit_leases WHERE id = ?", (lease_id,))
-    return len(rows)
+        return
+    tombstone = await _tombstone(w, lease_id)
+    if tombstone is None:
+        await w.execute(
+            "INSERT INTO credit_tombstones (id, owner, period, epoch, ceiling, spent, ended_at) "
+            "VALUES (?, '', '', -1, 0, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (lease_id, spent, now),
+        )
+        return
+    owner, period, epoch, ceiling, settled = tombstone
+    if settled is None:
+        await _give_back(w, owner, period, epoch, ceiling - spent, now)
+        await w.execute("UPDATE credit_tombstones SET spent = ? WHERE id = ?", (spent, lease_id))
+
+
+async def reclaim(w: Writer, now: float) -> int:
+    """Expired leases end: each gives back ``granted - ceiling`` (what its holder cannot have
+    spent) and leaves a tombstone with its ceiling for `settle`; or ``granted - spent`` when its
+    holder's journal has already been settled. Tombstones older than ``KEEP_TOMBSTONES`` go.
+    Returns how many leases ended."""
+    expired = await w.fetchall(
+        "SELECT id, owner FROM credit_leases WHERE expires_at < ? ORDER BY owner, id", (now,)
+    )
+    ended = 0
+    for lease_id, owner in expired:
+        await _lock(w, owner)
+        # Again under the lock: renewed, settled or reclaimed by another gateway meanwhile.
+        row = await w.fetchone(
+            "SELECT period, epoch, granted, ceiling FROM credit_leases "
+            "WHERE id = ? AND expires_at < ?",
+            (lease_id, now),
+        )
+        if row is None:
+            continue
+        period, epoch, granted, ceiling = row[0], int(row[1]), int(row[2]), int(row[3])
+        tombstone = await _tombstone(w, lease_id)
+        if tombstone is not None and tombstone[4] is not None:
+            await _give_back(w, owner, period, epoch, granted - int(tombstone[4]), now)
+        else:
+            await _give_back(w, owner, period, epoch, granted - ceiling, now)
+            await w.execute(
+                "INSERT INTO credit_tombstones (id, owner, period, epoch, ceiling, spent, "
+                "ended_at) VALUES (?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (id) DO NOTHING",
+                (lease_id, owner, period, epoch, ceiling, now),
+            )
+        await w.execute("DELETE FROM credit_leases WHERE id = ?", (lease_id,))
+        ended += 1
+    await w.execute("DELETE FROM credit_tombstones WHERE ended_at < ?", (now - KEEP_TOMBSTONES,))
+    return ended
 
 
 async def set_balance(w: Writer, owner: str, remaining: int, period: str, now: float) -> None:
@@ -151,6 +244,7 @@ async def set_balance(w: Writer, owner: str, remaining: int, period: str, now: f
         (owner, period, remaining, now),
     )
     await w.execute("DELETE FROM credit_leases WHERE owner = ?", (owner,))
+    await w.execute("DELETE FROM credit_tombstones WHERE owner = ?", (owner,))
 
 
 async def remaining(db: Database, owner: str, period: str) -> int | None:

@@ -277,6 +277,23 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE api_keys ADD COLUMN enabled_at REAL
     """,
+    # 14: leases reclaimed from gateways that died, kept for a while with their ceiling, so
+    # that the spend journal a dead gateway left on its node can still give back what it had
+    # not spent below that ceiling; and leases settled, with what they spent, so that each is
+    # settled once (core.store.credits.settle).
+    """
+    CREATE TABLE credit_tombstones (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        period TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        ceiling INTEGER NOT NULL,
+        spent INTEGER,
+        ended_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX credit_tombstones_owner ON credit_tombstones (owner);
+    CREATE INDEX credit_tombstones_age ON credit_tombstones (ended_at)
+    """,
 )
 
 
@@ -544,5 +561,19 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     # 13: when a disabled key was last enabled again (see the SQLite migration).
     """
     ALTER TABLE api_keys ADD COLUMN enabled_at DOUBLE PRECISION;
+    """,
+    # 14: reclaimed leases kept with their ceiling (see the SQLite migration).
+    """
+    CREATE TABLE credit_tombstones (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        period TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        ceiling BIGINT NOT NULL,
+        spent BIGINT,
+        ended_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX credit_tombstones_owner ON credit_tombstones (owner);
+    CREATE INDEX credit_tombstones_age ON credit_tombstones (ended_at);
     """,
 )

@@ -54,6 +54,13 @@ def open_files(pid: int) -> set[str]:
     return found
 
 
+def worker_pids(process: subprocess.Popen[str]) -> list[int]:
+    """The workers of a running `serve --workers N`, in the order of their pids."""
+    found = subprocess.check_output(["pgrep", "-P", str(process.pid)]).split()
+    # Its children are the workers and multiprocessing's resource tracker.
+    return sorted(int(p) for p in found if b"resource_tracker" not in command_line(int(p)))
+
+
 def command_line(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
 
@@ -66,9 +73,7 @@ def connections_to_each_worker(
     already), in the order of the workers' pids; closed on leaving."""
     host, port = url.removeprefix("http://").split(":")
     wait_for(lambda: httpx.get(url + "/echo/x", timeout=15).status_code == 401, 15)
-    found = subprocess.check_output(["pgrep", "-P", str(process.pid)]).split()
-    # Its children are the workers and multiprocessing's resource tracker.
-    workers = [int(p) for p in found if b"resource_tracker" not in command_line(int(p))]
+    workers = worker_pids(process)
     held: dict[int, socket.socket] = {}
     opened: list[socket.socket] = []
     try:
