@@ -29,7 +29,7 @@ from gateway.ratelimit import LocalLimiter, RedisLimiter
 from gateway.usage import Usage
 from gateway.verifier import Verifier
 from gateway.webhooks import WebhookDelivery
-from gateway.websocket import Sessions
+from gateway.ws_sessions import Sessions
 
 log = logging.getLogger("gateway")
 
