@@ -35,15 +35,18 @@ class FrameReader:
         "held",
         "left",
         "limit",
+        "mask_bit",
         "masked",
         "noted",
         "passing",
+        "plain",
         "refused",
         "stopping",
     )
 
     def __init__(self, masked: bool, limit: int) -> None:
         self.masked = masked
+        self.mask_bit = 0x80 if masked else 0
         self.limit = limit
         self.left = 0  # bytes of the frame that has begun passing still to come
         self.held = b""  # the start of the next frame, not passed yet: its header is not whole
@@ -53,6 +56,9 @@ class FrameReader:
         self.close: tuple[int, str] | None = None  # the first close frame read
         self.refused: tuple[int, str] | None = None  # the close code and reason a frame earned
         self.noted = False
+        # Nothing held, no stop asked, nothing refused: a read that is one small data frame
+        # whole (what a message of a chat or an echo is) is passed by the first lines of `feed`.
+        self.plain = True
 
     @property
     def at_boundary(self) -> bool:
@@ -63,6 +69,7 @@ class FrameReader:
         """Pass nothing past the next frame boundary. True when that is now (the bytes passed
         so far end at one, or the reader has stopped already)."""
         self.stopping = True
+        self.plain = False
         if self.passing and self.left == 0:
             self.passing = False
             self.noted = True
@@ -70,6 +77,20 @@ class FrameReader:
 
     def feed(self, data: bytes) -> bytes:
         """Read the next bytes of this direction; returns what of them may pass."""
+        if self.plain and not self.left and len(data) >= 2:
+            second = data[1]
+            length = second & 0x7F
+            if (
+                length < 126
+                and second & 0x80 == self.mask_bit
+                and data[0] & 0x0F < CLOSE
+                and length + (6 if second & 0x80 else 2) == len(data)
+            ):
+                self.data_bytes += length
+                return data
+        return self._feed(data)
+
+    def _feed(self, data: bytes) -> bytes:
         if self.refused is not None:
             return b""
         if self.held:
@@ -106,6 +127,7 @@ class FrameReader:
                 self.left = end - size
                 break
             pos = end
+        self.plain = not self.held and not self.stopping and self.refused is None
         if passed == size and self.passing:
             return data
         return data[:passed]
@@ -157,6 +179,7 @@ class FrameReader:
         return start + length
 
     def _refuse(self, code: int, reason: str) -> int:
+        self.plain = False
         self.refused = (code, reason)
         self.noted = True
         return 0

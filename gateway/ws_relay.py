@@ -106,21 +106,22 @@ class Side(asyncio.Protocol):
         self.relay = relay
         self.transport = transport
         self.reader = reader
+        self.feed = reader.feed
+        self.time = relay.time
         self.peer: Side = self
+        self.write: Callable[[bytes], object] = transport.write  # the peer's, once paired
         self.lost = False
         self.told = False  # its peer has had the gateway's close frame
         self.mask = False  # its peer is the upstream: the gateway's frames to it are masked
 
     def data_received(self, data: bytes) -> None:
-        relay = self.relay
-        relay.last = relay.time()
-        reader = self.reader
-        out = reader.feed(data)
+        self.relay.last = self.time()
+        out = self.feed(data)
         if out:
-            self.peer.transport.write(out)
-        if reader.noted:
-            reader.noted = False
-            relay.noted(self)
+            self.write(out)
+        if self.reader.noted:
+            self.reader.noted = False
+            self.relay.noted(self)
 
     def eof_received(self) -> None:
         pass  # the transport closes itself: connection_lost
@@ -159,6 +160,7 @@ class Relay:
         self.client = Side(self, client.transport, FrameReader(True, limit))
         self.upstream = Side(self, upstream.transport, FrameReader(False, limit))
         self.client.peer, self.upstream.peer = self.upstream, self.client
+        self.client.write, self.upstream.write = upstream.transport.write, client.transport.write
         self.client.mask = True
         self.held = (client, upstream)
         self.ending: tuple[int, str] | None = None  # the gateway's close: code and reason
