@@ -27,7 +27,18 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from gateway.app import GatewayApp
-from tests.support import BOUND, Gateway, LoopThread, build_gateway, free_socket, wait_for
+from tests.support import (
+    BOUND,
+    Gateway,
+    LoopThread,
+    build_gateway,
+    free_socket,
+    run_cli,
+    start_serve,
+    stop_serve,
+    wait_for,
+    write_config,
+)
 from tests.test_operations import self_signed
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
@@ -485,3 +496,27 @@ websocket = true
         running.stop()
         server.close()
         loop.close()
+
+
+def test_a_tls_listener_relays_websockets(
+    tmp_path: Path, echo_upstream: tuple[str, list[dict[str, str]]]
+) -> None:
+    """`gateway serve` with TLS on its listener: the handshake and the relay run on the TLS
+    transport (no half-close there), and a refusal is still a whole answer."""
+    cert, key = self_signed(tmp_path)
+    files = f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n'
+    extra = f'[[routes]]\nprefix = "/live"\nupstream = "{echo_upstream[0]}"\nwebsocket = true\n'
+    config = write_config(tmp_path, echo_upstream[0], extra=extra, server=files)
+    secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
+    process, url = start_serve(config)
+    try:
+        tls = ssl.create_default_context(cafile=str(cert))
+        wss = url.replace("https://", "wss://")
+        with connect(wss + "/live/x", additional_headers={"X-Auth-Token": secret}, ssl=tls) as ws:
+            ws.send("over tls both ways")
+            assert ws.recv(timeout=5) == "over tls both ways"
+        with pytest.raises(InvalidStatus) as caught:
+            connect(wss + "/live/x", ssl=tls)
+        assert json.loads(caught.value.response.body or b"{}")["reason"] == "missing_token"
+    finally:
+        stop_serve(process)
