@@ -95,7 +95,11 @@ class Held(asyncio.Protocol):
         if not transport.can_write_eof():  # TLS: no half-close
             transport.close()
             return
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the client is gone already (reset)
+            transport.close()
+            return
         self.linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
 
