@@ -33,12 +33,13 @@ from gateway.gate import Admitted, Pending, Refusal
 from gateway.headers import RequestHeaders, shaped, split_request
 from gateway.http.client import BodyTooLarge, ClientGone, RequestBody, UpstreamError
 from gateway.http.cycle import Cycle
+from gateway.http.server import Upgraded
 from gateway.plan import JWKS, READINESS, Context, Forward, Refuse, Start, Step, Wait
 from gateway.proxy import origin
 from gateway.relay import serve_step
 from gateway.resources import Resources
 from gateway.routing import Router, is_ambiguous, normalise_path
-from gateway.websocket import WebSocketProxy
+from gateway.websocket import WebSocketProxy, refuse_asgi
 
 log = logging.getLogger("gateway.app")
 # RFC 9110 §15.5.6: a 405 says what is allowed.
@@ -97,6 +98,11 @@ class GatewayApp:
         decide = functools.partial(self.prepare, scope, exchange)
         serve_step(self, decide, scope, cycle, start, exchange)
 
+    def take_websocket(self, upgraded: Upgraded) -> None:
+        """`gateway serve`'s way in for a WebSocket: the server protocol hands the upgraded
+        connection over (``gateway.websocket``)."""
+        self.websockets.take(upgraded)
+
     async def resume(
         self,
         step: Step | None,
@@ -153,10 +159,16 @@ class GatewayApp:
         )
 
     async def other(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """The scopes that are not HTTP requests: WebSockets and the lifespan."""
+        """The scopes that are not HTTP requests: WebSockets (refused: they need `gateway
+        serve`, which hands the gateway the connection) and the lifespan."""
         kind = scope["type"]
         if kind == "websocket":
-            await self.websockets(scope, receive, send)
+            exchange = Exchange()
+            try:
+                if (await receive())["type"] == "websocket.connect":
+                    await refuse_asgi(scope, send, exchange)
+            finally:
+                self.websockets.report(scope, exchange)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
 

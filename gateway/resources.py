@@ -31,7 +31,7 @@ from gateway.spend_journal import SpendJournal
 from gateway.usage import Usage
 from gateway.verifier import Verifier
 from gateway.webhooks import WebhookDelivery
-from gateway.websocket import Sessions
+from gateway.ws_sessions import Sessions
 
 log = logging.getLogger("gateway")
 

@@ -75,7 +75,7 @@ class Verifier:
         self.revocation_lag = Histogram(LAG_BUCKETS)
         self._batch: dict[bytes, asyncio.Future[Identity | str]] = {}  # the next query's
         # Told the access keys of every change followed (None: the whole cache was dropped):
-        # open WebSockets are put through the gate again (gateway.websocket.Sessions).
+        # open WebSockets are put through the gate again (gateway.ws_sessions.Sessions).
         self.on_change: list[Callable[[set[str] | None], None]] = []
         self._querying: asyncio.Task[None] | None = None
         self._loop = RunningLoop()  # asked once per miss: no get_running_loop()

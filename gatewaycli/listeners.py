@@ -86,12 +86,15 @@ def uvicorn_config(
     send_timeout: float = 60.0,
     keepalive_timeout: float = 30.0,
 ) -> uvicorn.Config:
-    timeouts = {
+    settings = {
         "header_timeout": header_timeout,
         "body_timeout": body_timeout,
         "send_timeout": send_timeout,
+        # WebSockets on the proxy listener (gateway.websocket takes the upgraded connections);
+        # elsewhere an Upgrade is served as a plain request (gateway.http.server).
+        "websockets": websockets,
     }
-    protocol = type("ListenerHttpProtocol", (GatewayHttpProtocol,), timeouts)
+    protocol = type("ListenerHttpProtocol", (GatewayHttpProtocol,), settings)
     return uvicorn.Config(
         app,
         # HTTPS on this listener: uvicorn sets the ASGI scheme to https, so X-Forwarded-Proto is.
@@ -103,9 +106,7 @@ def uvicorn_config(
         forwarded_allow_ips=list(trusted_proxies) or None,
         loop="none",
         http=protocol,  # the gateway's own HTTP/1.1 protocol (gateway.http.server, .cycle)
-        # WebSockets on the proxy listener (gateway.websocket); elsewhere an Upgrade is served as a
-        # plain request (gateway.http.server).
-        ws="websockets-sansio" if websockets else "none",
+        ws="none",  # upgrades are the protocol's to hand over, not uvicorn's WebSocket protocol
         lifespan="off",  # `run_listeners` owns the resources' life cycle
         access_log=False,
         server_header=False,  # the upstream's Server and Date headers pass through

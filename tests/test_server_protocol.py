@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway.http.server import Upgraded
 from gatewaycli.server import _Server, uvicorn_config
 from tests.support import LoopThread, free_socket, wait_for
 
@@ -227,3 +228,37 @@ def test_an_idle_connection_is_closed(served: Any) -> None:
             data += conn.recv(65536)
         conn.settimeout(4)  # the fixture's keep-alive timeout is 1 s
         assert conn.recv(65536) == b""  # closed by the server, nothing more said
+
+
+class Taker(App):
+    """An app that takes WebSocket upgrades: it answers on the transport it is handed with what
+    it was handed, then closes."""
+
+    def take_websocket(self, upgraded: Upgraded) -> None:
+        scope = upgraded.scope
+        said = f"{scope['type']} {scope['scheme']} {scope['path']} {scope['query_string']!r} "
+        upgraded.transport.write(said.encode() + upgraded.early)
+        upgraded.transport.close()
+
+
+def test_an_upgrade_to_websocket_is_handed_over_with_what_followed_its_head() -> None:
+    """The engine knows nothing of what is done with the connection: the app is handed the
+    request's scope, the transport and the bytes the client sent after the head; a POST is no
+    WebSocket handshake (RFC 6455 §4.1) and is served as a plain request."""
+    loop = LoopThread()
+    sock = free_socket()
+    server = _Server(uvicorn_config(Taker(), shutdown_timeout=1, websockets=True))
+    serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop.loop)
+    try:
+        wait_for(lambda: server.started, timeout=10, interval=0.005)
+        served = (*sock.getsockname()[:2],)
+        upgrade = b"Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        data = exchange(served, b"GET /fixed?a=1 HTTP/1.1\r\n" + upgrade + b"\x81\x85early")
+        assert data == b"websocket ws /fixed b'a=1' \x81\x85early"
+        data = exchange(served, b"POST /fixed HTTP/1.1\r\n" + upgrade)
+        assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(BODY)
+    finally:
+        server.should_exit = True
+        serving.result(timeout=10)
+        sock.close()
+        loop.close()

@@ -37,6 +37,11 @@ REFUSALS = {
         "This server does not switch protocols for this request, and an Upgrade request with a "
         "body cannot be served as a plain one; send it without Upgrade.",
     ),
+    "upgrade_pipelined": (
+        b"400 Bad Request",
+        "A WebSocket upgrade must wait for the answers to the requests before it on its "
+        "connection; send it on a connection of its own.",
+    ),
     "body_timeout": (
         b"408 Request Timeout",
         "The request body stopped arriving; [server] body_timeout_seconds bounds each wait.",

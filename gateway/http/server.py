@@ -1,8 +1,7 @@
 """The HTTP/1.1 server protocol of every listener: httptools parsing, one
 ``gateway.http.cycle.Cycle`` per request, held to what a security boundary needs. uvicorn's
-``Server`` runs it (sockets, TLS, signals, graceful shutdown) and uvicorn's WebSocket protocol
-takes over upgraded connections; the per-request path is ours (docs/architecture.md, "The
-server side", has the measurement).
+``Server`` runs it (sockets, TLS, signals, graceful shutdown); the per-request path is ours
+(docs/architecture.md, "The server side", has the measurement).
 
 - **A bounded head**: the request line and headers are counted as the parser hands them over,
   and past ``MAX_HEAD_BYTES`` the connection gets 431 (RFC 6585 §5) and is closed.
@@ -18,6 +17,13 @@ server side", has the measurement).
   valid authority is 400; so is an absolute-form target whose authority differs from Host.
 - **A pipeline**: requests are answered in order, one at a time; with a malformed request in
   it, the requests before it are answered, then the 400, then the connection is closed.
+- **An Upgrade to WebSocket** (RFC 6455 §4.1: a GET, HTTP/1.1, ``Connection: Upgrade``,
+  ``Upgrade: websocket``), on a listener that serves them and to an app that takes them
+  (``take_websocket``): the connection is handed over as it stands, an ``Upgraded`` (the
+  request's scope, the transport, what the client sent after the head), and is the app's from
+  then on; this module knows nothing of what the app does with it. Behind a request still
+  being answered it is 400 (answered in order): the handover would take the connection from
+  under that answer.
 - **An Upgrade the gateway does not perform**: the parser stops at the head, so a body would never
   be read. Without a body the request is served as a plain one and the connection closed after
   it; with a body it is 400.
@@ -39,7 +45,8 @@ import asyncio
 import logging
 import urllib.parse
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httptools
@@ -63,6 +70,19 @@ DISCARD_BYTES = 1024 * 1024
 LINGER_SECONDS = 2.0
 
 
+@dataclass(frozen=True)
+class Upgraded:
+    """A connection upgraded to WebSocket, handed to the app that takes them
+    (``take_websocket``): nothing has been answered on it, and it is the app's from now on."""
+
+    scope: dict[str, Any]  # the request's, as any other's, of type "websocket" (scheme ws, wss)
+    transport: asyncio.Transport  # the client's; the app sets its own protocol on it
+    early: bytes  # what the client sent after the head, read already
+    # The server's open connections: the app's protocol joins them while it is open, so that a
+    # graceful shutdown waits for it and calls its ``shutdown()``.
+    connections: set[Any]
+
+
 class ClientTransport(Batched):
     """The client's transport: closing it lingers (`GatewayHttpProtocol.linger`)."""
 
@@ -84,6 +104,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
     header_timeout = 10.0
     body_timeout = 60.0
     send_timeout = 60.0
+    websockets = False  # True on the proxy's listener: upgrades go to the app's take_websocket
 
     def __init__(
         self,
@@ -103,18 +124,24 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = server_state.tasks
         self.keep_alive_timeout: float = config.timeout_keep_alive
         self.root_path: str = config.root_path
-        self.websocket_class = config.ws_protocol_class  # None: no WebSockets on this listener
         # The app's callback way in (GatewayApp.serve_by_callbacks). Behind uvicorn's
         # proxy-headers middleware ([server] trusted_proxies) the middleware's own rewrite of
         # the scope is run first (`_believe_proxy`); under any other wrapper every request is
         # an ASGI call.
         self.by_callbacks = getattr(self.app, "serve_by_callbacks", None)
+        inner = self.app
         self.proxy_headers: ProxyHeadersMiddleware | None = None
         if isinstance(self.app, ProxyHeadersMiddleware) and hasattr(
             self.app.app, "serve_by_callbacks"
         ):
-            self.by_callbacks = self.app.app.serve_by_callbacks
+            inner = self.app.app
+            self.by_callbacks = inner.serve_by_callbacks
             self.proxy_headers = ProxyHeadersMiddleware(_as_is, config.forwarded_allow_ips)
+        # Who takes an upgraded connection (None: an Upgrade is served as a plain request).
+        self.take_websocket: Callable[[Upgraded], None] | None = (
+            getattr(inner, "take_websocket", None) if self.websockets else None
+        )
+        self.upgrade: dict[str, Any] | None = None  # the scope of a WebSocket upgrade being read
         self.parser = httptools.HttpRequestParser(self)
         # A complete request followed by bytes the parser would refuse after "Connection:
         # close" still gets its answer (as uvicorn).
@@ -224,9 +251,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if self._websocket():
-                self._hand_over()
+        except httptools.HttpParserUpgrade as upgrade:
+            if self.upgrade is not None:
+                self._hand_over(data[upgrade.args[0] :])
             else:
                 self._serve_plainly()
         except httptools.HttpParserCallbackError as exc:
@@ -308,10 +335,14 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self.trailers = True
         self._check_host()
         parser = self.parser
+        websocket = False
         if parser.should_upgrade():
-            if self._websocket():
-                return  # data_received hands the connection over
-            framed = any(
+            websocket = self._websocket()
+            if websocket and (
+                self.pipeline or not (self.cycle is None or self.cycle.response_complete)
+            ):
+                self._refuse("upgrade_pipelined")
+            framed = not websocket and any(
                 (name == b"content-length" and value.strip() not in (b"", b"0"))
                 or name == b"transfer-encoding"
                 for name, value in self.headers
@@ -339,6 +370,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
             "raw_path": self.root_path.encode("ascii") + raw_path,
             "query_string": target.query or b"",
         }
+        if websocket:
+            scope["type"] = "websocket"
+            scope["scheme"] = "wss" if self.scheme == "https" else "ws"
+            self.upgrade = scope
+            return  # data_received hands the connection over when the parser stops
         keep_alive = version != "1.0" and parser.should_keep_alive()
         cycle = Cycle(
             scope,
@@ -489,8 +525,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
     # -- upgrades
 
     def _websocket(self) -> bool:
-        """An upgrade to WebSocket on a listener that serves them (the proxy's)."""
-        if self.websocket_class is None:
+        """An upgrade to WebSocket (RFC 6455 §4.1) on a listener that serves them (the proxy's)."""
+        if self.take_websocket is None or self.parser.get_method() != b"GET":
+            return False
+        if self.parser.get_http_version() != "1.1":
             return False
         connection: list[bytes] = []
         upgrade = None
@@ -501,22 +539,26 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 upgrade = value.lower()
         return b"upgrade" in connection and upgrade == b"websocket"
 
-    def _hand_over(self) -> None:
-        """The connection becomes uvicorn's WebSocket protocol's, fed the head again."""
+    def _hand_over(self, early: bytes) -> None:
+        """The connection becomes the app's (``take_websocket``), with what was read after the
+        head: the timers stop, what is held for the client is written, nothing more is parsed.
+        Behind uvicorn's proxy-headers middleware, the scope is rewritten as a request's is."""
+        scope, self.upgrade = self.upgrade, None
+        assert scope is not None and self.take_websocket is not None
         self._disarm()
         self.connections.discard(self)
-        lines = [self.parser.get_method(), b" ", self.url, b" HTTP/1.1\r\n"]
-        for name, value in self.headers:
-            lines += (name, b": ", value, b"\r\n")
-        lines.append(b"\r\n")
-        protocol = self.websocket_class(
-            config=self.config, server_state=self.server_state, app_state=self.app_state
-        )
+        self.failed = b""  # nothing more is parsed here
         self.transport.flush()
         transport = self.transport.transport
-        protocol.connection_made(transport)
-        protocol.data_received(b"".join(lines))
-        transport.set_protocol(protocol)
+        try:
+            if self.proxy_headers is not None:
+                self._believe_proxy(scope)
+            self.take_websocket(Upgraded(scope, transport, early, self.connections))
+        except Exception:
+            # A fault of the app's: the client hears nothing more (there is no request to
+            # answer any longer: the connection is no longer HTTP's).
+            log.exception("unhandled error taking a WebSocket")
+            transport.abort()
 
     def _serve_plainly(self) -> None:
         """The parser stopped at the head of an Upgrade request without a body: serve it as a
