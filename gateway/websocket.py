@@ -112,6 +112,7 @@ class WebSocketProxy:
         if not route.websocket:
             return self.refuse(client, exchange, 403, "websocket_not_allowed", request_id)
         peer = scope["client"][0] if scope.get("client") else "unknown"
+        seen = self.sessions.changes  # a change from here on may not have reached the verdict
         verdict = app.gate.admit(route, headers.tokens, "GET", peer)
         if isinstance(verdict, Pending):
             verdict = await app.gate.finish(verdict)
@@ -162,7 +163,7 @@ class WebSocketProxy:
             return False
         client.transport.write(switching)
         exchange.status = 101
-        self.relay(upgraded, client, upstream, route, identity, headers.tokens, exchange)
+        self.relay(upgraded, client, upstream, route, identity, headers.tokens, exchange, seen)
         return True
 
     def relay(
@@ -174,6 +175,7 @@ class WebSocketProxy:
         identity: Identity | None,
         tokens: list[bytes],
         exchange: Exchange,
+        seen: int,
     ) -> None:
         """The session, from the 101: relayed, held by key, reported when over."""
         session: Session | None = None
@@ -198,7 +200,7 @@ class WebSocketProxy:
                 relay.end(code, reason, reason)
 
             session = Session(route, tokens, peer, identity, stop)
-            self.sessions.add(session)
+            self.sessions.add(session, seen)
         relay.start()
 
     def refuse(

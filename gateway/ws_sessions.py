@@ -45,12 +45,16 @@ class Sessions:
         self.gate = gate
         self.clock = clock
         self.by_key: dict[str, set[Session]] = {}
+        # Bumped on every change the verifier follows: a session admitted before a change it
+        # is added after (its upstream's 101 came in between) is put through the gate again.
+        self.changes = 0
         self._checks: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return sum(len(sessions) for sessions in self.by_key.values())
 
-    def add(self, session: Session) -> None:
+    def add(self, session: Session, seen: int) -> None:
+        """Hold ``session``, admitted when ``changes`` was ``seen``."""
         self.by_key.setdefault(session.identity.access_key, set()).add(session)
         expires = [
             t
@@ -61,6 +65,8 @@ class Sessions:
             delay = max(0.0, min(expires) - self.clock())
             loop = asyncio.get_running_loop()
             session.expiry = loop.call_later(delay, self._recheck, session)
+        if seen != self.changes:
+            self._recheck(session)
 
     def remove(self, session: Session) -> None:
         held = self.by_key.get(session.identity.access_key)
@@ -73,6 +79,7 @@ class Sessions:
 
     def changed(self, access_keys: set[str] | None) -> None:
         """The verifier evicted these keys (None: its whole cache)."""
+        self.changes += 1
         keys = list(self.by_key) if access_keys is None else access_keys & self.by_key.keys()
         for access_key in keys:
             for session in list(self.by_key.get(access_key, ())):

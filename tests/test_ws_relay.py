@@ -95,11 +95,12 @@ class RawUpstream:
     kept by path. ``/stream``: fragmented messages with pings between the fragments until a
     close comes; ``/listen``: nothing; ``/big``: a frame over the bound; ``/flood``: frames
     as fast as the gateway takes them (``written`` counts); ``/h2c``: a 101 to another
-    protocol; ``/silent``: no answer at all."""
+    protocol; ``/silent``: no answer at all; ``/late``: the 101 once ``release`` is set."""
 
     url: str = ""
     received: dict[str, bytes] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)
+    release: threading.Event = field(default_factory=threading.Event)
 
     async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -114,6 +115,8 @@ class RawUpstream:
             if line.lower().startswith(b"sec-websocket-key:")
         )
         accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        if path.startswith("/late"):
+            await asyncio.to_thread(self.release.wait, 20)
         protocol = b"h2c" if path.startswith("/h2c") else b"websocket"
         writer.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n"
@@ -307,6 +310,36 @@ def test_a_revocation_mid_stream_closes_both_sides_at_a_frame_boundary(
     upstream, left = parse(raw_upstream.received["/stream/revoked"])
     assert left == b"" and [f[1:3] for f in upstream] == [(8, True)]
     assert close_of(upstream[0][3]) == (1008, "invalid_token")
+
+
+def test_a_key_revoked_while_the_upstream_answers_closes_the_session(
+    gateway: Gateway, raw_upstream: RawUpstream
+) -> None:
+    """The key passes the gate, then is revoked while the upstream has yet to answer: the
+    change reaches the process before the session is held by key, and must not be lost."""
+    made = gateway.new_key()
+    assert made.secret_key is not None
+    raw_upstream.release.clear()
+    result: list[tuple[socket.socket, bytes]] = []
+    opening = threading.Thread(
+        target=lambda: result.append(opened(gateway, "/raw/late/revoked", made.secret_key or ""))
+    )
+    opening.start()
+    try:
+        time.sleep(0.5)  # the gate has admitted it; the upstream holds its 101
+        gateway.cli("keys", "revoke", made.key.access_key)
+        with gateway.client() as client:
+            key = {"X-Auth-Token": made.secret_key}
+            wait_for(lambda: client.get("/raw/x", headers=key).status_code == 401, BOUND + 5)
+    finally:
+        raw_upstream.release.set()
+    opening.join(10)
+    sock, first = result[0]
+    sock.settimeout(BOUND + 10)
+    with sock:
+        frames, rest = parse(read_to_the_end(sock, first))
+    revoked = (1008).to_bytes(2, "big") + b"invalid_token"
+    assert rest == b"" and frames == [(True, 8, False, revoked)]
 
 
 @pytest.mark.parametrize(
