@@ -363,6 +363,8 @@ def test_frames_refused_close_both_sides(
         sock.sendall(sent)
         frames, rest = parse(read_to_the_end(sock, first))
     assert rest == b"" and frames == [(True, 8, False, code.to_bytes(2, "big") + reason.encode())]
+    # The upstream reads in a thread of its own: the gateway's close may reach it a moment later.
+    wait_for(lambda: parse(raw_upstream.received.get(path.removeprefix("/raw"), b""))[0], 5)
     upstream, _ = parse(raw_upstream.received[path.removeprefix("/raw")])
     assert [(f[1], f[2], close_of(f[3])) for f in upstream] == [(8, True, (code, reason))]
 
