@@ -440,6 +440,35 @@ def test_an_upgrade_pipelined_behind_a_request_is_400(gateway: Gateway) -> None:
     assert data.startswith(b"HTTP/1.1 426") and b"HTTP/1.1 400 Bad Request" in data
 
 
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        (b"Content-Length: 5", b"hello"),
+        (b"Transfer-Encoding: chunked", b"5\r\nhello\r\n0\r\n\r\n"),
+    ],
+)
+def test_a_websocket_upgrade_with_a_body_is_400(
+    gateway: Gateway, raw_upstream: RawUpstream, framing: bytes, body: bytes
+) -> None:
+    """A handshake is a GET without a body (RFC 6455 §4.1): one that frames a body is refused
+    as any other upgrade with one is, before the gate and the upstream, not opened with its
+    body read as the client's first frames."""
+    host = gateway.url.removeprefix("http://")
+    path = b"/raw/listen/framed-" + framing[:1]
+    with socket.create_connection(tuple(host.split(":")), timeout=10) as sock:  # type: ignore[arg-type]
+        sock.sendall(
+            b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n"
+            b"X-Auth-Token: %s\r\n%s\r\n\r\n%s"
+            % (path, host.encode(), gateway.secret_key.encode(), framing, body)
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 ") and b"upgrade_with_body" in data, data
+    assert path.decode().removeprefix("/raw") not in raw_upstream.received
+
+
 def test_a_shutdown_closes_sessions_with_1001(
     tmp_path: Path, echo_upstream: tuple[str, list[dict[str, str]]]
 ) -> None:

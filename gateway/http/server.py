@@ -23,7 +23,7 @@
   request's scope, the transport, what the client sent after the head), and is the app's from
   then on; this module knows nothing of what the app does with it. Behind a request still
   being answered it is 400 (answered in order): the handover would take the connection from
-  under that answer.
+  under that answer. With a body it is 400 too: its bytes would be read as the client's frames.
 - **An Upgrade the gateway does not perform**: the parser stops at the head, so a body would never
   be read. Without a body the request is served as a plain one and the connection closed after
   it; with a body it is 400.
@@ -342,7 +342,9 @@ class GatewayHttpProtocol(asyncio.Protocol):
                 self.pipeline or not (self.cycle is None or self.cycle.response_complete)
             ):
                 self._refuse("upgrade_pipelined")
-            framed = not websocket and any(
+            # A body on an upgrade, WebSocket or not (a handshake is a GET without one, RFC
+            # 6455 §4.1): once switched, its bytes would be read as the new protocol's.
+            framed = any(
                 (name == b"content-length" and value.strip() not in (b"", b"0"))
                 or name == b"transfer-encoding"
                 for name, value in self.headers
