@@ -48,7 +48,7 @@ from gateway.http.server import Upgraded
 from gateway.routing import is_ambiguous, normalise_path
 from gateway.ws_relay import Held, Relay
 from gateway.ws_sessions import Session
-from gateway.ws_upstream import HANDSHAKE, Reading, handshake, upgrade_head
+from gateway.ws_upstream import HANDSHAKE, Reading, client_key, handshake, upgrade_head
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
@@ -153,8 +153,12 @@ class WebSocketProxy:
             client.answer(whole_answer(answer.status, kept, answer.body, request_id))
             return False
         switching = head_101(filter_response(answer.headers), request_id)
-        if not answer.says_websocket() or switching is None:
-            log.warning("websocket upstream %s answered 101 without a WebSocket", route.upstream)
+        if not answer.says_websocket(client_key(scope["headers"])) or switching is None:
+            log.warning(
+                "websocket upstream %s answered 101 without a WebSocket answering the client's "
+                "Sec-WebSocket-Key",
+                route.upstream,
+            )
             upstream.transport.close()
             return self.refuse(client, exchange, 502, "upstream_unreachable", request_id)
         client.on_lost = None

@@ -10,6 +10,8 @@ connection, or an answer that is not HTTP, 502 (``gateway.http.client.UpstreamEr
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import ssl
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from gateway.http.client import Origin, UpstreamError
 from gateway.http.refusals import MAX_HEAD_BYTES
 from gateway.ws_relay import Held
 
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 MAX_BODY = 1024 * 1024  # of an answer that refuses the upgrade, as the websockets client's
 
 # The handshake's own headers: the client's key, version and extensions are written upstream by
@@ -73,10 +76,29 @@ class Answer:
     headers: list[tuple[bytes, bytes]]
     body: bytes = b""
 
-    def says_websocket(self) -> bool:
-        """A 101 switching to WebSocket (RFC 6455 §4.2.2: ``Upgrade: websocket``)."""
+    def says_websocket(self, key: bytes | None) -> bool:
+        """A 101 switching to WebSocket (RFC 6455 §4.2.2: ``Upgrade: websocket``) that answers
+        the client's ``key``: the gateway is the upstream's client, which fails a handshake
+        whose ``Sec-WebSocket-Accept`` is not the key's (§4.1)."""
         upgrade = [value for name, value in self.headers if name == b"upgrade"]
-        return self.status == 101 and [value.strip().lower() for value in upgrade] == [b"websocket"]
+        accept = [value.strip() for name, value in self.headers if name == b"sec-websocket-accept"]
+        return (
+            self.status == 101
+            and [value.strip().lower() for value in upgrade] == [b"websocket"]
+            and key is not None
+            and accept == [accept_of(key)]
+        )
+
+
+def client_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The client's one ``Sec-WebSocket-Key``, as it went upstream; None for none or several."""
+    keys = [value.strip() for name, value in headers if name == b"sec-websocket-key"]
+    return keys[0] if len(keys) == 1 else None
+
+
+def accept_of(key: bytes) -> bytes:
+    """The ``Sec-WebSocket-Accept`` that answers ``key`` (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key + GUID, usedforsecurity=False).digest())
 
 
 class Reading(Held):

@@ -95,7 +95,8 @@ class RawUpstream:
     kept by path. ``/stream``: fragmented messages with pings between the fragments until a
     close comes; ``/listen``: nothing; ``/big``: a frame over the bound; ``/flood``: frames
     as fast as the gateway takes them (``written`` counts); ``/h2c``: a 101 to another
-    protocol; ``/silent``: no answer at all; ``/late``: the 101 once ``release`` is set."""
+    protocol; ``/wrong-accept``: a 101 that does not answer the client's key; ``/silent``: no
+    answer at all; ``/late``: the 101 once ``release`` is set."""
 
     url: str = ""
     received: dict[str, bytes] = field(default_factory=dict)
@@ -117,6 +118,8 @@ class RawUpstream:
         accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
         if path.startswith("/late"):
             await asyncio.to_thread(self.release.wait, 20)
+        if path.startswith("/wrong-accept"):
+            accept = base64.b64encode(hashlib.sha1(b"not the client's key" + GUID).digest())
         protocol = b"h2c" if path.startswith("/h2c") else b"websocket"
         writer.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n"
@@ -408,6 +411,10 @@ def test_an_upstream_that_fails_the_handshake_is_502_or_504(gateway: Gateway) ->
     status, body = refused(gateway, "/slow/silent")
     assert (status, body["reason"]) == (504, "upstream_timeout")
     status, body = refused(gateway, "/raw/h2c")  # a 101, to something else than WebSocket
+    assert (status, body["reason"]) == (502, "upstream_unreachable")
+    # RFC 6455 §4.1: a client (the gateway, to its upstream) fails a 101 whose accept does
+    # not answer its key, rather than relay a session the upstream never agreed to.
+    status, body = refused(gateway, "/raw/wrong-accept")
     assert (status, body["reason"]) == (502, "upstream_unreachable")
 
 
