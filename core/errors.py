@@ -62,6 +62,8 @@ MESSAGES = {
     "bad_check_request": "The forward-auth check request is not shaped like the requests of "
     "the proxy [forward_auth] shape names; configure that proxy as docs/forward-auth/ shows.",
     "websocket_not_allowed": "This route does not take WebSockets (its websocket setting is off).",
+    "bad_websocket_handshake": "A WebSocket handshake carries exactly one Sec-WebSocket-Key "
+    "header (RFC 6455 section 4.1); send one, as a WebSocket client library does.",
     "bad_content_length": "The Content-Length header is not a number.",
     "body_too_large": "The request body is larger than this route accepts.",
     "upstream_unreachable": "The upstream service refused the connection or broke it.",

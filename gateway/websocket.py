@@ -111,6 +111,8 @@ class WebSocketProxy:
         exchange.route = route.prefix
         if not route.websocket:
             return self.refuse(client, exchange, 403, "websocket_not_allowed", request_id)
+        if client_key(scope["headers"]) is None:  # no accept to check the upstream's 101 by
+            return self.refuse(client, exchange, 400, "bad_websocket_handshake", request_id)
         peer = scope["client"][0] if scope.get("client") else "unknown"
         seen = self.sessions.changes  # a change from here on may not have reached the verdict
         verdict = app.gate.admit(route, headers.tokens, "GET", peer)

@@ -476,6 +476,35 @@ def test_a_websocket_upgrade_with_a_body_is_400(
     assert path.decode().removeprefix("/raw") not in raw_upstream.received
 
 
+@pytest.mark.parametrize(
+    "keys",
+    [
+        b"",
+        b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"
+        b"Sec-WebSocket-Key: BBBBBBBBBBBBBBBBBBBBBB==\r\n",
+    ],
+)
+def test_a_handshake_without_one_key_is_400(
+    gateway: Gateway, raw_upstream: RawUpstream, keys: bytes
+) -> None:
+    """Without exactly one Sec-WebSocket-Key there is no accept to check the upstream's 101
+    against (RFC 6455 §4.1, §4.2.1): the client's fault, said so, before the gate and the
+    upstream."""
+    host = gateway.url.removeprefix("http://")
+    path = b"/raw/listen/keys-%d" % len(keys)
+    with socket.create_connection(tuple(host.split(":")), timeout=10) as sock:  # type: ignore[arg-type]
+        sock.sendall(
+            b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"%sSec-WebSocket-Version: 13\r\nX-Auth-Token: %s\r\n\r\n"
+            % (path, host.encode(), keys, gateway.secret_key.encode())
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 ") and b"bad_websocket_handshake" in data, data
+    assert path.decode().removeprefix("/raw") not in raw_upstream.received
+
+
 def test_a_shutdown_closes_sessions_with_1001(
     tmp_path: Path, echo_upstream: tuple[str, list[dict[str, str]]]
 ) -> None:
