@@ -72,6 +72,28 @@ def test_the_cli_disables_and_enables_a_key(gateway: Gateway) -> None:
     wait_for(lambda: get(gateway, new.secret_key).status_code == 200, BOUND + 1)
 
 
+def test_a_disabled_key_is_refused_by_the_admin_api_too(gateway: Gateway) -> None:
+    """An unpaid invoice, a leak report with action "disable", an unused key: none of them may
+    go on managing keys or verifying them, nor enable itself again."""
+    manager = gateway.new_key()
+    verifier = gateway.new_key(permissions=["keys:verify"])
+    with gateway.admin(manager.secret_key) as admin:
+        assert admin.get("/v1/plans").status_code == 200  # cached
+    for new in (manager, verifier):
+        patch(gateway, new.key.access_key, {"disabled": True})
+    wait_for(lambda: get(gateway, manager.secret_key).status_code == 403, BOUND + 1)
+    with gateway.admin(manager.secret_key) as admin:
+        listed = admin.get("/v1/plans")
+        itself = admin.patch(f"/v1/api-keys/{manager.key.access_key}", json={"disabled": False})
+    with gateway.admin(verifier.secret_key) as admin:
+        asked = admin.post("/v1/keys/verify", json={"secret_key": gateway.secret_key})
+    for refused in (listed, itself, asked):
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["reason"] == "key_disabled"
+    with gateway.admin() as admin:
+        assert admin.get(f"/v1/api-keys/{manager.key.access_key}").json()["disabled"] is True
+
+
 def test_only_a_manager_disables_a_key(gateway: Gateway) -> None:
     with gateway.admin() as admin:
         user = admin.post("/v1/users", json={"email": "plain@example.com"}).json()
