@@ -219,6 +219,12 @@ class Budget:
     def interval(self) -> str | None:
         return None if self.refill is None else self.refill.interval
 
+    @property
+    def refill_to(self) -> int:
+        """What each new period starts at: the refill's amount (``--credits 2 --refill
+        5/daily`` is 2 today, 5 each day after), else what the budget started at."""
+        return self.initial if self.refill is None else self.refill.amount
+
 
 @dataclass(frozen=True, slots=True)
 class Resolved:

@@ -152,6 +152,7 @@ class Wallet:
             want_ceiling=spent + headroom,
             expires_at=now + self.lease_seconds,
             now=now,
+            refill_to=held.budget.refill_to,
         )
         if lease is None:
             # Ended under us (reclaimed, refilled, reset): settled with what it spent at the
@@ -171,6 +172,7 @@ class Wallet:
                 want_ceiling=headroom,
                 expires_at=now + self.lease_seconds,
                 now=now,
+                refill_to=fresh.budget.refill_to,
             )
             held, spent = fresh, 0
             if lease is None:

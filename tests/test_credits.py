@@ -66,6 +66,23 @@ def test_credits_refill_at_the_utc_day(priced: Gateway) -> None:
     assert [get(priced, new.secret_key).status_code for _ in range(3)] == [200, 200, 429]
 
 
+def test_credits_refill_to_the_refill_amount_not_the_first_balance(priced: Gateway) -> None:
+    """``--credits 2 --refill 5/daily``: 2 today, then 5 each UTC day."""
+    new = priced.new_key(credits=Credits(2, Refill(5, "daily")))
+    assert [get(priced, new.secret_key).status_code for _ in range(3)] == [200, 200, 429]
+    priced.clock.advance(86_400)
+    statuses = [get(priced, new.secret_key).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    with priced.admin() as admin:  # a bearer's budget alike
+        app = admin.post("/v1/applications", json={"name": "nightly"}).json()
+        body = {"credits": {"remaining": 1, "refill": {"amount": 3, "interval": "monthly"}}}
+        assert admin.patch(f"/v1/applications/{app['id']}", json=body).status_code == 200
+    key = priced.new_key(user_id=None, application_id=app["id"])
+    assert [get(priced, key.secret_key).status_code for _ in range(2)] == [200, 429]
+    priced.clock.advance(31 * 86_400)
+    assert [get(priced, key.secret_key).status_code for _ in range(4)] == [200] * 3 + [429]
+
+
 def test_a_key_without_credits_is_not_counted(priced: Gateway) -> None:
     response = get(priced, priced.secret_key)
     assert response.status_code == 200 and "x-credits-remaining" not in response.headers

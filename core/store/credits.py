@@ -49,9 +49,12 @@ async def _lock(w: Writer, owner: str) -> tuple[str, int, int] | None:
     return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
 
 
-async def _balance(w: Writer, owner: str, period: str, initial: int, now: float) -> tuple[int, int]:
+async def _balance(
+    w: Writer, owner: str, period: str, initial: int, refill_to: int, now: float
+) -> tuple[int, int]:
     """The balance's remaining and epoch, locked for this transaction, created at ``initial``
-    and refilled to it when its period has passed (the leases of the old period then end)."""
+    and refilled to ``refill_to`` when its period has passed (the leases of the old period then
+    end)."""
     await w.execute(
         "INSERT INTO credit_balances (owner, period, remaining, epoch, updated_at) "
         "VALUES (?, ?, ?, 0, ?) ON CONFLICT (owner) DO NOTHING",
@@ -62,12 +65,12 @@ async def _balance(w: Writer, owner: str, period: str, initial: int, now: float)
     if row[0] != period:
         await w.execute(
             "UPDATE credit_balances SET period = ?, remaining = ?, updated_at = ? WHERE owner = ?",
-            (period, initial, now, owner),
+            (period, refill_to, now, owner),
         )
         await w.execute(
             "DELETE FROM credit_leases WHERE owner = ? AND period <> ?", (owner, period)
         )
-        return initial, int(row[2])
+        return refill_to, int(row[2])
     return int(row[1]), int(row[2])
 
 
@@ -82,13 +85,17 @@ async def reserve(
     want_ceiling: int,
     expires_at: float,
     now: float,
+    refill_to: int | None = None,
 ) -> Lease | None:
     """Report ``spent`` on the lease, take from the balance until it has ``want_granted`` (or
     the balance is empty), and set its ceiling to ``want_ceiling`` (never above what it was
     granted; a holder lowers its own ceiling before it asks for a lower one). None when the
     lease is gone (reclaimed, or ended by a refill or an operator's reset) while its holder
-    still thinks it holds it: the holder drops it. A lease id not seen before starts one."""
-    remaining, epoch = await _balance(w, owner, period, initial, now)
+    still thinks it holds it: the holder drops it. A lease id not seen before starts one.
+    A balance not seen before starts at ``initial``; a new period at ``refill_to`` (default:
+    ``initial``)."""
+    refilled = initial if refill_to is None else refill_to
+    remaining, epoch = await _balance(w, owner, period, initial, refilled, now)
     row = await w.fetchone(
         "SELECT granted, ceiling, period, epoch FROM credit_leases WHERE id = ?", (lease_id,)
     )
