@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from core.plans import Credits, Refill
+from core.plans import Credits, Refill, next_refill
 from core.store import credits as store_credits
-from gateway.credits import Wallet
+from gateway.credits import EMPTY, Wallet
 from tests.support import BOTH_STORES, Gateway, Upstream
 
 BACKENDS = BOTH_STORES
@@ -81,6 +81,33 @@ def test_credits_refill_to_the_refill_amount_not_the_first_balance(priced: Gatew
     assert [get(priced, key.secret_key).status_code for _ in range(2)] == [200, 429]
     priced.clock.advance(31 * 86_400)
     assert [get(priced, key.secret_key).status_code for _ in range(4)] == [200] * 3 + [429]
+
+
+def test_clocks_either_side_of_a_refill_never_refill_twice(priced: Gateway) -> None:
+    """Two gateways whose clocks disagree about which UTC day it is, around midnight: the one
+    ahead refills the balance once, and the one behind may not set it back to its own day
+    (and so refill it again at each of its reports): 50 for the old day, 50 for the new."""
+    new = priced.new_key(credits=Credits(50, Refill(50, "daily")))
+    found = priced.loop.run(priced.resources.gate.verifier.verify(new.secret_key))
+    assert not isinstance(found, str) and found.budget is not None
+    budget, clock = found.budget, priced.clock
+    clock.advance(next_refill("daily", clock()) - clock() - 5)  # 5 s before midnight
+
+    def spend_all(wallet: Wallet) -> int:
+        admitted = 0
+        priced.loop.run(wallet.sync())  # reports, as every interval does
+        while True:
+            remaining = wallet.spend(budget, 1)
+            if remaining is None:
+                remaining = priced.loop.run(wallet.top_up(budget, 1))
+            if remaining == EMPTY:
+                return admitted
+            admitted += 1
+
+    behind = Wallet(priced.resources.db, clock)
+    ahead = Wallet(priced.resources.db, lambda: clock() + 10)  # already the next day
+    admitted = [spend_all(wallet) for _ in range(4) for wallet in (behind, ahead)]
+    assert sum(admitted) == 100, admitted
 
 
 def test_a_key_without_credits_is_not_counted(priced: Gateway) -> None:

@@ -49,12 +49,21 @@ async def _lock(w: Writer, owner: str) -> tuple[str, int, int] | None:
     return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
 
 
+def _later(stored: str, asked: str) -> bool:
+    """Whether a balance's period ``stored`` comes after the ``asked`` one: two days, or two
+    months (ISO dates sort in their order). A period of another shape is the budget's own
+    change (a refill interval edited), not a clock behind."""
+    return len(stored) == len(asked) and stored > asked
+
+
 async def _balance(
     w: Writer, owner: str, period: str, initial: int, refill_to: int, now: float
-) -> tuple[int, int]:
+) -> tuple[int, int] | None:
     """The balance's remaining and epoch, locked for this transaction, created at ``initial``
     and refilled to ``refill_to`` when its period has passed (the leases of the old period then
-    end)."""
+    end). None when it is already in a later period than ``period``: the caller's clock is
+    behind another gateway's, which refilled it, and a period only moves forward (set back, it
+    would be refilled again at every report of each side until the clocks agree)."""
     await w.execute(
         "INSERT INTO credit_balances (owner, period, remaining, epoch, updated_at) "
         "VALUES (?, ?, ?, 0, ?) ON CONFLICT (owner) DO NOTHING",
@@ -62,6 +71,8 @@ async def _balance(
     )
     row = await _lock(w, owner)
     assert row is not None
+    if row[0] != period and _later(row[0], period):
+        return None
     if row[0] != period:
         await w.execute(
             "UPDATE credit_balances SET period = ?, remaining = ?, updated_at = ? WHERE owner = ?",
@@ -95,7 +106,12 @@ async def reserve(
     A balance not seen before starts at ``initial``; a new period at ``refill_to`` (default:
     ``initial``)."""
     refilled = initial if refill_to is None else refill_to
-    remaining, epoch = await _balance(w, owner, period, initial, refilled, now)
+    balance = await _balance(w, owner, period, initial, refilled, now)
+    if balance is None:
+        # The holder's clock is still in a period that has ended: nothing is left of it to
+        # reserve. It spends again once its clock has passed the refill too.
+        return None if spent else Lease(0, 0, 0, period, -1)
+    remaining, epoch = balance
     row = await w.fetchone(
         "SELECT granted, ceiling, period, epoch FROM credit_leases WHERE id = ?", (lease_id,)
     )
