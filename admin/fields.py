@@ -380,6 +380,16 @@ NAME = Field(
     pattern=f"[^{WHITE_SPACE}]",
     description="must not be blank",
 )
+# A plan's name goes upstream in the X-Auth-Plan header: no control characters, which would
+# split it into headers of the writer's choosing (RFC 9110 §5.5: CR, LF and NUL are never in a
+# field value).
+_CONTROL = r"\x00-\x1f\x7f"
+PLAN_NAME = replace(
+    NAME,
+    pattern=f"^[^{_CONTROL}]*[^{WHITE_SPACE}{_CONTROL}][^{_CONTROL}]*$",
+    description="must not be blank nor hold control characters such as a line break (it goes "
+    "upstream in the X-Auth-Plan header)",
+)
 EMAIL = Field(
     "string",
     max_length=254,
@@ -581,7 +591,7 @@ UPDATE = {
     "application": Body({"name": NAME, "permission_sets": PERMISSION_SET_NAMES, **BUDGET}),
 }
 PLAN_FIELDS = {
-    "name": NAME,
+    "name": PLAN_NAME,
     "rate_limits": RATE_LIMITS,
     "credits": PLAN_CREDITS,
     "metadata": METADATA,

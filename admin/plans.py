@@ -23,7 +23,7 @@ from admin.access import (
     record,
     require_manager,
 )
-from admin.fields import NAME, RATE_LIMITS, strip_white_space
+from admin.fields import PLAN_NAME, RATE_LIMITS, strip_white_space
 from core import plans, policies
 from core.plans import Credits
 from core.policies import PolicyError, RateLimit
@@ -49,7 +49,7 @@ def check_metadata(value: Any) -> dict[str, Any]:
 
 
 def _check_name(value: Any) -> str:
-    checked: str = NAME.parse("name", value)
+    checked: str = PLAN_NAME.parse("name", value)
     return strip_white_space(checked)
 
 

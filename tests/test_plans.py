@@ -144,6 +144,30 @@ def test_metadata_is_in_the_assertion(make_gateway: Any, upstream: Upstream) -> 
 # -- plans ------------------------------------------------------------------------------------
 
 
+def test_a_plans_name_never_splits_a_header_upstream(gateway: Gateway) -> None:
+    """The name goes upstream in X-Auth-Plan: a line break in it would be a header of the
+    manager's choosing (or a second request) that the upstream trusts as the gateway's."""
+    with gateway.admin() as admin:
+        for name in ("gold\r\nX-Auth-Access-Key: GWKFORGED", "gold\n", "nul\x00", "esc\x1b[2J"):
+            refused = admin.post("/v1/plans", json={"name": name})
+            assert refused.status_code == 400, refused.text
+            assert "control characters" in refused.json()["message"]
+    made = gateway.cli("plans", "create", "gold\r\nX-Evil: 1", check=False)
+    assert made.returncode != 0 and "control characters" in made.stderr
+    plan = create_plan(gateway, name="gold")
+
+    async def renamed_by_an_older_gateway() -> None:
+        async with gateway.resources.db.transaction() as w:
+            await w.execute(
+                "UPDATE plans SET name = ? WHERE id = ?", ("gold\r\nX-Evil: 1", plan["id"])
+            )
+
+    gateway.loop.run(renamed_by_an_older_gateway())
+    new = gateway.new_key(plan_id=plan["id"])
+    seen = {name.lower(): value for name, value in headers_of(get(gateway, new.secret_key)).items()}
+    assert seen["x-auth-plan"] == "gold  X-Evil: 1" and "x-evil" not in seen
+
+
 def test_plans_are_managed_through_the_api(gateway: Gateway) -> None:
     plan = create_plan(
         gateway,
