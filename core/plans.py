@@ -125,6 +125,20 @@ def metadata(value: object) -> dict[str, Any]:
     """A JSON object of at most ``MAX_METADATA_BYTES`` as compact JSON."""
     if not isinstance(value, dict):
         raise PolicyError('metadata must be a JSON object such as {"tier": "gold"}')
+    try:
+        # What Python's json reads but JSON is not (NaN, Infinity, a number too large for a
+        # float), or no UTF-8 text holds (a lone surrogate): no upstream's parser reads it, and
+        # no JSON answer of the API could carry it.
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise PolicyError("metadata is not valid Unicode text (a lone surrogate)") from None
+    except ValueError:
+        raise PolicyError(
+            "metadata must be JSON: NaN and Infinity (or a number too large) are not JSON "
+            "numbers; write such a value as a string"
+        ) from None
+    except RecursionError:
+        raise PolicyError("metadata nests arrays or objects too deeply") from None
     size = len(compact(value))
     if size > MAX_METADATA_BYTES:
         raise PolicyError(

@@ -126,6 +126,39 @@ def test_metadata_is_an_object_of_at_most_1_kb(
     assert response.status_code == status, response.text
 
 
+@pytest.mark.parametrize(
+    ("metadata", "why"),
+    [
+        ('{"a": NaN}', "NaN and Infinity"),
+        ('{"a": Infinity}', "NaN and Infinity"),
+        ('{"a": 1e999}', "NaN and Infinity"),  # a float too large: Infinity
+        ('{"a": "\\ud800"}', "lone surrogate"),
+    ],
+)
+def test_metadata_is_json_the_upstream_can_read(gateway: Gateway, metadata: str, why: str) -> None:
+    """What is not JSON (NaN, Infinity) or not text (a lone surrogate) is refused by the API
+    and the CLI alike: stored, it would go upstream as a header no JSON parser reads, and every
+    listing of the plans (or reading of the key) would fail."""
+    asks = [
+        ("POST", "/v1/plans", f'{{"name": "odd", "metadata": {metadata}}}'),
+        ("PATCH", f"/v1/api-keys/{gateway.access_key}", f'{{"metadata": {metadata}}}'),
+    ]
+    with gateway.admin() as admin:
+        for method, path, body in asks:
+            response = admin.request(method, path, content=body.encode())
+            assert response.status_code in (400, 422), response.text
+        assert admin.get("/v1/plans").json()["plans"] == []
+    for args in (("plans", "create", "odd"), ("keys", "edit", gateway.access_key)):
+        made = gateway.cli(*args, "--metadata", metadata, check=False)
+        assert made.returncode != 0 and why in made.stderr, made.stderr
+        assert "Traceback" not in made.stderr
+    deep = gateway.cli("plans", "create", "deep", "--metadata", "[" * 50_000, check=False)
+    assert deep.returncode != 0 and "Traceback" not in deep.stderr, deep.stderr
+    with gateway.admin() as admin:
+        assert admin.get("/v1/plans").json()["plans"] == []
+        assert admin.get(f"/v1/api-keys/{gateway.access_key}").json()["metadata"] == {}
+
+
 def test_metadata_is_in_the_assertion(make_gateway: Any, upstream: Upstream) -> None:
     gateway: Gateway = make_gateway(
         extra=f'[[routes]]\nprefix = "/signed"\nupstream = "{upstream.url}"\nassertion = true\n'
