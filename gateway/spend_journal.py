@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import mmap
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +38,9 @@ SLOT = 32  # lease id, count
 ID_BYTES = 24  # a lease id: 12 random bytes as hex
 FIRST_SIZE = 4096  # one page: 126 slots; doubled when a process holds more leases
 SUFFIX = ".journal"
+
+log = logging.getLogger("gateway.credits")
+_skipped: set[Path] = set()  # what this process has said it cannot read, said once each
 
 
 def boot_id() -> bytes:
@@ -194,9 +199,26 @@ def orphans(directory: Path) -> Iterator[Orphan]:
         return
     for path in names:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            # Only a regular file is a journal; a symlink is not followed (nor a pipe or a
+            # device opened, which may block or do something on open).
+            found = os.lstat(path)
+            if not stat.S_ISREG(found.st_mode):
+                raise OSError(f"it is not a regular file (mode {stat.filemode(found.st_mode)})")
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             continue  # settled meanwhile
+        except OSError as exc:
+            # Skipped, not raised: one entry no sweep can read (a journal of another user's
+            # gateway, a directory) must not stop the others, nor the round of reports.
+            if path not in _skipped:
+                _skipped.add(path)
+                log.warning(
+                    "credits: %s is not a spend journal this process can read (%s): skipped; "
+                    "move it out of journal_dir",
+                    path,
+                    exc.strerror or exc,
+                )
+            continue
         orphan = None
         try:
             try:

@@ -7,6 +7,7 @@ go of its journal without a word to the store (tests/test_credits_nodes.py kills
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -231,5 +232,35 @@ def test_a_lease_committed_after_its_dead_holders_journal_was_settled(rig: Any) 
         rig.clock.advance(11)
         await rig.reclaim()
         assert await rig.unreserved(ONCE) == INITIAL
+
+    rig(test)
+
+
+def test_what_is_no_journal_in_the_directory_stops_no_sweep(rig: Any) -> None:
+    """A directory or a pipe named like a journal (or a file the gateway's user may not open,
+    left by a gateway run as root) is skipped: before, each sweep raised on it, and with it
+    every report of the round, so leases went unrenewed and unreclaimed for good."""
+
+    async def test(rig: Rig) -> None:
+        dead = rig.wallet()
+        await rig.spend(dead, ONCE, reported=6, more=4)
+        die(dead)
+        (rig.directory / "stray.journal").mkdir()
+        os.mkfifo(rig.directory / "pipe.journal")
+        sweeper = rig.wallet()
+        assert await sweeper.settle_orphans() == 1
+        assert await rig.unreserved(ONCE) == INITIAL - 10
+        assert await sweeper.top_up(ONCE, 1) >= 0
+        await sweeper.sync()  # the round goes on: the sweep, the report, the reclaim
+        held = sweeper.held[ONCE.owner]
+        row = await rig.db.fetchone(
+            "SELECT expires_at FROM credit_leases WHERE id = ?", (held.lease_id,)
+        )
+        assert row is not None and float(row[0]) == rig.clock() + 10
+        assert {p.name for p in rig.directory.iterdir()} == {
+            "stray.journal",
+            "pipe.journal",
+            sweeper.journal.path.name,  # type: ignore[union-attr]
+        }
 
     rig(test)
