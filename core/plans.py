@@ -199,13 +199,20 @@ def next_refill(interval: str, now: float) -> float:
     return following.timestamp()
 
 
-def refill_text(interval: str | None, now: float | None = None) -> str:
-    """The sentence a refused request reads: when its credits come back."""
+def refill_text(
+    interval: str | None, now: float | None = None, cost: int = 0, left: int = 0
+) -> str:
+    """The sentence a refused request reads: what is left if anything (less than the request
+    costs), and when its credits come back."""
+    if left > 0:
+        start = f"This request costs {cost} credits and this key has {left} left"
+    else:
+        start = "This key has spent all its credits"
     if interval is None:
-        return "This key has spent all its credits, and they do not refill."
+        return f"{start}, and they do not refill."
     when = next_refill(interval, time.time() if now is None else now)
     stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"This key has spent all its credits; they refill at {stamp} ({interval})."
+    return f"{start}; they refill at {stamp} ({interval})."
 
 
 # -- resolution -------------------------------------------------------------------------------

@@ -76,19 +76,26 @@ CREDITS_HEADER = b"x-credits-remaining"
 
 
 def _spent(
-    identity: Identity, remaining: int, headers: tuple[Header, ...], usage: Usage | None, cost: int
+    identity: Identity,
+    remaining: int,
+    headers: tuple[Header, ...],
+    usage: Usage | None,
+    cost: int,
+    wallet: Wallet,
 ) -> Admitted | Refusal:
-    """The request's credits spent (``remaining`` left) or refused (EMPTY)."""
+    """The request's credits spent (``remaining`` left) or refused (EMPTY): then what is
+    left, as this process sees it, may be more than nothing but less than ``cost``."""
     if remaining != EMPTY and usage is not None:
         usage.spend(identity.access_key, cost)
     if remaining == EMPTY:
         budget = identity.budget
         assert budget is not None
+        left = max(0, wallet.remaining(budget) or 0)
         return Refusal(
             429,
             "usage_exceeded",
-            refill_text(budget.interval),
-            ((CREDITS_HEADER, b"0"),),
+            refill_text(budget.interval, cost=cost, left=left),
+            ((CREDITS_HEADER, str(left).encode()),),
             identity,
         )
     return Admitted(identity, (*headers, (CREDITS_HEADER, str(remaining).encode())))
@@ -156,13 +163,13 @@ class Gate:
             # Spent now if this process holds enough; else reserved below.
             spent = self.wallet.spend(identity.budget, pending.cost)  # type: ignore[arg-type]
             if spent is not None:
-                return _spent(identity, spent, headers, self.usage, pending.cost)
+                return _spent(identity, spent, headers, self.usage, pending.cost, self.wallet)
         assert identity.budget is not None
         try:
             remaining = await self.wallet.top_up(identity.budget, pending.cost)
         except StoreUnavailable as exc:
             return _store_unavailable(exc)
-        return _spent(identity, remaining, headers, self.usage, pending.cost)
+        return _spent(identity, remaining, headers, self.usage, pending.cost, self.wallet)
 
     def check_soon(self, pending: Pending) -> asyncio.Future[Any] | None:
         """``pending``'s Redis limits sent now, for a caller told by a callback when Redis has
@@ -227,7 +234,7 @@ class Gate:
         cost = route.cost if limited and identity.budget is not None else 0
         if cost and self.wallet.empty(identity.budget, cost):  # type: ignore[arg-type]
             # Refused at once when the budget is spent, before any rate limit counts it.
-            return _spent(identity, EMPTY, (), None, 0)
+            return _spent(identity, EMPTY, (), None, cost, self.wallet)
         if not limited or not (route.rate_limits or identity.rate_limits or identity.tier_limits):
             if cost:
                 return self._spend(route, method, client, identity, cost, ())
@@ -262,7 +269,7 @@ class Gate:
         found = self.wallet.spend(identity.budget, cost)
         if found is None:
             return Pending(route, method, client, identity=identity, cost=cost, headers=headers)
-        return _spent(identity, found, headers, self.usage, cost)
+        return _spent(identity, found, headers, self.usage, cost, self.wallet)
 
     def _decided(self, decision: Decision | None, identity: Identity) -> Admitted | Refusal:
         if decision is None:  # Redis did not answer

@@ -59,6 +59,24 @@ def test_each_request_spends_its_routes_cost_until_none_is_left(
     assert get(priced, new.secret_key, "/free/x").status_code == 200  # a free route
 
 
+def test_a_request_dearer_than_what_is_left_says_what_is_left(priced: Gateway) -> None:
+    """Refused because it costs more than is left, not because nothing is: the header and the
+    verify API say what is left (a cheaper request still passes), and the message says both."""
+    new = priced.new_key(credits=Credits(2, Refill(2, "monthly")))
+    assert get(priced, new.secret_key).headers["x-credits-remaining"] == "1"
+    refused = get(priced, new.secret_key, "/dear/x")  # costs 2
+    assert refused.status_code == 429 and refused.headers["x-credits-remaining"] == "1"
+    message = refused.json()["message"]
+    assert "costs 2 credits" in message and "1 left" in message and "refill at" in message
+    with priced.admin() as admin:
+        body = {"secret_key": new.secret_key, "cost": 2}
+        answer = admin.post("/v1/keys/verify", json=body).json()
+    assert (answer["code"], answer["credits_remaining"]) == ("usage_exceeded", 1)
+    assert get(priced, new.secret_key).headers["x-credits-remaining"] == "0"
+    spent = get(priced, new.secret_key, "/dear/x")
+    assert spent.headers["x-credits-remaining"] == "0" and "spent all" in spent.json()["message"]
+
+
 def test_credits_refill_at_the_utc_day(priced: Gateway) -> None:
     new = priced.new_key(credits=Credits(2, Refill(2, "daily")))
     assert [get(priced, new.secret_key).status_code for _ in range(3)] == [200, 200, 429]
