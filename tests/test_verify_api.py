@@ -124,3 +124,36 @@ def test_the_client_never_sends_its_credential_where_a_redirect_points(status: i
         server.server_close()
     assert refused.value.status == status and "redirect" in str(refused.value)
     assert _Redirecting.seen == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "says"),
+    [
+        (
+            "POST",
+            "/v1/keys/verify",
+            {"secret_key": "x", "resource": "/api/x"},
+            "resource '/api/x' has the wrong form: write a route's resource, a lower-case name "
+            "such as billing",
+        ),
+        (
+            "POST",
+            "/v1/keys/verify",
+            {"secret_key": "x", "ip": "not-an-ip"},
+            "ip 'not-an-ip' has the wrong form: write an IPv4 or IPv6 address such as 192.0.2.7",
+        ),
+        (
+            "GET",
+            "/v1/usage?from=2026-12-07T00:00:00Z&to=2026-12-07",
+            None,
+            "from '2026-12-07T00:00:00Z' has the wrong form: write a day such as 2026-12-01",
+        ),
+    ],
+)
+def test_a_refused_value_is_a_sentence_saying_what_to_write(
+    gateway: Gateway, method: str, path: str, body: dict[str, Any] | None, says: str
+) -> None:
+    with gateway.admin() as admin:
+        refused = admin.request(method, path, json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["message"] == says
