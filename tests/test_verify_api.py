@@ -157,3 +157,14 @@ def test_a_refused_value_is_a_sentence_saying_what_to_write(
         refused = admin.request(method, path, json=body)
     assert refused.status_code == 400, refused.text
     assert refused.json()["message"] == says
+
+
+def test_only_asking_says_how_many_credits_are_left(gateway: Gateway, verifier: str) -> None:
+    """cost 0 asks without spending: the answer still says what is left (null would read as
+    unlimited), before this process has reserved anything and after."""
+    gateway.clock.freeze()
+    new = gateway.new_key(credits=Credits(5))
+    assert ask(gateway, verifier, new.secret_key)["credits_remaining"] == 5
+    assert ask(gateway, verifier, new.secret_key, cost=2)["credits_remaining"] == 3
+    assert ask(gateway, verifier, new.secret_key)["credits_remaining"] == 3
+    assert ask(gateway, verifier, gateway.secret_key)["credits_remaining"] is None  # unlimited
