@@ -83,6 +83,15 @@ class Wallet:
             return EMPTY
         return None
 
+    def refund(self, budget: Budget, cost: int) -> None:
+        """Undo the spend of ``cost`` just made for a request its rate limits then refused, with
+        no await between: the journal's count goes down after the refusal, so it never says
+        less than the requests admitted."""
+        held = self.held.get(budget.owner)
+        if held is not None and held.spent >= cost:
+            held.spent -= cost
+            self.counts[held.mark] = held.spent
+
     def empty(self, budget: Budget, cost: int) -> bool:
         """Whether the store said this budget cannot pay ``cost`` (no await)."""
         held = self.held.get(budget.owner)

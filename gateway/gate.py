@@ -62,6 +62,9 @@ class Pending(NamedTuple):
     limited: bool = True  # False: the rate limits are not checked (nor counted)
     cost: int = 0  # credits to reserve from the store before the request may pass
     headers: tuple[Header, ...] = ()  # what the rate limits already said (credits wait after)
+    # In-process rate limits checked once the credits are reserved: a request the store finds
+    # no credits for counts toward none of them.
+    local_limits: Limits | None = None
 
 
 ANONYMOUS = Admitted(None)
@@ -169,6 +172,15 @@ class Gate:
             remaining = await self.wallet.top_up(identity.budget, pending.cost)
         except StoreUnavailable as exc:
             return _store_unavailable(exc)
+        if remaining != EMPTY and pending.local_limits is not None:
+            # No await since the spend: undone at once if the limits refuse the request.
+            assert isinstance(self.limiter, LocalLimiter)
+            decision = self.limiter.check(pending.local_limits, self.clock())
+            verdict = self._decided(decision, identity)
+            if isinstance(verdict, Refusal):
+                self.wallet.refund(identity.budget, pending.cost)
+                return verdict
+            headers = verdict.headers
         return _spent(identity, remaining, headers, self.usage, pending.cost, self.wallet)
 
     def check_soon(self, pending: Pending) -> asyncio.Future[Any] | None:
@@ -248,10 +260,23 @@ class Gate:
             identity.tier_owner,
         )
         if isinstance(self.limiter, LocalLimiter):  # no await: a hit still awaits nothing
+            if not cost:
+                return self._decided(self.limiter.check(limits, self.clock()), identity)
+            # The credits first, then the limits: a request refused for credits (also when the
+            # store must be asked) counts toward no limit; one the limits refuse is refunded.
+            assert identity.budget is not None
+            left = self.wallet.spend(identity.budget, cost)
+            if left is None:
+                return Pending(
+                    route, method, client, identity=identity, cost=cost, local_limits=limits
+                )
+            if left == EMPTY:
+                return _spent(identity, EMPTY, (), None, cost, self.wallet)
             verdict = self._decided(self.limiter.check(limits, self.clock()), identity)
-            if cost and isinstance(verdict, Admitted):
-                return self._spend(route, method, client, identity, cost, verdict.headers)
-            return verdict
+            if isinstance(verdict, Refusal):
+                self.wallet.refund(identity.budget, cost)
+                return verdict
+            return _spent(identity, left, verdict.headers, self.usage, cost, self.wallet)
         return Pending(route, method, client, identity=identity, limits=limits, cost=cost)
 
     def _spend(

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from core.plans import Credits, Refill, next_refill
+from core.policies import RateLimit
 from core.store import credits as store_credits
 from gateway.credits import EMPTY, Wallet
-from tests.support import BOTH_STORES, Gateway, Upstream
+from tests.support import BOTH_STORES, BOUND, Gateway, Upstream, wait_for
 
 BACKENDS = BOTH_STORES
 
@@ -75,6 +76,23 @@ def test_a_request_dearer_than_what_is_left_says_what_is_left(priced: Gateway) -
     assert get(priced, new.secret_key).headers["x-credits-remaining"] == "0"
     spent = get(priced, new.secret_key, "/dear/x")
     assert spent.headers["x-credits-remaining"] == "0" and "spent all" in spent.json()["message"]
+
+
+def test_a_request_refused_for_credits_counts_toward_no_rate_limit(priced: Gateway) -> None:
+    """Also the first refusal, which waits for the store to say the balance is empty (this
+    process had reserved nothing yet): the rate limit's slot stays free."""
+    new = priced.new_key(credits=Credits(0), rate_limits=[RateLimit(3, 60)])
+    refused = [get(priced, new.secret_key) for _ in range(2)]
+    assert [r.json()["reason"] for r in refused] == ["usage_exceeded"] * 2
+    with priced.admin() as admin:
+        body = {"credits": {"remaining": 10, "refill": None}}
+        assert admin.patch(f"/v1/api-keys/{new.key.access_key}", json=body).status_code == 200
+
+    def dropped() -> bool:  # the edit reached this gateway (a request would count: not one)
+        return isinstance(priced.resources.gate.verifier.cached(new.secret_key), bytes)
+
+    wait_for(dropped, BOUND + 1)
+    assert [get(priced, new.secret_key).status_code for _ in range(4)] == [200, 200, 200, 429]
 
 
 def test_credits_refill_at_the_utc_day(priced: Gateway) -> None:
