@@ -282,7 +282,18 @@ class Wallet:
 
     async def settle_orphans(self) -> int:
         """What the node's dead processes spent, reported from their journals
-        (``gateway.orphans``). Raises StoreUnavailable."""
+        (``gateway.orphans``); first, this process's own journal made again if it was removed.
+        Raises StoreUnavailable."""
+        try:
+            if self.journal.relink():
+                self.counts = self.journal.counts
+                log.warning(
+                    "credits: this process's spend journal was removed from %s; made again as %s",
+                    self.journal.directory,
+                    self.journal.path,
+                )
+        except OSError as exc:  # the directory cannot be written now: the next sweep tries again
+            log.warning("credits: cannot make this process's spend journal again: %s", exc)
         return await settle_orphans(self.db, self.journal.directory, self.clock)
 
     async def run(self) -> None:

@@ -264,3 +264,27 @@ def test_what_is_no_journal_in_the_directory_stops_no_sweep(rig: Any) -> None:
         }
 
     rig(test)
+
+
+def test_a_journal_deleted_under_its_process_is_made_again(rig: Any) -> None:
+    """journal_dir removed while the gateway runs (a clean-up script, a tmpfs remounted): the
+    process went on journaling into a file no sweeper could find, and a SIGKILL then lost
+    ``ceiling - spent`` as if there were no journal. Its next sweep puts the file back, with
+    every count, so a kill after that loses nothing."""
+
+    async def test(rig: Rig) -> None:
+        alive = rig.wallet()
+        await rig.spend(alive, ONCE, reported=6, more=4)
+        shutil.rmtree(rig.directory)
+        rig.clock.advance(6)  # the next sweep is due
+        await alive.sync()
+        assert alive.journal.path is not None and alive.journal.path.parent == rig.directory
+        assert alive.journal.path.exists()
+        for _ in range(5):
+            assert alive.spend(ONCE, 1) is not None  # into the file made again
+        spent = alive.held[ONCE.owner].spent
+        die(alive)
+        assert await rig.wallet().settle_orphans() == 1
+        assert await rig.unreserved(ONCE) == INITIAL - spent
+
+    rig(test)
