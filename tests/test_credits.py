@@ -4,8 +4,10 @@ day, shared by a bearer's keys, reserved from the store in blocks and given back
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -248,3 +250,19 @@ def test_usage_export_by_key_bearer_and_plan(priced: Gateway) -> None:
         "json",
     ).stdout
     assert json.loads(exported)["rows"][0]["group"] == "(none)"
+
+
+def test_a_reload_says_the_credits_settings_wait_for_a_restart(
+    priced: Gateway, tmp_path: Path
+) -> None:
+    """The wallet and its journal are made at start-up: a reload that changed [credits] said
+    nothing of it, and the config it kept named a journal_dir no process wrote to."""
+    old = priced.resources.config
+    credits = dataclasses.replace(old.credits, lease_seconds=4.0, journal_dir=tmp_path / "new")
+    new = dataclasses.replace(old, credits=credits)
+
+    async def reload() -> list[str]:
+        return priced.resources.reload(new)
+
+    assert "credits" in priced.loop.run(reload())
+    assert priced.resources.config.credits == old.credits
