@@ -172,6 +172,72 @@ def test_a_plans_credits_are_a_budget_per_key(priced: Gateway) -> None:
         assert [get(priced, key.secret_key).status_code for _ in range(4)] == [200] * 3 + [429]
 
 
+def remaining_after_the_change(gateway: Gateway, secret: str) -> int | None:
+    """What is left after one request, once the change has reached this gateway (None: 429)."""
+
+    def dropped() -> bool:
+        return isinstance(gateway.resources.gate.verifier.cached(secret), bytes)
+
+    wait_for(dropped, BOUND + 1)
+    response = get(gateway, secret)
+    return int(response.headers["x-credits-remaining"]) if response.status_code == 200 else None
+
+
+def test_a_plans_credits_edited_reach_every_key_on_it(priced: Gateway) -> None:
+    """Change a tier once and every key follows: what a key spent this period stays spent, and
+    the rest moves with the amount, up or down (below what was spent: nothing left)."""
+    with priced.admin() as admin:
+        plan = admin.post("/v1/plans", json={"name": "tier", "credits": {"amount": 5}}).json()
+    new = priced.new_key(plan_id=plan["id"])
+    assert [get(priced, new.secret_key).status_code for _ in range(2)] == [200, 200]
+
+    def amount(credits: int) -> None:
+        with priced.admin() as admin:
+            body = {"credits": {"amount": credits, "refill": None}}
+            assert admin.patch(f"/v1/plans/{plan['id']}", json=body).status_code == 200
+
+    amount(10)
+    assert remaining_after_the_change(priced, new.secret_key) == 7  # 10 - 3 spent
+    amount(4)
+    assert remaining_after_the_change(priced, new.secret_key) == 0  # 4 - 4 spent
+    assert get(priced, new.secret_key).status_code == 429
+    amount(2)  # below what was spent
+    assert remaining_after_the_change(priced, new.secret_key) is None
+    amount(6)
+    assert remaining_after_the_change(priced, new.secret_key) == 1  # 6 - 5: the debt stayed
+
+
+def test_a_key_or_bearer_moved_to_another_plan_takes_its_credits(priced: Gateway) -> None:
+    """Upgraded from a plan it had spent: the new plan's amount, less what it spent (a key
+    still on a spent plan with no refill would be refused for good). A key whose own credits
+    are taken away starts on its plan's."""
+    with priced.admin() as admin:
+        small = admin.post("/v1/plans", json={"name": "small", "credits": {"amount": 2}}).json()
+        large = admin.post("/v1/plans", json={"name": "large", "credits": {"amount": 50}}).json()
+        app_id = admin.post("/v1/applications", json={"name": "buyer"}).json()["id"]
+        on_small = {"plan_id": small["id"]}
+        assert admin.patch(f"/v1/applications/{app_id}", json=on_small).status_code == 200
+    new = priced.new_key(plan_id=small["id"])
+    assert [get(priced, new.secret_key).status_code for _ in range(3)] == [200, 200, 429]
+    patch = {"plan_id": large["id"]}
+    with priced.admin() as admin:
+        assert admin.patch(f"/v1/api-keys/{new.key.access_key}", json=patch).status_code == 200
+    assert remaining_after_the_change(priced, new.secret_key) == 47  # 50 - 3 spent
+
+    own = priced.new_key(plan_id=large["id"], credits=Credits(1))
+    assert [get(priced, own.secret_key).status_code for _ in range(2)] == [200, 429]
+    with priced.admin() as admin:
+        body = {"credits": None}
+        assert admin.patch(f"/v1/api-keys/{own.key.access_key}", json=body).status_code == 200
+    assert remaining_after_the_change(priced, own.secret_key) == 49  # the plan's, from the start
+
+    bought = priced.new_key(user_id=None, application_id=app_id)
+    assert [get(priced, bought.secret_key).status_code for _ in range(3)] == [200, 200, 429]
+    with priced.admin() as admin:
+        assert admin.patch(f"/v1/applications/{app_id}", json=patch).status_code == 200
+    assert remaining_after_the_change(priced, bought.secret_key) == 47
+
+
 def test_setting_a_keys_credits_starts_its_balance_again(priced: Gateway) -> None:
     new = priced.new_key(credits=Credits(1))
     assert [get(priced, new.secret_key).status_code for _ in range(2)] == [200, 429]

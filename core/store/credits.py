@@ -75,7 +75,8 @@ async def _balance(
         return None
     if row[0] != period:
         await w.execute(
-            "UPDATE credit_balances SET period = ?, remaining = ?, updated_at = ? WHERE owner = ?",
+            "UPDATE credit_balances SET period = ?, remaining = ?, debt = 0, updated_at = ? "
+            "WHERE owner = ?",
             (period, refill_to, now, owner),
         )
         await w.execute(
@@ -160,11 +161,14 @@ async def _tombstone(w: Writer, lease_id: str) -> tuple[str, str, int, int, int 
 async def _give_back(
     w: Writer, owner: str, period: str, epoch: int, count: int, now: float
 ) -> None:
-    """To the balance of the same period and epoch only: never across a refill or a reset."""
+    """To the balance of the same period and epoch only: never across a refill or a reset;
+    what it owes (`rebase`) is paid first."""
     if count > 0:
         await w.execute(
-            "UPDATE credit_balances SET remaining = remaining + ?, updated_at = ? "
-            "WHERE owner = ? AND period = ? AND epoch = ?",
+            "UPDATE credit_balances SET "
+            "remaining = remaining + CASE WHEN debt < ?1 THEN ?1 - debt ELSE 0 END, "
+            "debt = CASE WHEN debt < ?1 THEN 0 ELSE debt - ?1 END, updated_at = ?2 "
+            "WHERE owner = ?3 AND period = ?4 AND epoch = ?5",
             (count, now, owner, period, epoch),
         )
 
@@ -263,7 +267,7 @@ async def set_balance(w: Writer, owner: str, remaining: int, period: str, now: f
     await w.execute(
         "INSERT INTO credit_balances (owner, period, remaining, epoch, updated_at) "
         "VALUES (?1, ?2, ?3, 0, ?4) ON CONFLICT (owner) DO UPDATE SET period = ?2, "
-        "remaining = ?3, epoch = credit_balances.epoch + 1, updated_at = ?4",
+        "remaining = ?3, epoch = credit_balances.epoch + 1, debt = 0, updated_at = ?4",
         (owner, period, remaining, now),
     )
     await w.execute("DELETE FROM credit_leases WHERE owner = ?", (owner,))
@@ -272,11 +276,39 @@ async def set_balance(w: Writer, owner: str, remaining: int, period: str, now: f
 
 async def remaining(db: Database, owner: str, period: str) -> int | None:
     """What is left of a balance in ``period``: unreserved, plus what its leases have not yet
-    reported spent. None when it has no balance in that period yet (it starts full)."""
+    reported spent, less what it owes. None when it has no balance in that period yet (it
+    starts full)."""
     row = await db.fetchone(
-        "SELECT b.remaining + coalesce((SELECT sum(l.granted - l.spent) FROM credit_leases l "
+        "SELECT b.remaining - b.debt + coalesce((SELECT sum(l.granted - l.spent) "
+        "FROM credit_leases l "
         "WHERE l.owner = b.owner AND l.period = b.period AND l.epoch = b.epoch), 0) "
         "FROM credit_balances b WHERE b.owner = ? AND b.period = ?",
         (owner, period),
     )
-    return None if row is None else int(row[0])
+    return None if row is None else max(0, int(row[0]))
+
+
+async def rebase(w: Writer, owner: str, delta: int, now: float) -> None:
+    """The amount of a budget changed by ``delta`` (its plan's credits edited, or it moved to
+    another plan) while its period runs: what it spent stays spent, and what is left moves by
+    ``delta``. Lowered below what the leases hold, the balance owes the rest, paid first from
+    what they give back: no more is ever admitted than the new amount."""
+    row = await _lock(w, owner)
+    if row is None or delta == 0:
+        return  # no balance yet: it starts at the new amount
+    if delta > 0:
+        await w.execute(
+            "UPDATE credit_balances SET "
+            "remaining = remaining + CASE WHEN debt < ?1 THEN ?1 - debt ELSE 0 END, "
+            "debt = CASE WHEN debt < ?1 THEN 0 ELSE debt - ?1 END, updated_at = ?2 "
+            "WHERE owner = ?3",
+            (delta, now, owner),
+        )
+        return
+    await w.execute(
+        "UPDATE credit_balances SET "
+        "debt = debt + CASE WHEN remaining < ?1 THEN ?1 - remaining ELSE 0 END, "
+        "remaining = CASE WHEN remaining < ?1 THEN 0 ELSE remaining - ?1 END, updated_at = ?2 "
+        "WHERE owner = ?3",
+        (-delta, now, owner),
+    )
