@@ -148,6 +148,40 @@ def test_clocks_either_side_of_a_refill_never_refill_twice(priced: Gateway) -> N
     assert sum(admitted) == 100, admitted
 
 
+def test_a_process_gives_back_what_it_reserved_beyond_its_pace(priced: Gateway) -> None:
+    """One process reserved ahead for a burst, then spends a trickle (never idle long enough
+    to release its lease): what it holds beyond twice its headroom goes back at its next
+    report, for another process whose requests it was otherwise refused (usage_exceeded with
+    hundreds of credits left)."""
+    new = priced.new_key(credits=Credits(1000))
+    found = priced.loop.run(priced.resources.gate.verifier.verify(new.secret_key))
+    assert not isinstance(found, str) and found.budget is not None
+    budget, clock, db = found.budget, priced.clock, priced.resources.db
+
+    def spend(wallet: Wallet, count: int) -> int:
+        admitted = 0
+        for _ in range(count):
+            remaining = wallet.spend(budget, 1)
+            if remaining is None:
+                remaining = priced.loop.run(wallet.top_up(budget, 1))
+            if remaining == EMPTY:
+                break
+            admitted += 1
+        return admitted
+
+    burst, other = Wallet(db, clock), Wallet(db, clock)
+    for _ in range(2):  # 300 an interval
+        assert spend(burst, 300) == 300
+        clock.advance(0.2)
+        priced.loop.run(burst.sync())
+    for _ in range(3):  # then one an interval
+        assert spend(burst, 1) == 1
+        clock.advance(0.2)
+        priced.loop.run(burst.sync())
+    assert spend(other, 300) == 300  # of the 397 left, the burst's pace needs 2 x 32
+    assert spend(burst, 100) + spend(other, 100) == 1000 - 603 - 300
+
+
 def test_a_key_without_credits_is_not_counted(priced: Gateway) -> None:
     response = get(priced, priced.secret_key)
     assert response.status_code == 200 and "x-credits-remaining" not in response.headers

@@ -127,12 +127,22 @@ async def reserve(
     take = min(max(0, want_granted - granted), remaining)
     granted += take
     ceiling = max(spent, min(granted, want_ceiling))
+    # Held beyond what its holder wants now (it reserved ahead for a burst, and its pace has
+    # dropped): back to the balance, for the other processes, whose requests it would refuse
+    # meanwhile. Never below the ceiling: what lies above it its holder cannot spend.
+    spare = granted - max(want_granted, ceiling)
     if take:
         remaining -= take
         await w.execute(
             "UPDATE credit_balances SET remaining = ?, updated_at = ? WHERE owner = ?",
             (remaining, now, owner),
         )
+    elif spare > 0:
+        granted -= spare
+        await _give_back(w, owner, period, epoch, spare, now)
+        found = await _lock(w, owner)
+        assert found is not None
+        remaining = found[1]
     if row is None:
         await w.execute(
             "INSERT INTO credit_leases (id, owner, period, epoch, granted, ceiling, spent, "
