@@ -23,7 +23,14 @@ from admin.access import (
     require_manager,
 )
 from admin.fields import EMAIL, NAME, PERMISSION_SET_NAMES, UPDATE, strip_white_space
-from admin.plans import check_plan, check_rate_limits, set_credits
+from admin.plans import (
+    budget_of,
+    check_plan,
+    check_rate_limits,
+    follow_budget,
+    plan_of,
+    set_credits,
+)
 from core.store import Database, Writer
 from core.store import directory as store_dir
 from core.store import keys as store_keys
@@ -159,6 +166,15 @@ async def update(
     if "permission_sets" in fields:
         changes["permission_sets"] = _check_permission_sets(fields["permission_sets"])
     budget = await _budget(db, found.organization_id, fields)
+    # A bearer moved to another plan, or whose own credits are taken away: its balance follows.
+    moved = kind != "project" and budget.get("credits") is None
+    moved = moved and ("plan_id" in budget or ("credits" in budget and found.credits is not None))
+    if moved:
+        before = budget_of(found.credits, await plan_of(db, found.plan_id))
+        after = budget_of(
+            None if "credits" in budget else found.credits,
+            await plan_of(db, budget.get("plan_id", found.plan_id)),
+        )
     if changes or budget:
         now = time.time()
         async with db.transaction() as w:
@@ -166,6 +182,8 @@ async def update(
                 await store_dir.update(w, kind, object_id, changes, now)
             if budget:
                 await _set_budget(w, kind, object_id, budget, now)
+            if moved:
+                await follow_budget(w, f"{kind}:{object_id}", before, after, now)
             changes.update(budget)
             await record(
                 w,

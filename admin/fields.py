@@ -114,7 +114,7 @@ class Field:
     maximum: int | None = None
     choices: tuple[str, ...] = ()
     max_items: int | None = None
-    form: str = ""  # how an entry of a list of strings is written, for the refusal's sentence
+    form: str = ""  # how a value (or an entry of a list) is written, for the refusal's sentence
     # kind "json": the value's JSON Schema, and what reads it (raising PolicyError)
     shape: Schema | None = None
     reader: Callable[[Any], Any] | None = None
@@ -380,6 +380,16 @@ NAME = Field(
     pattern=f"[^{WHITE_SPACE}]",
     description="must not be blank",
 )
+# A plan's name goes upstream in the X-Auth-Plan header: no control characters, which would
+# split it into headers of the writer's choosing (RFC 9110 §5.5: CR, LF and NUL are never in a
+# field value).
+_CONTROL = r"\x00-\x1f\x7f"
+PLAN_NAME = replace(
+    NAME,
+    pattern=f"^[^{_CONTROL}]*[^{WHITE_SPACE}{_CONTROL}][^{_CONTROL}]*$",
+    description="must not be blank nor hold control characters such as a line break (it goes "
+    "upstream in the X-Auth-Plan header)",
+)
 EMAIL = Field(
     "string",
     max_length=254,
@@ -581,16 +591,27 @@ UPDATE = {
     "application": Body({"name": NAME, "permission_sets": PERMISSION_SET_NAMES, **BUDGET}),
 }
 PLAN_FIELDS = {
-    "name": NAME,
+    "name": PLAN_NAME,
     "rate_limits": RATE_LIMITS,
     "credits": PLAN_CREDITS,
     "metadata": METADATA,
 }
 CREATE_PLAN = Body(PLAN_FIELDS, required=("name",))
 METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+_DAY = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 USAGE_QUERY = {
-    "from": Field("string", pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="first day (UTC)"),
-    "to": Field("string", pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="last day (UTC)"),
+    "from": Field(
+        "string",
+        pattern=_DAY,
+        description="first day (UTC)",
+        form="a day such as 2026-12-01",
+    ),
+    "to": Field(
+        "string",
+        pattern=_DAY,
+        description="last day (UTC)",
+        form="a day such as 2026-12-31",
+    ),
     "group_by": Field("string", choices=("key", "bearer", "plan")),
     "format": Field("string", choices=("json", "csv")),
 }
@@ -602,6 +623,7 @@ VERIFY_KEY = Body(
             nullable=True,
             pattern="^[a-z][a-z0-9_-]{0,62}$",
             description="as a route's resource: what a restricted key needs permission for",
+            form="a route's resource, a lower-case name such as billing",
         ),
         "method": Field("string", choices=METHODS),
         "cost": Field("integer", minimum=0, maximum=1_000_000, description="credits to spend"),
@@ -611,6 +633,7 @@ VERIFY_KEY = Body(
             max_length=45,
             pattern="^[0-9A-Fa-f.:]+$",
             description="the address the caller's client came from (for allowed_ips)",
+            form="an IPv4 or IPv6 address such as 192.0.2.7",
         ),
     },
     required=("secret_key",),

@@ -103,6 +103,17 @@ async def authenticate(request: Request, restricted_may: str | None = None) -> A
         ) from None
     if bearer is None:  # deleted a moment ago; its keys are being revoked
         raise denied("invalid_token")
+    if result.disabled:
+        # As on the proxy: a key switched off (an unpaid invoice, a leak report, unused) may
+        # not manage keys, verify them, or enable itself.
+        raise ApiError(
+            403,
+            {
+                "type": "permission_denied",
+                "reason": "key_disabled",
+                "message": errors.MESSAGES["key_disabled"],
+            },
+        )
     if result.permissions is not None and (
         restricted_may is None or restricted_may not in result.permissions
     ):

@@ -23,7 +23,7 @@ from admin.access import (
     record,
     require_manager,
 )
-from admin.fields import NAME, RATE_LIMITS, strip_white_space
+from admin.fields import PLAN_NAME, RATE_LIMITS, strip_white_space
 from core import plans, policies
 from core.plans import Credits
 from core.policies import PolicyError, RateLimit
@@ -49,7 +49,7 @@ def check_metadata(value: Any) -> dict[str, Any]:
 
 
 def _check_name(value: Any) -> str:
-    checked: str = NAME.parse("name", value)
+    checked: str = PLAN_NAME.parse("name", value)
     return strip_white_space(checked)
 
 
@@ -123,8 +123,14 @@ async def update_plan(db: Database, actor: Actor, plan_id: str, fields: dict[str
     if "metadata" in fields:
         changes["metadata"] = check_metadata(fields["metadata"])
     if changes:
+        now = time.time()
         async with db.transaction() as w:
-            await store_plans.update(w, plan_id, changes, time.time())
+            await store_plans.update(w, plan_id, changes, now)
+            if "credits" in changes:  # every balance on the plan follows
+                before = None if plan.credits is None else ("plan", plan.credits)
+                after = None if changes["credits"] is None else ("plan", changes["credits"])
+                for owner in await store_plans.budget_owners(w, plan_id):
+                    await follow_budget(w, owner, before, after, now)
             await record(
                 w,
                 actor,
@@ -151,6 +157,42 @@ async def delete_plan(db: Database, actor: Actor, plan_id: str) -> None:
     async with db.transaction() as w:
         await store_plans.delete(w, plan_id)
         await record(w, actor, plan.organization_id, "plan.delete", "plan", plan_id)
+
+
+Budget = tuple[str, Credits]  # ("own" | "plan", the credits): what an owner's balance is for
+
+
+def budget_of(credits: Credits | None, plan: Plan | None) -> Budget | None:
+    """The budget a key's (or a bearer's) balance holds, from its own inputs: its own credits,
+    else its plan's (``core.plans.resolve`` says which of a key's and its bearer's applies)."""
+    if credits is not None:
+        return ("own", credits)
+    if plan is not None and plan.credits is not None:
+        return ("plan", plan.credits)
+    return None
+
+
+async def plan_of(db: Database, plan_id: str | None) -> Plan | None:
+    return None if plan_id is None else await store_plans.get(db, plan_id)
+
+
+async def follow_budget(
+    w: Writer, owner: str, before: Budget | None, after: Budget | None, now: float
+) -> None:
+    """A balance whose budget changed by a move (another plan, or its own credits taken away)
+    or by its plan's edit; setting its own credits is `set_credits`. From one plan's amount to
+    another's, what was spent this period stays spent and the rest moves by the difference;
+    a budget that was its own credits, or none, starts at the plan's amount."""
+    if after is None or after == before or after[0] == "own":
+        return
+    credits = after[1]
+    if before is None or before[0] == "own":
+        interval = credits.refill.interval if credits.refill is not None else None
+        await store_credits.set_balance(
+            w, owner, credits.remaining, plans.period(interval, now), now
+        )
+        return
+    await store_credits.rebase(w, owner, credits.remaining - before[1].remaining, now)
 
 
 async def set_credits(w: Writer, owner: str, credits: Credits | None, now: float) -> None:

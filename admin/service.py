@@ -41,7 +41,14 @@ from admin.fields import (
     PERMISSIONS,
     RATE_LIMITS,
 )
-from admin.plans import check_metadata, check_plan, set_credits
+from admin.plans import (
+    budget_of,
+    check_metadata,
+    check_plan,
+    follow_budget,
+    plan_of,
+    set_credits,
+)
 from admin.serialize import rfc3339
 from core import policies
 from core.plans import Credits
@@ -471,11 +478,19 @@ async def update_key(
         changes["plan_id"] = None
     if credits is not None or clear_credits:
         changes["credits"] = credits
+    moved = credits is None and ("plan_id" in changes or clear_credits)
+    if moved:  # its balance follows (`follow_budget`): read before the transaction
+        before = budget_of(key.credits, await plan_of(db, key.plan_id))
+        now_on = changes.get("plan_id", key.plan_id)
+        assert now_on is None or isinstance(now_on, str)
+        after = budget_of(None if clear_credits else key.credits, await plan_of(db, now_on))
     if changes:
         async with db.transaction() as w:
             await store_keys.update(w, access_key, changes, now)
             if credits is not None:
                 await set_credits(w, f"key:{access_key}", credits, now)
+            elif moved:
+                await follow_budget(w, f"key:{access_key}", before, after, now)
             await record(
                 w,
                 actor,

@@ -27,6 +27,10 @@ IDENTITY_HEADERS = (
 # its plan's (compact ASCII JSON).
 PLAN_HEADER = b"x-auth-plan"
 METADATA_HEADER = b"x-auth-key-metadata"
+# A recipient replaces CR, LF and NUL in a field value with SP (RFC 9110 §5.5); so does the
+# gateway with every control character of a plan's name before it goes upstream, whatever wrote
+# the name (a store copied from a gateway that did not refuse them).
+_FIELD_SAFE = bytes.maketrans(bytes([*range(0x20), 0x7F]), b" " * 0x21)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,7 @@ class Identity:
         plan = resolved.plan if resolved is not None else None
         metadata = resolved.metadata if resolved is not None else {}
         if plan is not None:
-            headers += ((PLAN_HEADER, plan.name.encode("utf-8")),)
+            headers += ((PLAN_HEADER, plan.name.encode("utf-8").translate(_FIELD_SAFE)),)
         if metadata:
             headers += ((METADATA_HEADER, compact(metadata)),)
         return cls(

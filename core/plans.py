@@ -125,6 +125,20 @@ def metadata(value: object) -> dict[str, Any]:
     """A JSON object of at most ``MAX_METADATA_BYTES`` as compact JSON."""
     if not isinstance(value, dict):
         raise PolicyError('metadata must be a JSON object such as {"tier": "gold"}')
+    try:
+        # What Python's json reads but JSON is not (NaN, Infinity, a number too large for a
+        # float), or no UTF-8 text holds (a lone surrogate): no upstream's parser reads it, and
+        # no JSON answer of the API could carry it.
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise PolicyError("metadata is not valid Unicode text (a lone surrogate)") from None
+    except ValueError:
+        raise PolicyError(
+            "metadata must be JSON: NaN and Infinity (or a number too large) are not JSON "
+            "numbers; write such a value as a string"
+        ) from None
+    except RecursionError:
+        raise PolicyError("metadata nests arrays or objects too deeply") from None
     size = len(compact(value))
     if size > MAX_METADATA_BYTES:
         raise PolicyError(
@@ -185,13 +199,20 @@ def next_refill(interval: str, now: float) -> float:
     return following.timestamp()
 
 
-def refill_text(interval: str | None, now: float | None = None) -> str:
-    """The sentence a refused request reads: when its credits come back."""
+def refill_text(
+    interval: str | None, now: float | None = None, cost: int = 0, left: int = 0
+) -> str:
+    """The sentence a refused request reads: what is left if anything (less than the request
+    costs), and when its credits come back."""
+    if left > 0:
+        start = f"This request costs {cost} credits and this key has {left} left"
+    else:
+        start = "This key has spent all its credits"
     if interval is None:
-        return "This key has spent all its credits, and they do not refill."
+        return f"{start}, and they do not refill."
     when = next_refill(interval, time.time() if now is None else now)
     stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"This key has spent all its credits; they refill at {stamp} ({interval})."
+    return f"{start}; they refill at {stamp} ({interval})."
 
 
 # -- resolution -------------------------------------------------------------------------------
@@ -218,6 +239,12 @@ class Budget:
     @property
     def interval(self) -> str | None:
         return None if self.refill is None else self.refill.interval
+
+    @property
+    def refill_to(self) -> int:
+        """What each new period starts at: the refill's amount (``--credits 2 --refill
+        5/daily`` is 2 today, 5 each day after), else what the budget started at."""
+        return self.initial if self.refill is None else self.refill.amount
 
 
 @dataclass(frozen=True, slots=True)

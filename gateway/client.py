@@ -21,6 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows a redirect with every header it was given, X-Auth-Token included, to
+    wherever it points (another host, plain http): the verifier's secret is for the admin API
+    alone, so a redirect is an answer like any other non-200 (`VerifyError`)."""
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class VerifyError(Exception):
     """The admin API did not answer the question: its status and what it said."""
 
@@ -43,6 +55,19 @@ class Verified:
     rate_limit: dict[str, str] | None
     retry_after: int | None
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+def _refusal(exc: urllib.error.HTTPError) -> str:
+    if 300 <= exc.code < 400:
+        where = exc.headers.get("Location", "elsewhere")
+        return (
+            f"the admin API answered with a redirect to {where}, which is not followed: give "
+            "verify() the admin listener's own URL"
+        )
+    try:
+        return str(json.loads(exc.read()).get("message", exc.reason))
+    except ValueError:
+        return str(exc.reason)
 
 
 def verify(
@@ -72,14 +97,11 @@ def verify(
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout) as response:
             found: dict[str, Any] = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("message", exc.reason)
-        except ValueError:
-            message = str(exc.reason)
-        raise VerifyError(exc.code, str(message)) from None
+        with exc:  # its connection, closed
+            raise VerifyError(exc.code, _refusal(exc)) from None
     return Verified(
         valid=bool(found.get("valid")),
         code=str(found.get("code")),

@@ -83,6 +83,15 @@ class Wallet:
             return EMPTY
         return None
 
+    def refund(self, budget: Budget, cost: int) -> None:
+        """Undo the spend of ``cost`` just made for a request its rate limits then refused, with
+        no await between: the journal's count goes down after the refusal, so it never says
+        less than the requests admitted."""
+        held = self.held.get(budget.owner)
+        if held is not None and held.spent >= cost:
+            held.spent -= cost
+            self.counts[held.mark] = held.spent
+
     def empty(self, budget: Budget, cost: int) -> bool:
         """Whether the store said this budget cannot pay ``cost`` (no await)."""
         held = self.held.get(budget.owner)
@@ -152,6 +161,7 @@ class Wallet:
             want_ceiling=spent + headroom,
             expires_at=now + self.lease_seconds,
             now=now,
+            refill_to=held.budget.refill_to,
         )
         if lease is None:
             # Ended under us (reclaimed, refilled, reset): settled with what it spent at the
@@ -171,6 +181,7 @@ class Wallet:
                 want_ceiling=headroom,
                 expires_at=now + self.lease_seconds,
                 now=now,
+                refill_to=fresh.budget.refill_to,
             )
             held, spent = fresh, 0
             if lease is None:
@@ -271,7 +282,18 @@ class Wallet:
 
     async def settle_orphans(self) -> int:
         """What the node's dead processes spent, reported from their journals
-        (``gateway.orphans``). Raises StoreUnavailable."""
+        (``gateway.orphans``); first, this process's own journal made again if it was removed.
+        Raises StoreUnavailable."""
+        try:
+            if self.journal.relink():
+                self.counts = self.journal.counts
+                log.warning(
+                    "credits: this process's spend journal was removed from %s; made again as %s",
+                    self.journal.directory,
+                    self.journal.path,
+                )
+        except OSError as exc:  # the directory cannot be written now: the next sweep tries again
+            log.warning("credits: cannot make this process's spend journal again: %s", exc)
         return await settle_orphans(self.db, self.journal.directory, self.clock)
 
     async def run(self) -> None:

@@ -62,6 +62,9 @@ class Pending(NamedTuple):
     limited: bool = True  # False: the rate limits are not checked (nor counted)
     cost: int = 0  # credits to reserve from the store before the request may pass
     headers: tuple[Header, ...] = ()  # what the rate limits already said (credits wait after)
+    # In-process rate limits checked once the credits are reserved: a request the store finds
+    # no credits for counts toward none of them.
+    local_limits: Limits | None = None
 
 
 ANONYMOUS = Admitted(None)
@@ -76,19 +79,26 @@ CREDITS_HEADER = b"x-credits-remaining"
 
 
 def _spent(
-    identity: Identity, remaining: int, headers: tuple[Header, ...], usage: Usage | None, cost: int
+    identity: Identity,
+    remaining: int,
+    headers: tuple[Header, ...],
+    usage: Usage | None,
+    cost: int,
+    wallet: Wallet,
 ) -> Admitted | Refusal:
-    """The request's credits spent (``remaining`` left) or refused (EMPTY)."""
+    """The request's credits spent (``remaining`` left) or refused (EMPTY): then what is
+    left, as this process sees it, may be more than nothing but less than ``cost``."""
     if remaining != EMPTY and usage is not None:
         usage.spend(identity.access_key, cost)
     if remaining == EMPTY:
         budget = identity.budget
         assert budget is not None
+        left = max(0, wallet.remaining(budget) or 0)
         return Refusal(
             429,
             "usage_exceeded",
-            refill_text(budget.interval),
-            ((CREDITS_HEADER, b"0"),),
+            refill_text(budget.interval, cost=cost, left=left),
+            ((CREDITS_HEADER, str(left).encode()),),
             identity,
         )
     return Admitted(identity, (*headers, (CREDITS_HEADER, str(remaining).encode())))
@@ -156,13 +166,22 @@ class Gate:
             # Spent now if this process holds enough; else reserved below.
             spent = self.wallet.spend(identity.budget, pending.cost)  # type: ignore[arg-type]
             if spent is not None:
-                return _spent(identity, spent, headers, self.usage, pending.cost)
+                return _spent(identity, spent, headers, self.usage, pending.cost, self.wallet)
         assert identity.budget is not None
         try:
             remaining = await self.wallet.top_up(identity.budget, pending.cost)
         except StoreUnavailable as exc:
             return _store_unavailable(exc)
-        return _spent(identity, remaining, headers, self.usage, pending.cost)
+        if remaining != EMPTY and pending.local_limits is not None:
+            # No await since the spend: undone at once if the limits refuse the request.
+            assert isinstance(self.limiter, LocalLimiter)
+            decision = self.limiter.check(pending.local_limits, self.clock())
+            verdict = self._decided(decision, identity)
+            if isinstance(verdict, Refusal):
+                self.wallet.refund(identity.budget, pending.cost)
+                return verdict
+            headers = verdict.headers
+        return _spent(identity, remaining, headers, self.usage, pending.cost, self.wallet)
 
     def check_soon(self, pending: Pending) -> asyncio.Future[Any] | None:
         """``pending``'s Redis limits sent now, for a caller told by a callback when Redis has
@@ -227,7 +246,7 @@ class Gate:
         cost = route.cost if limited and identity.budget is not None else 0
         if cost and self.wallet.empty(identity.budget, cost):  # type: ignore[arg-type]
             # Refused at once when the budget is spent, before any rate limit counts it.
-            return _spent(identity, EMPTY, (), None, 0)
+            return _spent(identity, EMPTY, (), None, cost, self.wallet)
         if not limited or not (route.rate_limits or identity.rate_limits or identity.tier_limits):
             if cost:
                 return self._spend(route, method, client, identity, cost, ())
@@ -241,10 +260,23 @@ class Gate:
             identity.tier_owner,
         )
         if isinstance(self.limiter, LocalLimiter):  # no await: a hit still awaits nothing
+            if not cost:
+                return self._decided(self.limiter.check(limits, self.clock()), identity)
+            # The credits first, then the limits: a request refused for credits (also when the
+            # store must be asked) counts toward no limit; one the limits refuse is refunded.
+            assert identity.budget is not None
+            left = self.wallet.spend(identity.budget, cost)
+            if left is None:
+                return Pending(
+                    route, method, client, identity=identity, cost=cost, local_limits=limits
+                )
+            if left == EMPTY:
+                return _spent(identity, EMPTY, (), None, cost, self.wallet)
             verdict = self._decided(self.limiter.check(limits, self.clock()), identity)
-            if cost and isinstance(verdict, Admitted):
-                return self._spend(route, method, client, identity, cost, verdict.headers)
-            return verdict
+            if isinstance(verdict, Refusal):
+                self.wallet.refund(identity.budget, cost)
+                return verdict
+            return _spent(identity, left, verdict.headers, self.usage, cost, self.wallet)
         return Pending(route, method, client, identity=identity, limits=limits, cost=cost)
 
     def _spend(
@@ -262,7 +294,7 @@ class Gate:
         found = self.wallet.spend(identity.budget, cost)
         if found is None:
             return Pending(route, method, client, identity=identity, cost=cost, headers=headers)
-        return _spent(identity, found, headers, self.usage, cost)
+        return _spent(identity, found, headers, self.usage, cost, self.wallet)
 
     def _decided(self, decision: Decision | None, identity: Identity) -> Admitted | Refusal:
         if decision is None:  # Redis did not answer

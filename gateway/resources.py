@@ -154,6 +154,8 @@ class Resources:
                     new.forward_auth.listen,
                 ),
                 ("leaks listen", old.leaks.listen, new.leaks.listen),
+                # The wallet, its reports and its journal are made at start-up.
+                ("credits", old.credits, new.credits),
                 ("tls", (old.tls, old.admin_tls), (new.tls, new.admin_tls)),
                 ("key prefix", old.key_prefix, new.key_prefix),
                 (
@@ -175,6 +177,7 @@ class Resources:
             tls=old.tls,
             admin_tls=old.admin_tls,
             key_prefix=old.key_prefix,
+            credits=old.credits,
             ratelimit=old.ratelimit,
             metrics=old.metrics,
             metrics_per_project=old.metrics_per_project,

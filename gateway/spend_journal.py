@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import mmap
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +38,9 @@ SLOT = 32  # lease id, count
 ID_BYTES = 24  # a lease id: 12 random bytes as hex
 FIRST_SIZE = 4096  # one page: 126 slots; doubled when a process holds more leases
 SUFFIX = ".journal"
+
+log = logging.getLogger("gateway.credits")
+_skipped: set[Path] = set()  # what this process has said it cannot read, said once each
 
 
 def boot_id() -> bytes:
@@ -67,26 +72,53 @@ class SpendJournal:
         self.counts = memoryview(self._map).cast("Q")
         self._free = list(reversed(range(slots(FIRST_SIZE))))
 
-    def _create(self, directory: Path) -> mmap.mmap:
-        """The file, locked, then renamed to the name sweepers look at: a sweeper never sees a
-        journal before its process holds the lock."""
+    def _create(self, directory: Path, content: bytes | None = None) -> mmap.mmap:
+        """The file (holding ``content``, else a header and empty slots), locked, then renamed
+        to the name sweepers look at: a sweeper never sees a journal before its process holds
+        the lock."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = f"{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
         partial = directory / f".{name}.new"
-        self._fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(self._fd, FIRST_SIZE)
-            found = mmap.mmap(self._fd, FIRST_SIZE)
-            found[:HEADER] = header()
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            size = FIRST_SIZE if content is None else len(content)
+            os.ftruncate(fd, size)
+            found = mmap.mmap(fd, size)
+            if content is None:
+                found[:HEADER] = header()
+            else:
+                found[:] = content
             os.replace(partial, directory / name)
         except BaseException:
-            os.close(self._fd)
+            os.close(fd)
             with contextlib.suppress(OSError):
                 partial.unlink()
             raise
+        self._fd = fd
         self.path = directory / name
         return found
+
+    def relink(self) -> bool:
+        """Make the file again if it is no longer where sweepers look (its directory was
+        removed or emptied while this process ran: what it journaled since went nowhere a
+        sweeper could read): a new file with every count, swapped in between two spends.
+        Whether it was made again; raises OSError when it cannot be."""
+        if self.directory is None or self.path is None:
+            return False
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                return False
+        except FileNotFoundError:
+            pass
+        old_fd, old_map = self._fd, self._map
+        grown = self._create(self.directory, old_map[:])  # sets _fd and path on success
+        self.counts.release()
+        old_map.close()
+        os.close(old_fd)
+        self._map = grown
+        self.counts = memoryview(grown).cast("Q")
+        return True
 
     def add(self, lease_id: str) -> int:
         """A slot for a new lease, its count at 0; its ``mark`` in ``counts``. Written before
@@ -194,9 +226,26 @@ def orphans(directory: Path) -> Iterator[Orphan]:
         return
     for path in names:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            # Only a regular file is a journal; a symlink is not followed (nor a pipe or a
+            # device opened, which may block or do something on open).
+            found = os.lstat(path)
+            if not stat.S_ISREG(found.st_mode):
+                raise OSError(f"it is not a regular file (mode {stat.filemode(found.st_mode)})")
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             continue  # settled meanwhile
+        except OSError as exc:
+            # Skipped, not raised: one entry no sweep can read (a journal of another user's
+            # gateway, a directory) must not stop the others, nor the round of reports.
+            if path not in _skipped:
+                _skipped.add(path)
+                log.warning(
+                    "credits: %s is not a spend journal this process can read (%s): skipped; "
+                    "move it out of journal_dir",
+                    path,
+                    exc.strerror or exc,
+                )
+            continue
         orphan = None
         try:
             try:

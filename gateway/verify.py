@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from core.config import Route
 from core.errors import EXPIRED, INVALID, MALFORMED
+from core.plans import Budget, period
 from core.store import StoreUnavailable
+from core.store import credits as store_credits
 from core.store import keys as store_keys
 from core.tokens import hash_secret
 from core.verification import VerifyAnswer, VerifyQuery
@@ -33,6 +35,24 @@ class KeyVerification:
             )
         return found
 
+    async def _left(self, budget: Budget | None) -> int | None:
+        """What a budget has left when nothing was spent (cost 0 only asks): this process's
+        view, as after a spend, else the store's; None for no budget (unlimited) or no store."""
+        if budget is None:
+            return None
+        held = self.gate.wallet.remaining(budget)
+        if held is not None:
+            return max(0, held)
+        now = self.gate.clock()
+        try:
+            found = await store_credits.remaining(
+                self.gate.verifier.db, budget.owner, period(budget.interval, now)
+            )
+        except StoreUnavailable:
+            return None
+        # No balance in this period yet: the next reservation starts it full.
+        return max(0, found) if found is not None else budget.refill_to
+
     async def __call__(self, query: VerifyQuery) -> VerifyAnswer:
         route = self.route(query.resource, query.cost)
         # No address said: a key kept to some networks is refused (":" is no address).
@@ -44,6 +64,8 @@ class KeyVerification:
         credits = headers.pop(CREDITS_HEADER.decode(), None)
         retry = headers.pop("retry-after", None)
         remaining = None if credits is None else int(credits)
+        if remaining is None and verdict.identity is not None:
+            remaining = await self._left(verdict.identity.budget)
         usage = self.gate.usage
         if usage is not None and verdict.identity is not None:  # counted as the proxy counts
             status = verdict.status if isinstance(verdict, Refusal) else 200

@@ -24,15 +24,20 @@ INTERVALS = "|".join(core_plans.INTERVALS)
 
 
 def json_object(text: str) -> dict[str, Any]:
+    shown = text if len(text) <= 60 else text[:57] + "..."
     try:
         value = json.loads(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f'{text!r} is not JSON: write a JSON object such as {{"tier": "gold"}}'
+            f'{shown!r} is not JSON: write a JSON object such as {{"tier": "gold"}}'
+        ) from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError(
+            f"{shown!r} nests arrays or objects too deeply: write a flat JSON object"
         ) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(
-            f'{text!r} is not a JSON object: write one such as {{"tier": "gold"}}'
+            f'{shown!r} is not a JSON object: write one such as {{"tier": "gold"}}'
         )
     return value
 

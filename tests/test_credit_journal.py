@@ -7,6 +7,7 @@ go of its journal without a word to the store (tests/test_credits_nodes.py kills
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -231,5 +232,59 @@ def test_a_lease_committed_after_its_dead_holders_journal_was_settled(rig: Any) 
         rig.clock.advance(11)
         await rig.reclaim()
         assert await rig.unreserved(ONCE) == INITIAL
+
+    rig(test)
+
+
+def test_what_is_no_journal_in_the_directory_stops_no_sweep(rig: Any) -> None:
+    """A directory or a pipe named like a journal (or a file the gateway's user may not open,
+    left by a gateway run as root) is skipped: before, each sweep raised on it, and with it
+    every report of the round, so leases went unrenewed and unreclaimed for good."""
+
+    async def test(rig: Rig) -> None:
+        dead = rig.wallet()
+        await rig.spend(dead, ONCE, reported=6, more=4)
+        die(dead)
+        (rig.directory / "stray.journal").mkdir()
+        os.mkfifo(rig.directory / "pipe.journal")
+        sweeper = rig.wallet()
+        assert await sweeper.settle_orphans() == 1
+        assert await rig.unreserved(ONCE) == INITIAL - 10
+        assert await sweeper.top_up(ONCE, 1) >= 0
+        await sweeper.sync()  # the round goes on: the sweep, the report, the reclaim
+        held = sweeper.held[ONCE.owner]
+        row = await rig.db.fetchone(
+            "SELECT expires_at FROM credit_leases WHERE id = ?", (held.lease_id,)
+        )
+        assert row is not None and float(row[0]) == rig.clock() + 10
+        assert {p.name for p in rig.directory.iterdir()} == {
+            "stray.journal",
+            "pipe.journal",
+            sweeper.journal.path.name,  # type: ignore[union-attr]
+        }
+
+    rig(test)
+
+
+def test_a_journal_deleted_under_its_process_is_made_again(rig: Any) -> None:
+    """journal_dir removed while the gateway runs (a clean-up script, a tmpfs remounted): the
+    process went on journaling into a file no sweeper could find, and a SIGKILL then lost
+    ``ceiling - spent`` as if there were no journal. Its next sweep puts the file back, with
+    every count, so a kill after that loses nothing."""
+
+    async def test(rig: Rig) -> None:
+        alive = rig.wallet()
+        await rig.spend(alive, ONCE, reported=6, more=4)
+        shutil.rmtree(rig.directory)
+        rig.clock.advance(6)  # the next sweep is due
+        await alive.sync()
+        assert alive.journal.path is not None and alive.journal.path.parent == rig.directory
+        assert alive.journal.path.exists()
+        for _ in range(5):
+            assert alive.spend(ONCE, 1) is not None  # into the file made again
+        spent = alive.held[ONCE.owner].spent
+        die(alive)
+        assert await rig.wallet().settle_orphans() == 1
+        assert await rig.unreserved(ONCE) == INITIAL - spent
 
     rig(test)

@@ -72,6 +72,28 @@ def test_the_cli_disables_and_enables_a_key(gateway: Gateway) -> None:
     wait_for(lambda: get(gateway, new.secret_key).status_code == 200, BOUND + 1)
 
 
+def test_a_disabled_key_is_refused_by_the_admin_api_too(gateway: Gateway) -> None:
+    """An unpaid invoice, a leak report with action "disable", an unused key: none of them may
+    go on managing keys or verifying them, nor enable itself again."""
+    manager = gateway.new_key()
+    verifier = gateway.new_key(permissions=["keys:verify"])
+    with gateway.admin(manager.secret_key) as admin:
+        assert admin.get("/v1/plans").status_code == 200  # cached
+    for new in (manager, verifier):
+        patch(gateway, new.key.access_key, {"disabled": True})
+    wait_for(lambda: get(gateway, manager.secret_key).status_code == 403, BOUND + 1)
+    with gateway.admin(manager.secret_key) as admin:
+        listed = admin.get("/v1/plans")
+        itself = admin.patch(f"/v1/api-keys/{manager.key.access_key}", json={"disabled": False})
+    with gateway.admin(verifier.secret_key) as admin:
+        asked = admin.post("/v1/keys/verify", json={"secret_key": gateway.secret_key})
+    for refused in (listed, itself, asked):
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["reason"] == "key_disabled"
+    with gateway.admin() as admin:
+        assert admin.get(f"/v1/api-keys/{manager.key.access_key}").json()["disabled"] is True
+
+
 def test_only_a_manager_disables_a_key(gateway: Gateway) -> None:
     with gateway.admin() as admin:
         user = admin.post("/v1/users", json={"email": "plain@example.com"}).json()
@@ -104,6 +126,39 @@ def test_metadata_is_an_object_of_at_most_1_kb(
     assert response.status_code == status, response.text
 
 
+@pytest.mark.parametrize(
+    ("metadata", "why"),
+    [
+        ('{"a": NaN}', "NaN and Infinity"),
+        ('{"a": Infinity}', "NaN and Infinity"),
+        ('{"a": 1e999}', "NaN and Infinity"),  # a float too large: Infinity
+        ('{"a": "\\ud800"}', "lone surrogate"),
+    ],
+)
+def test_metadata_is_json_the_upstream_can_read(gateway: Gateway, metadata: str, why: str) -> None:
+    """What is not JSON (NaN, Infinity) or not text (a lone surrogate) is refused by the API
+    and the CLI alike: stored, it would go upstream as a header no JSON parser reads, and every
+    listing of the plans (or reading of the key) would fail."""
+    asks = [
+        ("POST", "/v1/plans", f'{{"name": "odd", "metadata": {metadata}}}'),
+        ("PATCH", f"/v1/api-keys/{gateway.access_key}", f'{{"metadata": {metadata}}}'),
+    ]
+    with gateway.admin() as admin:
+        for method, path, body in asks:
+            response = admin.request(method, path, content=body.encode())
+            assert response.status_code in (400, 422), response.text
+        assert admin.get("/v1/plans").json()["plans"] == []
+    for args in (("plans", "create", "odd"), ("keys", "edit", gateway.access_key)):
+        made = gateway.cli(*args, "--metadata", metadata, check=False)
+        assert made.returncode != 0 and why in made.stderr, made.stderr
+        assert "Traceback" not in made.stderr
+    deep = gateway.cli("plans", "create", "deep", "--metadata", "[" * 50_000, check=False)
+    assert deep.returncode != 0 and "Traceback" not in deep.stderr, deep.stderr
+    with gateway.admin() as admin:
+        assert admin.get("/v1/plans").json()["plans"] == []
+        assert admin.get(f"/v1/api-keys/{gateway.access_key}").json()["metadata"] == {}
+
+
 def test_metadata_is_in_the_assertion(make_gateway: Any, upstream: Upstream) -> None:
     gateway: Gateway = make_gateway(
         extra=f'[[routes]]\nprefix = "/signed"\nupstream = "{upstream.url}"\nassertion = true\n'
@@ -120,6 +175,30 @@ def test_metadata_is_in_the_assertion(make_gateway: Any, upstream: Upstream) -> 
 
 
 # -- plans ------------------------------------------------------------------------------------
+
+
+def test_a_plans_name_never_splits_a_header_upstream(gateway: Gateway) -> None:
+    """The name goes upstream in X-Auth-Plan: a line break in it would be a header of the
+    manager's choosing (or a second request) that the upstream trusts as the gateway's."""
+    with gateway.admin() as admin:
+        for name in ("gold\r\nX-Auth-Access-Key: GWKFORGED", "gold\n", "nul\x00", "esc\x1b[2J"):
+            refused = admin.post("/v1/plans", json={"name": name})
+            assert refused.status_code == 400, refused.text
+            assert "control characters" in refused.json()["message"]
+    made = gateway.cli("plans", "create", "gold\r\nX-Evil: 1", check=False)
+    assert made.returncode != 0 and "control characters" in made.stderr
+    plan = create_plan(gateway, name="gold")
+
+    async def renamed_by_an_older_gateway() -> None:
+        async with gateway.resources.db.transaction() as w:
+            await w.execute(
+                "UPDATE plans SET name = ? WHERE id = ?", ("gold\r\nX-Evil: 1", plan["id"])
+            )
+
+    gateway.loop.run(renamed_by_an_older_gateway())
+    new = gateway.new_key(plan_id=plan["id"])
+    seen = {name.lower(): value for name, value in headers_of(get(gateway, new.secret_key)).items()}
+    assert seen["x-auth-plan"] == "gold  X-Evil: 1" and "x-evil" not in seen
 
 
 def test_plans_are_managed_through_the_api(gateway: Gateway) -> None:

@@ -43,7 +43,7 @@ TABLES = (
     ("revoked_keys", "access_key, organization_id, user_id, application_id, revoked_at"),
     ("key_usage", "access_key, hour, allowed, denied, limited, credits"),
     # Balances as they stand; reservations are a running gateway's and are not copied.
-    ("credit_balances", "owner, period, remaining, epoch, updated_at"),
+    ("credit_balances", "owner, period, remaining, epoch, updated_at, debt"),
     # Webhooks, with their signing secrets; their outbox is not copied (what was not yet
     # delivered is delivered by the old store's gateways, or not at all).
     (

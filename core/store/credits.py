@@ -49,9 +49,21 @@ async def _lock(w: Writer, owner: str) -> tuple[str, int, int] | None:
     return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
 
 
-async def _balance(w: Writer, owner: str, period: str, initial: int, now: float) -> tuple[int, int]:
+def _later(stored: str, asked: str) -> bool:
+    """Whether a balance's period ``stored`` comes after the ``asked`` one: two days, or two
+    months (ISO dates sort in their order). A period of another shape is the budget's own
+    change (a refill interval edited), not a clock behind."""
+    return len(stored) == len(asked) and stored > asked
+
+
+async def _balance(
+    w: Writer, owner: str, period: str, initial: int, refill_to: int, now: float
+) -> tuple[int, int] | None:
     """The balance's remaining and epoch, locked for this transaction, created at ``initial``
-    and refilled to it when its period has passed (the leases of the old period then end)."""
+    and refilled to ``refill_to`` when its period has passed (the leases of the old period then
+    end). None when it is already in a later period than ``period``: the caller's clock is
+    behind another gateway's, which refilled it, and a period only moves forward (set back, it
+    would be refilled again at every report of each side until the clocks agree)."""
     await w.execute(
         "INSERT INTO credit_balances (owner, period, remaining, epoch, updated_at) "
         "VALUES (?, ?, ?, 0, ?) ON CONFLICT (owner) DO NOTHING",
@@ -59,15 +71,18 @@ async def _balance(w: Writer, owner: str, period: str, initial: int, now: float)
     )
     row = await _lock(w, owner)
     assert row is not None
+    if row[0] != period and _later(row[0], period):
+        return None
     if row[0] != period:
         await w.execute(
-            "UPDATE credit_balances SET period = ?, remaining = ?, updated_at = ? WHERE owner = ?",
-            (period, initial, now, owner),
+            "UPDATE credit_balances SET period = ?, remaining = ?, debt = 0, updated_at = ? "
+            "WHERE owner = ?",
+            (period, refill_to, now, owner),
         )
         await w.execute(
             "DELETE FROM credit_leases WHERE owner = ? AND period <> ?", (owner, period)
         )
-        return initial, int(row[2])
+        return refill_to, int(row[2])
     return int(row[1]), int(row[2])
 
 
@@ -82,13 +97,22 @@ async def reserve(
     want_ceiling: int,
     expires_at: float,
     now: float,
+    refill_to: int | None = None,
 ) -> Lease | None:
     """Report ``spent`` on the lease, take from the balance until it has ``want_granted`` (or
     the balance is empty), and set its ceiling to ``want_ceiling`` (never above what it was
     granted; a holder lowers its own ceiling before it asks for a lower one). None when the
     lease is gone (reclaimed, or ended by a refill or an operator's reset) while its holder
-    still thinks it holds it: the holder drops it. A lease id not seen before starts one."""
-    remaining, epoch = await _balance(w, owner, period, initial, now)
+    still thinks it holds it: the holder drops it. A lease id not seen before starts one.
+    A balance not seen before starts at ``initial``; a new period at ``refill_to`` (default:
+    ``initial``)."""
+    refilled = initial if refill_to is None else refill_to
+    balance = await _balance(w, owner, period, initial, refilled, now)
+    if balance is None:
+        # The holder's clock is still in a period that has ended: nothing is left of it to
+        # reserve. It spends again once its clock has passed the refill too.
+        return None if spent else Lease(0, 0, 0, period, -1)
+    remaining, epoch = balance
     row = await w.fetchone(
         "SELECT granted, ceiling, period, epoch FROM credit_leases WHERE id = ?", (lease_id,)
     )
@@ -103,12 +127,22 @@ async def reserve(
     take = min(max(0, want_granted - granted), remaining)
     granted += take
     ceiling = max(spent, min(granted, want_ceiling))
+    # Held beyond what its holder wants now (it reserved ahead for a burst, and its pace has
+    # dropped): back to the balance, for the other processes, whose requests it would refuse
+    # meanwhile. Never below the ceiling: what lies above it its holder cannot spend.
+    spare = granted - max(want_granted, ceiling)
     if take:
         remaining -= take
         await w.execute(
             "UPDATE credit_balances SET remaining = ?, updated_at = ? WHERE owner = ?",
             (remaining, now, owner),
         )
+    elif spare > 0:
+        granted -= spare
+        await _give_back(w, owner, period, epoch, spare, now)
+        found = await _lock(w, owner)
+        assert found is not None
+        remaining = found[1]
     if row is None:
         await w.execute(
             "INSERT INTO credit_leases (id, owner, period, epoch, granted, ceiling, spent, "
@@ -137,11 +171,14 @@ async def _tombstone(w: Writer, lease_id: str) -> tuple[str, str, int, int, int 
 async def _give_back(
     w: Writer, owner: str, period: str, epoch: int, count: int, now: float
 ) -> None:
-    """To the balance of the same period and epoch only: never across a refill or a reset."""
+    """To the balance of the same period and epoch only: never across a refill or a reset;
+    what it owes (`rebase`) is paid first."""
     if count > 0:
         await w.execute(
-            "UPDATE credit_balances SET remaining = remaining + ?, updated_at = ? "
-            "WHERE owner = ? AND period = ? AND epoch = ?",
+            "UPDATE credit_balances SET "
+            "remaining = remaining + CASE WHEN debt < ?1 THEN ?1 - debt ELSE 0 END, "
+            "debt = CASE WHEN debt < ?1 THEN 0 ELSE debt - ?1 END, updated_at = ?2 "
+            "WHERE owner = ?3 AND period = ?4 AND epoch = ?5",
             (count, now, owner, period, epoch),
         )
 
@@ -240,7 +277,7 @@ async def set_balance(w: Writer, owner: str, remaining: int, period: str, now: f
     await w.execute(
         "INSERT INTO credit_balances (owner, period, remaining, epoch, updated_at) "
         "VALUES (?1, ?2, ?3, 0, ?4) ON CONFLICT (owner) DO UPDATE SET period = ?2, "
-        "remaining = ?3, epoch = credit_balances.epoch + 1, updated_at = ?4",
+        "remaining = ?3, epoch = credit_balances.epoch + 1, debt = 0, updated_at = ?4",
         (owner, period, remaining, now),
     )
     await w.execute("DELETE FROM credit_leases WHERE owner = ?", (owner,))
@@ -249,11 +286,39 @@ async def set_balance(w: Writer, owner: str, remaining: int, period: str, now: f
 
 async def remaining(db: Database, owner: str, period: str) -> int | None:
     """What is left of a balance in ``period``: unreserved, plus what its leases have not yet
-    reported spent. None when it has no balance in that period yet (it starts full)."""
+    reported spent, less what it owes. None when it has no balance in that period yet (it
+    starts full)."""
     row = await db.fetchone(
-        "SELECT b.remaining + coalesce((SELECT sum(l.granted - l.spent) FROM credit_leases l "
+        "SELECT b.remaining - b.debt + coalesce((SELECT sum(l.granted - l.spent) "
+        "FROM credit_leases l "
         "WHERE l.owner = b.owner AND l.period = b.period AND l.epoch = b.epoch), 0) "
         "FROM credit_balances b WHERE b.owner = ? AND b.period = ?",
         (owner, period),
     )
-    return None if row is None else int(row[0])
+    return None if row is None else max(0, int(row[0]))
+
+
+async def rebase(w: Writer, owner: str, delta: int, now: float) -> None:
+    """The amount of a budget changed by ``delta`` (its plan's credits edited, or it moved to
+    another plan) while its period runs: what it spent stays spent, and what is left moves by
+    ``delta``. Lowered below what the leases hold, the balance owes the rest, paid first from
+    what they give back: no more is ever admitted than the new amount."""
+    row = await _lock(w, owner)
+    if row is None or delta == 0:
+        return  # no balance yet: it starts at the new amount
+    if delta > 0:
+        await w.execute(
+            "UPDATE credit_balances SET "
+            "remaining = remaining + CASE WHEN debt < ?1 THEN ?1 - debt ELSE 0 END, "
+            "debt = CASE WHEN debt < ?1 THEN 0 ELSE debt - ?1 END, updated_at = ?2 "
+            "WHERE owner = ?3",
+            (delta, now, owner),
+        )
+        return
+    await w.execute(
+        "UPDATE credit_balances SET "
+        "debt = debt + CASE WHEN remaining < ?1 THEN ?1 - remaining ELSE 0 END, "
+        "remaining = CASE WHEN remaining < ?1 THEN 0 ELSE remaining - ?1 END, updated_at = ?2 "
+        "WHERE owner = ?3",
+        (-delta, now, owner),
+    )

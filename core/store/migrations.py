@@ -294,6 +294,12 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX credit_tombstones_owner ON credit_tombstones (owner);
     CREATE INDEX credit_tombstones_age ON credit_tombstones (ended_at)
     """,
+    # 15: what a balance owes after its plan's amount was lowered below what its leases hold:
+    # paid first from what they give back (core.store.credits.rebase), so a budget cut mid-
+    # period keeps what was spent spent.
+    """
+    ALTER TABLE credit_balances ADD COLUMN debt INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 
@@ -575,5 +581,9 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX credit_tombstones_owner ON credit_tombstones (owner);
     CREATE INDEX credit_tombstones_age ON credit_tombstones (ended_at);
+    """,
+    # 15: what a balance owes after its plan's amount was lowered (see the SQLite migration).
+    """
+    ALTER TABLE credit_balances ADD COLUMN debt BIGINT NOT NULL DEFAULT 0;
     """,
 )

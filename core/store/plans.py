@@ -105,6 +105,19 @@ async def users_of(db: Database | Writer, plan_id: str) -> int:
     return int(row[0]) if row else 0
 
 
+async def budget_owners(w: Writer, plan_id: str) -> list[str]:
+    """Whose balances are budgets on the plan: its keys and bearers without credits of their
+    own (``key:AK``, ``user:ID``, ``application:ID``), in the order balances are locked."""
+    rows = await w.fetchall(
+        "SELECT 'key:' || access_key FROM api_keys WHERE plan_id = ?1 AND credits IS NULL "
+        "UNION ALL SELECT 'user:' || id FROM users WHERE plan_id = ?1 AND credits IS NULL "
+        "UNION ALL SELECT 'application:' || id FROM applications "
+        "WHERE plan_id = ?1 AND credits IS NULL",
+        (plan_id,),
+    )
+    return sorted(str(row[0]) for row in rows)
+
+
 async def keys_changed(w: Writer, plan_id: str, now: float) -> None:
     """A key_events row for every key on the plan, directly or through its bearer."""
     await w.execute(
