@@ -23,6 +23,7 @@ from core.tokens import SecretFormat
 from tests.support import (
     Upstream,
     config_text,
+    free_socket,
     run_cli,
     start_serve,
     stop_serve,
@@ -173,3 +174,32 @@ def new_key_or_none(config: Path, user_id: str) -> bool:
         "--config", str(config), "keys", "create", "--user", user_id, "--json", check=False
     )
     return result.returncode == 0
+
+
+def test_a_host_that_never_answers_does_not_hide_the_next_one(
+    tmp_path: Path, upstream: Upstream, database_url: str
+) -> None:
+    """A multi-host URL whose first host takes the connection and then never answers (a machine
+    that hangs, a network that drops packets: nothing refuses). asyncpg spent its one timeout
+    for all the hosts on that one, and never tried the next: `init` and `serve` failed after
+    10 s with "cannot connect ()". Each host now has its own share of the timeout."""
+    silent = free_socket()  # listens, and nothing ever accepts or answers
+    try:
+        server = database_url.split("@", 1)[1].split("/", 1)[0]
+        hosts = f"127.0.0.1:{silent.getsockname()[1]},{server}"
+        store_url = database_url.replace(server, hosts) + "?target_session_attrs=read-write"
+        config = tmp_path / "gateway.toml"
+        config.write_text(config_text(upstream.url, store_url=store_url))
+        began = time.monotonic()
+        made = run_cli("--config", str(config), "init", "--json", check=False)
+        assert made.returncode == 0, made.stderr
+        assert time.monotonic() - began < 9
+        secret = json.loads(made.stdout)["secret_key"]
+        process, url = start_serve(config)
+        try:
+            assert answer(url, secret)[0] == 200
+        finally:
+            stderr = stop_serve(process)
+        assert "Traceback" not in stderr, stderr
+    finally:
+        silent.close()

@@ -42,6 +42,7 @@ from core.store.database import (
     StoreUnavailable,
     Writer,
 )
+from core.store.hosts import Hosts
 from core.store.migrations import POSTGRES_MIGRATIONS
 
 log = logging.getLogger("gateway.store")
@@ -65,6 +66,13 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     # A multi-host URL during a failover: no host is the read-write primary yet.
     asyncpg.TargetServerAttributeNotMatched,
 )
+
+
+def _why(exc: BaseException) -> str:
+    """An error's words for a log line: a timeout has none of its own."""
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
 
 
 @lru_cache(maxsize=1024)
@@ -93,7 +101,7 @@ def _connect_errors(where: str) -> Iterator[None]:
             before_init="create the database (createdb)",
         ) from None
     except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
-        raise StoreUnavailable(f"{where}: cannot connect ({exc})") from None
+        raise StoreUnavailable(f"{where}: cannot connect ({_why(exc)})") from None
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -147,6 +155,9 @@ class PostgresDatabase(Database):
         super().__init__()
         self.url = url
         self.listen_url = listen_url or url
+        # A multi-host URL is tried one host at a time (``core.store.hosts``).
+        self._hosts = Hosts.of(url)
+        self._listen_hosts = Hosts.of(self.listen_url)
         self.description = redact(url)
         self.min_size, self.max_size = min_size, max_size
         self.timeout_ms = statement_timeout_ms
@@ -184,6 +195,7 @@ class PostgresDatabase(Database):
         with _connect_errors(self.description):
             self._pool = await asyncpg.create_pool(
                 self.url,
+                connect=self._hosts.connect,
                 min_size=self.min_size,
                 max_size=self.max_size,
                 server_settings=self._pooled_settings() if self.pooled else self._settings(),
@@ -196,7 +208,10 @@ class PostgresDatabase(Database):
         if self.listens:
             self._listener = asyncio.create_task(
                 listener.listen(
-                    self.listen_url, self._settings("gateway-listen"), self.signal, UNAVAILABLE
+                    self._listen_hosts.connect,
+                    self._settings("gateway-listen"),
+                    self.signal,
+                    UNAVAILABLE,
                 ),
                 name="store-listener",
             )
@@ -206,8 +221,8 @@ class PostgresDatabase(Database):
         """On a connection of its own, straight to the server (``listen_url``): the advisory
         lock belongs to a session, which a pooler in transaction mode does not keep."""
         with _connect_errors(self.description):
-            conn = await asyncpg.connect(
-                self.listen_url, server_settings=self._settings("gateway-migrate"), timeout=10
+            conn = await self._listen_hosts.connect(
+                server_settings=self._settings("gateway-migrate")
             )
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
@@ -216,7 +231,9 @@ class PostgresDatabase(Database):
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
         except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"{self.description}: cannot be migrated ({exc})") from None
+            raise StoreUnavailable(
+                f"{self.description}: cannot be migrated ({_why(exc)})"
+            ) from None
         finally:
             conn.terminate()
 
@@ -253,7 +270,9 @@ class PostgresDatabase(Database):
                 # have them all replaced, and read once more (a read is safe to repeat).
                 await pool.expire_connections()
                 if attempt == 2:
-                    raise StoreUnavailable(f"{self.description}: cannot be read ({exc})") from None
+                    raise StoreUnavailable(
+                        f"{self.description}: cannot be read ({_why(exc)})"
+                    ) from None
         return [tuple(r) for r in rows]
 
     @asynccontextmanager
@@ -272,7 +291,7 @@ class PostgresDatabase(Database):
         except UNAVAILABLE as exc:
             if self._pool is not None:
                 await self._pool.expire_connections()  # replace what the server dropped
-            raise StoreUnavailable(f"{self.description}: cannot be written ({exc})") from None
+            raise StoreUnavailable(f"{self.description}: cannot be written ({_why(exc)})") from None
 
 
 async def migrate(conn: asyncpg.Connection, create: bool, where: str) -> None:
