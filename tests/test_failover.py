@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from admin import access, service
@@ -48,6 +49,16 @@ def pair() -> Iterator[tuple[PgServer, PgServer]]:
         if standby is not None:
             standby.remove()
         primary.remove()
+
+
+@pytest.fixture
+def server() -> Iterator[PgServer]:
+    alone = PgServer()
+    try:
+        alone.start()
+        yield alone
+    finally:
+        alone.remove()
 
 
 def sql(url: str, statement: str) -> object:
@@ -203,3 +214,44 @@ def test_a_host_that_never_answers_does_not_hide_the_next_one(
         assert "Traceback" not in stderr, stderr
     finally:
         silent.close()
+
+
+def test_a_server_that_hangs_costs_uncached_keys_a_503_not_a_hang(
+    tmp_path: Path, upstream: Upstream, server: PgServer
+) -> None:
+    """The store's server hangs (SIGSTOP: the kernel takes connections, nothing answers, as a
+    machine that stops or a network that drops packets). Reads had no bound of their own on a
+    direct connection (only the server's statement_timeout, which a hung server never applies):
+    a request with an uncached key waited as long as the server hung. Now a cached key is
+    served, an uncached one gets 503 store_unavailable within about the statement timeout,
+    readiness says store_unavailable, and once the server answers again lookups work."""
+    sql(server.url, "CREATE DATABASE gw")
+    store_url = server.url.rsplit("/", 1)[0] + "/gw"
+    text = config_text(upstream.url, server='health_path = "/readyz"', store_url=store_url)
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        text.replace("pool_max_size = 4", "pool_max_size = 4\nstatement_timeout_ms = 1000")
+    )
+    init = json.loads(run_cli("--config", str(config), "init", "--json").stdout)
+    uncached = new_keys(config, init["user_id"], 2)
+    process, url = start_serve(config)
+    try:
+        assert answer(url, init["secret_key"])[0] == 200
+        frozen = server.freeze()
+        try:
+            began = time.monotonic()
+            status, raw = answer(url, uncached[0], timeout=15)
+            took = time.monotonic() - began
+            assert status == 503 and b"store_unavailable" in raw, raw
+            assert took < 3.5, took
+            assert answer(url, init["secret_key"])[0] == 200  # cached: served throughout
+            began = time.monotonic()
+            ready = httpx.get(url + "/readyz", timeout=15)
+            assert (ready.status_code, ready.json()["reason"]) == (503, "store_unavailable")
+            assert time.monotonic() - began < 3.5
+        finally:
+            server.thaw(frozen)
+        wait_for(lambda: answer(url, uncached[1])[0] == 200, timeout=15)
+    finally:
+        stderr = stop_serve(process)
+    assert "Traceback" not in stderr, stderr

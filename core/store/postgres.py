@@ -12,9 +12,10 @@
   is kept prepared (asyncpg's cache off; its unnamed statement is parsed and executed in one
   exchange, a Flush and not a Sync between them, so the pooler keeps both on one server
   connection), the timeouts are set per write transaction (``SET LOCAL``: a pooler refuses them
-  as startup parameters, and a session ``SET`` would leak to other clients) and a read is
-  bounded by asyncpg's own timeout, and the LISTEN and the migrations (a session's advisory
-  lock) go straight to the server at ``listen_url``.
+  as startup parameters, and a session ``SET`` would leak to other clients), and the LISTEN
+  and the migrations (a session's advisory lock) go straight to the server at ``listen_url``.
+- Every statement is bounded on this side too (asyncpg's ``command_timeout``, the same
+  ``statement_timeout_ms``): a server that hangs answers nothing, its own timeout included.
 - Migrations run under an advisory lock, so nodes starting together apply each one once.
 """
 
@@ -163,7 +164,6 @@ class PostgresDatabase(Database):
         self.timeout_ms = statement_timeout_ms
         self.idle_seconds = idle_seconds
         self.pooled = transaction_pooler
-        self._read_timeout = statement_timeout_ms / 1000 if transaction_pooler else None
         self.listens = listens
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -201,6 +201,10 @@ class PostgresDatabase(Database):
                 server_settings=self._pooled_settings() if self.pooled else self._settings(),
                 timeout=10,
                 max_inactive_connection_lifetime=self.idle_seconds,
+                # Every statement bounded here too, not only by the server's statement_timeout
+                # (which a pooler refuses, and which a server that hangs never applies), and
+                # with it asyncpg's cancel request, which a hung server never answers either.
+                command_timeout=self.timeout_ms / 1000,
                 reset=_reset,
                 **pooled,
             )
@@ -261,15 +265,21 @@ class PostgresDatabase(Database):
         pool = self._ready()
         for attempt in (1, 2):
             try:
-                # Behind a pooler, no statement_timeout on the session: asyncpg's own timeout
-                # cancels a read that runs too long.
-                rows = await pool.fetch(numbered(sql), *params, timeout=self._read_timeout)
+                async with pool.acquire() as conn:
+                    try:
+                        rows = await conn.fetch(numbered(sql), *params)
+                    except TimeoutError:
+                        # No answer within the statement timeout: closed now, so the pool does
+                        # not wait on it (for the cancel request) before giving up on it.
+                        conn.terminate()
+                        raise
                 break
             except UNAVAILABLE as exc:
                 # After the server restarted, the pool still holds connections to the old one:
-                # have them all replaced, and read once more (a read is safe to repeat).
+                # have them all replaced, and read once more (a read is safe to repeat), unless
+                # the server did not answer at all: then once is as long as a read may wait.
                 await pool.expire_connections()
-                if attempt == 2:
+                if attempt == 2 or isinstance(exc, TimeoutError):
                     raise StoreUnavailable(
                         f"{self.description}: cannot be read ({_why(exc)})"
                     ) from None
