@@ -22,8 +22,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from admin.api import make_admin_app
@@ -39,6 +38,7 @@ from gateway.node_limits import NodeJournal
 from gateway.resources import Resources
 from gateway.spend_journal import SpendJournal
 from gateway.verify import KeyVerification
+from gatewaycli import pidfile
 from gatewaycli.fanout import Fanout
 from gatewaycli.listeners import ASGIApp as ASGIApp
 from gatewaycli.listeners import Listener as Listener
@@ -178,7 +178,7 @@ def serve(config: Config, workers: int) -> None:
     check_journal(config)
     proxy_sock, admin_sock, auth_sock, leaks_sock = bind_all(config)
     try:
-        with pid_file(config.pid_file):
+        with pidfile.written(config.pid_file):
             _serve_on(config, workers, proxy_sock, admin_sock, auth_sock, signing_kid, leaks_sock)
     finally:
         for sock in (proxy_sock, admin_sock, auth_sock, leaks_sock):
@@ -206,47 +206,13 @@ def bind_all(
         for sock in bound:
             if sock is not None:
                 sock.close()
-        running = running_pid(config.pid_file)
+        running = pidfile.running(config.pid_file)
         if running is not None:
             raise SystemExit(f"{exc.code}; another gateway is running (pid {running})") from None
         raise
     proxy_sock, admin_sock, auth_sock, leaks_sock = bound
     assert proxy_sock is not None
     return proxy_sock, admin_sock, auth_sock, leaks_sock
-
-
-def running_pid(path: Path | None) -> int | None:
-    """The live process a pid file names (not this one), or None."""
-    if path is None:
-        return None
-    try:
-        pid = int(path.read_text().strip())
-        os.kill(pid, 0)
-    except PermissionError:
-        return pid  # alive, another user's
-    except (OSError, ValueError):
-        return None
-    return pid if pid != os.getpid() else None
-
-
-@contextlib.contextmanager
-def pid_file(path: Path | None) -> Iterator[None]:
-    """`[server] pid_file`: this process's id while it serves, for `gateway reload`. Written
-    once the ports are bound (the file belongs to the process holding them), whole or not at
-    all (renamed into place), and removed on exit only while it still names this process."""
-    if path is None:
-        yield
-        return
-    mine = f"{os.getpid()}\n"
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(mine)
-    os.replace(partial, path)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            if path.read_text() == mine:
-                path.unlink()
 
 
 def _serve_on(

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -172,3 +173,23 @@ def test_a_second_serve_on_a_taken_port_names_the_running_one_and_touches_nothin
     finally:
         stderr = stop_serve(process)
     assert len(lines(stderr, "reloaded")) == 1, stderr
+
+
+def test_reload_with_a_stale_pid_file_signals_no_other_process(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The gateway was killed (SIGKILL, a crash: its pid file stays) and its pid went to another
+    program: `gateway reload` sent that program SIGHUP, which ends most programs, and said it
+    had reloaded the gateway. It now says no gateway runs there and signals nothing."""
+    config = write_config(tmp_path, upstream.url, server='pid_file = "gateway.pid"\n')
+    other = subprocess.Popen(["sleep", "30"])  # the program that was given the gateway's pid
+    try:
+        (tmp_path / "gateway.pid").write_text(f"{other.pid}\n")
+        result = run_cli("--config", str(config), "reload", check=False)
+        assert result.returncode != 0, result.stdout
+        assert "no running gateway" in result.stderr and "Traceback" not in result.stderr
+        time.sleep(0.2)
+        assert other.poll() is None  # not signalled
+    finally:
+        other.kill()
+        other.wait()
