@@ -51,8 +51,17 @@ def written(path: Path | None) -> Iterator[None]:
         return
     mine = f"{os.getpid()}\n"
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(mine)
-    os.replace(partial, path)
+    try:
+        partial.write_text(mine)
+        os.replace(partial, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise SystemExit(
+            f"gateway: cannot write the pid file {path} ({exc.strerror or exc}); point "
+            "[server] pid_file at a file in a directory that exists and that the gateway's user "
+            'may write, or set it to "" for none'
+        ) from None
     try:
         yield
     finally:

@@ -193,3 +193,16 @@ def test_reload_with_a_stale_pid_file_signals_no_other_process(
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_pid_file_that_cannot_be_written_stops_serve_with_one_sentence(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """`[server] pid_file` in a directory that does not exist: `serve` fell over with a
+    traceback (FileNotFoundError) once it had bound its ports. It now says what to do."""
+    config = write_config(tmp_path, upstream.url, server='pid_file = "run/gateway.pid"\n')
+    run_cli("--config", str(config), "init")
+    result = run_cli("--config", str(config), "serve", check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "cannot write the pid file" in result.stderr and "pid_file" in result.stderr
