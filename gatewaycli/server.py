@@ -30,7 +30,7 @@ from admin.leaks_app import make_leaks_app
 from core import assertion_keys
 from core import config as config_module
 from core.config import Config, ConfigError
-from core.store import make_store
+from core.store import StoreMissing, StoreUnavailable, make_store
 from gateway import metrics
 from gateway.app import GatewayApp
 from gateway.forward_auth import ForwardAuthApp
@@ -106,15 +106,24 @@ def _worker(
     # The parent listens for the node; the workers share its local rate limits.
     resources = Resources(config, node_journal=journal, listens=False)
     listeners = data_plane(resources, sock, auth_sock)
-    run(
-        run_listeners(
-            resources,
-            listeners,
-            parent=parent,
-            metrics_sock=metrics_sock,
-            changes_sock=changes_sock,
+    try:
+        run(
+            run_listeners(
+                resources,
+                listeners,
+                parent=parent,
+                metrics_sock=metrics_sock,
+                changes_sock=changes_sock,
+            )
         )
-    )
+    except (StoreMissing, StoreUnavailable) as exc:
+        # The parent's check passed, then the store failed this worker (the server's
+        # max_connections spent, a failover at that moment): one sentence, not a traceback; the
+        # parent sees the worker gone and stops the node.
+        for held in (sock, auth_sock, metrics_sock, changes_sock):
+            if held is not None:
+                held.close()
+        raise SystemExit(f"gateway: a worker cannot open the store: {exc}") from None
 
 
 def admin_listener(app: ASGIApp, sock: socket.socket, config: Config) -> Listener:
@@ -344,7 +353,9 @@ class Supervisor:
             process.join(timeout=10)
 
     async def run(self) -> None:
-        while any(p.is_alive() for p in self.processes):
+        while True:
+            # Checked before the loop ends: workers that all died before the first look (a
+            # store none of them could open) are a failure too, not a stop (exit 0).
             if not self.stopping and not all(p.is_alive() for p in self.processes):
                 dead = [p.pid for p in self.processes if not p.is_alive()]
                 print(
@@ -356,4 +367,6 @@ class Supervisor:
                 self.failed = True
                 if self.on_death is not None:
                     await self.on_death()
+            if not any(p.is_alive() for p in self.processes):
+                return
             await asyncio.sleep(0.2)
