@@ -156,6 +156,7 @@ class Resources:
                 ("leaks listen", old.leaks.listen, new.leaks.listen),
                 ("tls", (old.tls, old.admin_tls), (new.tls, new.admin_tls)),
                 ("key prefix", old.key_prefix, new.key_prefix),
+                ("ratelimit", old.ratelimit, new.ratelimit),
                 (
                     "metrics",
                     (old.metrics, old.metrics_per_project),

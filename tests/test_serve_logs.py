@@ -98,3 +98,25 @@ def test_a_good_reload_is_said_once_at_info(tmp_path: Path, upstream: Upstream) 
         _, err = stop(process)
     reloads = [line for line in err.splitlines() if "reloaded" in line]
     assert len(reloads) == 1 and reloads[0].startswith("INFO "), err
+
+
+def test_a_reload_that_changes_the_rate_limits_backend_says_it_waits_for_a_restart(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """`[ratelimit]` (backend, url, fail, timeout_ms) is built into each process at start and a
+    reload keeps it: the reload said only "reloaded", so an operator who switched to Redis or to
+    `fail = "closed"` believed it applied. The line now names it, as it names the listeners."""
+    config = write_config(tmp_path, upstream.url)
+    run_cli("--config", str(config), "init")
+    process = spawn_cli("--config", str(config), "serve")
+    try:
+        url = listening(process)[0]
+        wait_for(lambda: answers(url + "/later/x", 404), 30)
+        route = f'\n[[routes]]\nprefix = "/later"\nupstream = "{upstream.url}"\n'
+        config.write_text(config.read_text() + route + '\n[ratelimit]\nfail = "closed"\n')
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: answers(url + "/later/x", 401), 30)  # reloaded
+    finally:
+        _, err = stop(process)
+    [reload] = [line for line in err.splitlines() if "reloaded" in line]
+    assert "not changed until a restart: ratelimit" in reload, err
