@@ -55,11 +55,19 @@ from gatewaycli.scrape import Scraper
 log = logging.getLogger("gateway")
 
 
-def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
+def admin_app(
+    resources: Resources, scraper: Scraper | None = None, supervisor: Supervisor | None = None
+) -> ASGIApp:
     """The admin API and console over this process's store, authenticating callers with the
     proxy's own verifier (one cache, one revocation feed), and /metrics: this process's counts,
-    plus its workers' when ``scraper`` asks them."""
+    plus its workers' when ``scraper`` asks them. With the ``supervisor`` of workers, /readyz
+    says ``starting`` until every worker serves: the proxy is theirs."""
     config = resources.config
+
+    async def readiness() -> str | None:
+        if supervisor is not None and not resources.draining and not supervisor.serving():
+            return "starting"
+        return await resources.readiness()
 
     async def scrape() -> bytes:
         snapshot = await scraper.collect() if scraper is not None else resources.snapshot()
@@ -69,7 +77,7 @@ def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
         resources.db,
         resources.secret_format,
         resources.verifier,
-        resources.readiness,
+        readiness,
         metrics=scrape if config.metrics else None,
         jwks=resources.assertions.jwks,
         verify=KeyVerification(resources.gate),
@@ -93,6 +101,7 @@ def _worker(
     parent: int,
     ready: Any,
     journal: NodeJournal | None,
+    serving: Any,
 ) -> None:
     note_early_sighup()
     ready.set()  # from here on, the parent may signal this worker
@@ -114,6 +123,7 @@ def _worker(
                 parent=parent,
                 metrics_sock=metrics_sock,
                 changes_sock=changes_sock,
+                serving=serving.set,
             )
         )
     except (StoreMissing, StoreUnavailable) as exc:
@@ -267,7 +277,7 @@ def _serve_on(
     scraper = Scraper(resources.snapshot, supervisor.metrics_socks)
     admin: list[Listener] = list(control)
     if admin_sock is not None:
-        admin.append(admin_listener(admin_app(resources, scraper), admin_sock, config))
+        admin.append(admin_listener(admin_app(resources, scraper, supervisor), admin_sock, config))
 
     async def serve_admin() -> None:
         try:
@@ -301,6 +311,7 @@ class Supervisor:
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self.ready = [context.Event() for _ in range(workers)]
+        self.started = [context.Event() for _ in range(workers)]  # each serves its listeners
         pairs = [socket.socketpair() for _ in range(workers)]
         self.metrics_socks = [ours for ours, _ in pairs]  # for the Scraper
         changes = [socket.socketpair() for _ in range(workers)]
@@ -322,6 +333,7 @@ class Supervisor:
                     os.getpid(),
                     self.ready[n],
                     self.journal,
+                    self.started[n],
                 ),
                 daemon=True,
             )
@@ -334,6 +346,10 @@ class Supervisor:
         self.stopping = False
         self.failed = False
         self.on_death: Callable[[], Awaitable[None]] | None = None
+
+    def serving(self) -> bool:
+        """Every worker has started serving its listeners."""
+        return all(started.is_set() for started in self.started)
 
     def signal(self, sig: signal.Signals) -> None:
         """Pass a signal to the workers that are ready for it (one still starting has SIGHUP's

@@ -206,3 +206,30 @@ def test_a_pid_file_that_cannot_be_written_stops_serve_with_one_sentence(
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr
     assert "cannot write the pid file" in result.stderr and "pid_file" in result.stderr
+
+
+def test_readiness_says_starting_until_every_worker_serves(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The parent's admin listener serves while its workers are still starting (spawned, their
+    imports, their stores): its /readyz said 200 ready seconds before any worker accepted, and
+    a load balancer that believed it sent connections that waited in the backlog. It now says
+    503 `starting` until every worker serves."""
+    settings = 'pid_file = "gateway.pid"\n'
+    config = write_config(tmp_path, upstream.url, server=settings)
+    config.write_text(
+        config.read_text().replace('[admin]\nlisten = ""', '[admin]\nlisten = "127.0.0.1:0"')
+    )
+    secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
+    process, url = start_serve(config, "--workers", "2")
+    admin_url = listening(process)[0]
+    seen: list[tuple[int, str]] = []
+    try:
+        wait_for(lambda: seen.append(readiness(admin_url)) or seen[-1][0] == 200, 30, 0.02)
+        began = time.monotonic()
+        for _ in range(4):  # each a new connection: either worker may take it
+            assert httpx.get(url + "/echo/x", headers={"X-Auth-Token": secret}).status_code == 200
+        assert time.monotonic() - began < 1.0  # served at once, not from the backlog
+    finally:
+        stop_serve(process)
+    assert (503, "starting") in seen, seen
