@@ -374,6 +374,9 @@ class Supervisor:
             # store none of them could open) are a failure too, not a stop (exit 0).
             if not self.stopping and not all(p.is_alive() for p in self.processes):
                 dead = [p.pid for p in self.processes if not p.is_alive()]
+                for pid in dead:  # the others, stopping now, must not wait on its lock
+                    if self.journal is not None and pid is not None:
+                        self.journal.release_for(pid)
                 print(
                     f"gateway: worker process(es) {dead} exited; stopping",
                     file=sys.stderr,
