@@ -39,6 +39,8 @@ def serve_two_workers(
     headers = {"X-Auth-Token": secret}
     try:  # the workers start on a busy machine: the first connection waits in the backlog
         wait_for(lambda: httpx.get(url + "/echo/x", headers=headers, timeout=15).is_success, 15)
+        # One worker answered; the node is ready once every worker serves ("starting" before).
+        wait_for(lambda: readiness(admin_url) == (200, ""), 15)
     except BaseException:
         stop_serve(process)
         raise
