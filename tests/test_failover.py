@@ -255,3 +255,58 @@ def test_a_server_that_hangs_costs_uncached_keys_a_503_not_a_hang(
     finally:
         stderr = stop_serve(process)
     assert "Traceback" not in stderr, stderr
+
+
+def test_primary_hung_standby_promoted(
+    tmp_path: Path, upstream: Upstream, pair: tuple[PgServer, PgServer]
+) -> None:
+    """The primary hangs (SIGSTOP: it takes connections and answers nothing) and the standby
+    is promoted. Before, a node never came back while the old primary hung: its reads waited
+    on it without a bound, and each new connection spent the whole connect timeout on it. Now
+    every uncached lookup is answered (503 or 200) within the statement timeout and a host's
+    share of the connect timeout, lookups work again within seconds of the promotion, and a
+    key revoked after the switch is refused within the bound."""
+    primary, standby = pair
+    sql(primary.url, "CREATE DATABASE gw")
+    hosts = f"127.0.0.1:{primary.port},127.0.0.1:{standby.port}"
+    store_url = f"postgresql://postgres@{hosts}/gw?target_session_attrs=read-write"
+    text = config_text(upstream.url, store_url=store_url).replace(
+        "invalidation_interval_seconds = 0.2", f"invalidation_interval_seconds = {INTERVAL}"
+    )
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        text.replace("pool_max_size = 4", "pool_max_size = 4\nstatement_timeout_ms = 1000")
+    )
+    init = json.loads(run_cli("--config", str(config), "init", "--json").stdout)
+    uncached = new_keys(config, init["user_id"], 30)
+    doomed = create_key(config, init["user_id"])
+    process, url = start_serve(config)
+    frozen: list[int] = []
+    try:
+        assert answer(url, init["secret_key"])[0] == 200
+        assert answer(url, doomed["secret_key"])[0] == 200
+        wait_for(lambda: caught_up(primary, standby), timeout=10, interval=0.05)
+        frozen = primary.freeze()
+        standby.promote()
+        promoted = time.monotonic()
+        statuses: list[int] = []
+
+        def served_again() -> bool:
+            began = time.monotonic()
+            status = answer(url, uncached.pop(), timeout=15)[0]
+            assert time.monotonic() - began < 8, statuses  # 1 s read, 5 s connect, margin
+            statuses.append(status)
+            return status == 200
+
+        wait_for(served_again, timeout=20, interval=0.05)
+        assert set(statuses) <= {200, 503}, statuses
+        assert answer(url, init["secret_key"])[0] == 200
+        print(f"hung primary: lookups again {time.monotonic() - promoted:.2f} s after promotion")
+        run_cli("--config", str(config), "keys", "revoke", doomed["access_key"])
+        revoked = time.monotonic()
+        wait_for(lambda: answer(url, doomed["secret_key"])[0] == 401, timeout=INTERVAL + 1.5)
+        assert time.monotonic() - revoked <= INTERVAL + 0.5
+    finally:
+        PgServer.thaw(frozen)
+        stderr = stop_serve(process)
+    assert "Traceback" not in stderr, stderr

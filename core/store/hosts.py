@@ -65,8 +65,9 @@ class Hosts:
         options.pop("timeout", None)
         share = self.timeout / len(self.urls)
         error: BaseException | None = None
+        first = self.last  # read once: other connects under way may move it meanwhile
         for turn in range(len(self.urls)):
-            index = (self.last + turn) % len(self.urls)
+            index = (first + turn) % len(self.urls)
             try:
                 conn = await asyncpg.connect(self.urls[index], timeout=share, **options)
             except NEXT_HOST as exc:
