@@ -131,6 +131,7 @@ def _before_request_id(status: int, reason: str, message: str) -> bytes:
 NOT_READY = {
     "draining": "This gateway is shutting down: it finishes what is in flight and takes "
     "nothing new.",
+    "starting": "This gateway's worker processes have not all started serving yet.",
     "store_unavailable": "The key store cannot be reached: keys not in the cache would get 503.",
     "key_feed_behind": "The key change feed has not been read lately: a revocation might not "
     "reach this gateway in time.",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import logging
+import os
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -42,9 +43,26 @@ class NodeJournal:
     def __init__(self, context: BaseContext, capacity: int = CAPACITY) -> None:
         assert capacity & (capacity - 1) == 0, "a power of two"
         self.lock = context.Lock()
+        # The pid of the worker holding the lock (0: none), for ``release_for``.
+        self.holder = context.RawArray(ctypes.c_int64, 1)
         self.written = context.RawArray(ctypes.c_uint64, 1)  # records ever written
         self.logs = context.RawArray(ctypes.c_uint64, capacity)
         self.expiries = context.RawArray(ctypes.c_double, capacity)
+
+    def release_for(self, pid: int) -> bool:
+        """The parent, seeing worker ``pid`` dead: if it died holding the lock (SIGKILL, the
+        OOM killer, in the microseconds of a check), release it on its behalf. Otherwise the
+        other workers waited on it for ever, their event loops frozen: they could neither drain
+        nor exit, and their parent waited on them. Only the parent does this, once per dead
+        worker, and nobody else can take the lock meanwhile, so it is released once."""
+        if self.holder[0] != pid:
+            return False
+        self.holder[0] = 0
+        self.lock.release()
+        log.warning(
+            "rate limits: worker %d died in a check; its lock on the journal is released", pid
+        )
+        return True
 
 
 class NodeLimiter(LocalLimiter):
@@ -58,6 +76,8 @@ class NodeLimiter(LocalLimiter):
         self.acquire, self.release = lock.acquire, lock.release
         # Flat views of the shared arrays: indexing one costs what indexing a list does.
         self.written = memoryview(journal.written).cast("B").cast("Q")
+        self.holder = memoryview(journal.holder).cast("B").cast("q")
+        self.pid = os.getpid()
         self.log_ids = memoryview(journal.logs).cast("B").cast("Q")
         self.expiries = memoryview(journal.expiries).cast("B").cast("d")
         self.mask = len(self.log_ids) - 1
@@ -68,6 +88,7 @@ class NodeLimiter(LocalLimiter):
 
     def check(self, limits: Limits, now: float) -> Decision:
         self.acquire()
+        self.holder[0] = self.pid
         try:
             written = self.written[0]
             if written != self.seen:
@@ -81,6 +102,7 @@ class NodeLimiter(LocalLimiter):
                     written += 1
                 self.written[0] = self.seen = written
         finally:
+            self.holder[0] = 0
             self.release()
         return decision(limits, fields, retry)
 
@@ -114,10 +136,12 @@ class NodeLimiter(LocalLimiter):
         """Housekeeping: catch up (so an idle worker does not fall a whole journal behind),
         then drop the logs gone idle."""
         self.acquire()
+        self.holder[0] = self.pid
         try:
             written = self.written[0]
             if written != self.seen:
                 self.catch_up(written)
         finally:
+            self.holder[0] = 0
             self.release()
         super().trim(now)

@@ -36,6 +36,19 @@ from gateway.ws_sessions import Sessions
 log = logging.getLogger("gateway")
 
 
+def listening(config: Config) -> tuple[object, ...]:
+    """What the listeners are started with (``gatewaycli.listeners``), which a reload cannot
+    change: the ``[server]`` timeouts and ``trusted_proxies``."""
+    return (
+        config.trusted_proxies,
+        config.shutdown_timeout_seconds,
+        config.header_timeout_seconds,
+        config.body_timeout_seconds,
+        config.send_timeout_seconds,
+        config.keepalive_timeout_seconds,
+    )
+
+
 class Resources:
     def __init__(
         self,
@@ -158,6 +171,8 @@ class Resources:
                 ("credits", old.credits, new.credits),
                 ("tls", (old.tls, old.admin_tls), (new.tls, new.admin_tls)),
                 ("key prefix", old.key_prefix, new.key_prefix),
+                ("ratelimit", old.ratelimit, new.ratelimit),
+                ("server timeouts", listening(old), listening(new)),
                 (
                     "metrics",
                     (old.metrics, old.metrics_per_project),
@@ -176,6 +191,12 @@ class Resources:
             leaks=dataclasses.replace(new.leaks, listen=old.leaks.listen),
             tls=old.tls,
             admin_tls=old.admin_tls,
+            trusted_proxies=old.trusted_proxies,
+            shutdown_timeout_seconds=old.shutdown_timeout_seconds,
+            header_timeout_seconds=old.header_timeout_seconds,
+            body_timeout_seconds=old.body_timeout_seconds,
+            send_timeout_seconds=old.send_timeout_seconds,
+            keepalive_timeout_seconds=old.keepalive_timeout_seconds,
             key_prefix=old.key_prefix,
             credits=old.credits,
             ratelimit=old.ratelimit,

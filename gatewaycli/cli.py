@@ -29,8 +29,8 @@ from core.version import DISTRIBUTION, VERSION
 from gatewaycli import entities as entities  # declares its commands
 from gatewaycli import keylife as keylife  # declares its commands (after keys: it adds to them)
 from gatewaycli import keys as keys  # declares its commands
+from gatewaycli import pidfile, registry
 from gatewaycli import plans as plans  # declares its commands
-from gatewaycli import registry
 from gatewaycli.assertion_key import cmd_assertion_key
 from gatewaycli.commands import with_store  # declares init and store
 from gatewaycli.completion import SHELLS, script
@@ -78,12 +78,19 @@ def cmd_reload(args: argparse.Namespace, cfg: Config) -> None:
             "or send it SIGHUP yourself (kill -HUP PID)",
             "pid_file",
         )
+    # A pid file left by a gateway killed with SIGKILL may name another program by now:
+    # SIGHUP goes only to a process that runs `serve` (``gatewaycli.pidfile``).
+    pid = pidfile.running(cfg.pid_file)
     try:
-        pid = int(cfg.pid_file.read_text().strip())
+        if pid is None:
+            raise ProcessLookupError(
+                "no such file" if not cfg.pid_file.exists() else "no process of its pid serves"
+            )
         os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        why = exc.strerror or str(exc)
         raise access.Invalid(
-            f"{cfg.pid_file}: no running gateway found there ({exc}); is it serving?", "pid_file"
+            f"{cfg.pid_file}: no running gateway found there ({why}); is it serving?", "pid_file"
         ) from None
     emit_text = f"Sent SIGHUP to the gateway (pid {pid}): it re-reads {cfg.source}"
     print(json.dumps({"reloaded": pid}) if args.json else emit_text)

@@ -148,11 +148,12 @@ async def run_listeners(
     parent: int | None = None,
     metrics_sock: socket.socket | None = None,
     changes_sock: socket.socket | None = None,
+    serving: Callable[[], None] | None = None,
 ) -> None:
     """Start the shared resources, serve every listener until SIGINT/SIGTERM (or, in a worker,
     until its parent is gone; answering the parent's scrapes on ``metrics_sock``, told of key
     changes on ``changes_sock``), drain (``gatewaycli.drain``), then clean up. ``parent``: this
-    is a worker of that process."""
+    is a worker of that process; ``serving()`` is called once every listener serves."""
     await resources.start()
     # Everything made so far (modules, classes, the config, the app) lives as long as the
     # process: out of the collector's sight, so a full collection walks only what came after.
@@ -172,6 +173,8 @@ async def run_listeners(
         background.append(asyncio.create_task(answer(metrics_sock, resources.snapshot)))
     if changes_sock is not None:
         background.append(asyncio.create_task(follow_parent(changes_sock, resources.db)))
+    if serving is not None:
+        background.append(asyncio.create_task(said_when_serving(servers, serving)))
     last = [
         asyncio.create_task(server.serve(sockets=[listener.sock]))
         for server, listener in zip(servers, listeners, strict=True)
@@ -197,6 +200,13 @@ async def run_listeners(
         await asyncio.gather(*background, return_exceptions=True)
         await resources.stop()
         drain.ended(failed=supervisor is not None and supervisor.failed)
+
+
+async def said_when_serving(servers: list[_Server], serving: Callable[[], None]) -> None:
+    """``serving()`` once every server has started (uvicorn's ``started``: it accepts)."""
+    while not all(server.started for server in servers):
+        await asyncio.sleep(0.01)
+    serving()
 
 
 def listener_config(resources: Resources, listener: Listener) -> uvicorn.Config:

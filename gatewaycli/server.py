@@ -22,8 +22,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from admin.api import make_admin_app
@@ -31,7 +30,7 @@ from admin.leaks_app import make_leaks_app
 from core import assertion_keys
 from core import config as config_module
 from core.config import Config, ConfigError
-from core.store import make_store
+from core.store import StoreMissing, StoreUnavailable, make_store
 from gateway import metrics
 from gateway.app import GatewayApp
 from gateway.forward_auth import ForwardAuthApp
@@ -39,6 +38,7 @@ from gateway.node_limits import NodeJournal
 from gateway.resources import Resources
 from gateway.spend_journal import SpendJournal
 from gateway.verify import KeyVerification
+from gatewaycli import pidfile
 from gatewaycli.fanout import Fanout
 from gatewaycli.listeners import ASGIApp as ASGIApp
 from gatewaycli.listeners import Listener as Listener
@@ -55,11 +55,19 @@ from gatewaycli.scrape import Scraper
 log = logging.getLogger("gateway")
 
 
-def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
+def admin_app(
+    resources: Resources, scraper: Scraper | None = None, supervisor: Supervisor | None = None
+) -> ASGIApp:
     """The admin API and console over this process's store, authenticating callers with the
     proxy's own verifier (one cache, one revocation feed), and /metrics: this process's counts,
-    plus its workers' when ``scraper`` asks them."""
+    plus its workers' when ``scraper`` asks them. With the ``supervisor`` of workers, /readyz
+    says ``starting`` until every worker serves: the proxy is theirs."""
     config = resources.config
+
+    async def readiness() -> str | None:
+        if supervisor is not None and not resources.draining and not supervisor.serving():
+            return "starting"
+        return await resources.readiness()
 
     async def scrape() -> bytes:
         snapshot = await scraper.collect() if scraper is not None else resources.snapshot()
@@ -69,7 +77,7 @@ def admin_app(resources: Resources, scraper: Scraper | None = None) -> ASGIApp:
         resources.db,
         resources.secret_format,
         resources.verifier,
-        resources.readiness,
+        readiness,
         metrics=scrape if config.metrics else None,
         jwks=resources.assertions.jwks,
         verify=KeyVerification(resources.gate),
@@ -93,6 +101,7 @@ def _worker(
     parent: int,
     ready: Any,
     journal: NodeJournal | None,
+    serving: Any,
 ) -> None:
     note_early_sighup()
     ready.set()  # from here on, the parent may signal this worker
@@ -106,15 +115,25 @@ def _worker(
     # The parent listens for the node; the workers share its local rate limits.
     resources = Resources(config, node_journal=journal, listens=False)
     listeners = data_plane(resources, sock, auth_sock)
-    run(
-        run_listeners(
-            resources,
-            listeners,
-            parent=parent,
-            metrics_sock=metrics_sock,
-            changes_sock=changes_sock,
+    try:
+        run(
+            run_listeners(
+                resources,
+                listeners,
+                parent=parent,
+                metrics_sock=metrics_sock,
+                changes_sock=changes_sock,
+                serving=serving.set,
+            )
         )
-    )
+    except (StoreMissing, StoreUnavailable) as exc:
+        # The parent's check passed, then the store failed this worker (the server's
+        # max_connections spent, a failover at that moment): one sentence, not a traceback; the
+        # parent sees the worker gone and stops the node.
+        for held in (sock, auth_sock, metrics_sock, changes_sock):
+            if held is not None:
+                held.close()
+        raise SystemExit(f"gateway: a worker cannot open the store: {exc}") from None
 
 
 def admin_listener(app: ASGIApp, sock: socket.socket, config: Config) -> Listener:
@@ -178,7 +197,7 @@ def serve(config: Config, workers: int) -> None:
     check_journal(config)
     proxy_sock, admin_sock, auth_sock, leaks_sock = bind_all(config)
     try:
-        with pid_file(config.pid_file):
+        with pidfile.written(config.pid_file):
             _serve_on(config, workers, proxy_sock, admin_sock, auth_sock, signing_kid, leaks_sock)
     finally:
         for sock in (proxy_sock, admin_sock, auth_sock, leaks_sock):
@@ -206,47 +225,13 @@ def bind_all(
         for sock in bound:
             if sock is not None:
                 sock.close()
-        running = running_pid(config.pid_file)
+        running = pidfile.running(config.pid_file)
         if running is not None:
             raise SystemExit(f"{exc.code}; another gateway is running (pid {running})") from None
         raise
     proxy_sock, admin_sock, auth_sock, leaks_sock = bound
     assert proxy_sock is not None
     return proxy_sock, admin_sock, auth_sock, leaks_sock
-
-
-def running_pid(path: Path | None) -> int | None:
-    """The live process a pid file names (not this one), or None."""
-    if path is None:
-        return None
-    try:
-        pid = int(path.read_text().strip())
-        os.kill(pid, 0)
-    except PermissionError:
-        return pid  # alive, another user's
-    except (OSError, ValueError):
-        return None
-    return pid if pid != os.getpid() else None
-
-
-@contextlib.contextmanager
-def pid_file(path: Path | None) -> Iterator[None]:
-    """`[server] pid_file`: this process's id while it serves, for `gateway reload`. Written
-    once the ports are bound (the file belongs to the process holding them), whole or not at
-    all (renamed into place), and removed on exit only while it still names this process."""
-    if path is None:
-        yield
-        return
-    mine = f"{os.getpid()}\n"
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(mine)
-    os.replace(partial, path)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            if path.read_text() == mine:
-                path.unlink()
 
 
 def _serve_on(
@@ -292,7 +277,7 @@ def _serve_on(
     scraper = Scraper(resources.snapshot, supervisor.metrics_socks)
     admin: list[Listener] = list(control)
     if admin_sock is not None:
-        admin.append(admin_listener(admin_app(resources, scraper), admin_sock, config))
+        admin.append(admin_listener(admin_app(resources, scraper, supervisor), admin_sock, config))
 
     async def serve_admin() -> None:
         try:
@@ -326,6 +311,7 @@ class Supervisor:
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self.ready = [context.Event() for _ in range(workers)]
+        self.started = [context.Event() for _ in range(workers)]  # each serves its listeners
         pairs = [socket.socketpair() for _ in range(workers)]
         self.metrics_socks = [ours for ours, _ in pairs]  # for the Scraper
         changes = [socket.socketpair() for _ in range(workers)]
@@ -347,6 +333,7 @@ class Supervisor:
                     os.getpid(),
                     self.ready[n],
                     self.journal,
+                    self.started[n],
                 ),
                 daemon=True,
             )
@@ -359,6 +346,10 @@ class Supervisor:
         self.stopping = False
         self.failed = False
         self.on_death: Callable[[], Awaitable[None]] | None = None
+
+    def serving(self) -> bool:
+        """Every worker has started serving its listeners."""
+        return all(started.is_set() for started in self.started)
 
     def signal(self, sig: signal.Signals) -> None:
         """Pass a signal to the workers that are ready for it (one still starting has SIGHUP's
@@ -378,9 +369,14 @@ class Supervisor:
             process.join(timeout=10)
 
     async def run(self) -> None:
-        while any(p.is_alive() for p in self.processes):
+        while True:
+            # Checked before the loop ends: workers that all died before the first look (a
+            # store none of them could open) are a failure too, not a stop (exit 0).
             if not self.stopping and not all(p.is_alive() for p in self.processes):
                 dead = [p.pid for p in self.processes if not p.is_alive()]
+                for pid in dead:  # the others, stopping now, must not wait on its lock
+                    if self.journal is not None and pid is not None:
+                        self.journal.release_for(pid)
                 print(
                     f"gateway: worker process(es) {dead} exited; stopping",
                     file=sys.stderr,
@@ -390,4 +386,6 @@ class Supervisor:
                 self.failed = True
                 if self.on_death is not None:
                     await self.on_death()
+            if not any(p.is_alive() for p in self.processes):
+                return
             await asyncio.sleep(0.2)

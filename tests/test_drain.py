@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -38,6 +39,8 @@ def serve_two_workers(
     headers = {"X-Auth-Token": secret}
     try:  # the workers start on a busy machine: the first connection waits in the backlog
         wait_for(lambda: httpx.get(url + "/echo/x", headers=headers, timeout=15).is_success, 15)
+        # One worker answered; the node is ready once every worker serves ("starting" before).
+        wait_for(lambda: readiness(admin_url) == (200, ""), 15)
     except BaseException:
         stop_serve(process)
         raise
@@ -172,3 +175,63 @@ def test_a_second_serve_on_a_taken_port_names_the_running_one_and_touches_nothin
     finally:
         stderr = stop_serve(process)
     assert len(lines(stderr, "reloaded")) == 1, stderr
+
+
+def test_reload_with_a_stale_pid_file_signals_no_other_process(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The gateway was killed (SIGKILL, a crash: its pid file stays) and its pid went to another
+    program: `gateway reload` sent that program SIGHUP, which ends most programs, and said it
+    had reloaded the gateway. It now says no gateway runs there and signals nothing."""
+    config = write_config(tmp_path, upstream.url, server='pid_file = "gateway.pid"\n')
+    other = subprocess.Popen(["sleep", "30"])  # the program that was given the gateway's pid
+    try:
+        (tmp_path / "gateway.pid").write_text(f"{other.pid}\n")
+        result = run_cli("--config", str(config), "reload", check=False)
+        assert result.returncode != 0, result.stdout
+        assert "no running gateway" in result.stderr and "Traceback" not in result.stderr
+        time.sleep(0.2)
+        assert other.poll() is None  # not signalled
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_pid_file_that_cannot_be_written_stops_serve_with_one_sentence(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """`[server] pid_file` in a directory that does not exist: `serve` fell over with a
+    traceback (FileNotFoundError) once it had bound its ports. It now says what to do."""
+    config = write_config(tmp_path, upstream.url, server='pid_file = "run/gateway.pid"\n')
+    run_cli("--config", str(config), "init")
+    result = run_cli("--config", str(config), "serve", check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "cannot write the pid file" in result.stderr and "pid_file" in result.stderr
+
+
+def test_readiness_says_starting_until_every_worker_serves(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The parent's admin listener serves while its workers are still starting (spawned, their
+    imports, their stores): its /readyz said 200 ready seconds before any worker accepted, and
+    a load balancer that believed it sent connections that waited in the backlog. It now says
+    503 `starting` until every worker serves."""
+    settings = 'pid_file = "gateway.pid"\n'
+    config = write_config(tmp_path, upstream.url, server=settings)
+    config.write_text(
+        config.read_text().replace('[admin]\nlisten = ""', '[admin]\nlisten = "127.0.0.1:0"')
+    )
+    secret = json.loads(run_cli("--config", str(config), "init", "--json").stdout)["secret_key"]
+    process, url = start_serve(config, "--workers", "2")
+    admin_url = listening(process)[0]
+    seen: list[tuple[int, str]] = []
+    try:
+        wait_for(lambda: seen.append(readiness(admin_url)) or seen[-1][0] == 200, 30, 0.02)
+        began = time.monotonic()
+        for _ in range(4):  # each a new connection: either worker may take it
+            assert httpx.get(url + "/echo/x", headers={"X-Auth-Token": secret}).status_code == 200
+        assert time.monotonic() - began < 1.0  # served at once, not from the backlog
+    finally:
+        stop_serve(process)
+    assert (503, "starting") in seen, seen

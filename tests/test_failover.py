@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from admin import access, service
@@ -23,6 +24,7 @@ from core.tokens import SecretFormat
 from tests.support import (
     Upstream,
     config_text,
+    free_socket,
     run_cli,
     start_serve,
     stop_serve,
@@ -47,6 +49,16 @@ def pair() -> Iterator[tuple[PgServer, PgServer]]:
         if standby is not None:
             standby.remove()
         primary.remove()
+
+
+@pytest.fixture
+def server() -> Iterator[PgServer]:
+    alone = PgServer()
+    try:
+        alone.start()
+        yield alone
+    finally:
+        alone.remove()
 
 
 def sql(url: str, statement: str) -> object:
@@ -173,3 +185,128 @@ def new_key_or_none(config: Path, user_id: str) -> bool:
         "--config", str(config), "keys", "create", "--user", user_id, "--json", check=False
     )
     return result.returncode == 0
+
+
+def test_a_host_that_never_answers_does_not_hide_the_next_one(
+    tmp_path: Path, upstream: Upstream, database_url: str
+) -> None:
+    """A multi-host URL whose first host takes the connection and then never answers (a machine
+    that hangs, a network that drops packets: nothing refuses). asyncpg spent its one timeout
+    for all the hosts on that one, and never tried the next: `init` and `serve` failed after
+    10 s with "cannot connect ()". Each host now has its own share of the timeout."""
+    silent = free_socket()  # listens, and nothing ever accepts or answers
+    try:
+        server = database_url.split("@", 1)[1].split("/", 1)[0]
+        hosts = f"127.0.0.1:{silent.getsockname()[1]},{server}"
+        store_url = database_url.replace(server, hosts) + "?target_session_attrs=read-write"
+        config = tmp_path / "gateway.toml"
+        config.write_text(config_text(upstream.url, store_url=store_url))
+        began = time.monotonic()
+        made = run_cli("--config", str(config), "init", "--json", check=False)
+        assert made.returncode == 0, made.stderr
+        assert time.monotonic() - began < 9
+        secret = json.loads(made.stdout)["secret_key"]
+        process, url = start_serve(config)
+        try:
+            assert answer(url, secret)[0] == 200
+        finally:
+            stderr = stop_serve(process)
+        assert "Traceback" not in stderr, stderr
+    finally:
+        silent.close()
+
+
+def test_a_server_that_hangs_costs_uncached_keys_a_503_not_a_hang(
+    tmp_path: Path, upstream: Upstream, server: PgServer
+) -> None:
+    """The store's server hangs (SIGSTOP: the kernel takes connections, nothing answers, as a
+    machine that stops or a network that drops packets). Reads had no bound of their own on a
+    direct connection (only the server's statement_timeout, which a hung server never applies):
+    a request with an uncached key waited as long as the server hung. Now a cached key is
+    served, an uncached one gets 503 store_unavailable within about the statement timeout,
+    readiness says store_unavailable, and once the server answers again lookups work."""
+    sql(server.url, "CREATE DATABASE gw")
+    store_url = server.url.rsplit("/", 1)[0] + "/gw"
+    text = config_text(upstream.url, server='health_path = "/readyz"', store_url=store_url)
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        text.replace("pool_max_size = 4", "pool_max_size = 4\nstatement_timeout_ms = 1000")
+    )
+    init = json.loads(run_cli("--config", str(config), "init", "--json").stdout)
+    uncached = new_keys(config, init["user_id"], 2)
+    process, url = start_serve(config)
+    try:
+        assert answer(url, init["secret_key"])[0] == 200
+        frozen = server.freeze()
+        try:
+            began = time.monotonic()
+            status, raw = answer(url, uncached[0], timeout=15)
+            took = time.monotonic() - began
+            assert status == 503 and b"store_unavailable" in raw, raw
+            assert took < 3.5, took
+            assert answer(url, init["secret_key"])[0] == 200  # cached: served throughout
+            began = time.monotonic()
+            ready = httpx.get(url + "/readyz", timeout=15)
+            assert (ready.status_code, ready.json()["reason"]) == (503, "store_unavailable")
+            assert time.monotonic() - began < 3.5
+        finally:
+            server.thaw(frozen)
+        wait_for(lambda: answer(url, uncached[1])[0] == 200, timeout=15)
+    finally:
+        stderr = stop_serve(process)
+    assert "Traceback" not in stderr, stderr
+
+
+def test_primary_hung_standby_promoted(
+    tmp_path: Path, upstream: Upstream, pair: tuple[PgServer, PgServer]
+) -> None:
+    """The primary hangs (SIGSTOP: it takes connections and answers nothing) and the standby
+    is promoted. Before, a node never came back while the old primary hung: its reads waited
+    on it without a bound, and each new connection spent the whole connect timeout on it. Now
+    every uncached lookup is answered (503 or 200) within the statement timeout and a host's
+    share of the connect timeout, lookups work again within seconds of the promotion, and a
+    key revoked after the switch is refused within the bound."""
+    primary, standby = pair
+    sql(primary.url, "CREATE DATABASE gw")
+    hosts = f"127.0.0.1:{primary.port},127.0.0.1:{standby.port}"
+    store_url = f"postgresql://postgres@{hosts}/gw?target_session_attrs=read-write"
+    text = config_text(upstream.url, store_url=store_url).replace(
+        "invalidation_interval_seconds = 0.2", f"invalidation_interval_seconds = {INTERVAL}"
+    )
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        text.replace("pool_max_size = 4", "pool_max_size = 4\nstatement_timeout_ms = 1000")
+    )
+    init = json.loads(run_cli("--config", str(config), "init", "--json").stdout)
+    uncached = new_keys(config, init["user_id"], 30)
+    doomed = create_key(config, init["user_id"])
+    process, url = start_serve(config)
+    frozen: list[int] = []
+    try:
+        assert answer(url, init["secret_key"])[0] == 200
+        assert answer(url, doomed["secret_key"])[0] == 200
+        wait_for(lambda: caught_up(primary, standby), timeout=10, interval=0.05)
+        frozen = primary.freeze()
+        standby.promote()
+        promoted = time.monotonic()
+        statuses: list[int] = []
+
+        def served_again() -> bool:
+            began = time.monotonic()
+            status = answer(url, uncached.pop(), timeout=15)[0]
+            assert time.monotonic() - began < 8, statuses  # 1 s read, 5 s connect, margin
+            statuses.append(status)
+            return status == 200
+
+        wait_for(served_again, timeout=20, interval=0.05)
+        assert set(statuses) <= {200, 503}, statuses
+        assert answer(url, init["secret_key"])[0] == 200
+        print(f"hung primary: lookups again {time.monotonic() - promoted:.2f} s after promotion")
+        run_cli("--config", str(config), "keys", "revoke", doomed["access_key"])
+        revoked = time.monotonic()
+        wait_for(lambda: answer(url, doomed["secret_key"])[0] == 401, timeout=INTERVAL + 1.5)
+        assert time.monotonic() - revoked <= INTERVAL + 0.5
+    finally:
+        PgServer.thaw(frozen)
+        stderr = stop_serve(process)
+    assert "Traceback" not in stderr, stderr

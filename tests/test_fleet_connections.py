@@ -21,11 +21,13 @@ from tests.support import (
     Upstream,
     config_text,
     run_cli,
+    spawn_cli,
     start_serve,
     stop_serve,
     wait_for,
 )
 from tests.support.nodes import create_key, status
+from tests.support.pgserver import PgServer
 
 
 def held(database_url: str) -> Counter[str]:
@@ -95,3 +97,43 @@ def test_a_node_of_two_workers_holds_its_budget_and_listens_once(
     finally:
         stop.set()
         stop_serve(node)
+
+
+def test_a_node_the_database_has_no_room_for_stops_in_sentences(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """A node of 2 workers whose pools the server cannot hold (its max_connections spent: the
+    budget of docs/fleet.md's table undersized). The parent's check passed, then a worker's
+    store failed to open, and the worker died with a traceback of StoreUnavailable. Now the
+    node stops (exit 1) saying why, in sentences."""
+    server = PgServer()
+    try:
+        server.start(30)  # room for one process's pool of 20, not three
+        asyncio.run(on_server(server.url, "CREATE DATABASE gw"))
+        store_url = server.url.rsplit("/", 1)[0] + "/gw"
+        text = config_text(upstream.url, store_url=store_url)
+        config = tmp_path / "gateway.toml"
+        config.write_text(text.replace("pool_min_size = 1", "pool_min_size = 20"))
+        config.write_text(config.read_text().replace("pool_max_size = 4", "pool_max_size = 20"))
+        run_cli("--config", str(config), "init")
+        node = spawn_cli("--config", str(config), "serve", "--workers", "2")
+        try:
+            _, stderr = node.communicate(timeout=60)
+        finally:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+        assert node.returncode == 1, stderr
+        assert "Traceback" not in stderr, stderr
+        assert "too many clients" in stderr, stderr
+        assert "stopped: a worker process exited" in stderr, stderr
+    finally:
+        server.remove()
+
+
+async def on_server(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()

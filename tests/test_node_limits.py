@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,37 @@ def test_two_workers_count_one_local_limit(tmp_path: Path, upstream: Upstream) -
         assert statuses == [200, 200, 200, 429, 429, 429, 429, 429]
     finally:
         stop_serve(process)
+
+
+def die_holding_the_lock(journal: NodeJournal) -> None:
+    """A worker killed (SIGKILL, the OOM killer) in the middle of a check."""
+
+    class Dying(NodeLimiter):
+        def count(self, limits: Limits, now: float) -> tuple[float, list[str]]:
+            os.kill(os.getpid(), signal.SIGKILL)
+            raise AssertionError("killed")
+
+    Dying(journal).check(three_per_ten(), 100.0)
+
+
+def test_a_worker_killed_holding_the_journal_lock_is_released_for() -> None:
+    """A worker killed while it held the journal's lock: the other workers' next check waited
+    on it for ever, their event loops frozen, so they could neither drain nor exit, and the
+    parent waited on them for ever. The parent, seeing the worker dead, releases it on its
+    behalf (once: a worker that died between checks holds nothing)."""
+    journal = NodeJournal(CONTEXT)
+    dying = CONTEXT.Process(target=die_holding_the_lock, args=(journal,))
+    dying.start()
+    dying.join(30)
+    assert dying.exitcode == -signal.SIGKILL
+    assert dying.pid is not None
+    assert journal.release_for(dying.pid)  # what the supervisor does for a dead worker
+    assert not journal.release_for(dying.pid)
+    survivor = NodeLimiter(journal)
+    answers: list[bool] = []
+    checking = threading.Thread(
+        target=lambda: answers.append(survivor.check(three_per_ten(), 100.0).allowed), daemon=True
+    )
+    checking.start()
+    checking.join(5)
+    assert answers == [True]

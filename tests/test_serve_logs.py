@@ -98,3 +98,53 @@ def test_a_good_reload_is_said_once_at_info(tmp_path: Path, upstream: Upstream) 
         _, err = stop(process)
     reloads = [line for line in err.splitlines() if "reloaded" in line]
     assert len(reloads) == 1 and reloads[0].startswith("INFO "), err
+
+
+def test_a_reload_that_changes_the_rate_limits_backend_says_it_waits_for_a_restart(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """`[ratelimit]` (backend, url, fail, timeout_ms) is built into each process at start and a
+    reload keeps it: the reload said only "reloaded", so an operator who switched to Redis or to
+    `fail = "closed"` believed it applied. The line now names it, as it names the listeners."""
+    config = write_config(tmp_path, upstream.url)
+    run_cli("--config", str(config), "init")
+    process = spawn_cli("--config", str(config), "serve")
+    try:
+        url = listening(process)[0]
+        wait_for(lambda: answers(url + "/later/x", 404), 30)
+        route = f'\n[[routes]]\nprefix = "/later"\nupstream = "{upstream.url}"\n'
+        config.write_text(config.read_text() + route + '\n[ratelimit]\nfail = "closed"\n')
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: answers(url + "/later/x", 401), 30)  # reloaded
+    finally:
+        _, err = stop(process)
+    [reload] = [line for line in err.splitlines() if "reloaded" in line]
+    assert "not changed until a restart: ratelimit" in reload, err
+
+
+def test_a_reload_of_the_shutdown_timeout_says_it_waits_and_the_drain_tells_the_truth(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The listeners' timeouts are set when they start; a reload changing
+    `shutdown_timeout_seconds` said only "reloaded", and the SIGTERM line then announced the new
+    bound ("requests in flight get up to 2 s") while the drain kept the old one (30 s). The
+    reload now names what waits for a restart, and the drain says the bound it keeps."""
+    config = write_config(tmp_path, upstream.url, server="shutdown_timeout_seconds = 30\n")
+    run_cli("--config", str(config), "init")
+    process = spawn_cli("--config", str(config), "serve")
+    try:
+        url = listening(process)[0]
+        wait_for(lambda: answers(url + "/later/x", 404), 30)
+        route = f'\n[[routes]]\nprefix = "/later"\nupstream = "{upstream.url}"\n'
+        text = config.read_text().replace(
+            "shutdown_timeout_seconds = 30", "shutdown_timeout_seconds = 2"
+        )
+        config.write_text(text + route)
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: answers(url + "/later/x", 401), 30)  # reloaded
+    finally:
+        _, err = stop(process)
+    [reload] = [line for line in err.splitlines() if "reloaded" in line]
+    assert "not changed until a restart: server timeouts" in reload, err
+    [drain] = [line for line in err.splitlines() if "SIGTERM: draining" in line]
+    assert "requests in flight get up to 30 s" in drain, err

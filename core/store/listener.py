@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -36,17 +36,18 @@ def _settle(future: asyncio.Future[None], *_: object) -> None:
 
 
 async def listen(
-    url: str,
+    connect: Callable[..., Awaitable[asyncpg.Connection]],
     settings: dict[str, str],
     changed: Callable[[], None],
     errors: tuple[type[BaseException], ...],
 ) -> None:
-    """Keep one LISTENing connection until cancelled; ``changed()`` at every notification and
-    after every reconnect (not the first connect: the follower reads the feed at start)."""
+    """Keep one LISTENing connection until cancelled (``connect``: to the server at
+    ``listen_url``, ``core.store.hosts``); ``changed()`` at every notification and after every
+    reconnect (not the first connect: the follower reads the feed at start)."""
     first = True
     while True:
         try:
-            conn = await asyncpg.connect(url, server_settings=settings, timeout=10)
+            conn = await connect(server_settings=settings)
         except (*errors, asyncpg.PostgresError):
             await asyncio.sleep(RETRY_SECONDS)
             continue

@@ -12,9 +12,10 @@
   is kept prepared (asyncpg's cache off; its unnamed statement is parsed and executed in one
   exchange, a Flush and not a Sync between them, so the pooler keeps both on one server
   connection), the timeouts are set per write transaction (``SET LOCAL``: a pooler refuses them
-  as startup parameters, and a session ``SET`` would leak to other clients) and a read is
-  bounded by asyncpg's own timeout, and the LISTEN and the migrations (a session's advisory
-  lock) go straight to the server at ``listen_url``.
+  as startup parameters, and a session ``SET`` would leak to other clients), and the LISTEN
+  and the migrations (a session's advisory lock) go straight to the server at ``listen_url``.
+- Every statement is bounded on this side too (asyncpg's ``command_timeout``, the same
+  ``statement_timeout_ms``): a server that hangs answers nothing, its own timeout included.
 - Migrations run under an advisory lock, so nodes starting together apply each one once.
 """
 
@@ -42,6 +43,7 @@ from core.store.database import (
     StoreUnavailable,
     Writer,
 )
+from core.store.hosts import Hosts
 from core.store.migrations import POSTGRES_MIGRATIONS
 
 log = logging.getLogger("gateway.store")
@@ -65,6 +67,13 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     # A multi-host URL during a failover: no host is the read-write primary yet.
     asyncpg.TargetServerAttributeNotMatched,
 )
+
+
+def _why(exc: BaseException) -> str:
+    """An error's words for a log line: a timeout has none of its own."""
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
 
 
 @lru_cache(maxsize=1024)
@@ -93,7 +102,7 @@ def _connect_errors(where: str) -> Iterator[None]:
             before_init="create the database (createdb)",
         ) from None
     except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
-        raise StoreUnavailable(f"{where}: cannot connect ({exc})") from None
+        raise StoreUnavailable(f"{where}: cannot connect ({_why(exc)})") from None
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -147,12 +156,14 @@ class PostgresDatabase(Database):
         super().__init__()
         self.url = url
         self.listen_url = listen_url or url
+        # A multi-host URL is tried one host at a time (``core.store.hosts``).
+        self._hosts = Hosts.of(url)
+        self._listen_hosts = Hosts.of(self.listen_url)
         self.description = redact(url)
         self.min_size, self.max_size = min_size, max_size
         self.timeout_ms = statement_timeout_ms
         self.idle_seconds = idle_seconds
         self.pooled = transaction_pooler
-        self._read_timeout = statement_timeout_ms / 1000 if transaction_pooler else None
         self.listens = listens
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -184,11 +195,16 @@ class PostgresDatabase(Database):
         with _connect_errors(self.description):
             self._pool = await asyncpg.create_pool(
                 self.url,
+                connect=self._hosts.connect,
                 min_size=self.min_size,
                 max_size=self.max_size,
                 server_settings=self._pooled_settings() if self.pooled else self._settings(),
                 timeout=10,
                 max_inactive_connection_lifetime=self.idle_seconds,
+                # Every statement bounded here too, not only by the server's statement_timeout
+                # (which a pooler refuses, and which a server that hangs never applies), and
+                # with it asyncpg's cancel request, which a hung server never answers either.
+                command_timeout=self.timeout_ms / 1000,
                 reset=_reset,
                 **pooled,
             )
@@ -196,7 +212,10 @@ class PostgresDatabase(Database):
         if self.listens:
             self._listener = asyncio.create_task(
                 listener.listen(
-                    self.listen_url, self._settings("gateway-listen"), self.signal, UNAVAILABLE
+                    self._listen_hosts.connect,
+                    self._settings("gateway-listen"),
+                    self.signal,
+                    UNAVAILABLE,
                 ),
                 name="store-listener",
             )
@@ -206,8 +225,8 @@ class PostgresDatabase(Database):
         """On a connection of its own, straight to the server (``listen_url``): the advisory
         lock belongs to a session, which a pooler in transaction mode does not keep."""
         with _connect_errors(self.description):
-            conn = await asyncpg.connect(
-                self.listen_url, server_settings=self._settings("gateway-migrate"), timeout=10
+            conn = await self._listen_hosts.connect(
+                server_settings=self._settings("gateway-migrate")
             )
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
@@ -216,7 +235,9 @@ class PostgresDatabase(Database):
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
         except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"{self.description}: cannot be migrated ({exc})") from None
+            raise StoreUnavailable(
+                f"{self.description}: cannot be migrated ({_why(exc)})"
+            ) from None
         finally:
             conn.terminate()
 
@@ -244,16 +265,24 @@ class PostgresDatabase(Database):
         pool = self._ready()
         for attempt in (1, 2):
             try:
-                # Behind a pooler, no statement_timeout on the session: asyncpg's own timeout
-                # cancels a read that runs too long.
-                rows = await pool.fetch(numbered(sql), *params, timeout=self._read_timeout)
+                async with pool.acquire() as conn:
+                    try:
+                        rows = await conn.fetch(numbered(sql), *params)
+                    except TimeoutError:
+                        # No answer within the statement timeout: closed now, so the pool does
+                        # not wait on it (for the cancel request) before giving up on it.
+                        conn.terminate()
+                        raise
                 break
             except UNAVAILABLE as exc:
                 # After the server restarted, the pool still holds connections to the old one:
-                # have them all replaced, and read once more (a read is safe to repeat).
+                # have them all replaced, and read once more (a read is safe to repeat), unless
+                # the server did not answer at all: then once is as long as a read may wait.
                 await pool.expire_connections()
-                if attempt == 2:
-                    raise StoreUnavailable(f"{self.description}: cannot be read ({exc})") from None
+                if attempt == 2 or isinstance(exc, TimeoutError):
+                    raise StoreUnavailable(
+                        f"{self.description}: cannot be read ({_why(exc)})"
+                    ) from None
         return [tuple(r) for r in rows]
 
     @asynccontextmanager
@@ -272,7 +301,7 @@ class PostgresDatabase(Database):
         except UNAVAILABLE as exc:
             if self._pool is not None:
                 await self._pool.expire_connections()  # replace what the server dropped
-            raise StoreUnavailable(f"{self.description}: cannot be written ({exc})") from None
+            raise StoreUnavailable(f"{self.description}: cannot be written ({_why(exc)})") from None
 
 
 async def migrate(conn: asyncpg.Connection, create: bool, where: str) -> None:

@@ -92,6 +92,26 @@ class PgServer:
                 return
             time.sleep(0.05)
 
+    def processes(self) -> list[int]:
+        """The postmaster and every process it started."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+        return [pid, *(int(child) for child in children.stdout.split())]
+
+    def freeze(self) -> list[int]:
+        """SIGSTOP the server: it takes TCP connections (the kernel does) and answers nothing, as
+        a machine that hangs or a network that drops packets would. ``thaw`` what it returns."""
+        frozen = self.processes()
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        return frozen
+
+    @staticmethod
+    def thaw(frozen: list[int]) -> None:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
     def remove(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
