@@ -4,16 +4,12 @@ are admitted, the rest refused with 429, and the upstream is sent exactly the ad
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, require_postgres, unavailable
+from tests.support import require_postgres, run_bench_script, unavailable
 
 
 def test_two_nodes_under_load_admit_exactly_the_credits_held(tmp_path: Path) -> None:
@@ -24,28 +20,8 @@ def test_two_nodes_under_load_admit_exactly_the_credits_held(tmp_path: Path) -> 
     out = tmp_path / "credits.json"
     command = [sys.executable, "bench/credits_fleet.py", "--credits", "500", "--seconds", "2"]
     command += ["--json", str(out)]
-    # A session of its own: on a timeout it is interrupted (its `finally` stops the nodes and
-    # drops its database), then whatever is left of its group goes.
-    bench = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, stderr = bench.communicate(timeout=120)
-    finally:
-        if bench.poll() is None:
-            os.killpg(bench.pid, signal.SIGINT)
-            try:
-                bench.communicate(timeout=60)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(bench.pid, signal.SIGKILL)
-                bench.communicate()
-    assert bench.returncode == 0, stderr
+    returncode, stderr = run_bench_script(command, timeout=120, grace=60)
+    assert returncode == 0, stderr
     figures = json.loads(out.read_text())
     statuses = figures["statuses"]
     assert statuses["200"] == 500 and statuses["429"] > 0

@@ -3,15 +3,11 @@ keeps working: its figures are there and the connections it counts are the table
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT, require_postgres
+from tests.support import require_postgres, run_bench_script
 
 
 def test_the_fleet_bench_runs_and_counts_what_the_table_says(tmp_path: Path) -> None:
@@ -19,28 +15,8 @@ def test_the_fleet_bench_runs_and_counts_what_the_table_says(tmp_path: Path) -> 
     out = tmp_path / "fleet.json"
     command = [sys.executable, "bench/fleet.py", "--nodes", "2", "--revocations", "2"]
     command += ["--rest-seconds", "2", "--idle", "1", "--settle", "2.5", "--json", str(out)]
-    # A session of its own: on a timeout it is interrupted (its `finally` removes the server it
-    # started), then the nodes it started go with it, never left serving.
-    bench = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, stderr = bench.communicate(timeout=180)
-    finally:
-        if bench.poll() is None:
-            os.killpg(bench.pid, signal.SIGINT)
-            try:
-                bench.communicate(timeout=30)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(bench.pid, signal.SIGKILL)
-                bench.communicate()
-    assert bench.returncode == 0, stderr
+    returncode, stderr = run_bench_script(command, timeout=180, grace=30)
+    assert returncode == 0, stderr
     figures = json.loads(out.read_text())
     held = figures["connections_at_rest"]
     expected = figures["connections_expected"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import random
@@ -716,3 +717,29 @@ def stop_serve(process: subprocess.Popen[str]) -> str:
     _, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr
     return stderr
+
+
+def run_bench_script(command: list[str], timeout: float, grace: float) -> tuple[int, str]:
+    """A bench script run as a session of its own, from the repository's root: its exit status
+    and stderr. On a timeout it is interrupted (its ``finally`` stops what it started), given
+    ``grace`` seconds, then whatever is left of its group is killed: never left serving."""
+    bench = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = bench.communicate(timeout=timeout)
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGINT)
+            try:
+                bench.communicate(timeout=grace)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(bench.pid, signal.SIGKILL)
+                bench.communicate()
+    return bench.returncode, stderr
